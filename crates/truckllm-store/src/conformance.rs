@@ -1,0 +1,627 @@
+//! The one conformance suite every runtime store and wrapper must pass.
+//!
+//! Each check is a `pub async fn check_…(store, ctx)`. [`conformance_tests!`] expands every
+//! check into a `#[tokio::test]` for one backend, so a new check reaches every backend and
+//! wrapper at once. Checks namespace their provider names with [`Context::namespace`], so they
+//! can share one server and run in parallel.
+//!
+//! The store under test must read time from [`Context::clock`]; checks move that clock instead
+//! of sleeping. Counter expiry is the exception where a backend expires by its own clock
+//! (Redis TTLs): [`Expiry::RealTime`] then polls for the key to vanish, bounded by a deadline.
+//!
+//! [`conformance_tests!`]: crate::conformance_tests
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use crate::clock::{Clock, ManualClock};
+use crate::error::StoreError;
+use crate::series::{Metric, ProviderKey, Series};
+use crate::store::{Increment, LimitCheck, ReserveOutcome, ReserveRequest, RuntimeStore};
+
+/// How the backend under test expires counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// By the injected clock: advancing it past the TTL expires counters.
+    Clock,
+    /// By its own wall clock (Redis): wait, polling, for the TTL to pass.
+    RealTime,
+}
+
+/// What a check needs besides the store: the clock the store reads, a unique namespace, and
+/// the counter TTL the store was built with.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub clock: ManualClock,
+    pub namespace: String,
+    pub ttl: Duration,
+    pub expiry: Expiry,
+}
+
+static NEXT_NAMESPACE: AtomicU64 = AtomicU64::new(0);
+
+impl Context {
+    /// A context for one check; `ttl` and `expiry` describe the store the harness will build.
+    pub fn new(check: &str, ttl: Duration, expiry: Expiry) -> Self {
+        let n = NEXT_NAMESPACE.fetch_add(1, Ordering::Relaxed);
+        Self {
+            clock: ManualClock::starting_now(),
+            namespace: format!("{check}-{}-{n}", std::process::id()),
+            ttl,
+            expiry,
+        }
+    }
+
+    /// A provider name private to this check.
+    pub fn provider(&self, name: &str) -> String {
+        format!("{}.{name}", self.namespace)
+    }
+
+    pub fn series(&self, provider: &str, key_id: &str, metric: Metric) -> Series {
+        Series::new(self.provider(provider), key_id, metric).expect("valid test series")
+    }
+
+    pub fn key(&self, provider: &str, key_id: &str) -> ProviderKey {
+        ProviderKey::new(self.provider(provider), key_id).expect("valid test key")
+    }
+}
+
+/// Expands every check of the suite into a test for one backend.
+///
+/// `$setup` is an async closure `|ctx: Context| async move { … }` that returns
+/// `(Arc<dyn RuntimeStore>, guard)`; the guard (a server process, say) lives until the test
+/// ends. `$ttl` and `$expiry` describe the store `$setup` builds.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($setup:expr, $ttl:expr, $expiry:expr) => {
+        $crate::conformance_tests!(@each $setup, $ttl, $expiry;
+            check_get_set_increment,
+            check_float_accumulation,
+            check_concurrent_increments,
+            check_batches,
+            check_window_slides,
+            check_window_rejects_bad_lengths,
+            check_reserve_limits,
+            check_reserve_under_contention,
+            check_reconcile,
+            check_ttl,
+            check_odd_names,
+            check_non_finite_rejected,
+            check_list_prefix,
+            check_health,
+        );
+    };
+    (@each $setup:expr, $ttl:expr, $expiry:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() {
+                let ctx = $crate::conformance::Context::new(stringify!($check), $ttl, $expiry);
+                let (store, _guard) = ($setup)(ctx.clone()).await;
+                $crate::conformance::$check(&store, &ctx).await;
+            }
+        )*
+    };
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+fn assert_invalid<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    match result {
+        Err(e @ StoreError::InvalidInput { .. }) => {
+            assert!(!e.to_string().is_empty(), "{what}: error has a message");
+        }
+        other => panic!("{what}: expected InvalidInput, got {other:?}"),
+    }
+}
+
+/// The seed's three operations: get, set, increment.
+pub async fn check_get_set_increment(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let s = ctx.series("openai", "key1", Metric::Req);
+    assert_eq!(
+        store.get(&s).await.expect("get missing"),
+        0.0,
+        "absent reads 0"
+    );
+    store.set(&s, 123.45).await.expect("set");
+    assert!(close(store.get(&s).await.expect("get"), 123.45));
+    let after = store.increment(&s, 10.0).await.expect("increment");
+    assert!(
+        close(after, 133.45),
+        "increment returns the new value, got {after}"
+    );
+    assert!(close(
+        store.increment(&s, -33.45).await.expect("decrement"),
+        100.0
+    ));
+    store.set(&s, 7.0).await.expect("overwrite");
+    assert!(close(store.get(&s).await.expect("get"), 7.0));
+    let other = ctx.series("openai", "key1", Metric::Tokens);
+    assert_eq!(
+        store.get(&other).await.expect("get"),
+        0.0,
+        "metrics are separate"
+    );
+}
+
+/// 0.1 added ten times reads back as 1.0 (within 1e-9), as counter and as window.
+pub async fn check_float_accumulation(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let s = ctx.series("p", "k", Metric::Cost);
+    for _ in 0..10 {
+        store.increment(&s, 0.1).await.expect("increment");
+    }
+    let value = store.get(&s).await.expect("get");
+    assert!(close(value, 1.0), "counter {value}");
+    let window = store
+        .window(&s, Duration::from_secs(60))
+        .await
+        .expect("window");
+    assert!(close(window, 1.0), "window {window}");
+}
+
+/// 1,000 increments from several threads at once: none lost, each saw a distinct new value.
+pub async fn check_concurrent_increments(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let s = ctx.series("p", "k", Metric::Req);
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(store);
+            let s = s.clone();
+            tokio::spawn(async move { join_all((0..250).map(|_| store.increment(&s, 1.0))).await })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        for result in task.await.expect("task") {
+            seen.push(result.expect("increment") as i64);
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=1000).collect::<Vec<i64>>(),
+        "each increment saw its own value"
+    );
+    assert_eq!(store.get(&s).await.expect("get"), 1000.0);
+    assert_eq!(
+        store
+            .window(&s, Duration::from_secs(60))
+            .await
+            .expect("window"),
+        1000.0
+    );
+}
+
+/// Batched increments, gets and windows: input order kept, the same series twice adds up.
+pub async fn check_batches(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let a_req = ctx.series("a", "k1", Metric::Req);
+    let a_tok = ctx.series("a", "k1", Metric::Tokens);
+    let b_req = ctx.series("b", "k2", Metric::Req);
+    let batch = vec![
+        Increment::new(a_req.clone(), 1.0),
+        Increment::new(b_req.clone(), 5.0),
+        Increment::new(a_tok.clone(), 100.0),
+        Increment::new(a_req.clone(), 2.0),
+    ];
+    let values = store.increment_many(&batch).await.expect("increment_many");
+    assert_eq!(values.len(), 4);
+    assert_eq!(values[1], 5.0);
+    assert_eq!(values[2], 100.0);
+    assert_eq!(
+        values[3], 3.0,
+        "second increment of a series sees the first"
+    );
+    assert!(
+        values[0] == 1.0 || values[0] == 3.0,
+        "first increment {}",
+        values[0]
+    );
+
+    let all = [
+        a_req.clone(),
+        b_req.clone(),
+        a_tok.clone(),
+        ctx.series("none", "x", Metric::Req),
+    ];
+    assert_eq!(
+        store.get_many(&all).await.expect("get_many"),
+        vec![3.0, 5.0, 100.0, 0.0]
+    );
+    let windows = store
+        .window_many(&all, Duration::from_secs(30))
+        .await
+        .expect("window_many");
+    assert_eq!(windows, vec![3.0, 5.0, 100.0, 0.0]);
+    assert!(store.increment_many(&[]).await.expect("empty").is_empty());
+    assert!(store.get_many(&[]).await.expect("empty").is_empty());
+}
+
+/// Under continuous traffic the window holds what arrived in the last W seconds, to within one
+/// bucket, and drops everything older.
+pub async fn check_window_slides(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let s = ctx.series("p", "k", Metric::Tokens);
+    let bucket_ms = store.windowing().bucket_ms();
+    let step_ms = bucket_ms / 4 + 1;
+    let mut sent: Vec<(u64, f64)> = Vec::new();
+    let start = ctx.clock.now_ms();
+    for (i, window_secs) in (0..600u64).zip([10u64, 30, 60].into_iter().cycle()) {
+        let now = ctx.clock.now_ms();
+        let delta = (i % 7 + 1) as f64;
+        store.increment(&s, delta).await.expect("increment");
+        sent.push((now, delta));
+        let window_ms = window_secs * 1000;
+        let got = store
+            .window(&s, Duration::from_secs(window_secs))
+            .await
+            .expect("window");
+        // Exact in the last W seconds; everything older than W + one bucket must be gone.
+        let exact: f64 = sent
+            .iter()
+            .filter(|(t, _)| *t + window_ms > now)
+            .map(|(_, d)| d)
+            .sum();
+        let upper: f64 = sent
+            .iter()
+            .filter(|(t, _)| *t + window_ms + bucket_ms > now)
+            .map(|(_, d)| d)
+            .sum();
+        assert!(
+            got >= exact - 1e-9 && got <= upper + 1e-9,
+            "t+{} ms: window({window_secs}s)={got}, true sum {exact}, bound with one bucket {upper}",
+            now - start
+        );
+        ctx.clock.advance(Duration::from_millis(step_ms));
+    }
+    // After a quiet minute the window is empty, whatever the counter says.
+    ctx.clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        store
+            .window(&s, Duration::from_secs(60))
+            .await
+            .expect("window"),
+        0.0
+    );
+}
+
+/// Windows of zero length or longer than the store keeps are refused.
+pub async fn check_window_rejects_bad_lengths(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let s = ctx.series("p", "k", Metric::Req);
+    assert_invalid(store.window(&s, Duration::ZERO).await, "zero window");
+    let too_long = store.windowing().max_window() + Duration::from_secs(1);
+    assert_invalid(
+        store.window(&s, too_long).await,
+        "window beyond the longest kept",
+    );
+    assert_invalid(
+        store.window_many(&[s], too_long).await,
+        "window_many beyond the longest",
+    );
+}
+
+fn req_and_tokens(ctx: &Context, req: f64, tokens: f64, estimate: f64) -> ReserveRequest {
+    ReserveRequest {
+        key: ctx.key("openai", "key1"),
+        checks: vec![
+            LimitCheck {
+                metric: Metric::Req,
+                limit: req,
+                window: Duration::from_secs(60),
+                amount: 1.0,
+            },
+            LimitCheck {
+                metric: Metric::Tokens,
+                limit: tokens,
+                window: Duration::from_secs(60),
+                amount: estimate,
+            },
+        ],
+    }
+}
+
+/// Reserve admits up to each limit, names the limit that denied, changes nothing when it
+/// denies, and its retry-after is when the request really fits again.
+pub async fn check_reserve_limits(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let request = req_and_tokens(ctx, 5.0, 1000.0, 100.0);
+    let req = ctx.series("openai", "key1", Metric::Req);
+    let tokens = ctx.series("openai", "key1", Metric::Tokens);
+    for i in 0..5 {
+        match store.reserve(&request).await.expect("reserve") {
+            ReserveOutcome::Granted(r) => {
+                assert_eq!(
+                    r.reserved,
+                    vec![(Metric::Req, 1.0), (Metric::Tokens, 100.0)]
+                );
+                store
+                    .reconcile(r, &[(Metric::Tokens, 100.0)])
+                    .await
+                    .expect("settle");
+            }
+            ReserveOutcome::Denied(d) => panic!("request {i} denied: {d:?}"),
+        }
+        ctx.clock.advance(Duration::from_secs(10));
+    }
+    let denial = match store.reserve(&request).await.expect("reserve") {
+        ReserveOutcome::Denied(d) => d,
+        ReserveOutcome::Granted(r) => panic!("sixth request granted: {r:?}"),
+    };
+    assert_eq!(denial.metric, Metric::Req);
+    assert_eq!(denial.limit, 5.0);
+    assert_eq!(denial.used, 5.0);
+    // The oldest request was made 50 s ago; it leaves the 60 s window in about 10 s.
+    let wait = denial.retry_after;
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_secs(11),
+        "retry after {wait:?}"
+    );
+    assert_eq!(
+        store
+            .window(&req, Duration::from_secs(60))
+            .await
+            .expect("w"),
+        5.0,
+        "denial adds nothing"
+    );
+    assert_eq!(
+        store
+            .window(&tokens, Duration::from_secs(60))
+            .await
+            .expect("w"),
+        500.0
+    );
+
+    ctx.clock.advance(wait);
+    let granted = store
+        .reserve(&request)
+        .await
+        .expect("reserve after waiting");
+    assert!(
+        matches!(granted, ReserveOutcome::Granted(_)),
+        "fits after retry-after: {granted:?}"
+    );
+
+    // A token estimate that can never fit is denied on tokens, with the whole window to wait.
+    let huge = req_and_tokens(ctx, 100.0, 1000.0, 5000.0);
+    match store.reserve(&huge).await.expect("reserve") {
+        ReserveOutcome::Denied(d) => {
+            assert_eq!(d.metric, Metric::Tokens);
+            assert_eq!(d.requested, 5000.0);
+            assert_eq!(d.retry_after, Duration::from_secs(60));
+        }
+        other => panic!("oversize estimate granted: {other:?}"),
+    }
+    assert_invalid(
+        store
+            .reserve(&req_and_tokens(ctx, f64::NAN, 1.0, 1.0))
+            .await,
+        "NaN limit",
+    );
+    assert_invalid(
+        store.reserve(&req_and_tokens(ctx, 1.0, 1.0, -1.0)).await,
+        "negative amount",
+    );
+}
+
+/// Many concurrent reservers never get more than the limit, and exactly the limit is admitted.
+pub async fn check_reserve_under_contention(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let request = req_and_tokens(ctx, 50.0, 1e9, 10.0);
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(store);
+            let request = request.clone();
+            tokio::spawn(async move { join_all((0..50).map(|_| store.reserve(&request))).await })
+        })
+        .collect();
+    let mut granted = 0;
+    for task in tasks {
+        for outcome in task.await.expect("task") {
+            if let ReserveOutcome::Granted(r) = outcome.expect("reserve") {
+                granted += 1;
+                drop(r); // settled at its estimate: nothing to reconcile
+            }
+        }
+    }
+    assert_eq!(granted, 50, "exactly the limit is admitted");
+    let req = ctx.series("openai", "key1", Metric::Req);
+    assert_eq!(
+        store
+            .window(&req, Duration::from_secs(60))
+            .await
+            .expect("w"),
+        50.0
+    );
+    assert_eq!(store.get(&req).await.expect("get"), 50.0);
+}
+
+/// Reconcile moves a reservation to what was used, in the bucket it was made in.
+pub async fn check_reconcile(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let tokens = ctx.series("openai", "key1", Metric::Tokens);
+    let prompt = ctx.series("openai", "key1", Metric::PromptTokens);
+    let request = req_and_tokens(ctx, 100.0, 10_000.0, 1000.0);
+    let ReserveOutcome::Granted(reservation) = store.reserve(&request).await.expect("reserve")
+    else {
+        panic!("denied");
+    };
+    ctx.clock.advance(Duration::from_secs(5));
+    store
+        .reconcile(
+            reservation,
+            &[(Metric::Tokens, 300.0), (Metric::PromptTokens, 120.0)],
+        )
+        .await
+        .expect("reconcile");
+    assert_eq!(store.get(&tokens).await.expect("get"), 300.0);
+    assert_eq!(
+        store.get(&prompt).await.expect("get"),
+        120.0,
+        "unreserved metrics are added"
+    );
+    assert_eq!(
+        store
+            .window(&tokens, Duration::from_secs(60))
+            .await
+            .expect("w"),
+        300.0
+    );
+    // The correction sits in the reservation's bucket, so both leave the window together;
+    // filed under the reconcile time instead, -700 would linger after the +1000 left.
+    ctx.clock.advance(Duration::from_millis(56_500));
+    assert_eq!(
+        store
+            .window(&tokens, Duration::from_secs(60))
+            .await
+            .expect("w"),
+        0.0
+    );
+
+    let ReserveOutcome::Granted(late) = store.reserve(&request).await.expect("reserve") else {
+        panic!("denied");
+    };
+    assert_invalid(
+        store
+            .reconcile(late, &[(Metric::Tokens, f64::INFINITY)])
+            .await,
+        "inf usage",
+    );
+}
+
+/// Counters carry the TTL and disappear once it passes.
+pub async fn check_ttl(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let s = ctx.series("p", "k", Metric::Req);
+    store.increment(&s, 1.0).await.expect("increment");
+    let listed = store.list(&ctx.namespace).await.expect("list");
+    let ttl = listed
+        .first()
+        .and_then(|l| l.ttl)
+        .expect("counter has a TTL");
+    assert!(
+        ttl > Duration::ZERO && ttl <= ctx.ttl,
+        "ttl {ttl:?} of {:?}",
+        ctx.ttl
+    );
+    match ctx.expiry {
+        Expiry::Clock => ctx.clock.advance(ctx.ttl + Duration::from_millis(1)),
+        Expiry::RealTime => {
+            let deadline = tokio::time::Instant::now() + ctx.ttl + Duration::from_secs(5);
+            while store.get(&s).await.expect("get") != 0.0 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "counter outlived its TTL"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert_eq!(store.get(&s).await.expect("get"), 0.0, "expired");
+    assert!(
+        store.list(&ctx.namespace).await.expect("list").is_empty(),
+        "expired counters are not listed"
+    );
+}
+
+/// Names with separators, tag braces, slashes, spaces, glob characters and unicode round-trip
+/// and never collide.
+pub async fn check_odd_names(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let names = [
+        ("a:b", "c"),
+        ("a", "b:c"),
+        ("{x}", "}y{"),
+        ("x", "y"),
+        ("s/l/a/s/h", "with space"),
+        ("ünïcødé", "😀"),
+        ("100%", "%3A"),
+        ("glob*?[", "\\"),
+    ];
+    let series: Vec<Series> = names
+        .iter()
+        .map(|(p, k)| Series::new(ctx.provider(p), *k, Metric::Tokens).expect("valid"))
+        .collect();
+    for (i, s) in series.iter().enumerate() {
+        store.increment(s, (i + 1) as f64).await.expect("increment");
+    }
+    for (i, s) in series.iter().enumerate() {
+        assert_eq!(store.get(s).await.expect("get"), (i + 1) as f64, "{s:?}");
+    }
+    let listed = store.list(&ctx.namespace).await.expect("list");
+    let mut got: Vec<(Series, f64)> = listed.into_iter().map(|l| (l.series, l.value)).collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut want: Vec<(Series, f64)> = series.iter().cloned().zip((1..).map(f64::from)).collect();
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got, want, "every odd name lists as itself");
+}
+
+/// NaN and infinities are refused with a clear error, and nothing is stored, even for the
+/// valid increments of a batch that holds one bad delta.
+pub async fn check_non_finite_rejected(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let s = ctx.series("p", "k", Metric::Latency);
+    store.set(&s, 5.0).await.expect("set");
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e300] {
+        assert_invalid(store.set(&s, bad).await, "set");
+        assert_invalid(store.increment(&s, bad).await, "increment");
+        let batch = [
+            Increment::new(s.clone(), 1.0),
+            Increment::new(s.clone(), bad),
+        ];
+        assert_invalid(store.increment_many(&batch).await, "increment_many");
+    }
+    assert_eq!(store.get(&s).await.expect("get"), 5.0, "nothing changed");
+    assert_eq!(
+        store.window(&s, Duration::from_secs(60)).await.expect("w"),
+        0.0
+    );
+}
+
+/// Listing narrows by provider, by provider and key, and by full series.
+pub async fn check_list_prefix(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    for (p, k, m) in [
+        ("openai", "key1", Metric::Req),
+        ("openai", "key1", Metric::Tokens),
+        ("openai", "key2", Metric::Req),
+        ("groq", "key1", Metric::Req),
+    ] {
+        store
+            .increment(&ctx.series(p, k, m), 1.0)
+            .await
+            .expect("increment");
+    }
+    let names = |prefix: String| {
+        let store = Arc::clone(store);
+        async move {
+            store
+                .list(&prefix)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|l| l.series.to_string())
+                .collect::<Vec<String>>()
+        }
+    };
+    let openai = ctx.provider("openai");
+    assert_eq!(names(ctx.namespace.clone()).await.len(), 4);
+    assert_eq!(
+        names(openai.clone()).await,
+        vec![
+            format!("{openai}:key1:req"),
+            format!("{openai}:key1:tokens"),
+            format!("{openai}:key2:req"),
+        ],
+        "sorted by series"
+    );
+    assert_eq!(names(format!("{openai}:key1")).await.len(), 2);
+    assert_eq!(
+        names(format!("{openai}:key1:tok")).await,
+        vec![format!("{openai}:key1:tokens")]
+    );
+    assert!(
+        names(format!("{openai}:key1:tokens:extra"))
+            .await
+            .is_empty()
+    );
+}
+
+/// A reachable store is healthy.
+pub async fn check_health(store: &Arc<dyn RuntimeStore>, _ctx: &Context) {
+    store.health().await.expect("healthy");
+}

@@ -1,0 +1,213 @@
+//! A wrapper that exports the seed's storage metrics for any store:
+//!
+//! - `storage_operation_duration_seconds{operation,backend}` (histogram)
+//! - `storage_errors_total{backend,operation}`: backend faults only; a caller's bad input is
+//!   not a storage error
+//! - `storage_connections_active{backend}` / `storage_connections_idle{backend}`, sampled
+//!   after every operation
+//!
+//! Handles are registered once, at construction, so the hot path only records into atomics.
+//! Labels are operation and backend names, never keys or secrets.
+
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use metrics::{Counter, Gauge, Histogram, Recorder};
+
+use crate::series::{Metric, Series};
+use crate::store::{
+    ConnectionStats, Increment, ListedSeries, Reservation, ReserveOutcome, ReserveRequest, Result,
+    RuntimeStore,
+};
+use crate::window::Windowing;
+
+/// Name of the operation-latency histogram; give it buckets when installing the exporter.
+pub const DURATION_METRIC: &str = "storage_operation_duration_seconds";
+pub const ERRORS_METRIC: &str = "storage_errors_total";
+pub const ACTIVE_METRIC: &str = "storage_connections_active";
+pub const IDLE_METRIC: &str = "storage_connections_idle";
+
+/// Histogram buckets (seconds) suited to store calls: 50 µs to 2.5 s.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5,
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Get,
+    Set,
+    Increment,
+    Window,
+    GetMany,
+    WindowMany,
+    IncrementMany,
+    Reserve,
+    Reconcile,
+    List,
+    Health,
+}
+
+impl Op {
+    const ALL: [Op; 11] = [
+        Op::Get,
+        Op::Set,
+        Op::Increment,
+        Op::Window,
+        Op::GetMany,
+        Op::WindowMany,
+        Op::IncrementMany,
+        Op::Reserve,
+        Op::Reconcile,
+        Op::List,
+        Op::Health,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Set => "set",
+            Op::Increment => "increment",
+            Op::Window => "window",
+            Op::GetMany => "get_many",
+            Op::WindowMany => "window_many",
+            Op::IncrementMany => "increment_many",
+            Op::Reserve => "reserve",
+            Op::Reconcile => "reconcile",
+            Op::List => "list",
+            Op::Health => "health",
+        }
+    }
+}
+
+struct Handles {
+    durations: Vec<Histogram>,
+    errors: Vec<Counter>,
+    active: Gauge,
+    idle: Gauge,
+}
+
+impl Handles {
+    fn register(backend: &'static str) -> Self {
+        Self {
+            durations: Op::ALL
+                .iter()
+                .map(|op| metrics::histogram!(DURATION_METRIC, "operation" => op.name(), "backend" => backend))
+                .collect(),
+            errors: Op::ALL
+                .iter()
+                .map(|op| metrics::counter!(ERRORS_METRIC, "backend" => backend, "operation" => op.name()))
+                .collect(),
+            active: metrics::gauge!(ACTIVE_METRIC, "backend" => backend),
+            idle: metrics::gauge!(IDLE_METRIC, "backend" => backend),
+        }
+    }
+}
+
+/// Records the seed's storage metrics around every call of the inner store.
+pub struct InstrumentedStore<S> {
+    inner: S,
+    handles: Handles,
+}
+
+impl<S: RuntimeStore> InstrumentedStore<S> {
+    /// Wraps `inner`, registering its metrics with the global recorder.
+    pub fn new(inner: S) -> Self {
+        let handles = Handles::register(inner.backend());
+        Self { inner, handles }
+    }
+
+    /// Wraps `inner`, registering its metrics with `recorder` (tests, embedded exporters).
+    pub fn with_recorder(inner: S, recorder: &dyn Recorder) -> Self {
+        let backend = inner.backend();
+        let handles = metrics::with_local_recorder(recorder, || Handles::register(backend));
+        Self { inner, handles }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    async fn observe<T>(&self, op: Op, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let started = Instant::now();
+        let result = call.await;
+        self.handles.durations[op as usize].record(started.elapsed().as_secs_f64());
+        if let Err(e) = &result
+            && !e.is_caller_fault()
+        {
+            self.handles.errors[op as usize].increment(1);
+        }
+        let stats = self.inner.connection_stats();
+        self.handles.active.set(stats.active as f64);
+        self.handles.idle.set(stats.idle as f64);
+        result
+    }
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl<S: RuntimeStore> RuntimeStore for InstrumentedStore<S> {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn windowing(&self) -> Windowing {
+        self.inner.windowing()
+    }
+    async fn get(&self, series: &Series) -> Result<f64> {
+        self.observe(Op::Get, self.inner.get(series)).await
+    }
+    async fn set(&self, series: &Series, value: f64) -> Result<()> {
+        self.observe(Op::Set, self.inner.set(series, value)).await
+    }
+    async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
+        self.observe(Op::Increment, self.inner.increment(series, delta))
+            .await
+    }
+    async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
+        self.observe(Op::Window, self.inner.window(series, window))
+            .await
+    }
+    async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
+        self.observe(Op::GetMany, self.inner.get_many(series)).await
+    }
+    async fn window_many(&self, series: &[Series], window: Duration) -> Result<Vec<f64>> {
+        self.observe(Op::WindowMany, self.inner.window_many(series, window))
+            .await
+    }
+    async fn increment_many(&self, increments: &[Increment]) -> Result<Vec<f64>> {
+        self.observe(Op::IncrementMany, self.inner.increment_many(increments))
+            .await
+    }
+    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
+        self.observe(Op::Reserve, self.inner.reserve(request)).await
+    }
+    async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {
+        self.observe(Op::Reconcile, self.inner.reconcile(reservation, actual))
+            .await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
+        self.observe(Op::List, self.inner.list(prefix)).await
+    }
+    async fn health(&self) -> Result<()> {
+        self.observe(Op::Health, self.inner.health()).await
+    }
+    fn connection_stats(&self) -> ConnectionStats {
+        self.inner.connection_stats()
+    }
+}
+
+impl<S: fmt::Display> fmt::Display for InstrumentedStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Instrumented({})", self.inner)
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for InstrumentedStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InstrumentedStore")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,38 @@
+//! TruckLLM's storage layer: the runtime store that every gateway instance shares.
+//!
+//! # Layout
+//!
+//! - [`store`]: the [`RuntimeStore`] trait and its contract, plus the request types
+//!   (increments, limit checks, reservations).
+//! - [`series`]: what is counted: `(provider, key_id, metric)` and the escaping of odd names.
+//! - [`window`]: time buckets that make windows really slide; options shared by backends.
+//! - [`clock`]: injectable time, so window and TTL tests need no sleeps.
+//! - Backends, one per module: [`memory`] (the embedded default) and [`redis`] (production).
+//! - Wrappers that add one behaviour to any store: [`instrumented`] (Prometheus metrics).
+//! - [`url`]: opens a store from a URL (`memory:`, `redis://`, `rediss://`, `redis+cluster://`).
+//! - [`conformance`]: the one suite every backend and wrapper must pass.
+//! - [`error`]: the one error type, which knows whether the caller or the backend was at fault.
+
+pub mod clock;
+pub mod conformance;
+pub mod error;
+pub mod instrumented;
+pub mod memory;
+pub mod redis;
+pub mod series;
+pub mod store;
+pub mod url;
+pub mod window;
+
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use error::StoreError;
+pub use instrumented::InstrumentedStore;
+pub use memory::MemoryStore;
+pub use redis::{RedisOptions, RedisStore};
+pub use series::{Metric, ProviderKey, Series};
+pub use store::{
+    ConnectionStats, Denial, Increment, LimitCheck, ListedSeries, Reservation, ReserveOutcome,
+    ReserveRequest, RuntimeStore,
+};
+pub use url::{open_store, redact_url};
+pub use window::{StoreOptions, Windowing};

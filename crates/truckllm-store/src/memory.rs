@@ -1,0 +1,456 @@
+//! In-process runtime store: the embedded default for a single gateway, and the fallback the
+//! resilient wrapper degrades to.
+//!
+//! State is sharded by [`ProviderKey`], so every metric of one key sits behind one mutex and a
+//! reservation over several metrics is a single critical section (never held across `.await`).
+//! Memory is bounded: at most `capacity` provider keys, each metric keeping at most one bucket
+//! per [`Windowing`] step. Expired data is dropped lazily on access and by a sweep that runs
+//! every few thousand writes and whenever the store is full. When it is full of live data, a
+//! new key is refused with [`StoreError::Capacity`] rather than silently evicting live counts.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::series::{Metric, ProviderKey, Series, check_value};
+use crate::store::{
+    ConnectionStats, Denial, Increment, ListedSeries, Reservation, ReserveOutcome, ReserveRequest,
+    Result, RuntimeStore, check_increments,
+};
+use crate::window::{StoreOptions, Windowing, fits, retry_after_ms};
+
+const BACKEND: &str = "memory";
+const SHARDS: usize = 32;
+/// A sweep of one shard runs every this many writes.
+const SWEEP_EVERY: u64 = 4096;
+
+/// Default bound on provider keys held at once.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// The in-memory runtime store.
+pub struct MemoryStore {
+    shards: Box<[Mutex<Shard>]>,
+    options: StoreOptions,
+    capacity: usize,
+    keys: AtomicUsize,
+    writes: AtomicU64,
+}
+
+#[derive(Default)]
+struct Shard {
+    keys: HashMap<ProviderKey, KeyState>,
+}
+
+#[derive(Default)]
+struct KeyState {
+    metrics: [MetricState; Metric::ALL.len()],
+}
+
+#[derive(Default)]
+struct MetricState {
+    /// The counter and the instant (Unix ms) it expires.
+    counter: Option<(f64, u64)>,
+    /// Window buckets by index, and the instant they all expire.
+    buckets: BTreeMap<u64, f64>,
+    buckets_expire_at_ms: u64,
+}
+
+impl MemoryStore {
+    /// A store with default options and capacity.
+    pub fn new() -> Self {
+        Self::with_options(StoreOptions::default(), DEFAULT_CAPACITY)
+    }
+
+    /// A store with the given options, holding at most `capacity` provider keys.
+    pub fn with_options(options: StoreOptions, capacity: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            options,
+            capacity: capacity.max(1),
+            keys: AtomicUsize::new(0),
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    /// Provider keys currently held (live or not yet swept).
+    pub fn key_count(&self) -> usize {
+        self.keys.load(Ordering::Relaxed)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.options.clock.now_ms()
+    }
+
+    fn shard_of(&self, key: &ProviderKey) -> usize {
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        (hasher.finish() % SHARDS as u64) as usize
+    }
+
+    fn lock(&self, index: usize) -> MutexGuard<'_, Shard> {
+        // A panic while holding the lock cannot leave a half-applied update that matters more
+        // than losing the whole store, so a poisoned lock is used as it is.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on the state of `key`, creating it if absent (bounded by capacity).
+    fn with_key<T>(
+        &self,
+        key: &ProviderKey,
+        f: impl FnOnce(&mut KeyState, u64) -> Result<T>,
+    ) -> Result<T> {
+        self.maybe_sweep();
+        let now = self.now_ms();
+        let index = self.shard_of(key);
+        let mut shard = self.lock(index);
+        if !shard.keys.contains_key(key) {
+            drop(shard);
+            self.make_room(now)?;
+            shard = self.lock(index);
+            if !shard.keys.contains_key(key) {
+                shard.keys.insert(key.clone(), KeyState::default());
+                self.keys.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let state = shard
+            .keys
+            .get_mut(key)
+            .ok_or_else(|| StoreError::invalid("provider key vanished during update"))?;
+        f(state, now)
+    }
+
+    /// Runs `f` on the state of `key` if it exists, without creating it.
+    fn read_key<T>(&self, key: &ProviderKey, f: impl FnOnce(Option<&KeyState>, u64) -> T) -> T {
+        let now = self.now_ms();
+        let shard = self.lock(self.shard_of(key));
+        f(shard.keys.get(key), now)
+    }
+
+    fn make_room(&self, now: u64) -> Result<()> {
+        if self.keys.load(Ordering::Relaxed) < self.capacity {
+            return Ok(());
+        }
+        for index in 0..SHARDS {
+            self.sweep_shard(index, now);
+        }
+        if self.keys.load(Ordering::Relaxed) < self.capacity {
+            Ok(())
+        } else {
+            Err(StoreError::Capacity {
+                backend: BACKEND,
+                capacity: self.capacity,
+            })
+        }
+    }
+
+    fn maybe_sweep(&self) {
+        let writes = self.writes.fetch_add(1, Ordering::Relaxed);
+        if writes % SWEEP_EVERY == 0 {
+            let index = (writes / SWEEP_EVERY) as usize % SHARDS;
+            self.sweep_shard(index, self.now_ms());
+        }
+    }
+
+    fn sweep_shard(&self, index: usize, now: u64) {
+        let mut shard = self.lock(index);
+        let before = shard.keys.len();
+        shard.keys.retain(|_, state| state.expire(now));
+        let removed = before - shard.keys.len();
+        self.keys.fetch_sub(removed, Ordering::Relaxed);
+    }
+
+    fn add(&self, state: &mut KeyState, metric: Metric, delta: f64, at_ms: u64, now: u64) -> f64 {
+        let w = self.options.windowing;
+        let m = state.metric_mut(metric);
+        m.expire(now);
+        let value = m.counter.map_or(0.0, |(v, _)| v) + delta;
+        m.counter = Some((value, now + self.options.ttl_ms()));
+        let oldest_kept = w.oldest_kept(w.bucket_index(now));
+        let bucket = w.bucket_index(at_ms);
+        if bucket >= oldest_kept {
+            *m.buckets.entry(bucket).or_default() += delta;
+            m.buckets = m.buckets.split_off(&oldest_kept);
+            m.buckets_expire_at_ms = now + w.bucket_ttl_ms();
+        }
+        value
+    }
+
+    fn window_sum(&self, state: Option<&KeyState>, metric: Metric, buckets: u64, now: u64) -> f64 {
+        let w = self.options.windowing;
+        let first = Windowing::first_in_window(w.bucket_index(now), buckets);
+        state
+            .map(|s| s.metric(metric))
+            .filter(|m| m.buckets_expire_at_ms > now)
+            .map_or(0.0, |m| m.buckets.range(first..).map(|(_, v)| v).sum())
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KeyState {
+    fn metric(&self, metric: Metric) -> &MetricState {
+        &self.metrics[metric as usize]
+    }
+
+    fn metric_mut(&mut self, metric: Metric) -> &mut MetricState {
+        &mut self.metrics[metric as usize]
+    }
+
+    /// Drops what has expired; returns whether anything is left.
+    fn expire(&mut self, now: u64) -> bool {
+        self.metrics.iter_mut().fold(false, |alive, m| {
+            m.expire(now);
+            alive | m.is_alive()
+        })
+    }
+}
+
+impl MetricState {
+    fn expire(&mut self, now: u64) {
+        if matches!(self.counter, Some((_, expires)) if expires <= now) {
+            self.counter = None;
+        }
+        if self.buckets_expire_at_ms <= now {
+            self.buckets.clear();
+        }
+    }
+
+    fn is_alive(&self) -> bool {
+        self.counter.is_some() || !self.buckets.is_empty()
+    }
+
+    fn live_counter(&self, now: u64) -> Option<(f64, u64)> {
+        self.counter.filter(|(_, expires)| *expires > now)
+    }
+}
+
+#[async_trait]
+impl RuntimeStore for MemoryStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn windowing(&self) -> Windowing {
+        self.options.windowing
+    }
+
+    async fn get(&self, series: &Series) -> Result<f64> {
+        Ok(self.read_key(series.key(), |state, now| {
+            state
+                .and_then(|s| s.metric(series.metric()).live_counter(now))
+                .map_or(0.0, |(v, _)| v)
+        }))
+    }
+
+    async fn set(&self, series: &Series, value: f64) -> Result<()> {
+        check_value("value", value)?;
+        let ttl = self.options.ttl_ms();
+        self.with_key(series.key(), |state, now| {
+            state.metric_mut(series.metric()).counter = Some((value, now + ttl));
+            Ok(())
+        })
+    }
+
+    async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
+        check_value("delta", delta)?;
+        self.with_key(series.key(), |state, now| {
+            Ok(self.add(state, series.metric(), delta, now, now))
+        })
+    }
+
+    async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
+        let buckets = self.options.windowing.buckets_in(window)?;
+        Ok(self.read_key(series.key(), |state, now| {
+            self.window_sum(state, series.metric(), buckets, now)
+        }))
+    }
+
+    async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
+        let mut values = Vec::with_capacity(series.len());
+        for s in series {
+            values.push(self.get(s).await?);
+        }
+        Ok(values)
+    }
+
+    async fn window_many(&self, series: &[Series], window: Duration) -> Result<Vec<f64>> {
+        let buckets = self.options.windowing.buckets_in(window)?;
+        Ok(series
+            .iter()
+            .map(|s| {
+                self.read_key(s.key(), |state, now| {
+                    self.window_sum(state, s.metric(), buckets, now)
+                })
+            })
+            .collect())
+    }
+
+    async fn increment_many(&self, increments: &[Increment]) -> Result<Vec<f64>> {
+        check_increments(increments)?;
+        let mut values = Vec::with_capacity(increments.len());
+        for inc in increments {
+            values.push(self.with_key(inc.series.key(), |state, now| {
+                Ok(self.add(state, inc.series.metric(), inc.delta, now, now))
+            })?);
+        }
+        Ok(values)
+    }
+
+    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
+        let w = self.options.windowing;
+        let amounts = request.amounts(&w)?;
+        self.with_key(&request.key, |state, now| {
+            for check in &request.checks {
+                let buckets = w.buckets_in(check.window)?;
+                let used = self.window_sum(Some(state), check.metric, buckets, now);
+                if !fits(used, check.amount, check.limit) {
+                    let first = Windowing::first_in_window(w.bucket_index(now), buckets);
+                    let mut in_window: Vec<(u64, f64)> = state
+                        .metric(check.metric)
+                        .buckets
+                        .range(first..)
+                        .map(|(i, v)| (*i, *v))
+                        .collect();
+                    let wait = retry_after_ms(
+                        &mut in_window,
+                        used,
+                        check.amount,
+                        check.limit,
+                        buckets,
+                        w.bucket_ms(),
+                        now,
+                    );
+                    return Ok(ReserveOutcome::Denied(Denial {
+                        metric: check.metric,
+                        limit: check.limit,
+                        used,
+                        requested: check.amount,
+                        retry_after: Duration::from_millis(wait),
+                    }));
+                }
+            }
+            for (metric, amount) in &amounts {
+                self.add(state, *metric, *amount, now, now);
+            }
+            Ok(ReserveOutcome::Granted(Reservation {
+                key: request.key.clone(),
+                at_ms: now,
+                reserved: amounts.clone(),
+            }))
+        })
+    }
+
+    async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {
+        let deltas = reservation.deltas(actual)?;
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        self.with_key(&reservation.key, |state, now| {
+            for (metric, delta) in &deltas {
+                self.add(state, *metric, *delta, reservation.at_ms, now);
+            }
+            Ok(())
+        })
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
+        let mut listed = Vec::new();
+        for index in 0..SHARDS {
+            let now = self.now_ms();
+            let shard = self.lock(index);
+            for (key, state) in &shard.keys {
+                for metric in Metric::ALL {
+                    let Some((value, expires)) = state.metric(metric).live_counter(now) else {
+                        continue;
+                    };
+                    let series = key.series(metric);
+                    if series.to_string().starts_with(prefix) {
+                        listed.push(ListedSeries {
+                            series,
+                            value,
+                            ttl: Some(Duration::from_millis(expires - now)),
+                        });
+                    }
+                }
+            }
+        }
+        listed.sort_by(|a, b| a.series.cmp(&b.series));
+        Ok(listed)
+    }
+
+    async fn health(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn connection_stats(&self) -> ConnectionStats {
+        ConnectionStats::default()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("keys", &self.key_count())
+            .field("capacity", &self.capacity)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl fmt::Display for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MemoryStore(capacity={})", self.capacity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn store_with(clock: &ManualClock, capacity: usize) -> MemoryStore {
+        let options = StoreOptions {
+            clock: Arc::new(clock.clone()),
+            ..StoreOptions::default()
+        };
+        MemoryStore::with_options(options, capacity)
+    }
+
+    #[tokio::test]
+    async fn a_full_store_evicts_expired_keys_and_refuses_live_ones() {
+        let clock = ManualClock::new(1_000_000);
+        let store = store_with(&clock, 2);
+        let series = |k: &str| Series::new("p", k, Metric::Req).expect("valid");
+        store.increment(&series("a"), 1.0).await.expect("a");
+        store.increment(&series("b"), 1.0).await.expect("b");
+        let full = store.increment(&series("c"), 1.0).await;
+        assert!(matches!(full, Err(StoreError::Capacity { .. })), "{full:?}");
+        assert_eq!(
+            store.get(&series("a")).await.expect("get"),
+            1.0,
+            "live data kept"
+        );
+
+        clock.advance(Duration::from_secs(62));
+        store
+            .increment(&series("c"), 1.0)
+            .await
+            .expect("room after expiry");
+        assert_eq!(store.key_count(), 1, "expired keys were evicted");
+    }
+}

@@ -1,0 +1,110 @@
+//! The Redis key layout, in one place.
+//!
+//! - Counter (the seed's layout): `usage:{provider:key_id}:metric`, a float with the counter TTL.
+//! - Window buckets: `usage-buckets:{provider:key_id}:metric`, a hash of bucket index to float.
+//!
+//! The braces are a Redis Cluster hash tag: every key of one provider key lands in one slot, so
+//! the scripts that touch several metrics of a key stay single-slot. Provider and key ids are
+//! escaped with [`encode_segment`], which escapes `{`, `}` and `:`, so the tag always ends where
+//! intended and distinct names never share a key.
+
+use crate::series::{ProviderKey, Series, decode_segment};
+
+pub const COUNTER_PREFIX: &str = "usage:";
+pub const BUCKETS_PREFIX: &str = "usage-buckets:";
+
+/// The hash tag shared by every key of one provider key, braces included.
+pub fn hash_tag(key: &ProviderKey) -> String {
+    format!("{{{}}}", key.encoded())
+}
+
+pub fn counter_key(series: &Series) -> String {
+    format!(
+        "{COUNTER_PREFIX}{}:{}",
+        hash_tag(series.key()),
+        series.metric()
+    )
+}
+
+pub fn buckets_key(series: &Series) -> String {
+    format!(
+        "{BUCKETS_PREFIX}{}:{}",
+        hash_tag(series.key()),
+        series.metric()
+    )
+}
+
+/// Parses a counter key back into its series; `None` for keys of any other shape.
+pub fn parse_counter_key(key: &str) -> Option<Series> {
+    let rest = key.strip_prefix(COUNTER_PREFIX)?.strip_prefix('{')?;
+    let (tag, metric) = rest.split_once("}:")?;
+    let (provider, key_id) = tag.split_once(':')?;
+    Series::new(
+        decode_segment(provider).ok()?,
+        decode_segment(key_id).ok()?,
+        metric.parse().ok()?,
+    )
+    .ok()
+}
+
+/// A SCAN MATCH pattern that covers every counter whose escaped name starts with `prefix`.
+/// It may match more (callers filter exactly); `None` when nothing can match.
+pub fn scan_pattern(prefix: &str) -> Option<String> {
+    let parts: Vec<&str> = prefix.split(':').collect();
+    let body = match parts.as_slice() {
+        [provider] => glob_escape(provider),
+        [provider, key_id] => format!("{}:{}", glob_escape(provider), glob_escape(key_id)),
+        [provider, key_id, metric] => format!(
+            "{}:{}}}:{}",
+            glob_escape(provider),
+            glob_escape(key_id),
+            glob_escape(metric)
+        ),
+        _ => return None,
+    };
+    Some(format!("{COUNTER_PREFIX}{{{body}*"))
+}
+
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::series::Metric;
+
+    #[test]
+    fn keys_follow_the_seed_layout_with_a_hash_tag() {
+        let s = Series::new("openai", "key1", Metric::Req).expect("valid");
+        assert_eq!(counter_key(&s), "usage:{openai:key1}:req");
+        assert_eq!(buckets_key(&s), "usage-buckets:{openai:key1}:req");
+    }
+
+    #[test]
+    fn odd_names_keep_one_hash_tag_and_parse_back() {
+        let s = Series::new("a}{b", "c:d/e f", Metric::Tokens).expect("valid");
+        let key = counter_key(&s);
+        assert_eq!(key.matches('{').count(), 1);
+        assert_eq!(key.matches('}').count(), 1);
+        assert_eq!(parse_counter_key(&key), Some(s));
+    }
+
+    #[test]
+    fn scan_patterns_narrow_by_prefix_parts() {
+        assert_eq!(scan_pattern("open").as_deref(), Some("usage:{open*"));
+        assert_eq!(
+            scan_pattern("openai:k*").as_deref(),
+            Some("usage:{openai:k\\**")
+        );
+        assert_eq!(scan_pattern("a:b:to").as_deref(), Some("usage:{a:b}:to*"));
+        assert_eq!(scan_pattern("a:b:c:d"), None);
+    }
+}

@@ -1,0 +1,57 @@
+
+-- Checks every limit of one provider key; only if all fit, adds every amount. Atomic.
+-- KEYS: counter_1, buckets_1, ... one pair per reserved metric.
+-- ARGV: ttl_ms, bucket, oldest_kept_bucket, bucket_ttl_ms, bucket_ms, now_ms, n,
+--       amount_1 .. amount_n, then per check: metric_position, limit, window_buckets.
+-- Returns {1} when granted, or {0, check_number, used, retry_after_ms} when denied.
+local ttl = tonumber(ARGV[1])
+local bucket = ARGV[2]
+local now_bucket = tonumber(bucket)
+local oldest = tonumber(ARGV[3])
+local bucket_ttl = tonumber(ARGV[4])
+local bucket_ms = tonumber(ARGV[5])
+local now_ms = tonumber(ARGV[6])
+local n = tonumber(ARGV[7])
+local checks_from = 8 + n
+
+local function in_window(buckets, first)
+  local sum, entries = 0, {}
+  local kv = redis.call('HGETALL', buckets)
+  for i = 1, #kv, 2 do
+    local index = tonumber(kv[i])
+    if index >= first then
+      local value = tonumber(kv[i + 1])
+      sum = sum + value
+      entries[#entries + 1] = {index, value}
+    end
+  end
+  return sum, entries
+end
+
+local check = 0
+for c = checks_from, #ARGV, 3 do
+  check = check + 1
+  local position = tonumber(ARGV[c])
+  local limit = tonumber(ARGV[c + 1])
+  local window_buckets = tonumber(ARGV[c + 2])
+  local amount = tonumber(ARGV[7 + position])
+  local used, entries = in_window(KEYS[2 * position], now_bucket - window_buckets)
+  if used + amount > limit + 1e-9 then
+    table.sort(entries, function(a, b) return a[1] < b[1] end)
+    local wait = window_buckets * bucket_ms
+    local freed = 0
+    for _, entry in ipairs(entries) do
+      freed = freed + entry[2]
+      if used - freed + amount <= limit + 1e-9 then
+        wait = math.max(1, (entry[1] + window_buckets + 1) * bucket_ms - now_ms)
+        break
+      end
+    end
+    return {0, check, string.format('%.17g', used), wait}
+  end
+end
+
+for i = 1, n do
+  apply(KEYS[2 * i - 1], KEYS[2 * i], ARGV[7 + i], ttl, bucket, oldest, bucket_ttl)
+end
+return {1}

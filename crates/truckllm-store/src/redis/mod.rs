@@ -1,0 +1,556 @@
+//! Redis runtime store: the production default, shared by every gateway instance.
+//!
+//! Layout in [`keys`]; every write is one Lua script per provider key ([`scripts`]), so a
+//! counter, its window bucket and (for reserve) every limit check change together atomically.
+//! Batches are pipelined: one round trip on a standalone server; on a cluster, one pipeline per
+//! hash-tag group, sent concurrently, so no command or pipeline ever spans slots. Listing uses
+//! SCAN (per primary on a cluster), never KEYS.
+
+pub mod connection;
+pub mod keys;
+pub mod scripts;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::try_join_all;
+use redis::{Cmd, FromRedisValue, Pipeline, ServerErrorKind, Value, cmd};
+
+pub use connection::RedisOptions;
+use connection::{Connection, map_error};
+use scripts::{LuaScript, Scripts};
+
+use crate::error::StoreError;
+use crate::series::{Metric, ProviderKey, Series, check_value};
+use crate::store::{
+    ConnectionStats, Denial, Increment, ListedSeries, Reservation, ReserveOutcome, ReserveRequest,
+    Result, RuntimeStore, check_increments,
+};
+use crate::url::redact_url;
+use crate::window::{StoreOptions, Windowing};
+
+/// How many keys one SCAN step asks for, and how many keys one MGET reads.
+const SCAN_COUNT: usize = 1000;
+
+/// The Redis runtime store.
+pub struct RedisStore {
+    conn: Connection,
+    options: StoreOptions,
+    scripts: Scripts,
+    /// The URL with any password removed, for Display and errors.
+    redacted_url: String,
+}
+
+/// One script call within a pipeline: which script, its keys and arguments, and the hash tag
+/// that decides its slot.
+struct ScriptCall<'a> {
+    script: &'a LuaScript,
+    tag: String,
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+impl RedisStore {
+    /// Connects and loads the scripts. `url` is `redis://[user:pass@]host:port/db`,
+    /// `rediss://…` for TLS, or `redis+cluster://h1:p1,h2:p2`.
+    pub async fn connect(
+        url: &str,
+        options: StoreOptions,
+        redis_options: RedisOptions,
+    ) -> Result<Self> {
+        let conn = Connection::open(url, &redis_options).await?;
+        let store = Self {
+            conn,
+            options,
+            scripts: Scripts::new(),
+            redacted_url: redact_url(url),
+        };
+        store.load_scripts("connect").await?;
+        Ok(store)
+    }
+
+    fn backend_name(&self) -> &'static str {
+        self.conn.backend()
+    }
+
+    async fn load_scripts(&self, operation: &'static str) -> Result<()> {
+        for script in self.scripts.all() {
+            let mut load = cmd("SCRIPT");
+            load.arg("LOAD").arg(script.source);
+            self.conn.on_every_primary(operation, load).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs one command per item, grouped by hash tag on a cluster; returns one raw value per
+    /// item, in order. Server errors come back as `Value::ServerError` entries.
+    async fn run_grouped(
+        &self,
+        operation: &'static str,
+        tags: &[&str],
+        add: impl Fn(&mut Pipeline, usize),
+    ) -> Result<Vec<Value>> {
+        let groups: Vec<Vec<usize>> = if self.conn.is_cluster() {
+            let mut by_tag: HashMap<&str, Vec<usize>> = HashMap::new();
+            for (i, tag) in tags.iter().enumerate() {
+                by_tag.entry(tag).or_default().push(i);
+            }
+            by_tag.into_values().collect()
+        } else {
+            vec![(0..tags.len()).collect()]
+        };
+        let pipelines: Vec<Pipeline> = groups
+            .iter()
+            .map(|group| {
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors();
+                for &i in group {
+                    add(&mut pipe, i);
+                }
+                pipe
+            })
+            .collect();
+        let answers =
+            try_join_all(pipelines.iter().map(|p| self.conn.pipeline(operation, p))).await?;
+        let mut out = vec![Value::Nil; tags.len()];
+        for (group, values) in groups.iter().zip(answers) {
+            if values.len() != group.len() {
+                return Err(self.protocol(
+                    operation,
+                    format!("{} answers to {} commands", values.len(), group.len()),
+                ));
+            }
+            for (&i, value) in group.iter().zip(values) {
+                out[i] = value;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs script calls pipelined (EVALSHA). Calls that fail with NOSCRIPT (the server lost
+    /// its script cache) are re-run, alone, after the scripts are reloaded, so no call that
+    /// succeeded is ever sent twice.
+    async fn run_scripts(
+        &self,
+        operation: &'static str,
+        calls: &[ScriptCall<'_>],
+    ) -> Result<Vec<Value>> {
+        let mut results = vec![Value::Nil; calls.len()];
+        let mut pending: Vec<usize> = (0..calls.len()).collect();
+        for _attempt in 0..3 {
+            let tags: Vec<&str> = pending.iter().map(|&i| calls[i].tag.as_str()).collect();
+            let values = self
+                .run_grouped(operation, &tags, |pipe, j| {
+                    let call = &calls[pending[j]];
+                    pipe.cmd("EVALSHA")
+                        .arg(call.script.sha())
+                        .arg(call.keys.len())
+                        .arg(&call.keys)
+                        .arg(&call.args);
+                })
+                .await?;
+            let mut missing = Vec::new();
+            for (&i, value) in pending.iter().zip(values) {
+                match value {
+                    Value::ServerError(e) if e.kind() == Some(ServerErrorKind::NoScript) => {
+                        missing.push(i);
+                    }
+                    Value::ServerError(e) => {
+                        return Err(map_error(self.backend_name(), operation, e.into()));
+                    }
+                    value => results[i] = value,
+                }
+            }
+            if missing.is_empty() {
+                return Ok(results);
+            }
+            self.load_scripts(operation).await?;
+            pending = missing;
+        }
+        Err(self.protocol(
+            operation,
+            "scripts still missing after reloading them".into(),
+        ))
+    }
+
+    fn increment_calls(
+        &self,
+        increments: &[(ProviderKey, Vec<(Metric, f64)>)],
+        at_ms: u64,
+    ) -> Vec<ScriptCall<'_>> {
+        let w = self.options.windowing;
+        let now_bucket = w.bucket_index(self.options.clock.now_ms());
+        increments
+            .iter()
+            .map(|(key, deltas)| {
+                let mut args = self.write_args(w.bucket_index(at_ms), w.oldest_kept(now_bucket));
+                let mut keys = Vec::with_capacity(deltas.len() * 2);
+                for (metric, delta) in deltas {
+                    let series = key.series(*metric);
+                    keys.push(keys::counter_key(&series));
+                    keys.push(keys::buckets_key(&series));
+                    args.push(delta.to_string());
+                }
+                ScriptCall {
+                    script: &self.scripts.increment,
+                    tag: keys::hash_tag(key),
+                    keys,
+                    args,
+                }
+            })
+            .collect()
+    }
+
+    /// The arguments every write script starts with.
+    fn write_args(&self, bucket: u64, oldest_kept: u64) -> Vec<String> {
+        vec![
+            self.options.ttl_ms().to_string(),
+            bucket.to_string(),
+            oldest_kept.to_string(),
+            self.options.windowing.bucket_ttl_ms().to_string(),
+        ]
+    }
+
+    async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>> {
+        let nodes: Vec<Option<(String, u16)>> = if self.conn.is_cluster() {
+            self.primaries().await?.into_iter().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        let mut keys = Vec::new();
+        for node in nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT);
+                let value = match &node {
+                    Some((host, port)) => self.conn.on_node("list", host, *port, scan).await?,
+                    None => self.conn.query("list", &scan).await?,
+                };
+                let (next, batch): (u64, Vec<String>) = self.parse("list", value)?;
+                keys.extend(batch);
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Address of every primary of the cluster, from CLUSTER NODES.
+    async fn primaries(&self) -> Result<Vec<(String, u16)>> {
+        let text: String = self.conn.query("list", cmd("CLUSTER").arg("NODES")).await?;
+        let mut nodes = Vec::new();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(addr), Some(flags)) = (fields.get(1), fields.get(2)) else {
+                continue;
+            };
+            if !flags.contains("master") || flags.contains("fail") {
+                continue;
+            }
+            let addr = addr.split('@').next().unwrap_or_default();
+            if let Some((host, port)) = addr.rsplit_once(':')
+                && let Ok(port) = port.parse()
+            {
+                nodes.push((host.to_owned(), port));
+            }
+        }
+        Ok(nodes)
+    }
+
+    fn parse<T: FromRedisValue>(&self, operation: &'static str, value: Value) -> Result<T> {
+        T::from_redis_value(value)
+            .map_err(|e| self.protocol(operation, format!("cannot read answer: {e}")))
+    }
+
+    fn protocol(&self, operation: &'static str, detail: String) -> StoreError {
+        StoreError::Protocol {
+            backend: self.backend_name(),
+            operation,
+            detail,
+        }
+    }
+
+    fn parse_floats(&self, operation: &'static str, value: Value) -> Result<Vec<f64>> {
+        let values: Vec<Option<f64>> = self.parse(operation, value)?;
+        Ok(values.into_iter().map(|v| v.unwrap_or(0.0)).collect())
+    }
+
+    fn parse_reserve(
+        &self,
+        value: Value,
+        request: &ReserveRequest,
+        amounts: Vec<(Metric, f64)>,
+        now_ms: u64,
+    ) -> Result<ReserveOutcome> {
+        let answer: Vec<Value> = self.parse("reserve", value)?;
+        let granted: i64 = match answer.first() {
+            Some(v) => self.parse("reserve", v.clone())?,
+            None => return Err(self.protocol("reserve", "empty answer".into())),
+        };
+        if granted == 1 {
+            return Ok(ReserveOutcome::Granted(Reservation {
+                key: request.key.clone(),
+                at_ms: now_ms,
+                reserved: amounts,
+            }));
+        }
+        let (_, check_number, used, wait_ms): (i64, usize, f64, u64) =
+            self.parse("reserve", Value::Array(answer))?;
+        let check = check_number
+            .checked_sub(1)
+            .and_then(|i| request.checks.get(i))
+            .ok_or_else(|| self.protocol("reserve", format!("no check {check_number}")))?;
+        Ok(ReserveOutcome::Denied(Denial {
+            metric: check.metric,
+            limit: check.limit,
+            used,
+            requested: check.amount,
+            retry_after: Duration::from_millis(wait_ms),
+        }))
+    }
+}
+
+/// Groups increments by provider key, keeping the first-seen order of keys; returns the groups
+/// and, per input, its (group, position) so answers can be put back in input order.
+fn group_by_key(
+    increments: &[Increment],
+) -> (Vec<(ProviderKey, Vec<(Metric, f64)>)>, Vec<(usize, usize)>) {
+    let mut groups: Vec<(ProviderKey, Vec<(Metric, f64)>)> = Vec::new();
+    let mut index: HashMap<&ProviderKey, usize> = HashMap::new();
+    let mut places = Vec::with_capacity(increments.len());
+    for inc in increments {
+        let g = *index.entry(inc.series.key()).or_insert_with(|| {
+            groups.push((inc.series.key().clone(), Vec::new()));
+            groups.len() - 1
+        });
+        places.push((g, groups[g].1.len()));
+        groups[g].1.push((inc.series.metric(), inc.delta));
+    }
+    (groups, places)
+}
+
+#[async_trait]
+impl RuntimeStore for RedisStore {
+    fn backend(&self) -> &'static str {
+        self.backend_name()
+    }
+
+    fn windowing(&self) -> Windowing {
+        self.options.windowing
+    }
+
+    async fn get(&self, series: &Series) -> Result<f64> {
+        let value: Option<f64> = self
+            .conn
+            .query("get", cmd("GET").arg(keys::counter_key(series)))
+            .await?;
+        Ok(value.unwrap_or(0.0))
+    }
+
+    async fn set(&self, series: &Series, value: f64) -> Result<()> {
+        check_value("value", value)?;
+        let mut set = Cmd::new();
+        set.arg("SET")
+            .arg(keys::counter_key(series))
+            .arg(value.to_string())
+            .arg("PX")
+            .arg(self.options.ttl_ms());
+        self.conn.query::<Value>("set", &set).await.map(drop)
+    }
+
+    async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
+        let values = self
+            .increment_many(&[Increment::new(series.clone(), delta)])
+            .await?;
+        values
+            .first()
+            .copied()
+            .ok_or_else(|| self.protocol("increment", "no value returned".into()))
+    }
+
+    async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
+        let values = self
+            .window_many(std::slice::from_ref(series), window)
+            .await?;
+        values
+            .first()
+            .copied()
+            .ok_or_else(|| self.protocol("window", "no value returned".into()))
+    }
+
+    async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
+        if series.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = series.iter().map(keys::counter_key).collect();
+        // MGET is split by slot by the cluster client, so it is safe on a cluster too.
+        let values: Vec<Option<f64>> = self.conn.query("get_many", cmd("MGET").arg(&keys)).await?;
+        Ok(values.into_iter().map(|v| v.unwrap_or(0.0)).collect())
+    }
+
+    async fn window_many(&self, series: &[Series], window: Duration) -> Result<Vec<f64>> {
+        let w = self.options.windowing;
+        let buckets = w.buckets_in(window)?;
+        let first =
+            Windowing::first_in_window(w.bucket_index(self.options.clock.now_ms()), buckets);
+        let calls: Vec<ScriptCall<'_>> = series
+            .iter()
+            .map(|s| ScriptCall {
+                script: &self.scripts.window,
+                tag: keys::hash_tag(s.key()),
+                keys: vec![keys::buckets_key(s)],
+                args: vec![first.to_string()],
+            })
+            .collect();
+        let values = self.run_scripts("window", &calls).await?;
+        values
+            .into_iter()
+            .map(|v| self.parse("window", v))
+            .collect()
+    }
+
+    async fn increment_many(&self, increments: &[Increment]) -> Result<Vec<f64>> {
+        check_increments(increments)?;
+        if increments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (groups, places) = group_by_key(increments);
+        let calls = self.increment_calls(&groups, self.options.clock.now_ms());
+        let answers = self.run_scripts("increment", &calls).await?;
+        let per_group: Vec<Vec<f64>> = answers
+            .into_iter()
+            .map(|v| self.parse_floats("increment", v))
+            .collect::<Result<_>>()?;
+        places
+            .iter()
+            .map(|&(g, i)| {
+                per_group
+                    .get(g)
+                    .and_then(|values| values.get(i))
+                    .copied()
+                    .ok_or_else(|| self.protocol("increment", "missing value".into()))
+            })
+            .collect()
+    }
+
+    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
+        let w = self.options.windowing;
+        let amounts = request.amounts(&w)?;
+        let now_ms = self.options.clock.now_ms();
+        let now_bucket = w.bucket_index(now_ms);
+        let mut args = self.write_args(now_bucket, w.oldest_kept(now_bucket));
+        args.push(w.bucket_ms().to_string());
+        args.push(now_ms.to_string());
+        args.push(amounts.len().to_string());
+        let mut keys = Vec::with_capacity(amounts.len() * 2);
+        for (metric, amount) in &amounts {
+            let series = request.key.series(*metric);
+            keys.push(keys::counter_key(&series));
+            keys.push(keys::buckets_key(&series));
+            args.push(amount.to_string());
+        }
+        for check in &request.checks {
+            let position = amounts
+                .iter()
+                .position(|(m, _)| *m == check.metric)
+                .map_or(0, |p| p + 1);
+            args.push(position.to_string());
+            args.push(check.limit.to_string());
+            args.push(w.buckets_in(check.window)?.to_string());
+        }
+        let call = ScriptCall {
+            script: &self.scripts.reserve,
+            tag: keys::hash_tag(&request.key),
+            keys,
+            args,
+        };
+        let mut answers = self
+            .run_scripts("reserve", std::slice::from_ref(&call))
+            .await?;
+        let answer = answers
+            .pop()
+            .ok_or_else(|| self.protocol("reserve", "no answer".into()))?;
+        self.parse_reserve(answer, request, amounts, now_ms)
+    }
+
+    async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {
+        let deltas = reservation.deltas(actual)?;
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let calls = self.increment_calls(&[(reservation.key.clone(), deltas)], reservation.at_ms);
+        self.run_scripts("reconcile", &calls).await.map(drop)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
+        let Some(pattern) = keys::scan_pattern(prefix) else {
+            return Ok(Vec::new());
+        };
+        let mut found: Vec<(String, Series)> = self
+            .scan_keys(&pattern)
+            .await?
+            .into_iter()
+            .filter_map(|key| keys::parse_counter_key(&key).map(|s| (key, s)))
+            .filter(|(_, s)| s.to_string().starts_with(prefix))
+            .collect();
+        found.sort_by(|a, b| a.1.cmp(&b.1));
+        found.dedup_by(|a, b| a.0 == b.0);
+        let mut listed = Vec::with_capacity(found.len());
+        for chunk in found.chunks(SCAN_COUNT) {
+            let series: Vec<Series> = chunk.iter().map(|(_, s)| s.clone()).collect();
+            let values = self.get_many(&series).await?;
+            let tags: Vec<String> = series.iter().map(|s| keys::hash_tag(s.key())).collect();
+            let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+            let ttls = self
+                .run_grouped("list", &tag_refs, |pipe, i| {
+                    pipe.cmd("PTTL").arg(&chunk[i].0);
+                })
+                .await?;
+            for ((s, value), ttl) in series.into_iter().zip(values).zip(ttls) {
+                let ttl_ms: i64 = self.parse("list", ttl)?;
+                if ttl_ms == -2 {
+                    continue; // expired between SCAN and read
+                }
+                listed.push(ListedSeries {
+                    series: s,
+                    value,
+                    ttl: u64::try_from(ttl_ms).ok().map(Duration::from_millis),
+                });
+            }
+        }
+        Ok(listed)
+    }
+
+    async fn health(&self) -> Result<()> {
+        self.conn.on_every_primary("health", cmd("PING")).await
+    }
+
+    fn connection_stats(&self) -> ConnectionStats {
+        self.conn.stats()
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.redacted_url)
+            .field("connection", &self.conn)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl fmt::Display for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisStore({})", self.redacted_url)
+    }
+}

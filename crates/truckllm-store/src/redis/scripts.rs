@@ -1,0 +1,66 @@
+//! The Lua scripts, loaded once and invoked by SHA (EVALSHA; reloaded on NOSCRIPT).
+//!
+//! Each write script is `apply.lua` (the shared counter-plus-bucket update) followed by its
+//! body, so the update rule is written once. Every script touches the keys of one provider key
+//! only, which share a hash tag, so scripts are single-slot on Redis Cluster.
+
+use redis::Script;
+
+const INCREMENT_SRC: &str = concat!(
+    include_str!("lua/apply.lua"),
+    include_str!("lua/increment.lua")
+);
+const WINDOW_SRC: &str = include_str!("lua/window.lua");
+const RESERVE_SRC: &str = concat!(
+    include_str!("lua/apply.lua"),
+    include_str!("lua/reserve.lua")
+);
+
+/// A script with its source, which `SCRIPT LOAD` needs.
+#[derive(Debug)]
+pub struct LuaScript {
+    pub source: &'static str,
+    pub script: Script,
+}
+
+impl LuaScript {
+    fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            script: Script::new(source),
+        }
+    }
+
+    /// The SHA1 that EVALSHA names.
+    pub fn sha(&self) -> &str {
+        self.script.get_hash()
+    }
+}
+
+/// The scripts of the Redis backend.
+#[derive(Debug)]
+pub struct Scripts {
+    pub increment: LuaScript,
+    pub window: LuaScript,
+    pub reserve: LuaScript,
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        Self {
+            increment: LuaScript::new(INCREMENT_SRC),
+            window: LuaScript::new(WINDOW_SRC),
+            reserve: LuaScript::new(RESERVE_SRC),
+        }
+    }
+
+    pub fn all(&self) -> [&LuaScript; 3] {
+        [&self.increment, &self.window, &self.reserve]
+    }
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,262 @@
+//! The [`RuntimeStore`] trait: the contract every usage backend and wrapper keeps.
+
+use std::collections::BTreeMap;
+use std::fmt::{Debug, Display};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::series::{Metric, ProviderKey, Series, check_value};
+use crate::window::Windowing;
+
+/// Result of every store call.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Usage metrics shared by every gateway instance.
+///
+/// # Contract
+///
+/// - **Counters** (`get`/`set`/`increment`): one `f64` per [`Series`], the seed's
+///   `usage:{provider}:{key_id}:{metric}`. Every write refreshes the counter's TTL (60 s by
+///   default); a missing or expired counter reads as `0.0`. `increment` is atomic and returns
+///   the new value; concurrent increments are never lost.
+/// - **Windows** (`window`): the sum of increments made in the last `window` of time, exact to
+///   within one bucket (see [`crate::window`]). `set` overwrites a counter and is not an
+///   increment, so it does not move windows.
+/// - **Batches** (`get_many`, `window_many`, `increment_many`): one round trip; results come
+///   back in input order. Increments of one [`ProviderKey`] in a batch apply atomically together.
+/// - **Reserve** (`reserve`, then `reconcile`): checks every limit of one key and, only if all
+///   fit, adds every amount, in one atomic step. Concurrent reservers never exceed a limit.
+/// - **Input**: values and deltas must be finite with `|x| <= 1e15`; windows between 1 ms and
+///   the store's longest window. Bad input fails with [`StoreError::InvalidInput`] and changes
+///   nothing.
+///
+/// # Wrappers
+///
+/// Wrappers such as [`InstrumentedStore`](crate::InstrumentedStore) implement this trait by
+/// delegating every method to an inner store, so they compose around any backend. Every backend
+/// and wrapper must pass [`crate::conformance`].
+#[async_trait]
+pub trait RuntimeStore: Send + Sync + Debug + Display {
+    /// Short backend name used in metrics labels and errors (`memory`, `redis`, ...).
+    fn backend(&self) -> &'static str;
+
+    /// The bucket width and longest window this store answers.
+    fn windowing(&self) -> Windowing;
+
+    /// The counter's current value; `0.0` if absent.
+    async fn get(&self, series: &Series) -> Result<f64>;
+
+    /// Overwrites the counter and refreshes its TTL.
+    async fn set(&self, series: &Series, value: f64) -> Result<()>;
+
+    /// Adds `delta` (which may be negative) to the counter and the current window bucket;
+    /// returns the counter's new value.
+    async fn increment(&self, series: &Series, delta: f64) -> Result<f64>;
+
+    /// Sum of increments over the last `window`.
+    async fn window(&self, series: &Series, window: Duration) -> Result<f64>;
+
+    /// Counters of many series in one round trip.
+    async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>>;
+
+    /// Windows of many series in one round trip.
+    async fn window_many(&self, series: &[Series], window: Duration) -> Result<Vec<f64>>;
+
+    /// Many increments in one round trip; returns each counter's new value, in input order.
+    async fn increment_many(&self, increments: &[Increment]) -> Result<Vec<f64>>;
+
+    /// Atomically checks every limit of one key and reserves every amount, or denies.
+    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome>;
+
+    /// Settles a reservation with what was actually used: each reserved metric moves by
+    /// `actual - reserved` in the bucket it was reserved in; metrics not reserved are added.
+    async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()>;
+
+    /// Counters whose escaped name (`provider:key_id:metric`, see [`Series`]'s `Display`)
+    /// starts with `prefix`, sorted by series. For debugging; never on a hot path.
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>>;
+
+    /// Ok when the backend answers (a PING on Redis).
+    async fn health(&self) -> Result<()>;
+
+    /// Connections in use and idle, for the `storage_connections_*` gauges.
+    fn connection_stats(&self) -> ConnectionStats;
+}
+
+/// One delta for [`RuntimeStore::increment_many`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Increment {
+    pub series: Series,
+    pub delta: f64,
+}
+
+impl Increment {
+    pub fn new(series: Series, delta: f64) -> Self {
+        Self { series, delta }
+    }
+}
+
+/// One limit checked by [`RuntimeStore::reserve`]: `metric` summed over `window`, plus
+/// `amount`, must stay at or below `limit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitCheck {
+    pub metric: Metric,
+    pub limit: f64,
+    pub window: Duration,
+    /// What this request would add (1 for `req`; the estimated tokens for `tokens`).
+    pub amount: f64,
+}
+
+/// Every limit of one provider key, checked and reserved together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReserveRequest {
+    pub key: ProviderKey,
+    pub checks: Vec<LimitCheck>,
+}
+
+impl ReserveRequest {
+    /// Validates the request and returns the amount to add per metric. A metric may appear in
+    /// several checks (say, per minute and per second) but must carry one amount.
+    pub fn amounts(&self, windowing: &Windowing) -> Result<Vec<(Metric, f64)>> {
+        let mut amounts: BTreeMap<Metric, f64> = BTreeMap::new();
+        for check in &self.checks {
+            check_value("limit", check.limit)?;
+            check_value("amount", check.amount)?;
+            if check.limit < 0.0 || check.amount < 0.0 {
+                return Err(StoreError::invalid(format!(
+                    "limit and amount of {} must not be negative",
+                    check.metric
+                )));
+            }
+            windowing.buckets_in(check.window)?;
+            if let Some(previous) = amounts.insert(check.metric, check.amount)
+                && previous != check.amount
+            {
+                return Err(StoreError::invalid(format!(
+                    "metric {} is reserved with two different amounts ({previous} and {})",
+                    check.metric, check.amount
+                )));
+            }
+        }
+        Ok(amounts.into_iter().collect())
+    }
+}
+
+/// What [`RuntimeStore::reserve`] decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReserveOutcome {
+    Granted(Reservation),
+    Denied(Denial),
+}
+
+/// Amounts held against a key's limits until the request's real usage is known.
+#[must_use = "a reservation must be settled with RuntimeStore::reconcile"]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reservation {
+    pub key: ProviderKey,
+    /// When it was taken (Unix ms); reconcile corrects the bucket of this instant.
+    pub at_ms: u64,
+    pub reserved: Vec<(Metric, f64)>,
+}
+
+impl Reservation {
+    /// The per-metric corrections that settle this reservation at `actual`.
+    pub fn deltas(&self, actual: &[(Metric, f64)]) -> Result<Vec<(Metric, f64)>> {
+        let mut deltas: BTreeMap<Metric, f64> = BTreeMap::new();
+        for (metric, value) in actual {
+            *deltas.entry(*metric).or_default() += check_value("actual usage", *value)?;
+        }
+        for (metric, reserved) in &self.reserved {
+            if let Some(delta) = deltas.get_mut(metric) {
+                *delta -= reserved;
+            }
+        }
+        Ok(deltas.into_iter().filter(|(_, d)| *d != 0.0).collect())
+    }
+}
+
+/// Why a reservation was refused: the first limit that did not fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denial {
+    pub metric: Metric,
+    pub limit: f64,
+    /// Usage in the window at the time of the check.
+    pub used: f64,
+    pub requested: f64,
+    /// When enough usage will have left the window for the request to fit.
+    pub retry_after: Duration,
+}
+
+/// One counter in a [`RuntimeStore::list`] answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedSeries {
+    pub series: Series,
+    pub value: f64,
+    /// Time left before the counter expires, if it has a TTL.
+    pub ttl: Option<Duration>,
+}
+
+/// Connections of a backend, for the `storage_connections_*` gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionStats {
+    pub active: u64,
+    pub idle: u64,
+}
+
+/// Checks every increment's delta before anything is written.
+pub(crate) fn check_increments(increments: &[Increment]) -> Result<()> {
+    for inc in increments {
+        check_value("delta", inc.delta)?;
+    }
+    Ok(())
+}
+
+/// A shared store is a store: wrappers and callers can hold `Arc<dyn RuntimeStore>`.
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl<T: RuntimeStore + ?Sized> RuntimeStore for std::sync::Arc<T> {
+    fn backend(&self) -> &'static str {
+        (**self).backend()
+    }
+    fn windowing(&self) -> Windowing {
+        (**self).windowing()
+    }
+    async fn get(&self, series: &Series) -> Result<f64> {
+        (**self).get(series).await
+    }
+    async fn set(&self, series: &Series, value: f64) -> Result<()> {
+        (**self).set(series, value).await
+    }
+    async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
+        (**self).increment(series, delta).await
+    }
+    async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
+        (**self).window(series, window).await
+    }
+    async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
+        (**self).get_many(series).await
+    }
+    async fn window_many(&self, series: &[Series], window: Duration) -> Result<Vec<f64>> {
+        (**self).window_many(series, window).await
+    }
+    async fn increment_many(&self, increments: &[Increment]) -> Result<Vec<f64>> {
+        (**self).increment_many(increments).await
+    }
+    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
+        (**self).reserve(request).await
+    }
+    async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {
+        (**self).reconcile(reservation, actual).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
+        (**self).list(prefix).await
+    }
+    async fn health(&self) -> Result<()> {
+        (**self).health().await
+    }
+    fn connection_stats(&self) -> ConnectionStats {
+        (**self).connection_stats()
+    }
+}

@@ -1,0 +1,106 @@
+//! Opening a runtime store from a URL, and printing URLs without their secrets.
+//!
+//! | URL | store |
+//! |---|---|
+//! | `memory:` | [`MemoryStore`](crate::MemoryStore), this process only |
+//! | `redis://[user:pass@]host:port[/db]` | [`RedisStore`](crate::RedisStore) |
+//! | `rediss://…` | the same over TLS |
+//! | `redis+cluster://h1:p1,h2:p2` (`rediss+cluster://` for TLS) | Redis Cluster |
+
+use std::sync::Arc;
+
+use crate::error::StoreError;
+use crate::memory::{DEFAULT_CAPACITY, MemoryStore};
+use crate::redis::{RedisOptions, RedisStore};
+use crate::store::RuntimeStore;
+use crate::window::StoreOptions;
+
+/// Opens the store a URL names.
+pub async fn open_store(
+    url: &str,
+    options: StoreOptions,
+    redis_options: RedisOptions,
+) -> Result<Arc<dyn RuntimeStore>, StoreError> {
+    let scheme = url.split_once(':').map_or(url, |(s, _)| s);
+    match scheme {
+        "memory" => Ok(Arc::new(MemoryStore::with_options(
+            options,
+            DEFAULT_CAPACITY,
+        ))),
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => Ok(Arc::new(
+            RedisStore::connect(url, options, redis_options).await?,
+        )),
+        _ => Err(StoreError::invalid(format!(
+            "unsupported store URL {:?}: use memory:, redis://, rediss:// or redis+cluster://",
+            redact_url(url)
+        ))),
+    }
+}
+
+/// The URL with the password (and any `password=` query value) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{hosts}"),
+            None => format!("***@{hosts}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_survive_redaction() {
+        assert_eq!(
+            redact_url("redis://user:s3cret@host:6379/2"),
+            "redis://user:***@host:6379/2"
+        );
+        assert_eq!(redact_url("rediss://:s3cret@host"), "rediss://:***@host");
+        assert_eq!(redact_url("redis://s3cret@host"), "redis://***@host");
+        assert_eq!(
+            redact_url("redis+cluster://u:s3cret@a:1,b:2"),
+            "redis+cluster://u:***@a:1,b:2"
+        );
+        assert_eq!(
+            redact_url("redis://host/0?password=s3cret&x=1"),
+            "redis://host/0?password=***&x=1"
+        );
+        assert_eq!(redact_url("memory:"), "memory:");
+    }
+
+    #[tokio::test]
+    async fn unknown_schemes_are_refused_with_the_choices() {
+        let err = open_store(
+            "ftp://u:s3cret@x",
+            StoreOptions::default(),
+            RedisOptions::default(),
+        )
+        .await
+        .expect_err("ftp is not a store");
+        let message = err.to_string();
+        assert!(message.contains("memory:"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+    }
+}

@@ -1,0 +1,84 @@
+//! The conformance suite against every backend and wrapper: memory, Redis (a real
+//! `redis-server` started per test on a free loopback port), and the instrumented wrapper
+//! around each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use truckllm_store::conformance::{Context, Expiry};
+use truckllm_store::{
+    InstrumentedStore, MemoryStore, RedisOptions, RedisStore, RuntimeStore, StoreOptions,
+};
+use truckllm_testkit::RedisServer;
+
+fn options(ctx: &Context) -> StoreOptions {
+    StoreOptions {
+        ttl: ctx.ttl,
+        clock: Arc::new(ctx.clock.clone()),
+        ..StoreOptions::default()
+    }
+}
+
+/// Redis expires counters by its own clock; a short TTL keeps the expiry check quick.
+const REDIS_TTL: Duration = Duration::from_secs(3);
+
+async fn redis_store(ctx: &Context) -> (RedisStore, RedisServer) {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), options(ctx), RedisOptions::default())
+        .await
+        .expect("connect to the test redis-server");
+    (store, server)
+}
+
+mod memory {
+    use super::*;
+    truckllm_store::conformance_tests!(
+        |ctx: Context| async move {
+            let store: Arc<dyn RuntimeStore> =
+                Arc::new(MemoryStore::with_options(options(&ctx), 10_000));
+            (store, ())
+        },
+        Duration::from_secs(60),
+        Expiry::Clock
+    );
+}
+
+mod redis {
+    use super::*;
+    truckllm_store::conformance_tests!(
+        |ctx: Context| async move {
+            let (store, server) = redis_store(&ctx).await;
+            let store: Arc<dyn RuntimeStore> = Arc::new(store);
+            (store, server)
+        },
+        REDIS_TTL,
+        Expiry::RealTime
+    );
+}
+
+mod instrumented_memory {
+    use super::*;
+    truckllm_store::conformance_tests!(
+        |ctx: Context| async move {
+            let inner = MemoryStore::with_options(options(&ctx), 10_000);
+            let store: Arc<dyn RuntimeStore> = Arc::new(InstrumentedStore::new(inner));
+            (store, ())
+        },
+        Duration::from_secs(60),
+        Expiry::Clock
+    );
+}
+
+mod instrumented_redis {
+    use super::*;
+    truckllm_store::conformance_tests!(
+        |ctx: Context| async move {
+            let (inner, server) = redis_store(&ctx).await;
+            let store: Arc<dyn RuntimeStore> = Arc::new(InstrumentedStore::new(inner));
+            (store, server)
+        },
+        REDIS_TTL,
+        Expiry::RealTime
+    );
+}
