@@ -4,11 +4,6 @@
 //! operation). The error decides once whether the caller was at fault ([`StoreError::is_caller_fault`])
 //! and whether a retry may help ([`StoreError::is_retryable`]); layers above never re-guess it.
 
-use std::error::Error as StdError;
-
-/// A boxed source error, kept for its message and chain.
-pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
-
 /// Errors of the runtime store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -18,13 +13,13 @@ pub enum StoreError {
     #[error("invalid input: {message}")]
     InvalidInput { message: String },
 
-    /// The backend could not be reached or failed while serving the call.
-    #[error("{backend} store unavailable during {operation}: {source}")]
+    /// The backend could not be reached or failed while serving the call. `detail` is the
+    /// cause, rendered once (driver errors often repeat their own source).
+    #[error("{backend} store unavailable during {operation}: {detail}")]
     Unavailable {
         backend: &'static str,
         operation: &'static str,
-        #[source]
-        source: BoxError,
+        detail: String,
     },
 
     /// The backend did not answer in time.
@@ -61,6 +56,27 @@ impl StoreError {
         }
     }
 
+    /// The backend was unreachable or failing; `cause` is rendered once, with repeated
+    /// `a: a` segments collapsed.
+    pub fn unavailable(
+        backend: &'static str,
+        operation: &'static str,
+        cause: &dyn std::fmt::Display,
+    ) -> Self {
+        let text = cause.to_string();
+        let mut parts: Vec<&str> = Vec::new();
+        for part in text.split(": ") {
+            if parts.last() != Some(&part) {
+                parts.push(part);
+            }
+        }
+        StoreError::Unavailable {
+            backend,
+            operation,
+            detail: parts.join(": "),
+        }
+    }
+
     /// True when the caller's input was wrong (maps to HTTP 400); false for backend faults.
     pub fn is_caller_fault(&self) -> bool {
         matches!(self, StoreError::InvalidInput { .. })
@@ -72,5 +88,21 @@ impl StoreError {
             self,
             StoreError::Unavailable { .. } | StoreError::Timeout { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_causes_are_rendered_once() {
+        let e = StoreError::unavailable("redis", "get", &"Connection refused: Connection refused");
+        assert_eq!(
+            e.to_string(),
+            "redis store unavailable during get: Connection refused"
+        );
+        assert!(e.is_retryable());
+        assert!(!e.is_caller_fault());
     }
 }

@@ -154,7 +154,7 @@ impl MemoryStore {
 
     fn maybe_sweep(&self) {
         let writes = self.writes.fetch_add(1, Ordering::Relaxed);
-        if writes % SWEEP_EVERY == 0 {
+        if writes.is_multiple_of(SWEEP_EVERY) {
             let index = (writes / SWEEP_EVERY) as usize % SHARDS;
             self.sweep_shard(index, self.now_ms());
         }

@@ -43,7 +43,7 @@ impl Windowing {
         if bucket_ms == 0 {
             return Err(StoreError::invalid("bucket width must be at least 1 ms"));
         }
-        if max_window_ms < bucket_ms || max_window_ms % bucket_ms != 0 {
+        if max_window_ms < bucket_ms || !max_window_ms.is_multiple_of(bucket_ms) {
             return Err(StoreError::invalid(format!(
                 "longest window ({max_window_ms} ms) must be a whole, non-zero number of buckets ({bucket_ms} ms)"
             )));

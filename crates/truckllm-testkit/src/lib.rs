@@ -17,6 +17,7 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     extra_args: Vec<String>,
+    tls: bool,
 }
 
 impl RedisServer {
@@ -33,18 +34,57 @@ impl RedisServer {
             port: free_port(),
             dir,
             extra_args: extra_args.iter().map(|s| (*s).to_owned()).collect(),
+            tls: false,
         };
         server.spawn();
         server
+    }
+
+    /// Starts a TLS-only server whose certificate (for 127.0.0.1) is signed by a fresh private
+    /// CA, made with `openssl` in the server's directory; see [`RedisServer::ca_file`].
+    pub fn start_tls() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for redis-server");
+        make_certificates(dir.path());
+        let port = free_port();
+        let file = |name: &str| dir.path().join(name).display().to_string();
+        let extra_args = vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            file("server.crt"),
+            "--tls-key-file".into(),
+            file("server.key"),
+            "--tls-ca-cert-file".into(),
+            file("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ];
+        let mut server = Self {
+            child: None,
+            port,
+            dir,
+            extra_args,
+            tls: true,
+        };
+        server.spawn();
+        server
+    }
+
+    /// The CA certificate (PEM) that signed a TLS server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `rediss://` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn dir(&self) -> &Path {
@@ -78,10 +118,18 @@ impl RedisServer {
 
     fn auth_args(&self) -> Vec<String> {
         let pos = self.extra_args.iter().position(|a| a == "--requirepass");
-        match pos.and_then(|p| self.extra_args.get(p + 1)) {
+        let mut args = match pos.and_then(|p| self.extra_args.get(p + 1)) {
             Some(pass) => vec!["--no-auth-warning".into(), "-a".into(), pass.clone()],
             None => Vec::new(),
+        };
+        if self.tls {
+            args.extend([
+                "--tls".into(),
+                "--cacert".into(),
+                self.ca_file().display().to_string(),
+            ]);
         }
+        args
     }
 
     fn spawn(&mut self) {
@@ -97,7 +145,25 @@ impl RedisServer {
         let child = command.spawn().expect("spawn redis-server");
         spawn_watchdog(child.id());
         self.child = Some(child);
-        wait_until_ready(self.port, &self.auth_args());
+        if self.tls {
+            self.wait_until_cli_answers();
+        } else {
+            wait_until_ready(self.port, &self.auth_args());
+        }
+    }
+
+    fn wait_until_cli_answers(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.cli(&["PING"]) == "PONG" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "TLS redis-server on port {} did not answer PING within 10 s",
+            self.port
+        );
     }
 }
 
@@ -105,6 +171,65 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Makes `ca.crt`, and `server.crt`/`server.key` for 127.0.0.1 signed by it, in `dir`.
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run openssl (apt-get install openssl)");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-subj",
+        "/CN=truckllm-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write san.ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
 }
 
 /// Path of `redis-server`, or a panic that says how to install it.

@@ -5,6 +5,7 @@
 //! Calls made while a connection is down fail; the manager reconnects in the background.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{
     MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo,
 };
-use redis::{Cmd, FromRedisValue, Pipeline, RedisError, Value};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisError, TlsCertificates, Value};
 
 use crate::error::StoreError;
 use crate::store::ConnectionStats;
@@ -26,6 +27,9 @@ pub struct RedisOptions {
     pub pool_size: usize,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// PEM file of the CA that signed the server's certificate, for `rediss://` servers with a
+    /// private CA. Without it the system's trust store is used.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisOptions {
@@ -34,6 +38,7 @@ impl Default for RedisOptions {
             pool_size: 2,
             connect_timeout: Duration::from_secs(2),
             response_timeout: Duration::from_secs(2),
+            tls_ca_file: None,
         }
     }
 }
@@ -82,7 +87,11 @@ impl Connection {
         if let Some(nodes) = cluster_nodes(url) {
             return Self::open_cluster(&nodes?, options).await;
         }
-        let client = redis::Client::open(url).map_err(|e| config_error(STANDALONE, e))?;
+        let client = match tls_certificates(options)? {
+            Some(certs) => redis::Client::build_with_tls(url, certs),
+            None => redis::Client::open(url),
+        }
+        .map_err(|e| config_error(STANDALONE, e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(Some(options.response_timeout))
@@ -109,7 +118,11 @@ impl Connection {
     }
 
     async fn open_cluster(nodes: &[String], options: &RedisOptions) -> Result<Self, StoreError> {
-        let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+        let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str));
+        if let Some(certs) = tls_certificates(options)? {
+            builder = builder.certs(certs);
+        }
+        let client = builder
             .connection_timeout(options.connect_timeout)
             .response_timeout(options.response_timeout)
             .retries(3)
@@ -324,6 +337,20 @@ fn cluster_nodes(url: &str) -> Option<Result<Vec<String>, StoreError>> {
     Some(Ok(nodes))
 }
 
+/// The private CA to trust, if one is configured.
+fn tls_certificates(options: &RedisOptions) -> Result<Option<TlsCertificates>, StoreError> {
+    let Some(path) = &options.tls_ca_file else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(path).map_err(|e| {
+        StoreError::invalid(format!("cannot read TLS CA file {}: {e}", path.display()))
+    })?;
+    Ok(Some(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    }))
+}
+
 async fn with_deadline<T>(
     backend: &'static str,
     operation: &'static str,
@@ -372,14 +399,11 @@ pub(crate) fn map_error(
         || e.is_connection_dropped()
         || e.is_cluster_error()
         || e.code().is_some_and(|c| TRANSIENT_CODES.contains(&c))
+        || e.kind() == redis::ErrorKind::AuthenticationFailed
         || e.code()
             .is_some_and(|c| c == "NOAUTH" || c == "WRONGPASS" || c == "NOPERM");
     if transient {
-        StoreError::Unavailable {
-            backend,
-            operation,
-            source: Box::new(e),
-        }
+        StoreError::unavailable(backend, operation, &e)
     } else {
         StoreError::Protocol {
             backend,

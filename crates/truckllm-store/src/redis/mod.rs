@@ -43,6 +43,9 @@ pub struct RedisStore {
     redacted_url: String,
 }
 
+/// Deltas for several metrics of one provider key, applied by one script call.
+type KeyDeltas = (ProviderKey, Vec<(Metric, f64)>);
+
 /// One script call within a pipeline: which script, its keys and arguments, and the hash tag
 /// that decides its slot.
 struct ScriptCall<'a> {
@@ -175,11 +178,7 @@ impl RedisStore {
         ))
     }
 
-    fn increment_calls(
-        &self,
-        increments: &[(ProviderKey, Vec<(Metric, f64)>)],
-        at_ms: u64,
-    ) -> Vec<ScriptCall<'_>> {
+    fn increment_calls(&self, increments: &[KeyDeltas], at_ms: u64) -> Vec<ScriptCall<'_>> {
         let w = self.options.windowing;
         let now_bucket = w.bucket_index(self.options.clock.now_ms());
         increments
@@ -321,10 +320,8 @@ impl RedisStore {
 
 /// Groups increments by provider key, keeping the first-seen order of keys; returns the groups
 /// and, per input, its (group, position) so answers can be put back in input order.
-fn group_by_key(
-    increments: &[Increment],
-) -> (Vec<(ProviderKey, Vec<(Metric, f64)>)>, Vec<(usize, usize)>) {
-    let mut groups: Vec<(ProviderKey, Vec<(Metric, f64)>)> = Vec::new();
+fn group_by_key(increments: &[Increment]) -> (Vec<KeyDeltas>, Vec<(usize, usize)>) {
+    let mut groups: Vec<KeyDeltas> = Vec::new();
     let mut index: HashMap<&ProviderKey, usize> = HashMap::new();
     let mut places = Vec::with_capacity(increments.len());
     for inc in increments {

@@ -1,0 +1,134 @@
+//! The command line, as clap types. Every command that touches a store takes `--store URL`.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use truckllm_store::Metric;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "truckllm",
+    version,
+    about = "TruckLLM: an OpenAI-compatible LLM gateway"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the runtime store is.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Runtime store: `memory:`, `redis://[user:pass@]host:port/db`, `rediss://…`,
+    /// `redis+cluster://h1:p1,h2:p2`.
+    #[arg(
+        long,
+        global = true,
+        env = "TRUCKLLM_STORE",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub store: String,
+
+    /// PEM file of a private CA that signed a `rediss://` server's certificate.
+    #[arg(long, global = true, env = "TRUCKLLM_STORE_CA", value_name = "PEM")]
+    pub store_ca: Option<std::path::PathBuf>,
+
+    /// Give up on the store after this many seconds.
+    #[arg(long, global = true, default_value_t = 5.0, value_parser = parse_seconds)]
+    pub timeout: f64,
+}
+
+impl StoreArgs {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read and change usage counters (the seed's debug commands).
+    #[command(subcommand)]
+    Usage(UsageCommand),
+    /// Check the store: exit 0 when healthy, non-zero with the reason.
+    Health,
+    /// Benchmarks that report ratios measured in one run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsageCommand {
+    /// Print a counter, or with --window the sum over the last SECONDS.
+    Get {
+        #[command(flatten)]
+        series: SeriesArgs,
+        #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+        window: Option<f64>,
+    },
+    /// Overwrite a counter.
+    #[command(allow_negative_numbers = true)]
+    Set {
+        #[command(flatten)]
+        series: SeriesArgs,
+        value: f64,
+    },
+    /// Add DELTA to a counter and print the new value.
+    #[command(allow_negative_numbers = true)]
+    Incr {
+        #[command(flatten)]
+        series: SeriesArgs,
+        delta: f64,
+    },
+    /// List counters whose name (provider:key_id:metric) starts with PREFIX.
+    List {
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SeriesArgs {
+    pub provider: String,
+    pub key_id: String,
+    #[arg(value_parser = parse_metric)]
+    pub metric: Metric,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Store throughput against `redis-benchmark` running the same Lua script on the same server.
+    Store(StoreBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreBenchArgs {
+    /// Concurrent tasks calling the store.
+    #[arg(long, default_value_t = 32)]
+    pub tasks: usize,
+    /// Increments per batched call (and redis-benchmark's pipeline depth).
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Seconds each measurement runs.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+    pub seconds: f64,
+    /// Distinct provider keys the load is spread over.
+    #[arg(long, default_value_t = 64)]
+    pub keys: usize,
+}
+
+fn parse_metric(s: &str) -> Result<Metric, String> {
+    s.parse()
+        .map_err(|e: truckllm_store::StoreError| e.to_string())
+}
+
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        Ok(_) => Err(format!(
+            "{s} is not a number of seconds between 0 and 86400"
+        )),
+        Err(e) => Err(format!("{s:?} is not a number: {e}")),
+    }
+}

@@ -1,0 +1,57 @@
+//! One module per command; [`run`] dispatches.
+
+mod bench;
+mod usage;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use truckllm_store::{RedisOptions, RuntimeStore, StoreOptions, open_store, redact_url};
+
+use crate::cli::{BenchCommand, Cli, Command, StoreArgs};
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Usage(command) => usage::run(&cli.store, command).await,
+        Command::Health => health(&cli.store).await,
+        Command::Bench(BenchCommand::Store(args)) => bench::store(&cli.store, &args).await,
+    }
+}
+
+/// Opens the store named by `--store`, bounded by `--timeout`.
+pub async fn open(args: &StoreArgs) -> Result<Arc<dyn RuntimeStore>> {
+    let redis_options = RedisOptions {
+        connect_timeout: args.timeout() / 2,
+        response_timeout: args.timeout() / 2,
+        tls_ca_file: args.store_ca.clone(),
+        ..RedisOptions::default()
+    };
+    let url = redact_url(&args.store);
+    within(
+        args,
+        open_store(&args.store, StoreOptions::default(), redis_options),
+    )
+    .await
+    .with_context(|| format!("cannot open store {url}"))
+}
+
+/// Runs `call`, failing with a clear error if it takes longer than `--timeout`.
+pub async fn within<T, E>(args: &StoreArgs, call: impl Future<Output = Result<T, E>>) -> Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match tokio::time::timeout(args.timeout(), call).await {
+        Ok(result) => Ok(result?),
+        Err(_) => anyhow::bail!("no answer from the store within {} s", args.timeout),
+    }
+}
+
+async fn health(args: &StoreArgs) -> Result<ExitCode> {
+    let store = open(args).await?;
+    within(args, store.health())
+        .await
+        .with_context(|| format!("{store} is unhealthy"))?;
+    println!("ok: {store}");
+    Ok(ExitCode::SUCCESS)
+}
