@@ -1,6 +1,6 @@
 //! The conformance suite against every backend and wrapper: memory, Redis (a real
-//! `redis-server` started per test on a free loopback port), and the instrumented wrapper
-//! around each.
+//! `redis-server` started per test on a free loopback port), a real three-primary Redis
+//! Cluster, and the instrumented wrapper around memory and Redis.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use truckllm_store::conformance::{Context, Expiry};
 use truckllm_store::{
     InstrumentedStore, MemoryStore, RedisOptions, RedisStore, RuntimeStore, StoreOptions,
 };
-use truckllm_testkit::RedisServer;
+use truckllm_testkit::{RedisCluster, RedisServer};
 
 fn options(ctx: &Context) -> StoreOptions {
     StoreOptions {
@@ -77,6 +77,22 @@ mod instrumented_redis {
             let (inner, server) = redis_store(&ctx).await;
             let store: Arc<dyn RuntimeStore> = Arc::new(InstrumentedStore::new(inner));
             (store, server)
+        },
+        REDIS_TTL,
+        Expiry::RealTime
+    );
+}
+
+mod redis_cluster {
+    use super::*;
+    truckllm_store::conformance_tests!(
+        |ctx: Context| async move {
+            let cluster = RedisCluster::start();
+            let store = RedisStore::connect(&cluster.url(), options(&ctx), RedisOptions::default())
+                .await
+                .expect("connect to the test cluster");
+            let store: Arc<dyn RuntimeStore> = Arc::new(store);
+            (store, cluster)
         },
         REDIS_TTL,
         Expiry::RealTime
