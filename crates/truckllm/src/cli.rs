@@ -1,4 +1,5 @@
-//! The command line, as clap types. Every command that touches a store takes `--store URL`.
+//! The command line, as clap types. Every command that touches the runtime store takes
+//! `--store URL`; every config command takes `--config PATH`.
 
 use std::time::Duration;
 
@@ -12,6 +13,14 @@ use truckllm_store::Metric;
     about = "TruckLLM: an OpenAI-compatible LLM gateway"
 )]
 pub struct Cli {
+    /// The config file.
+    #[arg(
+        long,
+        global = true,
+        env = "TRUCKLLM_CONFIG",
+        default_value = "./configs/config.yaml"
+    )]
+    pub config: std::path::PathBuf,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(subcommand)]
@@ -56,6 +65,48 @@ pub enum Command {
     /// Benchmarks that report ratios measured in one run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Validate, inspect, version, back up and encrypt the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a config file (default: --config) and exit non-zero with every problem found.
+    Validate { path: Option<std::path::PathBuf> },
+    /// Print the current config with literal secrets redacted.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the kept versions.
+    History,
+    /// Unified diff between two versions.
+    Diff { from: u64, to: u64 },
+    /// Make an old version current again (as a new version).
+    Rollback {
+        version: u64,
+        #[arg(long, env = "USER", default_value = "cli")]
+        author: String,
+    },
+    /// Write the config and its history to one file.
+    Backup { file: std::path::PathBuf },
+    /// Replace the config and its history with a backup.
+    Restore { file: std::path::PathBuf },
+    /// Print a new random master key (base64), for TRUCKLLM_MASTER_KEY.
+    GenerateKey,
+    /// Read a secret from stdin and print it as an enc:v1: value (needs TRUCKLLM_MASTER_KEY).
+    EncryptValue,
+    /// Re-encrypt every enc:v1: value under a new key and save it as a new version.
+    RotateKey {
+        /// File holding the new key (base64); or set TRUCKLLM_NEW_MASTER_KEY.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<std::path::PathBuf>,
+        #[arg(long, env = "USER", default_value = "cli")]
+        author: String,
+    },
+    /// Print the JSON Schema of the config file.
+    Schema,
 }
 
 #[derive(Debug, Subcommand)]

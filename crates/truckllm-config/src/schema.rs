@@ -1,0 +1,419 @@
+//! The configuration schema of the whole gateway, as serde types.
+//!
+//! The YAML shape follows the seed (`storage.runtime`, `storage.config`) and adds what a gateway
+//! needs. Every struct rejects unknown fields. Strings may hold `${VAR}` / `${VAR:-default}`
+//! references and `enc:v1:…` encrypted values; a [`Config`] as loaded keeps them as written
+//! (that is what is saved back), and [`crate::resolve`] makes the in-memory copy the gateway uses.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::secret::Secret;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Upstream LLM providers, each with several API keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub llm_providers: Vec<ProviderConfig>,
+    /// Model aliases: a name clients may use, mapped to one or more `provider:model` targets,
+    /// tried in order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aliases: BTreeMap<String, Vec<String>>,
+    /// Client API keys. With none, the gateway runs in an explicit open mode.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<ClientKeyConfig>,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+/// The gateway's own listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `host:port` the gateway listens on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Key for the admin API (config reload, usage). Without it the admin API is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_key: Option<Secret>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            admin_key: None,
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:2906".into()
+}
+
+/// Where runtime usage, configuration and logs are stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    #[serde(default)]
+    pub runtime: RuntimeStorageConfig,
+    #[serde(default)]
+    pub config: ConfigStorageConfig,
+    /// Log sinks; several may be configured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logging: Vec<LogSinkConfig>,
+}
+
+/// Which runtime store backs usage metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeKind {
+    Redis,
+    Http,
+    /// In-process: one gateway only. The default, so nothing else needs installing.
+    #[default]
+    Memory,
+}
+
+/// The seed's `storage.runtime`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeStorageConfig {
+    #[serde(rename = "type", default)]
+    pub kind: RuntimeKind,
+    /// Redis: `host:port`, or a full `redis://`, `rediss://` or `redis+cluster://` URL.
+    /// HTTP: the storage server's base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Redis password; an empty string means none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub db: u32,
+    /// Use TLS (`rediss://`) when `addr` is a bare `host:port`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// Bearer token for the HTTP storage API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+}
+
+impl Default for RuntimeStorageConfig {
+    fn default() -> Self {
+        Self {
+            kind: RuntimeKind::Memory,
+            addr: None,
+            username: None,
+            password: None,
+            db: 0,
+            tls: false,
+            api_key: None,
+        }
+    }
+}
+
+/// Which config store holds this file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigKind {
+    #[default]
+    File,
+    Http,
+}
+
+/// The seed's `storage.config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigStorageConfig {
+    #[serde(rename = "type", default)]
+    pub kind: ConfigKind,
+    /// File store: path of the YAML file.
+    #[serde(default = "default_config_path")]
+    pub path: String,
+    /// HTTP store: the storage server's base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    /// How many past versions the file store keeps.
+    #[serde(default = "default_history")]
+    pub history: usize,
+}
+
+impl Default for ConfigStorageConfig {
+    fn default() -> Self {
+        Self {
+            kind: ConfigKind::File,
+            path: default_config_path(),
+            addr: None,
+            api_key: None,
+            history: default_history(),
+        }
+    }
+}
+
+/// The seed's default config path.
+pub fn default_config_path() -> String {
+    "./configs/config.yaml".into()
+}
+
+fn default_history() -> usize {
+    20
+}
+
+/// One log sink under `storage.logging`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LogSinkConfig {
+    /// JSON lines on disk.
+    File {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audit_path: Option<String>,
+    },
+    /// Batched, HMAC-signed POSTs.
+    Webhook {
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<Secret>,
+    },
+    /// Periodic pushes of aggregates to a Prometheus Pushgateway.
+    Pushgateway {
+        url: String,
+        #[serde(default = "default_job")]
+        job: String,
+    },
+}
+
+fn default_job() -> String {
+    "truckllm".into()
+}
+
+/// Wire protocol of a provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible API (OpenAI, Together, OpenRouter, Mistral, Groq, vLLM, Ollama…).
+    #[default]
+    Openai,
+}
+
+/// One upstream provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Unique id, used in model names (`openai:gpt-4o`) and usage keys.
+    pub id: String,
+    #[serde(rename = "type", default)]
+    pub kind: ProviderKind,
+    /// Base URL including the version path, as with the OpenAI SDK (`https://api.openai.com/v1`).
+    pub base_url: String,
+    /// API keys; requests are balanced across them.
+    pub keys: Vec<ProviderKeyConfig>,
+    /// Limits applied to each key of this provider (a key may override them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<Pricing>,
+    /// Models served; empty means any model name is passed through.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+}
+
+/// One provider API key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderKeyConfig {
+    /// Id used in usage metrics and logs; never the secret.
+    pub id: String,
+    pub secret: Secret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+/// Rate limits per key, over 60-second windows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub req_per_min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_min: Option<f64>,
+}
+
+/// Prices in currency units per million tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    #[serde(default)]
+    pub input_per_1m: f64,
+    #[serde(default)]
+    pub output_per_1m: f64,
+}
+
+/// One client of the gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientKeyConfig {
+    pub id: String,
+    /// The key itself, best as a `${ENV}` reference or `enc:v1:` value; hashed once loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Secret>,
+    /// Or only its SHA-256, in hex, so the file holds no secret at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_sha256: Option<String>,
+    /// Provider ids this client may use; `*` for all.
+    #[serde(default = "everything")]
+    pub allowed_providers: Vec<String>,
+    /// Models (`provider:model` or alias) this client may use; `*` for all.
+    #[serde(default = "everything")]
+    pub allowed_models: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+}
+
+fn everything() -> Vec<String> {
+    vec!["*".into()]
+}
+
+/// How a key is chosen among candidates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    RoundRobin,
+    LeastLoaded,
+    #[default]
+    Hybrid,
+}
+
+/// Balancing, retry, fallback and cooldown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Try the next target of an alias when every key of one target fails.
+    #[serde(default = "yes")]
+    pub fallback: bool,
+    #[serde(default)]
+    pub cooldown: CooldownPolicy,
+    /// Tokens reserved for a request that names no `max_tokens`.
+    #[serde(default = "default_estimate")]
+    pub default_max_tokens: u32,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::default(),
+            retry: RetryPolicy::default(),
+            fallback: true,
+            cooldown: CooldownPolicy::default(),
+            default_max_tokens: default_estimate(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_estimate() -> u32 {
+    1024
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts per request, across keys and targets.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    /// Deadline for all attempts together, in seconds.
+    #[serde(default = "default_deadline")]
+    pub deadline_secs: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_attempts(),
+            deadline_secs: default_deadline(),
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+
+fn default_deadline() -> f64 {
+    120.0
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CooldownPolicy {
+    /// Consecutive failures that put a key in cooldown.
+    #[serde(default = "default_failures")]
+    pub failures: u32,
+    /// How long a cooled-down key is skipped, in seconds.
+    #[serde(default = "default_cooldown")]
+    pub seconds: f64,
+}
+
+impl Default for CooldownPolicy {
+    fn default() -> Self {
+        Self {
+            failures: default_failures(),
+            seconds: default_cooldown(),
+        }
+    }
+}
+
+fn default_failures() -> u32 {
+    3
+}
+
+fn default_cooldown() -> f64 {
+    30.0
+}
+
+impl Config {
+    /// A copy safe to print: `${ENV}` and `enc:` references stay, literal secrets become
+    /// `[REDACTED]`.
+    pub fn redacted(&self) -> Config {
+        let hide = |s: &Secret| Secret::new(s.to_string());
+        let hide_opt = |s: &Option<Secret>| s.as_ref().map(hide);
+        let mut out = self.clone();
+        out.server.admin_key = hide_opt(&self.server.admin_key);
+        out.storage.runtime.password = hide_opt(&self.storage.runtime.password);
+        out.storage.runtime.api_key = hide_opt(&self.storage.runtime.api_key);
+        out.storage.config.api_key = hide_opt(&self.storage.config.api_key);
+        for sink in &mut out.storage.logging {
+            if let LogSinkConfig::Webhook { secret, .. } = sink {
+                *secret = hide_opt(secret);
+            }
+        }
+        for provider in &mut out.llm_providers {
+            for key in &mut provider.keys {
+                key.secret = hide(&key.secret);
+            }
+        }
+        for client in &mut out.api_keys {
+            client.key = hide_opt(&client.key);
+        }
+        out
+    }
+}
