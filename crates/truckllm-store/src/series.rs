@@ -17,6 +17,8 @@ pub const MAX_NAME_LEN: usize = 256;
 pub const MAX_ABS_VALUE: f64 = 1e15;
 
 /// A usage metric. `latency` is the sum of milliseconds, so mean latency is `latency / req`.
+/// `cooldown` is not usage: it holds the Unix second until which a failing key is skipped, so
+/// that every gateway instance skips it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Metric {
     Req,
@@ -26,11 +28,12 @@ pub enum Metric {
     Errors,
     Latency,
     Cost,
+    Cooldown,
 }
 
 impl Metric {
     /// Every metric, in a fixed order.
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 8] = [
         Metric::Req,
         Metric::Tokens,
         Metric::PromptTokens,
@@ -38,6 +41,7 @@ impl Metric {
         Metric::Errors,
         Metric::Latency,
         Metric::Cost,
+        Metric::Cooldown,
     ];
 
     /// The wire and key name of the metric (`req`, `tokens`, ...).
@@ -50,6 +54,7 @@ impl Metric {
             Metric::Errors => "errors",
             Metric::Latency => "latency",
             Metric::Cost => "cost",
+            Metric::Cooldown => "cooldown",
         }
     }
 }

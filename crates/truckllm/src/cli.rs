@@ -31,14 +31,10 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// Runtime store: `memory:`, `redis://[user:pass@]host:port/db`, `rediss://…`,
-    /// `redis+cluster://h1:p1,h2:p2`.
-    #[arg(
-        long,
-        global = true,
-        env = "TRUCKLLM_STORE",
-        default_value = "redis://127.0.0.1:6379"
-    )]
-    pub store: String,
+    /// `redis+cluster://h1:p1,h2:p2`. Default: `redis://127.0.0.1:6379` for the usage and
+    /// health commands; `serve` follows `storage.runtime` in the config.
+    #[arg(long, global = true, env = "TRUCKLLM_STORE")]
+    pub store: Option<String>,
 
     /// PEM file of a private CA that signed a `rediss://` server's certificate.
     #[arg(long, global = true, env = "TRUCKLLM_STORE_CA", value_name = "PEM")]
@@ -50,6 +46,11 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
+    /// The store URL given, or the seed's local Redis.
+    pub fn url(&self) -> &str {
+        self.store.as_deref().unwrap_or("redis://127.0.0.1:6379")
+    }
+
     pub fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout)
     }
@@ -57,6 +58,10 @@ impl StoreArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the gateway: an OpenAI-compatible endpoint in front of the configured providers.
+    Serve(ServeArgs),
+    /// Run a mock OpenAI-compatible provider, for tests, demos and benchmarks.
+    MockUpstream(MockArgs),
     /// Read and change usage counters (the seed's debug commands).
     #[command(subcommand)]
     Usage(UsageCommand),
@@ -107,6 +112,37 @@ pub enum ConfigCommand {
     },
     /// Print the JSON Schema of the config file.
     Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen here instead of `server.listen`.
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Run against an in-process mock provider with the in-memory store: no keys, no internet.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MockArgs {
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: std::net::SocketAddr,
+    /// Wait this long before answering.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Wait this long between stream chunks.
+    #[arg(long, default_value_t = 0)]
+    pub chunk_delay_ms: u64,
+    /// Share of requests answered 500 (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Share of requests answered 429 with Retry-After (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_limit_rate: f64,
+    /// Requests per minute per key before 429s.
+    #[arg(long)]
+    pub rpm_cap: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -61,7 +61,7 @@ pub async fn store(args: &StoreArgs, bench: &StoreBenchArgs) -> Result<ExitCode>
         println!("| {} | {rate:.0} |", workload.label(bench.batch));
         rates.push(rate);
     }
-    let Some(target) = RedisTarget::parse(&args.store) else {
+    let Some(target) = RedisTarget::parse(args.url()) else {
         println!("\n(redis-benchmark comparison needs a standalone redis:// store URL)");
         return Ok(ExitCode::SUCCESS);
     };

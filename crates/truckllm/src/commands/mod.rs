@@ -2,6 +2,7 @@
 
 mod bench;
 mod config;
+mod serve;
 mod usage;
 
 use std::process::ExitCode;
@@ -14,6 +15,8 @@ use crate::cli::{BenchCommand, Cli, Command, StoreArgs};
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => serve::serve(&cli.config, &cli.store, &args).await,
+        Command::MockUpstream(args) => serve::mock_upstream(&args).await,
         Command::Usage(command) => usage::run(&cli.store, command).await,
         Command::Health => health(&cli.store).await,
         Command::Bench(BenchCommand::Store(args)) => bench::store(&cli.store, &args).await,
@@ -23,19 +26,23 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Opens the store named by `--store`, bounded by `--timeout`.
 pub async fn open(args: &StoreArgs) -> Result<Arc<dyn RuntimeStore>> {
+    open_url(args, args.url()).await
+}
+
+/// Opens the store at `url`, bounded by `--timeout`.
+pub async fn open_url(args: &StoreArgs, url: &str) -> Result<Arc<dyn RuntimeStore>> {
     let redis_options = RedisOptions {
         connect_timeout: args.timeout() / 2,
         response_timeout: args.timeout() / 2,
         tls_ca_file: args.store_ca.clone(),
         ..RedisOptions::default()
     };
-    let url = redact_url(&args.store);
     within(
         args,
-        open_store(&args.store, StoreOptions::default(), redis_options),
+        open_store(url, StoreOptions::default(), redis_options),
     )
     .await
-    .with_context(|| format!("cannot open store {url}"))
+    .with_context(|| format!("cannot open store {}", redact_url(url)))
 }
 
 /// Runs `call`, failing with a clear error if it takes longer than `--timeout`.

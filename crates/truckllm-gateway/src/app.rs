@@ -1,0 +1,102 @@
+//! The gateway's HTTP surface and its lifecycle.
+//!
+//! Routes: the OpenAI endpoints (each authenticates the client itself, see [`crate::proxy`]),
+//! and a short list that skips client auth: `/health` (liveness), `/ready` (the runtime store
+//! answers), `/metrics` (Prometheus). `/admin/config/reload` needs the admin key. Anything
+//! else is a 404 in the OpenAI error shape.
+//!
+//! [`serve`] runs until the shutdown future resolves, lets requests in flight finish, then
+//! waits for every usage settlement so nothing is lost.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::proxy;
+use crate::state::Gateway;
+
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(proxy::chat_completions))
+        .route("/v1/embeddings", post(proxy::embeddings))
+        .route("/v1/models", get(proxy::models))
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/admin/config/reload", post(reload))
+        .fallback(|| async { ApiError::not_found("no such route").into_response() })
+        .with_state(gateway)
+}
+
+/// Serves until `shutdown`, then drains requests and usage settlements.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(Arc::clone(&gateway)))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    gateway.settlements.close();
+    gateway.settlements.wait().await;
+    Ok(())
+}
+
+async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
+    match gw.store.health().await {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(json!({"status": "ready", "config_version": gw.runtime().version})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "unavailable", "reason": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    match &gw.prometheus {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::not_found("metrics are not enabled in this process").into_response(),
+    }
+}
+
+async fn reload(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let running = gw.live().current();
+    let Some(admin_key) = running.resolved.server.admin_key.as_ref() else {
+        return ApiError::not_found("the admin API is off: set server.admin_key").into_response();
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !bool::from(presented.as_bytes().ct_eq(admin_key.expose().as_bytes())) {
+        return ApiError::unauthorized("invalid admin key").into_response();
+    }
+    match gw.live().reload("admin api").await {
+        Ok(outcome) => {
+            axum::Json(json!({"outcome": format!("{outcome:?}"), "version": gw.runtime().version}))
+                .into_response()
+        }
+        Err(e) => ApiError::bad_request(
+            "invalid_config",
+            format!("config rejected, running version kept: {e}"),
+        )
+        .into_response(),
+    }
+}

@@ -1,0 +1,196 @@
+//! One upstream attempt and its usage. An [`Attempt`] holds the key's reservation (and the
+//! client's, for the final attempt) until the outcome is known, then settles them in one
+//! reconcile each, on a tracked background task so the response is not delayed by the store.
+//! If it is dropped unsettled (the client went away mid-stream, the request was cancelled),
+//! `Drop` settles it as abandoned: the request counts and its token estimate stands.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use truckllm_store::{Metric, Reservation, RuntimeStore};
+
+use crate::state::{Gateway, Runtime};
+use crate::usage::Usage;
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// 2xx; the usage the provider reported, if any (without it the estimate stands).
+    Success(Option<Usage>),
+    /// Transport error, timeout, 429 or 5xx: counts as an error, uses no tokens.
+    UpstreamFailure,
+    /// Another 4xx: the client's mistake; counts the request, no tokens, no error.
+    ClientError,
+    /// Dropped before an outcome (client disconnect): the request counts, the estimate stands.
+    Abandoned,
+}
+
+/// A reserved attempt on one key, to be settled exactly once.
+pub struct Attempt {
+    gateway: Arc<Gateway>,
+    runtime: Arc<Runtime>,
+    pub provider: usize,
+    pub key: usize,
+    reservation: Option<Reservation>,
+    client: Option<Reservation>,
+    started: Instant,
+}
+
+impl Attempt {
+    pub fn new(
+        gateway: Arc<Gateway>,
+        runtime: Arc<Runtime>,
+        provider: usize,
+        key: usize,
+        reservation: Reservation,
+    ) -> Self {
+        Self {
+            gateway,
+            runtime,
+            provider,
+            key,
+            reservation: Some(reservation),
+            client: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// Hands the client's reservation to this attempt, to be settled with its outcome.
+    pub fn hold_client(&mut self, client: Option<Reservation>) {
+        self.client = client;
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Settles a failed attempt and gives back the client's reservation for the next one.
+    pub fn fail(mut self, cooldown: Option<Duration>) -> Option<Reservation> {
+        let client = self.client.take();
+        self.cool_down(cooldown);
+        self.settle(Outcome::UpstreamFailure);
+        client
+    }
+
+    fn cool_down(&self, forced: Option<Duration>) {
+        let policy = &self.runtime.policy.cooldown;
+        let health = &self.runtime.health[self.provider][self.key];
+        let wait = match forced {
+            Some(wait) => wait,
+            None if health.record_failure(policy.failures) => {
+                Duration::from_secs_f64(policy.seconds)
+            }
+            None => return,
+        };
+        let until_ms = self.gateway.now_ms() + wait.as_millis() as u64;
+        health.cool_down_until(until_ms);
+        let shared_until =
+            self.gateway.now_ms() + wait.min(crate::health::MAX_SHARED_COOLDOWN).as_millis() as u64;
+        let series = self.runtime.routes.providers[self.provider].keys[self.key]
+            .store_key
+            .series(Metric::Cooldown);
+        let store = Arc::clone(&self.gateway.store);
+        self.gateway.settlements.spawn(async move {
+            if let Err(e) = store.set(&series, (shared_until / 1000 + 1) as f64).await {
+                tracing::warn!(error = %e, "cannot share a key cooldown through the store");
+            }
+        });
+        tracing::warn!(provider = %self.runtime.routes.providers[self.provider].id, key = %self.runtime.routes.providers[self.provider].keys[self.key].id, seconds = wait.as_secs_f64(), "key cooled down");
+    }
+
+    /// Records the outcome: metrics and health now, the store reconcile on a tracked task.
+    pub fn settle(mut self, outcome: Outcome) {
+        self.settle_in_place(outcome);
+    }
+
+    fn settle_in_place(&mut self, outcome: Outcome) {
+        let Some(reservation) = self.reservation.take() else {
+            return;
+        };
+        let client = self.client.take();
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let provider = &self.runtime.routes.providers[self.provider];
+        let metrics = &self.runtime.key_metrics[self.provider][self.key];
+        self.runtime.provider_metrics[self.provider]
+            .duration
+            .record(latency_ms / 1000.0);
+        let mut actual = vec![(Metric::Req, 1.0), (Metric::Latency, latency_ms)];
+        match outcome {
+            Outcome::Success(usage) => {
+                metrics.success.increment(1);
+                self.runtime.health[self.provider][self.key].record_success(latency_ms);
+                if let Some(u) = usage {
+                    metrics.prompt_tokens.increment(u.prompt_tokens as u64);
+                    metrics
+                        .completion_tokens
+                        .increment(u.completion_tokens as u64);
+                    let cost = (u.prompt_tokens * provider.pricing.input_per_1m
+                        + u.completion_tokens * provider.pricing.output_per_1m)
+                        / 1e6;
+                    actual.extend([
+                        (Metric::Tokens, u.total()),
+                        (Metric::PromptTokens, u.prompt_tokens),
+                        (Metric::CompletionTokens, u.completion_tokens),
+                        (Metric::Cost, cost),
+                    ]);
+                }
+            }
+            Outcome::UpstreamFailure => {
+                metrics.upstream_error.increment(1);
+                metrics.upstream_errors.increment(1);
+                actual.extend([(Metric::Tokens, 0.0), (Metric::Errors, 1.0)]);
+            }
+            Outcome::ClientError => {
+                metrics.client_error.increment(1);
+                actual.push((Metric::Tokens, 0.0));
+            }
+            Outcome::Abandoned => metrics.client_error.increment(1),
+        }
+        let store = Arc::clone(&self.gateway.store);
+        self.gateway
+            .settlements
+            .spawn(settle_reservations(store, reservation, client, actual));
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.settle_in_place(Outcome::Abandoned);
+    }
+}
+
+async fn settle_reservations(
+    store: Arc<dyn RuntimeStore>,
+    key: Reservation,
+    client: Option<Reservation>,
+    actual: Vec<(Metric, f64)>,
+) {
+    if let Err(e) = store.reconcile(key, &actual).await {
+        tracing::error!(error = %e, "cannot record usage for a provider key");
+    }
+    if let Some(client) = client {
+        let client_actual: Vec<(Metric, f64)> = actual
+            .iter()
+            .filter(|(m, _)| matches!(m, Metric::Req | Metric::Tokens | Metric::Cost))
+            .copied()
+            .collect();
+        if let Err(e) = store.reconcile(client, &client_actual).await {
+            tracing::error!(error = %e, "cannot record usage for a client");
+        }
+    }
+}
+
+/// Settles a client's reservation when no attempt was made or all failed.
+pub fn settle_client_only(gateway: &Gateway, client: Option<Reservation>) {
+    if let Some(client) = client {
+        let store = Arc::clone(&gateway.store);
+        gateway.settlements.spawn(async move {
+            if let Err(e) = store
+                .reconcile(client, &[(Metric::Req, 1.0), (Metric::Tokens, 0.0)])
+                .await
+            {
+                tracing::error!(error = %e, "cannot record usage for a client");
+            }
+        });
+    }
+}

@@ -1,0 +1,84 @@
+//! Gateway metrics, exported at `/metrics` in the Prometheus text format. Handles are
+//! registered once per key when a config is applied, so recording is a few atomic adds.
+//! Labels are provider and key ids, never secrets.
+//!
+//! - `truckllm_requests_total{provider,key,outcome}` (`success`, `upstream_error`, `client_error`)
+//! - `truckllm_tokens_total{provider,key,kind}` (`prompt`, `completion`)
+//! - `truckllm_request_duration_seconds{provider}` (histogram)
+//! - `truckllm_upstream_errors_total{provider,key}`, `truckllm_rate_limited_total{provider,key}`
+//! - `truckllm_retries_total{provider}`, `truckllm_rejected_total{code}`
+
+use metrics::{Counter, Histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Histogram buckets (seconds) for request latency: 1 ms to 2 minutes.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Installs the process-wide Prometheus recorder (once) and returns its handle.
+pub fn install() -> Result<PrometheusHandle, String> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("truckllm_request_duration_seconds".into()),
+            LATENCY_BUCKETS,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(truckllm_store::instrumented::DURATION_METRIC.into()),
+                truckllm_store::instrumented::DURATION_BUCKETS,
+            )
+        })
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())
+}
+
+/// Handles for one key.
+#[derive(Debug, Clone)]
+pub struct KeyMetrics {
+    pub success: Counter,
+    pub upstream_error: Counter,
+    pub client_error: Counter,
+    pub prompt_tokens: Counter,
+    pub completion_tokens: Counter,
+    pub upstream_errors: Counter,
+    pub rate_limited: Counter,
+}
+
+impl KeyMetrics {
+    pub fn register(provider: &str, key: &str) -> Self {
+        let request = |outcome: &'static str| metrics::counter!("truckllm_requests_total", "provider" => provider.to_owned(), "key" => key.to_owned(), "outcome" => outcome);
+        let tokens = |kind: &'static str| metrics::counter!("truckllm_tokens_total", "provider" => provider.to_owned(), "key" => key.to_owned(), "kind" => kind);
+        Self {
+            success: request("success"),
+            upstream_error: request("upstream_error"),
+            client_error: request("client_error"),
+            prompt_tokens: tokens("prompt"),
+            completion_tokens: tokens("completion"),
+            upstream_errors: metrics::counter!("truckllm_upstream_errors_total", "provider" => provider.to_owned(), "key" => key.to_owned()),
+            rate_limited: metrics::counter!("truckllm_rate_limited_total", "provider" => provider.to_owned(), "key" => key.to_owned()),
+        }
+    }
+}
+
+/// Handles for one provider.
+#[derive(Debug, Clone)]
+pub struct ProviderMetrics {
+    pub duration: Histogram,
+    pub retries: Counter,
+}
+
+impl ProviderMetrics {
+    pub fn register(provider: &str) -> Self {
+        Self {
+            duration: metrics::histogram!("truckllm_request_duration_seconds", "provider" => provider.to_owned()),
+            retries: metrics::counter!("truckllm_retries_total", "provider" => provider.to_owned()),
+        }
+    }
+}
+
+/// Counts a request refused before it reached a provider.
+pub fn rejected(code: &'static str) {
+    metrics::counter!("truckllm_rejected_total", "code" => code).increment(1);
+}

@@ -1,0 +1,206 @@
+//! The gateway's shared state: the live config, the runtime built from its current version
+//! (routes, clients, per-key health and metrics, the usage snapshot), the store, the upstream
+//! HTTP client, and the tasks that settle usage after responses.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::task::TaskTracker;
+use truckllm_config::schema::PolicyConfig;
+use truckllm_config::{Config, LiveConfig};
+use truckllm_store::{Clock, RuntimeStore, SystemClock};
+
+use crate::clients::Clients;
+use crate::health::KeyHealth;
+use crate::metrics::{KeyMetrics, ProviderMetrics};
+use crate::routing::Routes;
+use crate::snapshot::Snapshot;
+
+/// Everything derived from one config version.
+#[derive(Debug)]
+pub struct Runtime {
+    pub version: u64,
+    pub routes: Arc<Routes>,
+    pub clients: Clients,
+    pub policy: PolicyConfig,
+    pub health: Vec<Vec<KeyHealth>>,
+    pub key_metrics: Vec<Vec<KeyMetrics>>,
+    pub provider_metrics: Vec<ProviderMetrics>,
+    pub rotations: Vec<AtomicUsize>,
+    pub snapshot: Snapshot,
+}
+
+impl Runtime {
+    pub fn build(version: u64, config: &Config) -> Result<Self, String> {
+        let routes = Routes::from_config(config)?;
+        let per_key = |f: &dyn Fn(&str, &str) -> KeyMetrics| -> Vec<Vec<KeyMetrics>> {
+            routes
+                .providers
+                .iter()
+                .map(|p| p.keys.iter().map(|k| f(&p.id, &k.id)).collect())
+                .collect()
+        };
+        Ok(Self {
+            version,
+            clients: Clients::from_config(config),
+            policy: config.policy.clone(),
+            health: routes
+                .providers
+                .iter()
+                .map(|p| p.keys.iter().map(|_| KeyHealth::default()).collect())
+                .collect(),
+            key_metrics: per_key(&KeyMetrics::register),
+            provider_metrics: routes
+                .providers
+                .iter()
+                .map(|p| ProviderMetrics::register(&p.id))
+                .collect(),
+            rotations: routes
+                .providers
+                .iter()
+                .map(|_| AtomicUsize::new(0))
+                .collect(),
+            snapshot: Snapshot::default(),
+            routes,
+        })
+    }
+}
+
+/// Upstream connection settings.
+#[derive(Debug, Clone)]
+pub struct UpstreamOptions {
+    pub connect_timeout: Duration,
+    /// Longest wait for the next bytes of a response; streams may run longer in total.
+    pub read_timeout: Duration,
+    pub max_idle_per_host: usize,
+}
+
+impl Default for UpstreamOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(120),
+            max_idle_per_host: 256,
+        }
+    }
+}
+
+/// The gateway's state, shared by every request.
+pub struct Gateway {
+    live: Arc<LiveConfig>,
+    runtime: ArcSwap<Runtime>,
+    pub store: Arc<dyn RuntimeStore>,
+    pub upstream: reqwest::Client,
+    pub prometheus: Option<PrometheusHandle>,
+    /// Usage settlements still running; awaited on shutdown so no usage is lost.
+    pub settlements: TaskTracker,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config_version", &self.runtime.load().version)
+            .field("store", &self.store.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    pub fn new(
+        live: Arc<LiveConfig>,
+        store: Arc<dyn RuntimeStore>,
+        upstream: &UpstreamOptions,
+        prometheus: Option<PrometheusHandle>,
+    ) -> Result<Arc<Self>, String> {
+        let running = live.current();
+        let runtime = Runtime::build(running.version, &running.resolved)?;
+        let upstream = reqwest::Client::builder()
+            .connect_timeout(upstream.connect_timeout)
+            .read_timeout(upstream.read_timeout)
+            .pool_max_idle_per_host(upstream.max_idle_per_host)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+        Ok(Arc::new(Self {
+            live,
+            runtime: ArcSwap::from_pointee(runtime),
+            store,
+            upstream,
+            prometheus,
+            settlements: TaskTracker::new(),
+        }))
+    }
+
+    pub fn live(&self) -> &Arc<LiveConfig> {
+        &self.live
+    }
+
+    /// The runtime of the config in use, rebuilt when the config version changed.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        let current = self.runtime.load_full();
+        let running = self.live.current();
+        if current.version == running.version {
+            return current;
+        }
+        match Runtime::build(running.version, &running.resolved) {
+            Ok(rebuilt) => {
+                let rebuilt = Arc::new(rebuilt);
+                self.runtime.store(Arc::clone(&rebuilt));
+                rebuilt
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot apply config version {}; keeping {}", running.version, current.version);
+                current
+            }
+        }
+    }
+
+    /// Waits until every usage settlement started so far has reached the store.
+    pub async fn flush(&self) {
+        self.settlements.close();
+        self.settlements.wait().await;
+        self.settlements.reopen();
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        SystemClock.now_ms()
+    }
+
+    /// Refreshes the usage snapshot every `every` until the process ends.
+    pub fn spawn_snapshot_refresh(
+        self: &Arc<Self>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let gateway = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing = false;
+            loop {
+                ticker.tick().await;
+                let rt = gateway.runtime();
+                match rt
+                    .snapshot
+                    .refresh(&rt.routes, gateway.store.as_ref(), &rt.health)
+                    .await
+                {
+                    Ok(()) if failing => {
+                        tracing::info!("usage snapshot refresh recovered");
+                        failing = false;
+                    }
+                    Ok(()) => {}
+                    Err(e) if !failing => {
+                        tracing::warn!(error = %e, "usage snapshot refresh failed; balancing on the last snapshot");
+                        failing = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+        })
+    }
+}

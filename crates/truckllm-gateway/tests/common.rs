@@ -1,0 +1,194 @@
+//! Test harness: a mock upstream and a gateway, each on a free loopback port, talking real
+//! HTTP; the gateway's store is memory or a real redis-server.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use truckllm_config::{FileConfigStore, FileStoreOptions, LiveConfig};
+use truckllm_gateway::mock::{KeyStats, MockOptions, MockUpstream};
+use truckllm_gateway::{Gateway, UpstreamOptions};
+use truckllm_store::{MemoryStore, RedisOptions, RedisStore, RuntimeStore, StoreOptions};
+use truckllm_testkit::RedisServer;
+
+pub struct Mock {
+    pub url: String,
+    pub mock: Arc<MockUpstream>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Mock {
+    pub async fn start(options: MockOptions) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let mock = MockUpstream::new(options);
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(truckllm_gateway::mock::serve(
+            listener,
+            Arc::clone(&mock),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            url,
+            mock,
+            _stop: stop,
+        }
+    }
+
+    pub fn stats(&self, key_secret: &str) -> KeyStats {
+        self.mock
+            .stats()
+            .get(key_secret)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn total_requests(&self) -> u64 {
+        self.mock.stats().values().map(|s| s.requests).sum()
+    }
+}
+
+/// Which runtime store the gateway uses.
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
+pub struct TestGateway {
+    pub url: String,
+    pub gateway: Arc<Gateway>,
+    pub store: Arc<dyn RuntimeStore>,
+    pub dir: tempfile::TempDir,
+    pub redis: Option<RedisServer>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pub http: reqwest::Client,
+}
+
+impl TestGateway {
+    pub async fn start(config: &str, backend: Backend) -> Self {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, config).expect("write config");
+        let env: HashMap<String, String> = HashMap::new();
+        let file_store = FileConfigStore::new(
+            &path,
+            FileStoreOptions {
+                env: Arc::new(env.clone()),
+                ..FileStoreOptions::default()
+            },
+        );
+        let live = LiveConfig::start(Arc::new(file_store), Arc::new(env), None)
+            .await
+            .expect("config");
+        let (store, redis): (Arc<dyn RuntimeStore>, Option<RedisServer>) = match backend {
+            Backend::Memory => (Arc::new(MemoryStore::new()), None),
+            Backend::Redis => {
+                let server = RedisServer::start();
+                let store = RedisStore::connect(
+                    &server.url(),
+                    StoreOptions::default(),
+                    RedisOptions::default(),
+                )
+                .await
+                .expect("redis");
+                (Arc::new(store), Some(server))
+            }
+        };
+        let gateway = Gateway::new(live, Arc::clone(&store), &UpstreamOptions::default(), None)
+            .expect("gateway");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind gateway");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(truckllm_gateway::app::serve(
+            listener,
+            Arc::clone(&gateway),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            url,
+            gateway,
+            store,
+            dir,
+            redis,
+            stop: Some(stop),
+            server: Some(server),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// POSTs JSON to a path with an optional bearer key; returns status, headers and body.
+    pub async fn post(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: &Value,
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let mut request = self.http.post(format!("{}{path}", self.url)).json(body);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.expect("body"))
+    }
+
+    pub async fn chat(
+        &self,
+        key: Option<&str>,
+        body: Value,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let (status, headers, text) = self.post("/v1/chat/completions", key, &body).await;
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, headers, json)
+    }
+
+    /// Waits for every usage settlement, then reads a counter.
+    pub async fn usage(&self, provider: &str, key: &str, metric: truckllm_store::Metric) -> f64 {
+        self.gateway.flush().await;
+        let series = truckllm_store::Series::new(provider, key, metric).expect("series");
+        self.store.get(&series).await.expect("get")
+    }
+
+    pub async fn refresh_snapshot(&self) {
+        let rt = self.gateway.runtime();
+        rt.snapshot
+            .refresh(&rt.routes, self.store.as_ref(), &rt.health)
+            .await
+            .expect("refresh");
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("join").expect("serve");
+        }
+    }
+}
+
+/// A config with one provider at `upstream`, keys `k1`.. with secrets `secret-k1`.., and extra YAML.
+pub fn config(upstream: &str, keys: usize, provider_extra: &str, extra: &str) -> String {
+    let mut keys_yaml = String::new();
+    for i in 1..=keys {
+        keys_yaml.push_str(&format!(
+            "      - id: \"k{i}\"\n        secret: \"secret-k{i}\"\n"
+        ));
+    }
+    format!(
+        "llm_providers:\n  - id: \"mock\"\n    base_url: \"{upstream}/v1\"\n    keys:\n{keys_yaml}    pricing:\n      input_per_1m: 1000000\n      output_per_1m: 2000000\n    models: [\"gpt-4o-mini\", \"text-embedding-3-small\"]\n{provider_extra}{extra}"
+    )
+}

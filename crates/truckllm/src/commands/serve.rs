@@ -1,0 +1,160 @@
+//! `truckllm serve` (the gateway, or with `--demo` a self-contained demo) and
+//! `truckllm mock-upstream`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use truckllm_config::{FileConfigStore, FileStoreOptions, LiveConfig, MasterKey, ProcessEnv};
+use truckllm_gateway::bootstrap::{demo_config, runtime_store_url};
+use truckllm_gateway::mock::{MockOptions, MockUpstream};
+use truckllm_gateway::{Gateway, UpstreamOptions};
+use truckllm_store::{InstrumentedStore, RuntimeStore};
+
+use super::open_url;
+use crate::cli::{MockArgs, ServeArgs, StoreArgs};
+
+pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> Result<ExitCode> {
+    // The demo's files and mock live as long as the gateway.
+    let mut _demo_dir = None;
+    let config_path: PathBuf = if args.demo {
+        let listen = args
+            .listen
+            .map_or_else(|| "127.0.0.1:2906".to_owned(), |a| a.to_string());
+        let (dir, path) = start_demo(&listen).await?;
+        _demo_dir = Some(dir);
+        path
+    } else {
+        config.to_owned()
+    };
+
+    let master_key = MasterKey::from_env()?.map(Arc::new);
+    let file_store = FileConfigStore::new(
+        &config_path,
+        FileStoreOptions {
+            master_key: master_key.clone(),
+            ..FileStoreOptions::default()
+        },
+    );
+    let live = LiveConfig::start(Arc::new(file_store), Arc::new(ProcessEnv), master_key)
+        .await
+        .with_context(|| format!("cannot start with config {}", config_path.display()))?;
+    let _watch = live.watch()?;
+    let running = live.current();
+
+    let url = match &store_args.store {
+        Some(url) => url.clone(),
+        None => runtime_store_url(&running.resolved.storage.runtime).map_err(anyhow::Error::msg)?,
+    };
+    // The recorder must exist before any metric handle is registered.
+    let prometheus = truckllm_gateway::metrics::install().map_err(anyhow::Error::msg)?;
+    let inner = open_url(store_args, &url).await?;
+    let store: Arc<dyn RuntimeStore> = Arc::new(InstrumentedStore::new(inner));
+    let gateway = Gateway::new(
+        Arc::clone(&live),
+        Arc::clone(&store),
+        &UpstreamOptions::default(),
+        Some(prometheus),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let _refresh = gateway.spawn_snapshot_refresh(Duration::from_secs(1));
+
+    let listen = match args.listen {
+        Some(addr) => addr,
+        None => running
+            .resolved
+            .server
+            .listen
+            .parse()
+            .context("server.listen")?,
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let rt = gateway.runtime();
+    println!(
+        "TruckLLM gateway on http://{addr}/v1 (config {} version {}, store {store}, {} providers)",
+        config_path.display(),
+        running.version,
+        rt.routes.providers.len()
+    );
+    if rt.clients.is_open() {
+        eprintln!(
+            "WARNING: OPEN MODE. No api_keys are configured, so anyone who can reach {addr} can use every provider. Add api_keys to the config to require client keys."
+        );
+    }
+    if args.demo {
+        println!("Demo: a mock provider and the in-memory store; no keys or internet needed. Try:");
+        println!(
+            "  curl -s http://{addr}/v1/chat/completions -H 'Content-Type: application/json' -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello there\"}}]}}'"
+        );
+        println!("  curl -s http://{addr}/metrics | grep truckllm_requests_total");
+    }
+    truckllm_gateway::app::serve(listener, gateway, shutdown_signal()).await?;
+    println!("TruckLLM gateway stopped; usage flushed");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts an in-process mock provider and writes the demo config beside it.
+async fn start_demo(listen: &str) -> Result<(tempfile::TempDir, PathBuf)> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot start the demo's mock provider")?;
+    let upstream = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(truckllm_gateway::mock::serve(
+        listener,
+        MockUpstream::new(MockOptions::default()),
+        std::future::pending(),
+    ));
+    let dir = tempfile::tempdir().context("cannot create the demo's config directory")?;
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, demo_config(&upstream, listen))
+        .context("cannot write the demo config")?;
+    Ok((dir, path))
+}
+
+pub async fn mock_upstream(args: &MockArgs) -> Result<ExitCode> {
+    for (name, rate) in [
+        ("--error-rate", args.error_rate),
+        ("--rate-limit-rate", args.rate_limit_rate),
+    ] {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&rate),
+            "{name} must be between 0 and 1"
+        );
+    }
+    let options = MockOptions {
+        latency: Duration::from_millis(args.latency_ms),
+        chunk_delay: Duration::from_millis(args.chunk_delay_ms),
+        error_rate: args.error_rate,
+        rate_limit_rate: args.rate_limit_rate,
+        rpm_cap: args.rpm_cap,
+        ..MockOptions::default()
+    };
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    println!("mock upstream on http://{}/v1", listener.local_addr()?);
+    truckllm_gateway::mock::serve(listener, MockUpstream::new(options), shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
