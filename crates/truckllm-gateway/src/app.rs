@@ -44,8 +44,7 @@ pub async fn serve(
     axum::serve(listener, router(Arc::clone(&gateway)))
         .with_graceful_shutdown(shutdown)
         .await?;
-    gateway.settlements.close();
-    gateway.settlements.wait().await;
+    gateway.flush().await;
     Ok(())
 }
 

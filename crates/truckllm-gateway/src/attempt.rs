@@ -1,13 +1,14 @@
 //! One upstream attempt and its usage. An [`Attempt`] holds the key's reservation (and the
-//! client's, for the final attempt) until the outcome is known, then settles them in one
-//! reconcile each, on a tracked background task so the response is not delayed by the store.
+//! client's, for the final attempt) until the outcome is known, then hands the corrections to
+//! the [`UsageRecorder`](crate::recorder::UsageRecorder), so the response is not delayed by the
+//! store.
 //! If it is dropped unsettled (the client went away mid-stream, the request was cancelled),
 //! `Drop` settles it as abandoned: the request counts and its token estimate stands.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use truckllm_store::{Metric, Reservation, RuntimeStore};
+use truckllm_store::{Metric, Reservation};
 
 use crate::state::{Gateway, Runtime};
 use crate::usage::Usage;
@@ -146,37 +147,22 @@ impl Attempt {
             }
             Outcome::Abandoned => metrics.client_error.increment(1),
         }
-        let store = Arc::clone(&self.gateway.store);
-        self.gateway
-            .settlements
-            .spawn(settle_reservations(store, reservation, client, actual));
+        let bucket_ms = self.gateway.store.windowing().bucket_ms();
+        if let Some(client) = client {
+            let client_actual: Vec<(Metric, f64)> = actual
+                .iter()
+                .filter(|(m, _)| matches!(m, Metric::Req | Metric::Tokens | Metric::Cost))
+                .copied()
+                .collect();
+            self.gateway.usage.record(client, &client_actual, bucket_ms);
+        }
+        self.gateway.usage.record(reservation, &actual, bucket_ms);
     }
 }
 
 impl Drop for Attempt {
     fn drop(&mut self) {
         self.settle_in_place(Outcome::Abandoned);
-    }
-}
-
-async fn settle_reservations(
-    store: Arc<dyn RuntimeStore>,
-    key: Reservation,
-    client: Option<Reservation>,
-    actual: Vec<(Metric, f64)>,
-) {
-    if let Err(e) = store.reconcile(key, &actual).await {
-        tracing::error!(error = %e, "cannot record usage for a provider key");
-    }
-    if let Some(client) = client {
-        let client_actual: Vec<(Metric, f64)> = actual
-            .iter()
-            .filter(|(m, _)| matches!(m, Metric::Req | Metric::Tokens | Metric::Cost))
-            .copied()
-            .collect();
-        if let Err(e) = store.reconcile(client, &client_actual).await {
-            tracing::error!(error = %e, "cannot record usage for a client");
-        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`app`]: routes, which of them skip client auth, and serving with graceful shutdown.
 //! - [`proxy`]: the OpenAI endpoints and the attempt loop (reserve, call, retry, fall back).
 //! - [`attempt`]: one reserved attempt and how its usage is settled (also when dropped).
+//! - [`recorder`]: usage corrections, coalesced per key and bucket before they reach the store.
 //! - [`clients`]: client keys, hashed and compared in constant time; scopes.
 //! - [`routing`]: model names to provider targets, with the client's permissions applied.
 //! - [`balancer`]: ordering a provider's keys (round_robin, least_loaded, hybrid).
@@ -22,8 +23,8 @@
 //! (`routing`), and for each key in the balancer's order (`balancer`, reading `snapshot`)
 //! reserves the key's limits in the runtime store (one round trip), calls the provider, and on
 //! 429/5xx/transport errors tries the next key or target. The response goes back as received
-//! (streams chunk by chunk) while `attempt` reconciles the reservation with the real usage on a
-//! background task (the second round trip).
+//! (streams chunk by chunk) while `attempt` hands the real usage to `recorder`, which writes it
+//! coalesced with other requests' (the second round trip, shared).
 
 pub mod app;
 pub mod attempt;
@@ -35,6 +36,7 @@ pub mod health;
 pub mod metrics;
 pub mod mock;
 pub mod proxy;
+pub mod recorder;
 pub mod routing;
 pub mod snapshot;
 pub mod state;

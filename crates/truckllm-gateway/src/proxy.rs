@@ -45,10 +45,10 @@ enum Endpoint {
 }
 
 impl Endpoint {
-    fn path(self) -> &'static str {
+    fn url(self, provider: &crate::routing::Provider) -> &reqwest::Url {
         match self {
-            Endpoint::Chat => "/chat/completions",
-            Endpoint::Embeddings => "/embeddings",
+            Endpoint::Chat => &provider.chat_url,
+            Endpoint::Embeddings => &provider.embeddings_url,
         }
     }
 }
@@ -378,7 +378,7 @@ async fn attempt_all(
                 reservation,
             );
             attempt.hold_client(client_hold.take());
-            let sent = send(&gw, &provider.base_url, key, endpoint, body.clone()).await;
+            let sent = send(&gw, endpoint.url(provider), key, body.clone()).await;
             match classify(sent) {
                 Sent::Transport(e) => {
                     client_hold = attempt.fail(None);
@@ -461,13 +461,12 @@ async fn attempt_all(
 
 async fn send(
     gw: &Gateway,
-    base_url: &str,
+    url: &reqwest::Url,
     key: &Key,
-    endpoint: Endpoint,
     body: Bytes,
 ) -> reqwest::Result<reqwest::Response> {
     gw.upstream
-        .post(format!("{base_url}{}", endpoint.path()))
+        .post(url.clone())
         .bearer_auth(key.secret.expose())
         .header(header::CONTENT_TYPE, "application/json")
         .body(body)

@@ -22,6 +22,9 @@ pub struct Provider {
     pub id: String,
     /// Base URL with the version path and no trailing slash.
     pub base_url: String,
+    /// `{base_url}/chat/completions` and `{base_url}/embeddings`, parsed once.
+    pub chat_url: reqwest::Url,
+    pub embeddings_url: reqwest::Url,
     pub keys: Vec<Key>,
     pub pricing: Pricing,
     pub models: Vec<String>,
@@ -75,9 +78,16 @@ impl Routes {
                     })
                 })
                 .collect::<Result<Vec<_>, String>>()?;
+            let base_url = p.base_url.trim_end_matches('/').to_owned();
+            let url = |path: &str| {
+                reqwest::Url::parse(&format!("{base_url}{path}"))
+                    .map_err(|e| format!("provider {}: bad base_url {base_url:?}: {e}", p.id))
+            };
             providers.push(Provider {
                 id: p.id.clone(),
-                base_url: p.base_url.trim_end_matches('/').to_owned(),
+                chat_url: url("/chat/completions")?,
+                embeddings_url: url("/embeddings")?,
+                base_url,
                 keys,
                 pricing: p.pricing.unwrap_or_default(),
                 models: p.models.clone(),

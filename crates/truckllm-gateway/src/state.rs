@@ -16,6 +16,7 @@ use truckllm_store::{Clock, RuntimeStore, SystemClock};
 use crate::clients::Clients;
 use crate::health::KeyHealth;
 use crate::metrics::{KeyMetrics, ProviderMetrics};
+use crate::recorder::UsageRecorder;
 use crate::routing::Routes;
 use crate::snapshot::Snapshot;
 
@@ -95,8 +96,10 @@ pub struct Gateway {
     pub store: Arc<dyn RuntimeStore>,
     pub upstream: reqwest::Client,
     pub prometheus: Option<PrometheusHandle>,
-    /// Usage settlements still running; awaited on shutdown so no usage is lost.
+    /// Background writes that are not usage (shared cooldowns); awaited on shutdown.
     pub settlements: TaskTracker,
+    /// Coalesced usage writes; flushed on shutdown so no usage is lost.
+    pub usage: UsageRecorder,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -129,10 +132,11 @@ impl Gateway {
         Ok(Arc::new(Self {
             live,
             runtime: ArcSwap::from_pointee(runtime),
-            store,
             upstream,
             prometheus,
             settlements: TaskTracker::new(),
+            usage: UsageRecorder::start(Arc::clone(&store)),
+            store,
         }))
     }
 
@@ -160,11 +164,13 @@ impl Gateway {
         }
     }
 
-    /// Waits until every usage settlement started so far has reached the store.
+    /// Waits until every usage record and background write started so far has reached the
+    /// store.
     pub async fn flush(&self) {
         self.settlements.close();
         self.settlements.wait().await;
         self.settlements.reopen();
+        self.usage.flush().await;
     }
 
     pub fn now_ms(&self) -> u64 {

@@ -546,3 +546,38 @@ async fn an_admin_reload_applies_a_new_config() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_alias_falls_back_to_its_next_target_when_the_first_fails() {
+    let broken = Mock::start(MockOptions {
+        error_rate: 1.0,
+        ..MockOptions::default()
+    })
+    .await;
+    let healthy = Mock::start(MockOptions::default()).await;
+    let config = format!(
+        "llm_providers:\n  - id: \"first\"\n    base_url: \"{}/v1\"\n    keys: [{{id: \"a\", secret: \"secret-a\"}}]\n  - id: \"second\"\n    base_url: \"{}/v1\"\n    keys: [{{id: \"b\", secret: \"secret-b\"}}]\naliases:\n  smart: [\"first:m\", \"second:m\"]\n",
+        broken.url, healthy.url
+    );
+    let gw = TestGateway::start(&config, Backend::Memory).await;
+    let (status, headers, body) = gw.chat(None, hello("smart")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["x-truckllm-key"].to_str().ok(), Some("second/b"));
+    assert_eq!(
+        body["model"], "m",
+        "the second target's model name went upstream"
+    );
+    assert_eq!(broken.total_requests(), 1);
+    assert_eq!(gw.usage("first", "a", Metric::Errors).await, 1.0);
+    assert_eq!(gw.usage("second", "b", Metric::Req).await, 1.0);
+    gw.stop().await;
+
+    let no_fallback = format!("{config}policy:\n  fallback: false\n");
+    let gw = TestGateway::start(&no_fallback, Backend::Memory).await;
+    assert_eq!(
+        gw.chat(None, hello("smart")).await.0,
+        502,
+        "without fallback the first target's failure stands"
+    );
+    gw.stop().await;
+}

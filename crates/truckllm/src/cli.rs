@@ -187,6 +187,21 @@ pub struct SeriesArgs {
 pub enum BenchCommand {
     /// Store throughput against `redis-benchmark` running the same Lua script on the same server.
     Store(StoreBenchArgs),
+    /// The gateway in front of mock-upstream against mock-upstream direct, in one run.
+    Gateway(GatewayBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayBenchArgs {
+    /// Concurrent requests for the throughput runs.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Requests per second for the latency runs.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
+    /// Seconds each run lasts.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    pub seconds: f64,
 }
 
 #[derive(Debug, Args)]

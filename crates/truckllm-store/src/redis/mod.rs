@@ -397,15 +397,20 @@ impl RuntimeStore for RedisStore {
     async fn window_many(&self, series: &[Series], window: Duration) -> Result<Vec<f64>> {
         let w = self.options.windowing;
         let buckets = w.buckets_in(window)?;
-        let first =
-            Windowing::first_in_window(w.bucket_index(self.options.clock.now_ms()), buckets);
+        let now_bucket = w.bucket_index(self.options.clock.now_ms());
+        let first = Windowing::first_in_window(now_bucket, buckets);
+        let args = vec![
+            first.to_string(),
+            w.oldest_kept(now_bucket).to_string(),
+            now_bucket.to_string(),
+        ];
         let calls: Vec<ScriptCall<'_>> = series
             .iter()
             .map(|s| ScriptCall {
                 script: &self.scripts.window,
                 tag: keys::hash_tag(s.key()),
                 keys: vec![keys::buckets_key(s)],
-                args: vec![first.to_string()],
+                args: args.clone(),
             })
             .collect();
         let values = self.run_scripts("window", &calls).await?;

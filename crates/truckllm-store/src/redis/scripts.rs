@@ -1,7 +1,7 @@
 //! The Lua scripts, loaded once and invoked by SHA (EVALSHA; reloaded on NOSCRIPT).
 //!
-//! Each write script is `apply.lua` (the shared counter-plus-bucket update) followed by its
-//! body, so the update rule is written once. Every script touches the keys of one provider key
+//! Each script is `apply.lua` (bucket pruning, window sums, and the counter-plus-bucket update)
+//! followed by its body, so those rules are written once. Every script touches the keys of one provider key
 //! only, which share a hash tag, so scripts are single-slot on Redis Cluster.
 
 use redis::Script;
@@ -10,7 +10,10 @@ const INCREMENT_SRC: &str = concat!(
     include_str!("lua/apply.lua"),
     include_str!("lua/increment.lua")
 );
-const WINDOW_SRC: &str = include_str!("lua/window.lua");
+const WINDOW_SRC: &str = concat!(
+    include_str!("lua/apply.lua"),
+    include_str!("lua/window.lua")
+);
 const RESERVE_SRC: &str = concat!(
     include_str!("lua/apply.lua"),
     include_str!("lua/reserve.lua")

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use truckllm_store::redis::{keys, scripts::Scripts};
-use truckllm_store::{Clock, Increment, Metric, ProviderKey, RuntimeStore, Series, SystemClock};
+use truckllm_store::{
+    Clock, Increment, LimitCheck, Metric, ProviderKey, ReserveRequest, RuntimeStore, Series,
+    SystemClock,
+};
 
 use super::open;
 use crate::cli::{StoreArgs, StoreBenchArgs};
@@ -23,6 +26,8 @@ enum Workload {
     IncrementBatch,
     Window,
     WindowBatch,
+    /// A gateway's pre-call step: check and reserve req/min and tokens/min of one key.
+    Reserve,
 }
 
 impl Workload {
@@ -32,6 +37,7 @@ impl Workload {
             Workload::IncrementBatch => format!("increment_many, batch {batch}"),
             Workload::Window => "window(60s), unbatched".into(),
             Workload::WindowBatch => format!("window_many(60s), batch {batch}"),
+            Workload::Reserve => "reserve (req/min + tokens/min), unbatched".into(),
         }
     }
 }
@@ -56,6 +62,7 @@ pub async fn store(args: &StoreArgs, bench: &StoreBenchArgs) -> Result<ExitCode>
         Workload::IncrementBatch,
         Workload::Window,
         Workload::WindowBatch,
+        Workload::Reserve,
     ] {
         let rate = measure(&store, &keys, workload, bench, duration).await?;
         println!("| {} | {rate:.0} |", workload.label(bench.batch));
@@ -136,9 +143,24 @@ async fn run_task(
                 .window_many(batch, window)
                 .await
                 .map(|v| v.len() as u64)?,
+            Workload::Reserve => store.reserve(&reserve_request(series)).await.map(|_| 1)?,
         };
     }
     Ok(ops)
+}
+
+/// Limits high enough that every reservation is granted, so each call does the full work.
+fn reserve_request(series: &Series) -> ReserveRequest {
+    let check = |metric, amount| LimitCheck {
+        metric,
+        limit: 1e12,
+        window: Duration::from_secs(60),
+        amount,
+    };
+    ReserveRequest {
+        key: series.key().clone(),
+        checks: vec![check(Metric::Req, 1.0), check(Metric::Tokens, 100.0)],
+    }
 }
 
 /// Host, port, password and db of a standalone `redis://` URL, for redis-benchmark.

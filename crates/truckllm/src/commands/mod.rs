@@ -1,6 +1,7 @@
 //! One module per command; [`run`] dispatches.
 
 mod bench;
+mod bench_gateway;
 mod config;
 mod serve;
 mod usage;
@@ -20,6 +21,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Usage(command) => usage::run(&cli.store, command).await,
         Command::Health => health(&cli.store).await,
         Command::Bench(BenchCommand::Store(args)) => bench::store(&cli.store, &args).await,
+        Command::Bench(BenchCommand::Gateway(args)) => bench_gateway::run(&cli.store, &args).await,
         Command::Config(command) => config::run(&cli.config, command).await,
     }
 }

@@ -15,6 +15,23 @@ use truckllm_gateway::{Gateway, UpstreamOptions};
 use truckllm_store::{InstrumentedStore, RuntimeStore};
 
 use super::open_url;
+
+/// Prints a line to stdout, ignoring a closed stdout: the gateway keeps serving (and shuts down
+/// cleanly) whether or not anyone reads its banner.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// The same for stderr.
+macro_rules! warn {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 use crate::cli::{MockArgs, ServeArgs, StoreArgs};
 
 pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> Result<ExitCode> {
@@ -76,26 +93,26 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let rt = gateway.runtime();
-    println!(
+    say!(
         "TruckLLM gateway on http://{addr}/v1 (config {} version {}, store {store}, {} providers)",
         config_path.display(),
         running.version,
         rt.routes.providers.len()
     );
     if rt.clients.is_open() {
-        eprintln!(
+        warn!(
             "WARNING: OPEN MODE. No api_keys are configured, so anyone who can reach {addr} can use every provider. Add api_keys to the config to require client keys."
         );
     }
     if args.demo {
-        println!("Demo: a mock provider and the in-memory store; no keys or internet needed. Try:");
-        println!(
+        say!("Demo: a mock provider and the in-memory store; no keys or internet needed. Try:");
+        say!(
             "  curl -s http://{addr}/v1/chat/completions -H 'Content-Type: application/json' -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello there\"}}]}}'"
         );
-        println!("  curl -s http://{addr}/metrics | grep truckllm_requests_total");
+        say!("  curl -s http://{addr}/metrics | grep truckllm_requests_total");
     }
     truckllm_gateway::app::serve(listener, gateway, shutdown_signal()).await?;
-    println!("TruckLLM gateway stopped; usage flushed");
+    say!("TruckLLM gateway stopped; usage flushed");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -138,7 +155,7 @@ pub async fn mock_upstream(args: &MockArgs) -> Result<ExitCode> {
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    println!("mock upstream on http://{}/v1", listener.local_addr()?);
+    say!("mock upstream on http://{}/v1", listener.local_addr()?);
     truckllm_gateway::mock::serve(listener, MockUpstream::new(options), shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -14,18 +14,17 @@ local now_ms = tonumber(ARGV[6])
 local n = tonumber(ARGV[7])
 local checks_from = 8 + n
 
-local function in_window(buckets, first)
-  local sum, entries = 0, {}
+-- The buckets from `first` on, for the retry-after of a denial.
+local function entries_from(buckets, first)
+  local entries = {}
   local kv = redis.call('HGETALL', buckets)
   for i = 1, #kv, 2 do
     local index = tonumber(kv[i])
-    if index >= first then
-      local value = tonumber(kv[i + 1])
-      sum = sum + value
-      entries[#entries + 1] = {index, value}
+    if index and index >= first then
+      entries[#entries + 1] = {index, tonumber(kv[i + 1])}
     end
   end
-  return sum, entries
+  return entries
 end
 
 local check = 0
@@ -35,8 +34,10 @@ for c = checks_from, #ARGV, 3 do
   local limit = tonumber(ARGV[c + 1])
   local window_buckets = tonumber(ARGV[c + 2])
   local amount = tonumber(ARGV[7 + position])
-  local used, entries = in_window(KEYS[2 * position], now_bucket - window_buckets)
+  local first = now_bucket - window_buckets
+  local used = window_sum(KEYS[2 * position], first, oldest, bucket)
   if used + amount > limit + 1e-9 then
+    local entries = entries_from(KEYS[2 * position], first)
     table.sort(entries, function(a, b) return a[1] < b[1] end)
     local wait = window_buckets * bucket_ms
     local freed = 0

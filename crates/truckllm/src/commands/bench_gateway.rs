@@ -1,0 +1,277 @@
+//! `truckllm bench gateway`: the gateway in front of mock-upstream against the same
+//! mock-upstream direct, in one run, with usage recording and limits on.
+//!
+//! It starts `truckllm mock-upstream` and `truckllm serve` as child processes (the gateway on
+//! the `--store` runtime store, Redis by default, with limits configured so every request
+//! reserves and reconciles), then drives both from this process:
+//! - throughput at a fixed concurrency (closed loop), direct and through the gateway;
+//! - latency at a fixed rate (open loop; each latency counts from the request's scheduled
+//!   start, so a stall is not hidden), direct and through the gateway on the same ticks of the
+//!   same run, p50 and p99;
+//! - the gateway's peak resident memory (VmHWM) after the load.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+
+use crate::cli::{GatewayBenchArgs, StoreArgs};
+
+const BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a short benchmark prompt"}],"max_tokens":8}"#;
+
+/// A child process, killed on drop.
+struct ChildProcess(Child);
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Result<ChildProcess> {
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start truckllm {}", args.join(" ")))?;
+    let mut stdout = BufReader::new(child.stdout.take().context("no stdout")?);
+    let mut banner = String::new();
+    stdout.read_line(&mut banner)?;
+    if !banner.contains("http://") {
+        bail!("truckllm {} did not start: {banner}", args.join(" "));
+    }
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    Ok(ChildProcess(child))
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub async fn run(store: &StoreArgs, args: &GatewayBenchArgs) -> Result<ExitCode> {
+    let store_url = store.url().to_owned();
+    let dir = tempfile::tempdir()?;
+    let mock_port = free_port()?;
+    let _mock = spawn(&[
+        "mock-upstream",
+        "--listen",
+        &format!("127.0.0.1:{mock_port}"),
+    ])?;
+    let gateway_port = free_port()?;
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: \"127.0.0.1:{gateway_port}\"\nllm_providers:\n  - id: \"mock\"\n    base_url: \"http://127.0.0.1:{mock_port}/v1\"\n    keys:\n      - {{id: \"k1\", secret: \"bench-1\"}}\n      - {{id: \"k2\", secret: \"bench-2\"}}\n      - {{id: \"k3\", secret: \"bench-3\"}}\n      - {{id: \"k4\", secret: \"bench-4\"}}\n    limits:\n      req_per_min: 100000000\n      tokens_per_min: 100000000000\n    pricing: {{input_per_1m: 0.15, output_per_1m: 0.6}}\n    models: [\"gpt-4o-mini\"]\napi_keys:\n  - id: \"bench\"\n    key: \"bench-client-key\"\n"
+        ),
+    )?;
+    let gateway = spawn(&[
+        "serve",
+        "--config",
+        config.to_str().context("path")?,
+        "--store",
+        &store_url,
+    ])?;
+    let gateway_pid = gateway.0.id();
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency * 2)
+        .tcp_nodelay(true)
+        .build()?;
+    let direct = Target {
+        url: format!("http://127.0.0.1:{mock_port}/v1/chat/completions"),
+        key: "bench-1",
+    };
+    let through = Target {
+        url: format!("http://127.0.0.1:{gateway_port}/v1/chat/completions"),
+        key: "bench-client-key",
+    };
+    let duration = Duration::from_secs_f64(args.seconds);
+
+    // Warm both paths (connections, caches) before measuring.
+    closed_loop(&client, &direct, args.concurrency, Duration::from_secs(1)).await?;
+    closed_loop(&client, &through, args.concurrency, Duration::from_secs(1)).await?;
+
+    let direct_rps = closed_loop(&client, &direct, args.concurrency, duration).await?;
+    let gateway_rps = closed_loop(&client, &through, args.concurrency, duration).await?;
+    let [direct_lat, gateway_lat] =
+        open_loop(&client, [&direct, &through], args.rate, duration).await?;
+    let rss_kib = peak_rss_kib(gateway_pid).unwrap_or(0);
+
+    println!(
+        "gateway bench: store {}, {} s per run, machine: {} cores\n",
+        truckllm_store::redact_url(&store_url),
+        args.seconds,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("| run | direct | through gateway | ratio / added |\n|---|---:|---:|---:|");
+    println!(
+        "| throughput, {} concurrent (req/s) | {direct_rps:.0} | {gateway_rps:.0} | {:.2} |",
+        args.concurrency,
+        gateway_rps / direct_rps
+    );
+    println!(
+        "| latency p50 at {} req/s (ms) | {:.3} | {:.3} | +{:.3} |",
+        args.rate,
+        direct_lat.p50,
+        gateway_lat.p50,
+        gateway_lat.p50 - direct_lat.p50
+    );
+    println!(
+        "| latency p99 at {} req/s (ms) | {:.3} | {:.3} | +{:.3} |",
+        args.rate,
+        direct_lat.p99,
+        gateway_lat.p99,
+        gateway_lat.p99 - direct_lat.p99
+    );
+    println!(
+        "| errors in the latency runs | {} | {} | |",
+        direct_lat.errors, gateway_lat.errors
+    );
+    println!(
+        "\ngateway peak RSS (VmHWM): {:.1} MiB",
+        rss_kib as f64 / 1024.0
+    );
+    println!("targets: throughput ratio >= 0.25, added p99 <= 1 ms at 1000 req/s, RSS <= 50 MiB");
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Target {
+    url: String,
+    key: &'static str,
+}
+
+async fn call(client: &reqwest::Client, target: &Target) -> Result<()> {
+    let response = client
+        .post(&target.url)
+        .bearer_auth(target.key)
+        .header("content-type", "application/json")
+        .body(Bytes::from_static(BODY.as_bytes()))
+        .send()
+        .await?;
+    let status = response.status();
+    response.bytes().await?;
+    if !status.is_success() {
+        bail!("status {status}");
+    }
+    Ok(())
+}
+
+/// Requests per second with `concurrency` requests always in flight.
+async fn closed_loop(
+    client: &reqwest::Client,
+    target: &Target,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<f64> {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let target = Arc::new(Target {
+        url: target.url.clone(),
+        key: target.key,
+    });
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let client = client.clone();
+            let target = Arc::clone(&target);
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    call(&client, &target).await?;
+                    done += 1;
+                }
+                Ok::<u64, anyhow::Error>(done)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for worker in workers {
+        total += worker.await??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+struct Latency {
+    p50: f64,
+    p99: f64,
+    errors: usize,
+}
+
+/// Latency percentiles at a fixed arrival rate, each measured from its scheduled start. Every
+/// tick sends one request to each target, so both are measured under the same conditions.
+async fn open_loop(
+    client: &reqwest::Client,
+    targets: [&Target; 2],
+    rate: u64,
+    duration: Duration,
+) -> Result<[Latency; 2]> {
+    let count = (rate as f64 * duration.as_secs_f64()) as u64;
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let targets: Vec<Arc<Target>> = targets
+        .iter()
+        .map(|t| {
+            Arc::new(Target {
+                url: t.url.clone(),
+                key: t.key,
+            })
+        })
+        .collect();
+    let start = Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::with_capacity(count as usize * 2);
+    for i in 0..count {
+        let scheduled = start + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(scheduled.into()).await;
+        for (which, target) in targets.iter().enumerate() {
+            let client = client.clone();
+            let target = Arc::clone(target);
+            tasks.push(tokio::spawn(async move {
+                let ok = call(&client, &target).await.is_ok();
+                (which, scheduled.elapsed().as_secs_f64() * 1000.0, ok)
+            }));
+        }
+    }
+    let mut latencies = [
+        Vec::with_capacity(count as usize),
+        Vec::with_capacity(count as usize),
+    ];
+    let mut errors = [0, 0];
+    for task in tasks {
+        let (which, ms, ok) = task.await?;
+        if ok {
+            latencies[which].push(ms);
+        } else {
+            errors[which] += 1;
+        }
+    }
+    Ok([0, 1].map(|which| {
+        let l = &mut latencies[which];
+        l.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            l.get(((l.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        Latency {
+            p50: at(0.50),
+            p99: at(0.99),
+            errors: errors[which],
+        }
+    }))
+}
+
+/// Peak resident set of a process, from /proc.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}

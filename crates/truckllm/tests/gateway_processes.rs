@@ -1,0 +1,183 @@
+//! Real gateway processes: limits hold across two gateways sharing one Redis, and a graceful
+//! shutdown lets a request in flight finish and flushes its usage.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use truckllm_testkit::{RedisServer, free_port};
+
+/// A `truckllm` child process, killed on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `truckllm ARGS` and waits for its first line on stdout (its "listening" banner).
+fn spawn(args: &[&str]) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_truckllm"))
+        .args(args)
+        .env_remove("TRUCKLLM_STORE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn truckllm");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("banner");
+    assert!(line.contains("http://"), "unexpected banner: {line}");
+    // Keep reading so the child never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    Process(child)
+}
+
+fn config(
+    dir: &std::path::Path,
+    redis_port: u16,
+    upstream: &str,
+    listen: u16,
+    provider_limits: &str,
+) -> std::path::PathBuf {
+    let path = dir.join(format!("config-{listen}.yaml"));
+    let text = format!(
+        "server:\n  listen: \"127.0.0.1:{listen}\"\nstorage:\n  runtime:\n    type: \"redis\"\n    addr: \"127.0.0.1:{redis_port}\"\n    db: 0\nllm_providers:\n  - id: \"mock\"\n    base_url: \"{upstream}/v1\"\n    keys:\n      - id: \"only\"\n        secret: \"secret-only\"\n{provider_limits}    models: [\"gpt-4o-mini\"]\n"
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn chat(port: u16) -> u16 {
+    let body =
+        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":2}"#;
+    let output = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+        ])
+        .arg(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&output.stdout).parse().unwrap_or(0)
+}
+
+fn mock_requests(mock_port: u16) -> u64 {
+    let output = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{mock_port}/mock/stats")])
+        .output()
+        .expect("curl");
+    let stats: serde_json::Value = serde_json::from_slice(&output.stdout).expect("stats json");
+    stats["secret-only"]["requests"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn two_gateways_sharing_redis_never_exceed_a_limit() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let mock_port = free_port();
+    let _mock = spawn(&[
+        "mock-upstream",
+        "--listen",
+        &format!("127.0.0.1:{mock_port}"),
+    ]);
+    let upstream = format!("http://127.0.0.1:{mock_port}");
+    let limits = "    limits:\n      req_per_min: 20\n";
+    let ports = [free_port(), free_port()];
+    let _gateways: Vec<Process> = ports
+        .iter()
+        .map(|&port| {
+            let path = config(dir.path(), redis.port(), &upstream, port, limits);
+            spawn(&["serve", "--config", path.to_str().expect("utf-8 path")])
+        })
+        .collect();
+    // 60 requests, 30 per gateway, all at once from 12 threads.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|t| scope.spawn(move || (0..5).map(|_| chat(ports[t % 2])).collect::<Vec<u16>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!((ok, limited), (20, 40), "statuses: {statuses:?}");
+    assert_eq!(
+        mock_requests(mock_port),
+        20,
+        "the provider saw exactly the admitted requests"
+    );
+    let counted: f64 = redis
+        .cli(&["GET", "usage:{mock:only}:req"])
+        .parse()
+        .expect("counter");
+    assert_eq!(counted, 20.0, "every admitted request counted once");
+}
+
+#[test]
+fn graceful_shutdown_finishes_requests_and_flushes_usage() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let mock_port = free_port();
+    let _mock = spawn(&[
+        "mock-upstream",
+        "--listen",
+        &format!("127.0.0.1:{mock_port}"),
+        "--latency-ms",
+        "800",
+    ]);
+    let port = free_port();
+    let path = config(
+        dir.path(),
+        redis.port(),
+        &format!("http://127.0.0.1:{mock_port}"),
+        port,
+        "",
+    );
+    let mut gateway = spawn(&["serve", "--config", path.to_str().expect("utf-8 path")]);
+    let request = std::thread::spawn(move || chat(port));
+    // Signal once the request is in flight at the mock (bounded wait, not a fixed sleep).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mock_requests(mock_port) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the mock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = gateway.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    assert_eq!(
+        request.join().expect("thread"),
+        200,
+        "the request in flight finished"
+    );
+    let status = gateway.0.wait().expect("gateway exits");
+    assert!(status.success(), "clean exit: {status:?}");
+    assert_eq!(
+        redis.cli(&["GET", "usage:{mock:only}:req"]),
+        "1",
+        "usage flushed before exit"
+    );
+    assert_eq!(
+        redis.cli(&["GET", "usage:{mock:only}:completion_tokens"]),
+        "2"
+    );
+}

@@ -1,0 +1,53 @@
+"""The official OpenAI Python SDK, unchanged, against a TruckLLM gateway.
+
+Usage: python3 openai_sdk.py BASE_URL   (e.g. http://127.0.0.1:2906/v1)
+Exits non-zero with the failing check if anything is off.
+"""
+
+import sys
+
+import openai
+
+client = openai.OpenAI(base_url=sys.argv[1], api_key="unused-in-open-mode", max_retries=0)
+
+# Non-streaming chat, with fields that must pass through.
+reply = client.chat.completions.create(
+    model="gpt-4o-mini",
+    messages=[{"role": "user", "content": "count these five words"}],
+    max_tokens=3,
+    temperature=0.2,
+    seed=7,
+)
+assert reply.choices[0].message.content == "This is a", reply
+assert reply.usage.prompt_tokens == 4 and reply.usage.completion_tokens == 3, reply.usage
+
+# Streaming without usage: the SDK sees only content chunks.
+chunks = list(client.chat.completions.create(
+    model="fast", messages=[{"role": "user", "content": "hi"}], stream=True, max_tokens=4,
+))
+text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+assert text == "This is a mock", text
+assert all(c.usage is None for c in chunks), "usage chunk must be stripped when not asked for"
+
+# Streaming with usage.
+chunks = list(client.chat.completions.create(
+    model="mock:gpt-4o-mini", messages=[{"role": "user", "content": "hi there"}], stream=True,
+    stream_options={"include_usage": True}, max_tokens=2,
+))
+assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 4, chunks[-1]
+
+# Embeddings and models.
+emb = client.embeddings.create(model="text-embedding-3-small", input=["one two", "three"])
+assert len(emb.data) == 2 and len(emb.data[0].embedding) == 8, emb
+assert emb.usage.prompt_tokens == 3, emb.usage
+ids = [m.id for m in client.models.list()]
+assert "mock:gpt-4o-mini" in ids and "fast" in ids, ids
+
+# Errors arrive as the SDK's typed exceptions.
+try:
+    client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+    raise AssertionError("unknown model accepted")
+except openai.NotFoundError as e:
+    assert e.body["code"] == "model_not_found", e.body
+
+print("openai sdk: all checks passed")
