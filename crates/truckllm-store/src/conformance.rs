@@ -82,6 +82,7 @@ macro_rules! conformance_tests {
             check_float_accumulation,
             check_concurrent_increments,
             check_batches,
+            check_increment_many_once,
             check_window_slides,
             check_window_rejects_bad_lengths,
             check_reserve_limits,
@@ -237,6 +238,73 @@ pub async fn check_batches(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
     assert_eq!(windows, vec![3.0, 5.0, 100.0, 0.0]);
     assert!(store.increment_many(&[]).await.expect("empty").is_empty());
     assert!(store.get_many(&[]).await.expect("empty").is_empty());
+}
+
+/// A batch applied twice under one id counts once (windows too); a new id counts again; the
+/// values returned for a repeat are the current ones.
+pub async fn check_increment_many_once(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let a = ctx.series("a", "k1", Metric::Req);
+    let b = ctx.series("b", "k2", Metric::Tokens);
+    let batch = [
+        Increment::new(a.clone(), 1.0),
+        Increment::new(b.clone(), 10.0),
+        Increment::new(a.clone(), 1.0),
+    ];
+    assert_eq!(
+        store
+            .increment_many_once("batch-1", &batch)
+            .await
+            .expect("first"),
+        vec![1.0, 10.0, 2.0]
+    );
+    assert_eq!(
+        store
+            .increment_many_once("batch-1", &batch)
+            .await
+            .expect("repeat"),
+        vec![2.0, 10.0, 2.0]
+    );
+    assert_eq!(store.get(&a).await.expect("get"), 2.0);
+    assert_eq!(
+        store
+            .window(&b, Duration::from_secs(60))
+            .await
+            .expect("window"),
+        10.0
+    );
+    assert_eq!(
+        store
+            .increment_many_once("batch-2", &batch)
+            .await
+            .expect("new id"),
+        vec![3.0, 20.0, 4.0]
+    );
+    // Concurrent repeats of one id still apply once.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(store);
+            let batch = batch.clone();
+            tokio::spawn(async move { store.increment_many_once("batch-3", &batch).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("increment_many_once");
+    }
+    assert_eq!(store.get(&a).await.expect("get"), 6.0);
+    for bad in ["", "has space", "x".repeat(129).as_str(), "semi;colon"] {
+        assert_invalid(store.increment_many_once(bad, &batch).await, "bad batch id");
+    }
+    assert_invalid(
+        store
+            .increment_many_once("batch-4", &[Increment::new(a.clone(), f64::NAN)])
+            .await,
+        "NaN in an idempotent batch",
+    );
+    assert_eq!(
+        store.get(&a).await.expect("get"),
+        6.0,
+        "bad input changed nothing"
+    );
 }
 
 /// Under continuous traffic the window holds what arrived in the last W seconds, to within one

@@ -44,6 +44,7 @@ enum Op {
     GetMany,
     WindowMany,
     IncrementMany,
+    IncrementManyOnce,
     Reserve,
     Reconcile,
     List,
@@ -51,7 +52,7 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 11] = [
+    const ALL: [Op; 12] = [
         Op::Get,
         Op::Set,
         Op::Increment,
@@ -59,6 +60,7 @@ impl Op {
         Op::GetMany,
         Op::WindowMany,
         Op::IncrementMany,
+        Op::IncrementManyOnce,
         Op::Reserve,
         Op::Reconcile,
         Op::List,
@@ -74,6 +76,7 @@ impl Op {
             Op::GetMany => "get_many",
             Op::WindowMany => "window_many",
             Op::IncrementMany => "increment_many",
+            Op::IncrementManyOnce => "increment_many_once",
             Op::Reserve => "reserve",
             Op::Reconcile => "reconcile",
             Op::List => "list",
@@ -179,6 +182,17 @@ impl<S: RuntimeStore> RuntimeStore for InstrumentedStore<S> {
     async fn increment_many(&self, increments: &[Increment]) -> Result<Vec<f64>> {
         self.observe(Op::IncrementMany, self.inner.increment_many(increments))
             .await
+    }
+    async fn increment_many_once(
+        &self,
+        batch_id: &str,
+        increments: &[Increment],
+    ) -> Result<Vec<f64>> {
+        self.observe(
+            Op::IncrementManyOnce,
+            self.inner.increment_many_once(batch_id, increments),
+        )
+        .await
     }
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
         self.observe(Op::Reserve, self.inner.reserve(request)).await

@@ -22,7 +22,7 @@ use crate::error::StoreError;
 use crate::series::{Metric, ProviderKey, Series, check_value};
 use crate::store::{
     ConnectionStats, Denial, Increment, ListedSeries, Reservation, ReserveOutcome, ReserveRequest,
-    Result, RuntimeStore, check_increments,
+    Result, RuntimeStore, check_batch_id, check_increments,
 };
 use crate::window::{StoreOptions, Windowing, fits, retry_after_ms};
 
@@ -51,6 +51,8 @@ struct Shard {
 #[derive(Default)]
 struct KeyState {
     metrics: [MetricState; Metric::ALL.len()],
+    /// Batch ids applied to this key, with the instant (Unix ms) they may be forgotten.
+    applied_batches: HashMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -211,10 +213,26 @@ impl KeyState {
 
     /// Drops what has expired; returns whether anything is left.
     fn expire(&mut self, now: u64) -> bool {
-        self.metrics.iter_mut().fold(false, |alive, m| {
+        self.applied_batches.retain(|_, until| *until > now);
+        let metrics_alive = self.metrics.iter_mut().fold(false, |alive, m| {
             m.expire(now);
             alive | m.is_alive()
-        })
+        });
+        metrics_alive || !self.applied_batches.is_empty()
+    }
+
+    /// Records `batch_id` as applied; false if it already was (and is remembered).
+    fn first_application(&mut self, batch_id: &str, now: u64) -> bool {
+        if self
+            .applied_batches
+            .get(batch_id)
+            .is_some_and(|until| *until > now)
+        {
+            return false;
+        }
+        let ttl = crate::window::duration_ms(crate::store::BATCH_ID_TTL);
+        self.applied_batches.insert(batch_id.to_owned(), now + ttl);
+        true
     }
 }
 
@@ -305,6 +323,41 @@ impl RuntimeStore for MemoryStore {
             values.push(self.with_key(inc.series.key(), |state, now| {
                 Ok(self.add(state, inc.series.metric(), inc.delta, now, now))
             })?);
+        }
+        Ok(values)
+    }
+
+    async fn increment_many_once(
+        &self,
+        batch_id: &str,
+        increments: &[Increment],
+    ) -> Result<Vec<f64>> {
+        check_batch_id(batch_id)?;
+        check_increments(increments)?;
+        let mut by_key: Vec<(&ProviderKey, Vec<usize>)> = Vec::new();
+        for (i, inc) in increments.iter().enumerate() {
+            match by_key.iter_mut().find(|(k, _)| *k == inc.series.key()) {
+                Some((_, positions)) => positions.push(i),
+                None => by_key.push((inc.series.key(), vec![i])),
+            }
+        }
+        let mut values = vec![0.0; increments.len()];
+        for (key, positions) in by_key {
+            self.with_key(key, |state, now| {
+                let apply = state.first_application(batch_id, now);
+                for &i in &positions {
+                    let metric = increments[i].series.metric();
+                    values[i] = if apply {
+                        self.add(state, metric, increments[i].delta, now, now)
+                    } else {
+                        state
+                            .metric(metric)
+                            .live_counter(now)
+                            .map_or(0.0, |(v, _)| v)
+                    };
+                }
+                Ok(())
+            })?;
         }
         Ok(values)
     }

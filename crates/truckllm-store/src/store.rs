@@ -67,6 +67,17 @@ pub trait RuntimeStore: Send + Sync + Debug + Display {
     /// Many increments in one round trip; returns each counter's new value, in input order.
     async fn increment_many(&self, increments: &[Increment]) -> Result<Vec<f64>>;
 
+    /// Like [`increment_many`](Self::increment_many), but at most once per `batch_id`: a call
+    /// repeating an id seen in the last [`BATCH_ID_TTL`] (a retry after a timeout, a replay
+    /// after an outage) changes nothing and returns the counters' current values. The store
+    /// remembers the id itself, per provider key, so a retry is safe across client and server
+    /// restarts. Ids are 1 to 128 characters of `[A-Za-z0-9._-]`.
+    async fn increment_many_once(
+        &self,
+        batch_id: &str,
+        increments: &[Increment],
+    ) -> Result<Vec<f64>>;
+
     /// Atomically checks every limit of one key and reserves every amount, or denies.
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome>;
 
@@ -205,6 +216,24 @@ pub struct ConnectionStats {
     pub idle: u64,
 }
 
+/// How long a store remembers an applied batch id.
+pub const BATCH_ID_TTL: Duration = Duration::from_secs(3600);
+
+/// Checks a batch id: 1 to 128 characters of `[A-Za-z0-9._-]`.
+pub fn check_batch_id(batch_id: &str) -> Result<()> {
+    let ok = (1..=128).contains(&batch_id.len())
+        && batch_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::invalid(format!(
+            "batch id {batch_id:?} must be 1 to 128 characters of letters, digits, '.', '_' or '-'"
+        )))
+    }
+}
+
 /// Checks every increment's delta before anything is written.
 pub(crate) fn check_increments(increments: &[Increment]) -> Result<()> {
     for inc in increments {
@@ -243,6 +272,13 @@ impl<T: RuntimeStore + ?Sized> RuntimeStore for std::sync::Arc<T> {
     }
     async fn increment_many(&self, increments: &[Increment]) -> Result<Vec<f64>> {
         (**self).increment_many(increments).await
+    }
+    async fn increment_many_once(
+        &self,
+        batch_id: &str,
+        increments: &[Increment],
+    ) -> Result<Vec<f64>> {
+        (**self).increment_many_once(batch_id, increments).await
     }
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
         (**self).reserve(request).await

@@ -2,6 +2,7 @@
 //!
 //! - Counter (the seed's layout): `usage:{provider:key_id}:metric`, a float with the counter TTL.
 //! - Window buckets: `usage-buckets:{provider:key_id}:metric`, a hash of bucket index to float.
+//! - Applied batch ids: `usage-batch:{provider:key_id}:id`, kept an hour (exactly-once batches).
 //!
 //! The braces are a Redis Cluster hash tag: every key of one provider key lands in one slot, so
 //! the scripts that touch several metrics of a key stay single-slot. Provider and key ids are
@@ -12,6 +13,7 @@ use crate::series::{ProviderKey, Series, decode_segment};
 
 pub const COUNTER_PREFIX: &str = "usage:";
 pub const BUCKETS_PREFIX: &str = "usage-buckets:";
+pub const BATCH_PREFIX: &str = "usage-batch:";
 
 /// The hash tag shared by every key of one provider key, braces included.
 pub fn hash_tag(key: &ProviderKey) -> String {
@@ -32,6 +34,11 @@ pub fn buckets_key(series: &Series) -> String {
         hash_tag(series.key()),
         series.metric()
     )
+}
+
+/// Marks a batch id as applied to one provider key (`usage-batch:{provider:key_id}:id`).
+pub fn batch_marker_key(key: &ProviderKey, batch_id: &str) -> String {
+    format!("{BATCH_PREFIX}{}:{batch_id}", hash_tag(key))
 }
 
 /// Parses a counter key back into its series; `None` for keys of any other shape.

@@ -26,7 +26,7 @@ use crate::error::StoreError;
 use crate::series::{Metric, ProviderKey, Series, check_value};
 use crate::store::{
     ConnectionStats, Denial, Increment, ListedSeries, Reservation, ReserveOutcome, ReserveRequest,
-    Result, RuntimeStore, check_increments,
+    Result, RuntimeStore, check_batch_id, check_increments,
 };
 use crate::url::redact_url;
 use crate::window::{StoreOptions, Windowing};
@@ -283,6 +283,29 @@ impl RedisStore {
         Ok(values.into_iter().map(|v| v.unwrap_or(0.0)).collect())
     }
 
+    /// Puts per-group script answers back in input order (see [`group_by_key`]).
+    fn scatter(
+        &self,
+        operation: &'static str,
+        answers: Vec<Value>,
+        places: &[(usize, usize)],
+    ) -> Result<Vec<f64>> {
+        let per_group: Vec<Vec<f64>> = answers
+            .into_iter()
+            .map(|v| self.parse_floats(operation, v))
+            .collect::<Result<_>>()?;
+        places
+            .iter()
+            .map(|&(g, i)| {
+                per_group
+                    .get(g)
+                    .and_then(|values| values.get(i))
+                    .copied()
+                    .ok_or_else(|| self.protocol(operation, "missing value".into()))
+            })
+            .collect()
+    }
+
     fn parse_reserve(
         &self,
         value: Value,
@@ -428,20 +451,29 @@ impl RuntimeStore for RedisStore {
         let (groups, places) = group_by_key(increments);
         let calls = self.increment_calls(&groups, self.options.clock.now_ms());
         let answers = self.run_scripts("increment", &calls).await?;
-        let per_group: Vec<Vec<f64>> = answers
-            .into_iter()
-            .map(|v| self.parse_floats("increment", v))
-            .collect::<Result<_>>()?;
-        places
-            .iter()
-            .map(|&(g, i)| {
-                per_group
-                    .get(g)
-                    .and_then(|values| values.get(i))
-                    .copied()
-                    .ok_or_else(|| self.protocol("increment", "missing value".into()))
-            })
-            .collect()
+        self.scatter("increment", answers, &places)
+    }
+
+    async fn increment_many_once(
+        &self,
+        batch_id: &str,
+        increments: &[Increment],
+    ) -> Result<Vec<f64>> {
+        check_batch_id(batch_id)?;
+        check_increments(increments)?;
+        if increments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (groups, places) = group_by_key(increments);
+        let mut calls = self.increment_calls(&groups, self.options.clock.now_ms());
+        let marker_ttl = crate::window::duration_ms(crate::store::BATCH_ID_TTL).to_string();
+        for (call, (key, _)) in calls.iter_mut().zip(&groups) {
+            call.script = &self.scripts.increment_once;
+            call.keys.insert(0, keys::batch_marker_key(key, batch_id));
+            call.args.insert(0, marker_ttl.clone());
+        }
+        let answers = self.run_scripts("increment_once", &calls).await?;
+        self.scatter("increment_once", answers, &places)
     }
 
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {

@@ -14,6 +14,10 @@ const WINDOW_SRC: &str = concat!(
     include_str!("lua/apply.lua"),
     include_str!("lua/window.lua")
 );
+const INCREMENT_ONCE_SRC: &str = concat!(
+    include_str!("lua/apply.lua"),
+    include_str!("lua/increment_once.lua")
+);
 const RESERVE_SRC: &str = concat!(
     include_str!("lua/apply.lua"),
     include_str!("lua/reserve.lua")
@@ -44,6 +48,7 @@ impl LuaScript {
 #[derive(Debug)]
 pub struct Scripts {
     pub increment: LuaScript,
+    pub increment_once: LuaScript,
     pub window: LuaScript,
     pub reserve: LuaScript,
 }
@@ -52,13 +57,19 @@ impl Scripts {
     pub fn new() -> Self {
         Self {
             increment: LuaScript::new(INCREMENT_SRC),
+            increment_once: LuaScript::new(INCREMENT_ONCE_SRC),
             window: LuaScript::new(WINDOW_SRC),
             reserve: LuaScript::new(RESERVE_SRC),
         }
     }
 
-    pub fn all(&self) -> [&LuaScript; 3] {
-        [&self.increment, &self.window, &self.reserve]
+    pub fn all(&self) -> [&LuaScript; 4] {
+        [
+            &self.increment,
+            &self.increment_once,
+            &self.window,
+            &self.reserve,
+        ]
     }
 }
 
