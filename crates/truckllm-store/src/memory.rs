@@ -22,7 +22,7 @@ use crate::error::StoreError;
 use crate::series::{Metric, ProviderKey, Series, check_value};
 use crate::store::{
     ConnectionStats, Denial, Increment, ListedSeries, Reservation, ReserveOutcome, ReserveRequest,
-    Result, RuntimeStore, check_batch_id, check_increments,
+    Result, RuntimeStore, check_batch_id, check_increments, group_by_key,
 };
 use crate::window::{StoreOptions, Windowing, fits, retry_after_ms};
 
@@ -334,32 +334,27 @@ impl RuntimeStore for MemoryStore {
     ) -> Result<Vec<f64>> {
         check_batch_id(batch_id)?;
         check_increments(increments)?;
-        let mut by_key: Vec<(&ProviderKey, Vec<usize>)> = Vec::new();
-        for (i, inc) in increments.iter().enumerate() {
-            match by_key.iter_mut().find(|(k, _)| *k == inc.series.key()) {
-                Some((_, positions)) => positions.push(i),
-                None => by_key.push((inc.series.key(), vec![i])),
-            }
-        }
-        let mut values = vec![0.0; increments.len()];
-        for (key, positions) in by_key {
-            self.with_key(key, |state, now| {
+        let (groups, places) = group_by_key(increments);
+        let mut per_group = Vec::with_capacity(groups.len());
+        for (key, deltas) in &groups {
+            per_group.push(self.with_key(key, |state, now| {
                 let apply = state.first_application(batch_id, now);
-                for &i in &positions {
-                    let metric = increments[i].series.metric();
-                    values[i] = if apply {
-                        self.add(state, metric, increments[i].delta, now, now)
-                    } else {
-                        state
-                            .metric(metric)
-                            .live_counter(now)
-                            .map_or(0.0, |(v, _)| v)
-                    };
-                }
-                Ok(())
-            })?;
+                Ok(deltas
+                    .iter()
+                    .map(|&(metric, delta)| {
+                        if apply {
+                            self.add(state, metric, delta, now, now)
+                        } else {
+                            state
+                                .metric(metric)
+                                .live_counter(now)
+                                .map_or(0.0, |(v, _)| v)
+                        }
+                    })
+                    .collect::<Vec<f64>>())
+            })?);
         }
-        Ok(values)
+        Ok(places.iter().map(|&(g, i)| per_group[g][i]).collect())
     }
 
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {

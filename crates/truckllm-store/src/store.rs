@@ -1,6 +1,6 @@
 //! The [`RuntimeStore`] trait: the contract every usage backend and wrapper keeps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::{Debug, Display};
 use std::time::Duration;
 
@@ -232,6 +232,26 @@ pub fn check_batch_id(batch_id: &str) -> Result<()> {
             "batch id {batch_id:?} must be 1 to 128 characters of letters, digits, '.', '_' or '-'"
         )))
     }
+}
+
+/// Deltas for several metrics of one provider key.
+pub(crate) type KeyDeltas = (ProviderKey, Vec<(Metric, f64)>);
+
+/// Groups increments by provider key, keeping the first-seen order of keys; returns the groups
+/// and, per input, its (group, position) so answers can be put back in input order.
+pub(crate) fn group_by_key(increments: &[Increment]) -> (Vec<KeyDeltas>, Vec<(usize, usize)>) {
+    let mut groups: Vec<KeyDeltas> = Vec::new();
+    let mut index: HashMap<&ProviderKey, usize> = HashMap::new();
+    let mut places = Vec::with_capacity(increments.len());
+    for inc in increments {
+        let g = *index.entry(inc.series.key()).or_insert_with(|| {
+            groups.push((inc.series.key().clone(), Vec::new()));
+            groups.len() - 1
+        });
+        places.push((g, groups[g].1.len()));
+        groups[g].1.push((inc.series.metric(), inc.delta));
+    }
+    (groups, places)
 }
 
 /// Checks every increment's delta before anything is written.

@@ -23,10 +23,10 @@ use connection::{Connection, map_error};
 use scripts::{LuaScript, Scripts};
 
 use crate::error::StoreError;
-use crate::series::{Metric, ProviderKey, Series, check_value};
+use crate::series::{Metric, Series, check_value};
 use crate::store::{
-    ConnectionStats, Denial, Increment, ListedSeries, Reservation, ReserveOutcome, ReserveRequest,
-    Result, RuntimeStore, check_batch_id, check_increments,
+    ConnectionStats, Denial, Increment, KeyDeltas, ListedSeries, Reservation, ReserveOutcome,
+    ReserveRequest, Result, RuntimeStore, check_batch_id, check_increments, group_by_key,
 };
 use crate::url::redact_url;
 use crate::window::{StoreOptions, Windowing};
@@ -42,9 +42,6 @@ pub struct RedisStore {
     /// The URL with any password removed, for Display and errors.
     redacted_url: String,
 }
-
-/// Deltas for several metrics of one provider key, applied by one script call.
-type KeyDeltas = (ProviderKey, Vec<(Metric, f64)>);
 
 /// One script call within a pipeline: which script, its keys and arguments, and the hash tag
 /// that decides its slot.
@@ -339,23 +336,6 @@ impl RedisStore {
             retry_after: Duration::from_millis(wait_ms),
         }))
     }
-}
-
-/// Groups increments by provider key, keeping the first-seen order of keys; returns the groups
-/// and, per input, its (group, position) so answers can be put back in input order.
-fn group_by_key(increments: &[Increment]) -> (Vec<KeyDeltas>, Vec<(usize, usize)>) {
-    let mut groups: Vec<KeyDeltas> = Vec::new();
-    let mut index: HashMap<&ProviderKey, usize> = HashMap::new();
-    let mut places = Vec::with_capacity(increments.len());
-    for inc in increments {
-        let g = *index.entry(inc.series.key()).or_insert_with(|| {
-            groups.push((inc.series.key().clone(), Vec::new()));
-            groups.len() - 1
-        });
-        places.push((g, groups[g].1.len()));
-        groups[g].1.push((inc.series.metric(), inc.delta));
-    }
-    (groups, places)
 }
 
 #[async_trait]
