@@ -64,3 +64,47 @@ impl Clock for ManualClock {
 
 /// A shared, dynamically chosen clock.
 pub type SharedClock = Arc<dyn Clock>;
+
+tokio::task_local! {
+    static REQUEST_NOW_MS: u64;
+}
+
+/// The caller's clock, for a store behind a server: inside [`RequestClock::scope`] it reads
+/// the time the request carried; elsewhere it is the system clock. A storage server built on
+/// it places window buckets by its callers' clocks, as the Redis scripts do for each gateway,
+/// so instances that talk to Redis directly and through the server agree.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RequestClock;
+
+impl RequestClock {
+    /// Runs `fut` with "now" fixed at `now_ms`.
+    pub async fn scope<F: Future>(now_ms: u64, fut: F) -> F::Output {
+        REQUEST_NOW_MS.scope(now_ms, fut).await
+    }
+}
+
+impl Clock for RequestClock {
+    fn now_ms(&self) -> u64 {
+        REQUEST_NOW_MS
+            .try_with(|now| *now)
+            .unwrap_or_else(|_| SystemClock.now_ms())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_request_clock_reads_the_scoped_time_and_falls_back_to_the_system() {
+        assert_eq!(
+            RequestClock::scope(42, async { RequestClock.now_ms() }).await,
+            42
+        );
+        let outside = RequestClock.now_ms();
+        assert!(
+            outside > 1_700_000_000_000,
+            "system time outside a scope: {outside}"
+        );
+    }
+}

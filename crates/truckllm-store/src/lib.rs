@@ -24,7 +24,7 @@ pub mod store;
 pub mod url;
 pub mod window;
 
-pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use clock::{Clock, ManualClock, RequestClock, SharedClock, SystemClock};
 pub use error::StoreError;
 pub use instrumented::InstrumentedStore;
 pub use memory::MemoryStore;

@@ -202,7 +202,7 @@ pub fn check_value(what: &str, value: f64) -> Result<f64, StoreError> {
     }
     if value.abs() > MAX_ABS_VALUE {
         return Err(StoreError::invalid(format!(
-            "{what} {value} is out of range (|x| <= {MAX_ABS_VALUE:e})"
+            "{what} {value:e} is out of range (|x| <= {MAX_ABS_VALUE:e})"
         )));
     }
     Ok(value)

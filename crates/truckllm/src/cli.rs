@@ -36,6 +36,15 @@ pub struct StoreArgs {
     #[arg(long, global = true, env = "TRUCKLLM_STORE")]
     pub store: Option<String>,
 
+    /// Bearer token for an `http(s)://` store (a TruckLLM storage server).
+    #[arg(
+        long,
+        global = true,
+        env = "TRUCKLLM_STORE_TOKEN",
+        hide_env_values = true
+    )]
+    pub store_token: Option<String>,
+
     /// PEM file of a private CA that signed a `rediss://` server's certificate.
     #[arg(long, global = true, env = "TRUCKLLM_STORE_CA", value_name = "PEM")]
     pub store_ca: Option<std::path::PathBuf>,
@@ -62,6 +71,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run a mock OpenAI-compatible provider, for tests, demos and benchmarks.
     MockUpstream(MockArgs),
+    /// Serve the HTTP storage API from a runtime store (and optionally a config store).
+    StorageServer(StorageServerArgs),
     /// Read and change usage counters (the seed's debug commands).
     #[command(subcommand)]
     Usage(UsageCommand),
@@ -122,6 +133,31 @@ pub struct ServeArgs {
     /// Run against an in-process mock provider with the in-memory store: no keys, no internet.
     #[arg(long)]
     pub demo: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StorageServerArgs {
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub listen: std::net::SocketAddr,
+    /// YAML file of bearer tokens with scopes (read, write, config) and optional providers.
+    #[arg(long)]
+    pub tokens: std::path::PathBuf,
+    /// Serve GET/PUT /config from this YAML config file (with its version history).
+    #[arg(long)]
+    pub config_store: Option<std::path::PathBuf>,
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Serve plain HTTP; without it a certificate and key are required.
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub insecure_plain_http: bool,
+    /// Append audit records (JSON lines) to this file.
+    #[arg(long)]
+    pub audit_log: Option<std::path::PathBuf>,
+    /// TTL of the usage counters, in seconds (the seed's 60 by default).
+    #[arg(long, default_value_t = 60)]
+    pub counter_ttl: u64,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@ mod bench;
 mod bench_gateway;
 mod config;
 mod serve;
+mod storage_server;
 mod usage;
 
 use std::process::ExitCode;
@@ -18,6 +19,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::serve(&cli.config, &cli.store, &args).await,
         Command::MockUpstream(args) => serve::mock_upstream(&args).await,
+        Command::StorageServer(args) => storage_server::run(&cli.store, &args).await,
         Command::Usage(command) => usage::run(&cli.store, command).await,
         Command::Health => health(&cli.store).await,
         Command::Bench(BenchCommand::Store(args)) => bench::store(&cli.store, &args).await,
@@ -31,8 +33,25 @@ pub async fn open(args: &StoreArgs) -> Result<Arc<dyn RuntimeStore>> {
     open_url(args, args.url()).await
 }
 
-/// Opens the store at `url`, bounded by `--timeout`.
+/// Opens the store at `url`, bounded by `--timeout`: `http(s)://` is a storage server,
+/// anything else goes to [`open_store`].
 pub async fn open_url(args: &StoreArgs, url: &str) -> Result<Arc<dyn RuntimeStore>> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        let options = truckllm_storage_http::HttpOptions {
+            token: args.store_token.clone(),
+            timeout: args.timeout() / 2,
+            connect_timeout: args.timeout() / 4,
+            tls_ca_file: args.store_ca.clone(),
+            ..truckllm_storage_http::HttpOptions::default()
+        };
+        let store = within(
+            args,
+            truckllm_storage_http::HttpStore::connect(url, options),
+        )
+        .await
+        .with_context(|| format!("cannot open store {}", redact_url(url)))?;
+        return Ok(Arc::new(store));
+    }
     let redis_options = RedisOptions {
         connect_timeout: args.timeout() / 2,
         response_timeout: args.timeout() / 2,

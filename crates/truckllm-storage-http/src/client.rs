@@ -1,0 +1,683 @@
+//! [`HttpStore`]: a runtime store that speaks the HTTP storage protocol to a storage server.
+//!
+//! - **Connection reuse**: one pooled keep-alive client.
+//! - **Timeouts** on every call.
+//! - **Retries** with exponential backoff and jitter, only where safe: reads, `set`, and
+//!   increments, which always carry an idempotency key that the server applies once. `reserve`
+//!   and `reconcile` are never retried blindly (a second reserve would reserve twice).
+//! - **Batching**: concurrent `increment` calls are coalesced into one `/batch/increment`
+//!   call; while one batch is in flight the next one fills up.
+//! - **Circuit breaker**: after `breaker_failures` consecutive failures it opens and calls fail
+//!   at once with a clear error; after `breaker_cooldown` one probe is let through, and its
+//!   success closes the breaker again.
+//! - **Time**: every request carries this client's clock, so the server places window buckets
+//!   as a store used directly would.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
+use bytes::Bytes;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
+use truckllm_store::{
+    ConnectionStats, Increment, ListedSeries, Metric, Reservation, ReserveOutcome, ReserveRequest,
+    RuntimeStore, Series, SharedClock, StoreError, SystemClock, Windowing, redact_url,
+};
+
+use crate::protocol::*;
+
+const BACKEND: &str = "http";
+const MAX_QUEUED_BATCH: usize = 512;
+
+/// How the client talks to the server.
+#[derive(Clone)]
+pub struct HttpOptions {
+    /// Bearer token (from `--store-token`, `TRUCKLLM_STORE_TOKEN` or `storage.runtime.api_key`).
+    pub token: Option<String>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Attempts after the first, for calls that are safe to repeat.
+    pub retries: usize,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+    /// PEM of a private CA that signed the server's certificate.
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    pub clock: SharedClock,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            token: None,
+            timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+            retries: 3,
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(5),
+            tls_ca_file: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("token", &self.token.as_ref().map(|_| "[REDACTED]"))
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Fails fast while the server keeps failing; lets one probe through after a cooldown.
+#[derive(Debug)]
+struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    failures: AtomicU32,
+    /// When open: until when; a probe is in flight once that has passed and `probing` is set.
+    state: Mutex<(Option<Instant>, bool)>,
+}
+
+impl Breaker {
+    fn allow(&self) -> Result<(), StoreError> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match *state {
+            (None, _) => Ok(()),
+            (Some(until), _) if Instant::now() < until => Err(open_error(until)),
+            (Some(_), false) => {
+                state.1 = true;
+                Ok(())
+            }
+            (Some(until), true) => Err(open_error(until)),
+        }
+    }
+
+    fn success(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = (None, false);
+    }
+
+    fn failure(&self) {
+        let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let probing = state.1;
+        if probing || failures >= self.threshold {
+            *state = (Some(Instant::now() + self.cooldown), false);
+        }
+    }
+}
+
+fn open_error(until: Instant) -> StoreError {
+    StoreError::unavailable(
+        BACKEND,
+        "call",
+        &format!(
+            "circuit open after repeated failures; next probe in {} ms",
+            until.saturating_duration_since(Instant::now()).as_millis()
+        ),
+    )
+}
+
+type Waiter = (Increment, oneshot::Sender<Result<f64, StoreError>>);
+
+/// The HTTP runtime store.
+pub struct HttpStore {
+    inner: Arc<Inner>,
+    queue: mpsc::Sender<Waiter>,
+}
+
+struct Inner {
+    base: String,
+    redacted: String,
+    http: reqwest::Client,
+    options: HttpOptions,
+    breaker: Breaker,
+    windowing: Windowing,
+    in_flight: AtomicU64,
+    id_seed: u64,
+    next_id: AtomicU64,
+}
+
+impl HttpStore {
+    /// Connects: checks `/health` and learns the server's windowing.
+    pub async fn connect(url: &str, options: HttpOptions) -> Result<Self, StoreError> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.timeout)
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(path) = &options.tls_ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                StoreError::invalid(format!("cannot read CA file {}: {e}", path.display()))
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| StoreError::invalid(format!("bad CA file: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| StoreError::invalid(format!("cannot build HTTP client: {e}")))?;
+        let inner = Arc::new(Inner {
+            base: url.trim_end_matches('/').to_owned(),
+            redacted: redact_url(url),
+            http,
+            breaker: Breaker {
+                threshold: options.breaker_failures.max(1),
+                cooldown: options.breaker_cooldown,
+                failures: AtomicU32::new(0),
+                state: Mutex::new((None, false)),
+            },
+            windowing: Windowing::default(),
+            options,
+            in_flight: AtomicU64::new(0),
+            id_seed: RandomState::new().build_hasher().finish(),
+            next_id: AtomicU64::new(0),
+        });
+        let health: HealthResponse = inner
+            .json("connect", Method::GET, "/health", None::<&()>, None, true)
+            .await?;
+        let windowing = Windowing::new(
+            Duration::from_millis(health.bucket_ms),
+            Duration::from_secs(health.max_window_seconds),
+        )?;
+        let inner = Arc::new(Inner {
+            windowing,
+            ..Arc::into_inner(inner)
+                .ok_or_else(|| StoreError::invalid("client shared during connect"))?
+        });
+        let (queue, rx) = mpsc::channel(4096);
+        tokio::spawn(batch_loop(Arc::clone(&inner), rx));
+        Ok(Self { inner, queue })
+    }
+}
+
+impl Inner {
+    /// A fresh idempotency key, unique across processes and calls.
+    fn new_id(&self) -> String {
+        format!(
+            "{:016x}-{:x}",
+            self.id_seed,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// One call, retried (when `retry`) on transport errors and 502/503/504.
+    async fn call(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        idempotency_key: Option<&str>,
+        retry: bool,
+    ) -> Result<Bytes, StoreError> {
+        let attempt = || {
+            self.attempt(
+                operation,
+                method.clone(),
+                path,
+                body.clone(),
+                idempotency_key,
+            )
+        };
+        if !retry {
+            return attempt().await;
+        }
+        attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_jitter()
+                    .with_min_delay(Duration::from_millis(20))
+                    .with_max_delay(Duration::from_millis(500))
+                    .with_max_times(self.options.retries),
+            )
+            .when(|e: &StoreError| e.is_retryable() && !is_breaker_open(e))
+            .await
+    }
+
+    async fn attempt(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Bytes, StoreError> {
+        self.breaker.allow()?;
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let result = self
+            .send(operation, method, path, body, idempotency_key)
+            .await;
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        match &result {
+            Ok(_) => self.breaker.success(),
+            Err(e) if e.is_retryable() => self.breaker.failure(),
+            Err(_) => self.breaker.success(),
+        }
+        result
+    }
+
+    async fn send(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Bytes, StoreError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header(TIME_HEADER, self.options.clock.now_ms().to_string());
+        if let Some(token) = &self.options.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header(IDEMPOTENCY_KEY, key);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(operation, e))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(operation, e))?;
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+        Err(match status {
+            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => StoreError::invalid(message),
+            s if s.is_server_error() => StoreError::unavailable(
+                BACKEND,
+                operation,
+                &format!("server answered {s}: {message}"),
+            ),
+            s => StoreError::Protocol {
+                backend: BACKEND,
+                operation,
+                detail: format!("server answered {s}: {message}"),
+            },
+        })
+    }
+
+    async fn json<T: DeserializeOwned, B: Serialize>(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        idempotency_key: Option<&str>,
+        retry: bool,
+    ) -> Result<T, StoreError> {
+        let body = body
+            .map(|b| serde_json::to_vec(b).map(Bytes::from))
+            .transpose()
+            .map_err(|e| StoreError::invalid(format!("cannot encode request: {e}")))?;
+        let bytes = self
+            .call(operation, method, path, body, idempotency_key, retry)
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Protocol {
+            backend: BACKEND,
+            operation,
+            detail: format!("bad JSON answer: {e}"),
+        })
+    }
+
+    async fn number(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        key: Option<&str>,
+    ) -> Result<f64, StoreError> {
+        let bytes = self.call(operation, method, path, body, key, true).await?;
+        let text = String::from_utf8_lossy(&bytes);
+        text.trim().parse().map_err(|_| StoreError::Protocol {
+            backend: BACKEND,
+            operation,
+            detail: format!("not a number: {text:?}"),
+        })
+    }
+
+    async fn increment_batch(
+        &self,
+        batch_id: &str,
+        increments: &[Increment],
+    ) -> Result<Vec<f64>, StoreError> {
+        let body = BatchIncrementBody {
+            increments: increments
+                .iter()
+                .map(|i| IncrementRef {
+                    series: SeriesRef::from_series(&i.series),
+                    delta: i.delta,
+                })
+                .collect(),
+        };
+        let response: ValuesResponse = self
+            .json(
+                "increment_many",
+                Method::POST,
+                "/batch/increment",
+                Some(&body),
+                Some(batch_id),
+                true,
+            )
+            .await?;
+        if response.values.len() != increments.len() {
+            return Err(StoreError::Protocol {
+                backend: BACKEND,
+                operation: "increment_many",
+                detail: "wrong number of values".into(),
+            });
+        }
+        Ok(response.values)
+    }
+}
+
+fn is_breaker_open(e: &StoreError) -> bool {
+    e.to_string().contains("circuit open")
+}
+
+fn transport_error(operation: &'static str, e: reqwest::Error) -> StoreError {
+    if e.is_timeout() {
+        StoreError::Timeout {
+            backend: BACKEND,
+            operation,
+            after_ms: 0,
+        }
+    } else {
+        StoreError::unavailable(BACKEND, operation, &e.without_url())
+    }
+}
+
+/// A copy of an error for each waiter of a failed batch.
+fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::InvalidInput { message } => StoreError::invalid(message.clone()),
+        StoreError::Timeout {
+            operation,
+            after_ms,
+            ..
+        } => StoreError::Timeout {
+            backend: BACKEND,
+            operation,
+            after_ms: *after_ms,
+        },
+        StoreError::Protocol {
+            operation, detail, ..
+        } => StoreError::Protocol {
+            backend: BACKEND,
+            operation,
+            detail: detail.clone(),
+        },
+        other => StoreError::unavailable(BACKEND, "increment", other),
+    }
+}
+
+/// Coalesces queued single increments into batch calls.
+async fn batch_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Waiter>) {
+    while let Some(first) = rx.recv().await {
+        let mut waiters = vec![first];
+        while waiters.len() < MAX_QUEUED_BATCH {
+            match rx.try_recv() {
+                Ok(w) => waiters.push(w),
+                Err(_) => break,
+            }
+        }
+        let increments: Vec<Increment> = waiters.iter().map(|(i, _)| i.clone()).collect();
+        let result = inner.increment_batch(&inner.new_id(), &increments).await;
+        for (i, (_, reply)) in waiters.into_iter().enumerate() {
+            let answer = match &result {
+                Ok(values) => Ok(values[i]),
+                Err(e) => Err(copy_error(e)),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+#[async_trait]
+impl RuntimeStore for HttpStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn windowing(&self) -> Windowing {
+        self.inner.windowing
+    }
+
+    async fn get(&self, series: &Series) -> Result<f64, StoreError> {
+        self.inner
+            .number("get", Method::GET, &usage_path(series), None, None)
+            .await
+    }
+
+    async fn set(&self, series: &Series, value: f64) -> Result<(), StoreError> {
+        truckllm_store::series::check_value("value", value)?;
+        let body = serde_json::to_vec(&SetBody { value })
+            .map_err(|e| StoreError::invalid(e.to_string()))?;
+        self.inner
+            .number(
+                "set",
+                Method::PUT,
+                &usage_path(series),
+                Some(Bytes::from(body)),
+                None,
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn increment(&self, series: &Series, delta: f64) -> Result<f64, StoreError> {
+        truckllm_store::series::check_value("delta", delta)?;
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .send((Increment::new(series.clone(), delta), tx))
+            .await
+            .map_err(|_| StoreError::unavailable(BACKEND, "increment", &"batching task stopped"))?;
+        rx.await
+            .map_err(|_| StoreError::unavailable(BACKEND, "increment", &"batching task stopped"))?
+    }
+
+    async fn window(&self, series: &Series, window: Duration) -> Result<f64, StoreError> {
+        self.inner.windowing.buckets_in(window)?;
+        let path = format!("{}?window={}", usage_path(series), window.as_secs_f64());
+        self.inner
+            .number("window", Method::GET, &path, None, None)
+            .await
+    }
+
+    async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>, StoreError> {
+        if series.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = BatchGetBody {
+            series: series.iter().map(SeriesRef::from_series).collect(),
+            window_seconds: None,
+        };
+        let r: ValuesResponse = self
+            .inner
+            .json(
+                "get_many",
+                Method::POST,
+                "/batch/get",
+                Some(&body),
+                None,
+                true,
+            )
+            .await?;
+        Ok(r.values)
+    }
+
+    async fn window_many(
+        &self,
+        series: &[Series],
+        window: Duration,
+    ) -> Result<Vec<f64>, StoreError> {
+        self.inner.windowing.buckets_in(window)?;
+        if series.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = BatchGetBody {
+            series: series.iter().map(SeriesRef::from_series).collect(),
+            window_seconds: Some(window.as_secs_f64()),
+        };
+        let r: ValuesResponse = self
+            .inner
+            .json(
+                "window_many",
+                Method::POST,
+                "/batch/get",
+                Some(&body),
+                None,
+                true,
+            )
+            .await?;
+        Ok(r.values)
+    }
+
+    async fn increment_many(&self, increments: &[Increment]) -> Result<Vec<f64>, StoreError> {
+        self.increment_many_once(&self.inner.new_id(), increments)
+            .await
+    }
+
+    async fn increment_many_once(
+        &self,
+        batch_id: &str,
+        increments: &[Increment],
+    ) -> Result<Vec<f64>, StoreError> {
+        truckllm_store::store::check_batch_id(batch_id)?;
+        for inc in increments {
+            truckllm_store::series::check_value("delta", inc.delta)?;
+        }
+        if increments.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.inner.increment_batch(batch_id, increments).await
+    }
+
+    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome, StoreError> {
+        request.amounts(&self.inner.windowing)?;
+        let body = ReserveBody {
+            provider: request.key.provider().to_owned(),
+            key_id: request.key.key_id().to_owned(),
+            checks: request.checks.iter().map(CheckRef::from_check).collect(),
+        };
+        let r: ReserveResponse = self
+            .inner
+            .json(
+                "reserve",
+                Method::POST,
+                "/reserve",
+                Some(&body),
+                None,
+                false,
+            )
+            .await?;
+        match (r.granted, r.reservation, r.denial) {
+            (true, Some(reservation), _) => {
+                Ok(ReserveOutcome::Granted(reservation.to_reservation()?))
+            }
+            (false, _, Some(denial)) => Ok(ReserveOutcome::Denied(denial.to_denial()?)),
+            _ => Err(StoreError::Protocol {
+                backend: BACKEND,
+                operation: "reserve",
+                detail: "incomplete answer".into(),
+            }),
+        }
+    }
+
+    async fn reconcile(
+        &self,
+        reservation: Reservation,
+        actual: &[(Metric, f64)],
+    ) -> Result<(), StoreError> {
+        reservation.deltas(actual)?;
+        let body = ReconcileBody {
+            reservation: ReservationRef::from_reservation(&reservation),
+            actual: metric_amounts(actual),
+        };
+        let payload = serde_json::to_vec(&body).map_err(|e| StoreError::invalid(e.to_string()))?;
+        self.inner
+            .call(
+                "reconcile",
+                Method::POST,
+                "/reconcile",
+                Some(Bytes::from(payload)),
+                None,
+                false,
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>, StoreError> {
+        let path = format!("/usage?prefix={}", encode_segment(prefix));
+        let r: ListResponse = self
+            .inner
+            .json("list", Method::GET, &path, None::<&()>, None, true)
+            .await?;
+        r.series
+            .into_iter()
+            .map(|l| {
+                Ok(ListedSeries {
+                    series: l.series.to_series()?,
+                    value: l.value,
+                    ttl: l.ttl_ms.map(Duration::from_millis),
+                })
+            })
+            .collect()
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.inner
+            .call("health", Method::GET, "/health", None, None, false)
+            .await
+            .map(drop)
+    }
+
+    /// Requests in flight (reqwest does not expose its pool).
+    fn connection_stats(&self) -> ConnectionStats {
+        ConnectionStats {
+            active: self.inner.in_flight.load(Ordering::Relaxed),
+            idle: 0,
+        }
+    }
+}
+
+impl fmt::Debug for HttpStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpStore")
+            .field("url", &self.inner.redacted)
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+impl fmt::Display for HttpStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HttpStore({})", self.inner.redacted)
+    }
+}

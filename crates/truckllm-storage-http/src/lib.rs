@@ -1,0 +1,19 @@
+//! The HTTP storage protocol, both sides: [`server`] serves any runtime store (and a config
+//! store) over HTTP; [`client`] is a runtime store that speaks to such a server.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: paths, headers and JSON bodies, shared by both sides.
+//! - [`tokens`]: the server's bearer tokens, scopes and provider limits.
+//! - [`server`]: routes, auth, audit records, TLS.
+//! - [`client`]: [`HttpStore`], with connection reuse, timeouts, safe retries, idempotent
+//!   increments, coalesced batches and a circuit breaker.
+
+pub mod client;
+pub mod protocol;
+pub mod server;
+pub mod tokens;
+
+pub use client::{HttpOptions, HttpStore};
+pub use server::{Audit, ServerState};
+pub use tokens::Tokens;

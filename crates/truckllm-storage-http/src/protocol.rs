@@ -1,0 +1,294 @@
+//! The wire protocol, both sides in one place: paths, headers, and the JSON bodies.
+//!
+//! The seed's endpoints, exactly:
+//! - `GET /usage/{provider}/{keyId}/{metric}` answers the number as plain text (`45`);
+//!   `?window=SECONDS` answers the window sum instead.
+//! - `PUT /usage/{provider}/{keyId}/{metric}` takes `{"value": 123.45}`.
+//! - `POST /usage/{provider}/{keyId}/{metric}/increment` takes `{"delta": 10.0}` and answers the
+//!   new value as plain text.
+//! - `GET /config` / `PUT /config` move the config as JSON (with `ETag` / `If-Match` versions).
+//! - `GET /health`.
+//!
+//! Beyond the seed: `GET /usage?prefix=P` (listing), `POST /batch/get`, `POST /batch/increment`,
+//! `POST /reserve`, `POST /reconcile`. Path segments are percent-decoded, so ids may hold `:`,
+//! `/`, `{` or spaces. Bearer tokens authenticate every route but `/health`.
+//! `docs/storage-api.openapi.yaml` documents it all.
+
+use serde::{Deserialize, Serialize};
+use truckllm_store::{Denial, LimitCheck, Metric, ProviderKey, Reservation, Series, StoreError};
+
+/// Makes an increment exactly-once: the server applies a repeated key only once.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The caller's clock (Unix ms); the server places window buckets by it.
+pub const TIME_HEADER: &str = "x-truckllm-time-ms";
+/// Largest request body the server reads.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Percent-encodes a path segment (everything but unreserved characters).
+pub fn encode_segment(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `/usage/{provider}/{key_id}/{metric}`, encoded.
+pub fn usage_path(series: &Series) -> String {
+    format!(
+        "/usage/{}/{}/{}",
+        encode_segment(series.provider()),
+        encode_segment(series.key_id()),
+        series.metric()
+    )
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetBody {
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncrementBody {
+    pub delta: f64,
+}
+
+/// A series on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesRef {
+    pub provider: String,
+    pub key_id: String,
+    pub metric: String,
+}
+
+impl SeriesRef {
+    pub fn from_series(series: &Series) -> Self {
+        Self {
+            provider: series.provider().to_owned(),
+            key_id: series.key_id().to_owned(),
+            metric: series.metric().as_str().to_owned(),
+        }
+    }
+
+    pub fn to_series(&self) -> Result<Series, StoreError> {
+        Series::new(
+            self.provider.clone(),
+            self.key_id.clone(),
+            self.metric.parse()?,
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchGetBody {
+    pub series: Vec<SeriesRef>,
+    /// With it, window sums over this many seconds instead of counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncrementRef {
+    #[serde(flatten)]
+    pub series: SeriesRef,
+    pub delta: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchIncrementBody {
+    pub increments: Vec<IncrementRef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ValuesResponse {
+    pub values: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListedRef {
+    #[serde(flatten)]
+    pub series: SeriesRef,
+    pub value: f64,
+    pub ttl_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListResponse {
+    pub series: Vec<ListedRef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRef {
+    pub metric: String,
+    pub limit: f64,
+    pub window_seconds: f64,
+    pub amount: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveBody {
+    pub provider: String,
+    pub key_id: String,
+    pub checks: Vec<CheckRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricAmount {
+    pub metric: String,
+    pub amount: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationRef {
+    pub provider: String,
+    pub key_id: String,
+    pub at_ms: u64,
+    pub reserved: Vec<MetricAmount>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DenialRef {
+    pub metric: String,
+    pub limit: f64,
+    pub used: f64,
+    pub requested: f64,
+    pub retry_after_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReserveResponse {
+    pub granted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation: Option<ReservationRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denial: Option<DenialRef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileBody {
+    pub reservation: ReservationRef,
+    pub actual: Vec<MetricAmount>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthResponse {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub bucket_ms: u64,
+    pub max_window_seconds: u64,
+}
+
+/// `{"error": {"message", "code"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub message: String,
+    pub code: String,
+}
+
+pub fn parse_metric_amounts(items: &[MetricAmount]) -> Result<Vec<(Metric, f64)>, StoreError> {
+    items
+        .iter()
+        .map(|m| Ok((m.metric.parse::<Metric>()?, m.amount)))
+        .collect()
+}
+
+pub fn metric_amounts(items: &[(Metric, f64)]) -> Vec<MetricAmount> {
+    items
+        .iter()
+        .map(|(m, a)| MetricAmount {
+            metric: m.as_str().to_owned(),
+            amount: *a,
+        })
+        .collect()
+}
+
+impl ReservationRef {
+    pub fn from_reservation(r: &Reservation) -> Self {
+        Self {
+            provider: r.key.provider().to_owned(),
+            key_id: r.key.key_id().to_owned(),
+            at_ms: r.at_ms,
+            reserved: metric_amounts(&r.reserved),
+        }
+    }
+
+    pub fn to_reservation(&self) -> Result<Reservation, StoreError> {
+        Ok(Reservation {
+            key: ProviderKey::new(self.provider.clone(), self.key_id.clone())?,
+            at_ms: self.at_ms,
+            reserved: parse_metric_amounts(&self.reserved)?,
+        })
+    }
+}
+
+impl CheckRef {
+    pub fn from_check(c: &LimitCheck) -> Self {
+        Self {
+            metric: c.metric.as_str().to_owned(),
+            limit: c.limit,
+            window_seconds: c.window.as_secs_f64(),
+            amount: c.amount,
+        }
+    }
+
+    pub fn to_check(&self) -> Result<LimitCheck, StoreError> {
+        if !(self.window_seconds.is_finite()
+            && self.window_seconds > 0.0
+            && self.window_seconds <= 86_400.0)
+        {
+            return Err(StoreError::invalid(format!(
+                "window_seconds {} is out of range",
+                self.window_seconds
+            )));
+        }
+        Ok(LimitCheck {
+            metric: self.metric.parse()?,
+            limit: self.limit,
+            window: std::time::Duration::from_secs_f64(self.window_seconds),
+            amount: self.amount,
+        })
+    }
+}
+
+impl DenialRef {
+    pub fn from_denial(d: &Denial) -> Self {
+        Self {
+            metric: d.metric.as_str().to_owned(),
+            limit: d.limit,
+            used: d.used,
+            requested: d.requested,
+            retry_after_ms: u64::try_from(d.retry_after.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    pub fn to_denial(&self) -> Result<Denial, StoreError> {
+        Ok(Denial {
+            metric: self.metric.parse()?,
+            limit: self.limit,
+            used: self.used,
+            requested: self.requested,
+            retry_after: std::time::Duration::from_millis(self.retry_after_ms),
+        })
+    }
+}

@@ -1,0 +1,663 @@
+//! `truckllm storage-server`: the HTTP storage protocol served from any runtime store (memory,
+//! Redis) and, optionally, a config store.
+//!
+//! Every route but `/health` needs a bearer token with the right scope (`read`, `write`,
+//! `config`) and, for tokens limited to some providers, a provider they may touch: 401 for a
+//! missing or unknown token, 403 outside its scope. Every write and every denied request leaves
+//! an audit record (who, what, when, outcome). Bad input gets a 4xx with a JSON error and
+//! changes nothing. Store calls run on the caller's clock (`x-truckllm-time-ms`), see
+//! [`RequestClock`].
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use truckllm_config::{Config, ConfigError, ConfigStore, SaveMeta};
+use truckllm_store::{
+    Clock, Increment, RequestClock, ReserveOutcome, ReserveRequest, RuntimeStore, Series,
+    StoreError, SystemClock,
+};
+
+use crate::protocol::*;
+use crate::tokens::{Scope, Token, Tokens};
+
+/// What the server serves, and who may call it.
+pub struct ServerState {
+    pub store: Arc<dyn RuntimeStore>,
+    pub config: Option<Arc<dyn ConfigStore>>,
+    pub tokens: Tokens,
+    pub audit: Audit,
+}
+
+/// Audit records: JSON lines to a file (if given) and `tracing` events at target
+/// `truckllm::audit`. Tokens appear by name only.
+#[derive(Default)]
+pub struct Audit {
+    file: Option<Mutex<std::fs::File>>,
+}
+
+impl Audit {
+    pub fn to_file(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Self {
+            file: Some(Mutex::new(file)),
+        })
+    }
+
+    fn record(&self, who: &str, action: &str, target: &str, status: StatusCode) {
+        let outcome = if status.is_success() {
+            "ok"
+        } else {
+            "denied_or_failed"
+        };
+        tracing::info!(target: "truckllm::audit", who, action, target, status = status.as_u16(), outcome);
+        if let Some(file) = &self.file {
+            let line = json!({
+                "schema": "truckllm.audit/v1",
+                "time_ms": SystemClock.now_ms(),
+                "who": who, "action": action, "target": target,
+                "status": status.as_u16(), "outcome": outcome,
+            });
+            if let Ok(mut f) = file.lock() {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+    }
+}
+
+/// An error answer: status, machine code, message.
+#[derive(Debug)]
+pub struct HttpError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl HttpError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_input", message)
+    }
+}
+
+impl From<StoreError> for HttpError {
+    fn from(e: StoreError) -> Self {
+        if e.is_caller_fault() {
+            Self::bad(e.to_string())
+        } else if e.is_retryable() {
+            Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                e.to_string(),
+            )
+        } else {
+            Self::new(StatusCode::BAD_GATEWAY, "store_error", e.to_string())
+        }
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                message: self.message,
+                code: self.code.to_owned(),
+            },
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+type Reply = Result<Response, HttpError>;
+
+/// The routes.
+pub fn router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/usage", get(list))
+        .route(
+            "/usage/{provider}/{key_id}/{metric}",
+            get(get_usage).put(put_usage),
+        )
+        .route(
+            "/usage/{provider}/{key_id}/{metric}/increment",
+            post(increment),
+        )
+        .route("/batch/get", post(batch_get))
+        .route("/batch/increment", post(batch_increment))
+        .route("/reserve", post(reserve))
+        .route("/reconcile", post(reconcile))
+        .route("/config", get(get_config).put(put_config))
+        .fallback(|| async {
+            HttpError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+        })
+        .with_state(state)
+}
+
+/// Checks the caller: token, scope, and each provider touched. Denials are audited.
+fn authorize<'a>(
+    state: &'a ServerState,
+    headers: &HeaderMap,
+    scope: Scope,
+    providers: &[&str],
+    action: &str,
+    target: &str,
+) -> Result<&'a Token, HttpError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(token) = state.tokens.authenticate(authorization) else {
+        state
+            .audit
+            .record("-", action, target, StatusCode::UNAUTHORIZED);
+        return Err(HttpError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or unknown bearer token",
+        ));
+    };
+    if !token.has(scope) {
+        state
+            .audit
+            .record(&token.name, action, target, StatusCode::FORBIDDEN);
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("token `{}` lacks the {scope:?} scope", token.name),
+        ));
+    }
+    if let Some(provider) = providers.iter().find(|p| !token.may_touch(p)) {
+        state
+            .audit
+            .record(&token.name, action, target, StatusCode::FORBIDDEN);
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("token `{}` may not touch provider {provider:?}", token.name),
+        ));
+    }
+    Ok(token)
+}
+
+/// The caller's clock, or ours.
+fn now_of(headers: &HeaderMap) -> u64 {
+    headers
+        .get(TIME_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| SystemClock.now_ms())
+}
+
+async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, HttpError> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            HttpError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("body larger than {MAX_BODY_BYTES} bytes"),
+            )
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("bad JSON body: {e}"),
+        )
+    })
+}
+
+fn series_of(
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<Series, HttpError> {
+    let Path((provider, key_id, metric)) =
+        path.map_err(|e| HttpError::bad(format!("bad path: {e}")))?;
+    Ok(Series::new(provider, key_id, metric.parse()?)?)
+}
+
+fn number(value: f64) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Audits a write's outcome and passes it on.
+fn audited(state: &ServerState, who: &str, action: &str, target: &str, reply: Reply) -> Reply {
+    let status = match &reply {
+        Ok(r) => r.status(),
+        Err(e) => e.status,
+    };
+    state.audit.record(who, action, target, status);
+    reply
+}
+
+async fn health(State(s): State<Arc<ServerState>>) -> Response {
+    let w = s.store.windowing();
+    let (status, code, reason) = match s.store.health().await {
+        Ok(()) => (StatusCode::OK, "ok", None),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            Some(e.to_string()),
+        ),
+    };
+    let body = HealthResponse {
+        status: code.into(),
+        reason,
+        bucket_ms: w.bucket_ms(),
+        max_window_seconds: w.max_window().as_secs(),
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn get_usage(
+    State(s): State<Arc<ServerState>>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Reply {
+    let series = series_of(path)?;
+    authorize(
+        &s,
+        &headers,
+        Scope::Read,
+        &[series.provider()],
+        "usage.get",
+        &series.to_string(),
+    )?;
+    let value = match query.get("window") {
+        Some(w) => {
+            let secs: f64 = w
+                .parse()
+                .map_err(|_| HttpError::bad(format!("window={w:?} is not a number of seconds")))?;
+            if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+                return Err(HttpError::bad(format!("window={w} is out of range")));
+            }
+            RequestClock::scope(
+                now_of(&headers),
+                s.store.window(&series, Duration::from_secs_f64(secs)),
+            )
+            .await?
+        }
+        None => RequestClock::scope(now_of(&headers), s.store.get(&series)).await?,
+    };
+    Ok(number(value))
+}
+
+async fn put_usage(
+    State(s): State<Arc<ServerState>>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let series = series_of(path)?;
+    let who = authorize(
+        &s,
+        &headers,
+        Scope::Write,
+        &[series.provider()],
+        "usage.set",
+        &series.to_string(),
+    )?
+    .name
+    .clone();
+    let reply = async {
+        let SetBody { value } = read_json(body).await?;
+        RequestClock::scope(now_of(&headers), s.store.set(&series, value)).await?;
+        Ok(number(value))
+    }
+    .await;
+    audited(&s, &who, "usage.set", &series.to_string(), reply)
+}
+
+async fn increment(
+    State(s): State<Arc<ServerState>>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let series = series_of(path)?;
+    let who = authorize(
+        &s,
+        &headers,
+        Scope::Write,
+        &[series.provider()],
+        "usage.increment",
+        &series.to_string(),
+    )?
+    .name
+    .clone();
+    let reply = async {
+        let IncrementBody { delta } = read_json(body).await?;
+        let increments = [Increment::new(series.clone(), delta)];
+        let values = apply_increments(&s, &headers, &increments).await?;
+        Ok(number(values.first().copied().unwrap_or_default()))
+    }
+    .await;
+    audited(&s, &who, "usage.increment", &series.to_string(), reply)
+}
+
+async fn apply_increments(
+    s: &ServerState,
+    headers: &HeaderMap,
+    increments: &[Increment],
+) -> Result<Vec<f64>, HttpError> {
+    let call = async {
+        match idempotency_key(headers) {
+            Some(key) => s.store.increment_many_once(&key, increments).await,
+            None => s.store.increment_many(increments).await,
+        }
+    };
+    Ok(RequestClock::scope(now_of(headers), call).await?)
+}
+
+async fn list(
+    State(s): State<Arc<ServerState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Reply {
+    let prefix = query.get("prefix").cloned().unwrap_or_default();
+    let token = authorize(&s, &headers, Scope::Read, &[], "usage.list", &prefix)?;
+    let listed = RequestClock::scope(now_of(&headers), s.store.list(&prefix)).await?;
+    let series = listed
+        .into_iter()
+        .filter(|l| token.may_touch(l.series.provider()))
+        .map(|l| ListedRef {
+            series: SeriesRef::from_series(&l.series),
+            value: l.value,
+            ttl_ms: l
+                .ttl
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        })
+        .collect();
+    Ok(axum::Json(ListResponse { series }).into_response())
+}
+
+fn parse_series(refs: &[SeriesRef]) -> Result<Vec<Series>, HttpError> {
+    refs.iter()
+        .map(|r| r.to_series().map_err(HttpError::from))
+        .collect()
+}
+
+async fn batch_get(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
+    let BatchGetBody {
+        series,
+        window_seconds,
+    } = read_json(body).await?;
+    let series = parse_series(&series)?;
+    let providers: Vec<&str> = series.iter().map(Series::provider).collect();
+    authorize(
+        &s,
+        &headers,
+        Scope::Read,
+        &providers,
+        "batch.get",
+        &format!("{} series", series.len()),
+    )?;
+    let values = match window_seconds {
+        Some(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {
+            RequestClock::scope(
+                now_of(&headers),
+                s.store.window_many(&series, Duration::from_secs_f64(secs)),
+            )
+            .await?
+        }
+        Some(secs) => {
+            return Err(HttpError::bad(format!(
+                "window_seconds {secs} is out of range"
+            )));
+        }
+        None => RequestClock::scope(now_of(&headers), s.store.get_many(&series)).await?,
+    };
+    Ok(axum::Json(ValuesResponse { values }).into_response())
+}
+
+async fn batch_increment(
+    State(s): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let BatchIncrementBody { increments } = read_json(body).await?;
+    let increments: Vec<Increment> = increments
+        .iter()
+        .map(|i| Ok(Increment::new(i.series.to_series()?, i.delta)))
+        .collect::<Result<_, StoreError>>()?;
+    let providers: Vec<&str> = increments.iter().map(|i| i.series.provider()).collect();
+    let target = format!("{} increments", increments.len());
+    let who = authorize(
+        &s,
+        &headers,
+        Scope::Write,
+        &providers,
+        "batch.increment",
+        &target,
+    )?
+    .name
+    .clone();
+    let reply = apply_increments(&s, &headers, &increments)
+        .await
+        .map(|values| axum::Json(ValuesResponse { values }).into_response());
+    audited(&s, &who, "batch.increment", &target, reply)
+}
+
+async fn reserve(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
+    let body: ReserveBody = read_json(body).await?;
+    let key = truckllm_store::ProviderKey::new(body.provider.clone(), body.key_id.clone())?;
+    let target = key.encoded();
+    let who = authorize(
+        &s,
+        &headers,
+        Scope::Write,
+        &[key.provider()],
+        "reserve",
+        &target,
+    )?
+    .name
+    .clone();
+    let reply = async {
+        let checks = body
+            .checks
+            .iter()
+            .map(CheckRef::to_check)
+            .collect::<Result<Vec<_>, _>>()?;
+        let outcome = RequestClock::scope(
+            now_of(&headers),
+            s.store.reserve(&ReserveRequest { key, checks }),
+        )
+        .await?;
+        let response = match outcome {
+            ReserveOutcome::Granted(r) => ReserveResponse {
+                granted: true,
+                reservation: Some(ReservationRef::from_reservation(&r)),
+                denial: None,
+            },
+            ReserveOutcome::Denied(d) => ReserveResponse {
+                granted: false,
+                reservation: None,
+                denial: Some(DenialRef::from_denial(&d)),
+            },
+        };
+        Ok(axum::Json(response).into_response())
+    }
+    .await;
+    audited(&s, &who, "reserve", &target, reply)
+}
+
+async fn reconcile(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
+    let body: ReconcileBody = read_json(body).await?;
+    let reservation = body.reservation.to_reservation()?;
+    let target = reservation.key.encoded();
+    let who = authorize(
+        &s,
+        &headers,
+        Scope::Write,
+        &[reservation.key.provider()],
+        "reconcile",
+        &target,
+    )?
+    .name
+    .clone();
+    let reply = async {
+        let actual = parse_metric_amounts(&body.actual)?;
+        RequestClock::scope(now_of(&headers), s.store.reconcile(reservation, &actual)).await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    audited(&s, &who, "reconcile", &target, reply)
+}
+
+fn config_store(s: &ServerState) -> Result<&Arc<dyn ConfigStore>, HttpError> {
+    s.config.as_ref().ok_or_else(|| {
+        HttpError::new(
+            StatusCode::NOT_FOUND,
+            "no_config_store",
+            "this server has no config store (--config-store)",
+        )
+    })
+}
+
+fn config_error(e: ConfigError) -> HttpError {
+    match e {
+        ConfigError::Conflict { .. } => HttpError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "version_conflict",
+            e.to_string(),
+        ),
+        ConfigError::Parse(_)
+        | ConfigError::Invalid(_)
+        | ConfigError::Interpolation(_)
+        | ConfigError::Crypto(_) => HttpError::bad(e.to_string()),
+        other => HttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "config_store_error",
+            other.to_string(),
+        ),
+    }
+}
+
+fn etag(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+async fn get_config(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Reply {
+    authorize(&s, &headers, Scope::Config, &[], "config.get", "config")?;
+    let current = config_store(&s)?.load().await.map_err(config_error)?;
+    let config = truckllm_config::parse(&current.text).map_err(config_error)?;
+    let mut response = axum::Json(config).into_response();
+    response
+        .headers_mut()
+        .insert(header::ETAG, etag(current.info.version));
+    Ok(response)
+}
+
+async fn put_config(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
+    let who = authorize(&s, &headers, Scope::Config, &[], "config.put", "config")?
+        .name
+        .clone();
+    let reply = async {
+        let store = config_store(&s)?;
+        let config: Config = read_json(body).await?;
+        let current = store.load().await.map_err(config_error)?.info.version;
+        let expected = match headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+            Some(tag) => tag
+                .trim()
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .parse::<u64>()
+                .map_err(|_| HttpError::bad(format!("If-Match {tag:?} is not a version ETag")))?,
+            None => current,
+        };
+        let meta = SaveMeta::new(who.clone(), format!("PUT /config (was version {current})"));
+        let version = store
+            .save(&config, expected, meta)
+            .await
+            .map_err(config_error)?;
+        let mut response =
+            axum::Json(json!({"version": version, "previous": current})).into_response();
+        response.headers_mut().insert(header::ETAG, etag(version));
+        Ok(response)
+    }
+    .await;
+    audited(&s, &who, "config.put", "config", reply)
+}
+
+/// Loads a rustls server config from PEM files.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("cannot read key {}: {e}", key.display()))?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("bad certificate or key: {e}"))?;
+    Ok(Arc::new(config))
+}
+
+/// Serves `app` on `listener`, over TLS when `tls` is given, until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let Some(tls) = tls else {
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, _) = accepted?;
+                let acceptor = acceptor.clone();
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else { return };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                    let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                });
+            }
+            () = &mut shutdown => return Ok(()),
+        }
+    }
+}

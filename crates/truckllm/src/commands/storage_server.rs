@@ -1,0 +1,82 @@
+//! `truckllm storage-server`: the HTTP storage API over a runtime store and a config store.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use tokio::net::TcpListener;
+use truckllm_config::{ConfigStore, FileConfigStore, FileStoreOptions, MasterKey, ProcessEnv};
+use truckllm_storage_http::server::{ServerState, router, serve, tls_config};
+use truckllm_storage_http::{Audit, Tokens};
+use truckllm_store::{
+    InstrumentedStore, RedisOptions, RequestClock, RuntimeStore, StoreOptions, open_store,
+    redact_url,
+};
+
+use crate::cli::{StorageServerArgs, StoreArgs};
+
+pub async fn run(store_args: &StoreArgs, args: &StorageServerArgs) -> Result<ExitCode> {
+    if args.tls_cert.is_none() && !args.insecure_plain_http {
+        bail!("give --tls-cert and --tls-key, or --insecure-plain-http to serve without TLS");
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_config(cert, key).map_err(anyhow::Error::msg)?),
+        _ => None,
+    };
+    let yaml = std::fs::read_to_string(&args.tokens)
+        .with_context(|| format!("cannot read {}", args.tokens.display()))?;
+    let tokens = Tokens::parse(&yaml, &ProcessEnv).map_err(anyhow::Error::msg)?;
+    let url = store_args.url();
+    // Store calls run on each caller's clock (x-truckllm-time-ms).
+    let options = StoreOptions {
+        clock: Arc::new(RequestClock),
+        ttl: std::time::Duration::from_secs(args.counter_ttl.max(1)),
+        ..StoreOptions::default()
+    };
+    let redis = RedisOptions {
+        tls_ca_file: store_args.store_ca.clone(),
+        ..RedisOptions::default()
+    };
+    let inner = open_store(url, options, redis)
+        .await
+        .with_context(|| format!("cannot open store {}", redact_url(url)))?;
+    let store: Arc<dyn RuntimeStore> = Arc::new(InstrumentedStore::new(inner));
+    let config: Option<Arc<dyn ConfigStore>> = args.config_store.as_ref().map(|path| {
+        let options = FileStoreOptions {
+            master_key: MasterKey::from_env().ok().flatten().map(Arc::new),
+            ..FileStoreOptions::default()
+        };
+        Arc::new(FileConfigStore::new(path, options)) as Arc<dyn ConfigStore>
+    });
+    let audit = match &args.audit_log {
+        Some(path) => Audit::to_file(path)
+            .with_context(|| format!("cannot open audit log {}", path.display()))?,
+        None => Audit::default(),
+    };
+    let state = Arc::new(ServerState {
+        store: Arc::clone(&store),
+        config,
+        tokens,
+        audit,
+    });
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout(),
+            "storage server on {scheme}://{} (store {store})",
+            listener.local_addr()?
+        );
+    }
+    serve(
+        listener,
+        router(state),
+        tls,
+        super::serve::shutdown_signal(),
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
