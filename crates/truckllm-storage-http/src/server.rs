@@ -130,7 +130,22 @@ impl IntoResponse for HttpError {
 
 type Reply = Result<Response, HttpError>;
 
-/// The routes.
+/// Every route the server answers, as documented in `docs/storage-api.openapi.yaml`.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/health"),
+    ("get", "/usage"),
+    ("get", "/usage/{provider}/{keyId}/{metric}"),
+    ("put", "/usage/{provider}/{keyId}/{metric}"),
+    ("post", "/usage/{provider}/{keyId}/{metric}/increment"),
+    ("post", "/batch/get"),
+    ("post", "/batch/increment"),
+    ("post", "/reserve"),
+    ("post", "/reconcile"),
+    ("get", "/config"),
+    ("put", "/config"),
+];
+
+/// The routes (see [`ROUTES`]).
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -186,6 +201,19 @@ fn authorize<'a>(
             format!("token `{}` lacks the {scope:?} scope", token.name),
         ));
     }
+    check_providers(state, token, providers, action, target)?;
+    Ok(token)
+}
+
+/// Checks that `token` may touch every provider (once the body says which). Denials are
+/// audited.
+fn check_providers(
+    state: &ServerState,
+    token: &Token,
+    providers: &[&str],
+    action: &str,
+    target: &str,
+) -> Result<(), HttpError> {
     if let Some(provider) = providers.iter().find(|p| !token.may_touch(p)) {
         state
             .audit
@@ -196,7 +224,7 @@ fn authorize<'a>(
             format!("token `{}` may not touch provider {provider:?}", token.name),
         ));
     }
-    Ok(token)
+    Ok(())
 }
 
 /// The caller's clock, or ours.
@@ -409,27 +437,24 @@ fn parse_series(refs: &[SeriesRef]) -> Result<Vec<Series>, HttpError> {
 }
 
 async fn batch_get(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
+    let token = authorize(&s, &headers, Scope::Read, &[], "batch.get", "batch")?;
     let BatchGetBody {
         series,
         window_seconds,
     } = read_json(body).await?;
     let series = parse_series(&series)?;
     let providers: Vec<&str> = series.iter().map(Series::provider).collect();
-    authorize(
+    check_providers(
         &s,
-        &headers,
-        Scope::Read,
+        token,
         &providers,
         "batch.get",
         &format!("{} series", series.len()),
     )?;
     let values = match window_seconds {
         Some(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {
-            RequestClock::scope(
-                now_of(&headers),
-                s.store.window_many(&series, Duration::from_secs_f64(secs)),
-            )
-            .await?
+            let window = Duration::from_secs_f64(secs);
+            RequestClock::scope(now_of(&headers), s.store.window_many(&series, window)).await?
         }
         Some(secs) => {
             return Err(HttpError::bad(format!(
@@ -446,6 +471,7 @@ async fn batch_increment(
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
+    let token = authorize(&s, &headers, Scope::Write, &[], "batch.increment", "batch")?;
     let BatchIncrementBody { increments } = read_json(body).await?;
     let increments: Vec<Increment> = increments
         .iter()
@@ -453,47 +479,27 @@ async fn batch_increment(
         .collect::<Result<_, StoreError>>()?;
     let providers: Vec<&str> = increments.iter().map(|i| i.series.provider()).collect();
     let target = format!("{} increments", increments.len());
-    let who = authorize(
-        &s,
-        &headers,
-        Scope::Write,
-        &providers,
-        "batch.increment",
-        &target,
-    )?
-    .name
-    .clone();
+    check_providers(&s, token, &providers, "batch.increment", &target)?;
     let reply = apply_increments(&s, &headers, &increments)
         .await
         .map(|values| axum::Json(ValuesResponse { values }).into_response());
-    audited(&s, &who, "batch.increment", &target, reply)
+    audited(&s, &token.name, "batch.increment", &target, reply)
 }
 
 async fn reserve(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
+    let token = authorize(&s, &headers, Scope::Write, &[], "reserve", "reserve")?;
     let body: ReserveBody = read_json(body).await?;
     let key = truckllm_store::ProviderKey::new(body.provider.clone(), body.key_id.clone())?;
     let target = key.encoded();
-    let who = authorize(
-        &s,
-        &headers,
-        Scope::Write,
-        &[key.provider()],
-        "reserve",
-        &target,
-    )?
-    .name
-    .clone();
+    check_providers(&s, token, &[key.provider()], "reserve", &target)?;
     let reply = async {
         let checks = body
             .checks
             .iter()
             .map(CheckRef::to_check)
             .collect::<Result<Vec<_>, _>>()?;
-        let outcome = RequestClock::scope(
-            now_of(&headers),
-            s.store.reserve(&ReserveRequest { key, checks }),
-        )
-        .await?;
+        let request = ReserveRequest { key, checks };
+        let outcome = RequestClock::scope(now_of(&headers), s.store.reserve(&request)).await?;
         let response = match outcome {
             ReserveOutcome::Granted(r) => ReserveResponse {
                 granted: true,
@@ -509,30 +515,28 @@ async fn reserve(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Bo
         Ok(axum::Json(response).into_response())
     }
     .await;
-    audited(&s, &who, "reserve", &target, reply)
+    audited(&s, &token.name, "reserve", &target, reply)
 }
 
 async fn reconcile(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
+    let token = authorize(&s, &headers, Scope::Write, &[], "reconcile", "reconcile")?;
     let body: ReconcileBody = read_json(body).await?;
     let reservation = body.reservation.to_reservation()?;
     let target = reservation.key.encoded();
-    let who = authorize(
+    check_providers(
         &s,
-        &headers,
-        Scope::Write,
+        token,
         &[reservation.key.provider()],
         "reconcile",
         &target,
-    )?
-    .name
-    .clone();
+    )?;
     let reply = async {
         let actual = parse_metric_amounts(&body.actual)?;
         RequestClock::scope(now_of(&headers), s.store.reconcile(reservation, &actual)).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;
-    audited(&s, &who, "reconcile", &target, reply)
+    audited(&s, &token.name, "reconcile", &target, reply)
 }
 
 fn config_store(s: &ServerState) -> Result<&Arc<dyn ConfigStore>, HttpError> {
