@@ -173,8 +173,9 @@ impl Drop for RedisServer {
     }
 }
 
-/// Makes `ca.crt`, and `server.crt`/`server.key` for 127.0.0.1 signed by it, in `dir`.
-fn make_certificates(dir: &Path) {
+/// Makes `ca.crt`, and `server.crt`/`server.key` for 127.0.0.1 signed by it, in `dir` (uses
+/// the `openssl` command).
+pub fn make_certificates(dir: &Path) {
     let run = |args: &[&str]| {
         let status = Command::new("openssl")
             .args(args)

@@ -1,0 +1,325 @@
+//! The storage server over real HTTP: auth and scopes, bad input, odd path segments, audit
+//! records, and TLS.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use truckllm_storage_http::server::{ServerState, router, serve, tls_config};
+use truckllm_storage_http::{Audit, HttpOptions, HttpStore, Tokens};
+use truckllm_store::{MemoryStore, Metric, RuntimeStore, Series};
+
+const TOKENS: &str = "tokens:\n  - name: gateway\n    token: \"gw-secret\"\n    scopes: [read, write, config]\n  - name: dashboard\n    token: \"dash-secret\"\n    scopes: [read]\n    providers: [\"openai\"]\n";
+
+struct Server {
+    base: String,
+    store: Arc<dyn RuntimeStore>,
+    audit_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(tls: bool) -> Server {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("dir");
+    let audit_path = dir.path().join("audit.jsonl");
+    let store: Arc<dyn RuntimeStore> = Arc::new(MemoryStore::new());
+    let env: HashMap<String, String> = HashMap::new();
+    let state = Arc::new(ServerState {
+        store: Arc::clone(&store),
+        config: None,
+        tokens: Tokens::parse(TOKENS, &env).expect("tokens"),
+        audit: Audit::to_file(&audit_path).expect("audit"),
+    });
+    let tls_config = tls.then(|| {
+        truckllm_testkit::make_certificates(dir.path());
+        tls_config(
+            &dir.path().join("server.crt"),
+            &dir.path().join("server.key"),
+        )
+        .expect("tls")
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let scheme = if tls { "https" } else { "http" };
+    let base = format!(
+        "{scheme}://127.0.0.1:{}",
+        listener.local_addr().expect("addr").port()
+    );
+    tokio::spawn(serve(
+        listener,
+        router(state),
+        tls_config,
+        std::future::pending(),
+    ));
+    Server {
+        base,
+        store,
+        audit_path,
+        _dir: dir,
+    }
+}
+
+async fn send(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let http = reqwest::Client::new();
+    let mut request = http.request(method.parse().expect("method"), format!("{base}{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.expect("send");
+    (
+        response.status().as_u16(),
+        response.text().await.expect("text"),
+    )
+}
+
+#[tokio::test]
+async fn tokens_scopes_and_providers_are_enforced_and_audited() {
+    let s = start(false).await;
+    let b = &s.base;
+    assert_eq!(
+        send(b, "GET", "/usage/openai/key1/req", None, None).await.0,
+        401
+    );
+    assert_eq!(
+        send(b, "GET", "/usage/openai/key1/req", Some("wrong"), None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        send(
+            b,
+            "GET",
+            "/usage/openai/key1/req",
+            Some("dash-secret"),
+            None
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        send(b, "GET", "/usage/groq/key1/req", Some("dash-secret"), None)
+            .await
+            .0,
+        403,
+        "outside its providers"
+    );
+    let (status, body) = send(
+        b,
+        "POST",
+        "/usage/openai/key1/req/increment",
+        Some("dash-secret"),
+        Some(r#"{"delta":1}"#),
+    )
+    .await;
+    assert_eq!(status, 403, "read scope cannot write");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).expect("json")["error"]["code"],
+        "forbidden"
+    );
+    assert_eq!(
+        send(
+            b,
+            "POST",
+            "/usage/openai/key1/req/increment",
+            Some("gw-secret"),
+            Some(r#"{"delta":2}"#)
+        )
+        .await,
+        (200, "2".into())
+    );
+    assert_eq!(
+        send(
+            b,
+            "POST",
+            "/usage/groq/k/req/increment",
+            Some("gw-secret"),
+            Some(r#"{"delta":5}"#)
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, listed) = send(b, "GET", "/usage?prefix=", Some("dash-secret"), None).await;
+    let listed: Value = serde_json::from_str(&listed).expect("json");
+    assert_eq!(
+        listed["series"].as_array().map(Vec::len),
+        Some(1),
+        "the dashboard sees only openai: {listed}"
+    );
+
+    let audit = std::fs::read_to_string(&s.audit_path).expect("audit");
+    let records: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["who"] == "-" && r["status"] == 401),
+        "unknown callers are audited"
+    );
+    assert!(records.iter().any(|r| r["who"] == "dashboard"
+        && r["status"] == 403
+        && r["action"] == "usage.increment"));
+    assert!(
+        records.iter().any(|r| r["who"] == "gateway"
+            && r["status"] == 200
+            && r["action"] == "usage.increment")
+    );
+    assert!(
+        !audit.contains("gw-secret") && !audit.contains("dash-secret"),
+        "no token in the audit log"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_a_json_4xx_and_changes_nothing() {
+    let s = start(false).await;
+    let b = &s.base;
+    let path = "/usage/openai/key1/req/increment";
+    assert_eq!(
+        send(
+            b,
+            "PUT",
+            "/usage/openai/key1/req",
+            Some("gw-secret"),
+            Some(r#"{"value":5}"#)
+        )
+        .await
+        .0,
+        200
+    );
+    for body in [
+        r#"{"delta": NaN}"#,
+        r#"{"delta": Infinity}"#,
+        r#"{"delta": 1e999}"#,
+        r#"{"delta": "5"}"#,
+        r#"{}"#,
+        r#"{bad"#,
+        r#"{"delta": 1, "extra": 2}"#,
+        r#"{"delta": 1e300}"#,
+    ] {
+        let (status, text) = send(b, "POST", path, Some("gw-secret"), Some(body)).await;
+        assert_eq!(status, 400, "{body}: {text}");
+        let error: Value = serde_json::from_str(&text).expect("JSON error");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{text}"
+        );
+    }
+    let huge = format!(r#"{{"delta": 1, "pad": "{}"}}"#, "x".repeat(2 << 20));
+    assert_eq!(
+        send(b, "POST", path, Some("gw-secret"), Some(&huge))
+            .await
+            .0,
+        413
+    );
+    assert_eq!(
+        send(
+            b,
+            "GET",
+            "/usage/openai/key1/bogus",
+            Some("gw-secret"),
+            None
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        send(
+            b,
+            "GET",
+            "/usage/openai/key1/req?window=abc",
+            Some("gw-secret"),
+            None
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        send(b, "GET", "/nowhere", Some("gw-secret"), None).await.0,
+        404
+    );
+    let series = Series::new("openai", "key1", Metric::Req).expect("series");
+    assert_eq!(
+        s.store.get(&series).await.expect("get"),
+        5.0,
+        "nothing changed"
+    );
+}
+
+#[tokio::test]
+async fn percent_encoded_segments_reach_the_right_series() {
+    let s = start(false).await;
+    let (status, _) = send(
+        &s.base,
+        "POST",
+        "/usage/a%3Ab%7Bc/k%2F1%20x/tokens/increment",
+        Some("gw-secret"),
+        Some(r#"{"delta":3}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let series = Series::new("a:b{c", "k/1 x", Metric::Tokens).expect("series");
+    assert_eq!(s.store.get(&series).await.expect("get"), 3.0);
+    assert_eq!(
+        send(
+            &s.base,
+            "GET",
+            "/usage/a%3Ab%7Bc/k%2F1%20x/tokens",
+            Some("gw-secret"),
+            None
+        )
+        .await,
+        (200, "3".into())
+    );
+}
+
+#[tokio::test]
+async fn tls_with_a_private_ca() {
+    let s = start(true).await;
+    let ca = s._dir.path().join("ca.crt");
+    let options = HttpOptions {
+        token: Some("gw-secret".into()),
+        tls_ca_file: Some(ca),
+        ..HttpOptions::default()
+    };
+    let store = HttpStore::connect(&s.base, options)
+        .await
+        .expect("connect over TLS");
+    let series = Series::new("openai", "key1", Metric::Req).expect("series");
+    assert_eq!(
+        store
+            .increment(&series, 4.0)
+            .await
+            .expect("increment over TLS"),
+        4.0
+    );
+    let plain = HttpStore::connect(
+        &s.base,
+        HttpOptions {
+            token: Some("gw-secret".into()),
+            ..HttpOptions::default()
+        },
+    )
+    .await;
+    assert!(plain.is_err(), "an unknown CA is refused");
+}
