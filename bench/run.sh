@@ -3,6 +3,8 @@
 # free loopback port, runs `truckllm bench WHAT` against it, and stops the server.
 #   bash bench/run.sh store   [--seconds 5 --tasks 32 --batch 16]   store vs redis-benchmark
 #   bash bench/run.sh gateway [--seconds 10 --rate 1000]            gateway vs direct upstream
+#   bash bench/run.sh http    [--seconds 5]                         HTTP store (client -> storage
+#                                                                   server -> Redis) vs Redis direct
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:?usage: bash bench/run.sh store|gateway [options]}
@@ -16,4 +18,24 @@ trap 'kill "$(cat "$dir/redis.pid")" 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/^Mem:/{print $2}') GiB, $(redis-server --version | cut -d' ' -f1-3)"
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
-./target/release/truckllm --store "redis://127.0.0.1:$port" bench "$what" "$@"
+if [ "$what" != http ]; then
+  ./target/release/truckllm --store "redis://127.0.0.1:$port" bench "$what" "$@"
+  exit
+fi
+# http: a storage server on the same Redis, then the store workloads direct and through it.
+sport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'tokens:\n  - name: bench\n    token: "bench-token"\n    scopes: [read, write]\n' > "$dir/tokens.yaml"
+./target/release/truckllm storage-server --insecure-plain-http --listen "127.0.0.1:$sport" \
+  --store "redis://127.0.0.1:$port" --tokens "$dir/tokens.yaml" > "$dir/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; kill "$(cat "$dir/redis.pid")" 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 100); do grep -q "storage server on" "$dir/server.log" && break; sleep 0.05; done
+echo "== direct: RedisStore"
+./target/release/truckllm --store "redis://127.0.0.1:$port" bench store "$@" | tee "$dir/direct.txt"
+echo "== through the storage server: HttpStore -> storage-server -> Redis"
+./target/release/truckllm --store "http://127.0.0.1:$sport" --store-token bench-token bench store "$@" | tee "$dir/http.txt"
+for w in "increment, unbatched" "increment_many, batch 16" "window(60s), unbatched" "reserve"; do
+  d=$(grep -F "| $w" "$dir/direct.txt" | head -1 | awk -F'|' '{print $3}')
+  h=$(grep -F "| $w" "$dir/http.txt" | head -1 | awk -F'|' '{print $3}')
+  awk -v w="$w" -v d="$d" -v h="$h" 'BEGIN { printf "ratio http/direct, %s: %.2f\n", w, h / d }'
+done

@@ -3,14 +3,15 @@
 
 use truckllm_config::schema::{RuntimeKind, RuntimeStorageConfig};
 
-/// The store URL `storage.runtime` describes: `memory:`, or a Redis URL built from `addr`,
-/// `username`, `password`, `db` and `tls` (a full URL in `addr` is used as it is).
+/// The store URL `storage.runtime` describes: `memory:`, the storage server's URL for `http`
+/// (its token is `api_key`), or a Redis URL built from `addr`, `username`, `password`, `db`
+/// and `tls` (a full URL in `addr` is used as it is).
 pub fn runtime_store_url(runtime: &RuntimeStorageConfig) -> Result<String, String> {
     match runtime.kind {
         RuntimeKind::Memory => Ok("memory:".into()),
-        RuntimeKind::Http => {
-            Err("the http runtime store is not available in this build; use redis or memory".into())
-        }
+        RuntimeKind::Http => runtime.addr.clone().ok_or_else(|| {
+            "storage.runtime.addr must name the storage server for type http".to_owned()
+        }),
         RuntimeKind::Redis => {
             let addr = runtime.addr.as_deref().unwrap_or("localhost:6379");
             if [
@@ -117,6 +118,12 @@ mod tests {
         );
         runtime.kind = RuntimeKind::Memory;
         assert_eq!(runtime_store_url(&runtime).as_deref(), Ok("memory:"));
+        runtime.kind = RuntimeKind::Http;
+        runtime.addr = Some("https://storage.internal:7000".into());
+        assert_eq!(
+            runtime_store_url(&runtime).as_deref(),
+            Ok("https://storage.internal:7000")
+        );
     }
 
     #[test]

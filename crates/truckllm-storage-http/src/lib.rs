@@ -8,12 +8,15 @@
 //! - [`server`]: routes, auth, audit records, TLS.
 //! - [`client`]: [`HttpStore`], with connection reuse, timeouts, safe retries, idempotent
 //!   increments, coalesced batches and a circuit breaker.
+//! - [`config_client`]: [`HttpConfigStore`], the `ConfigStore` over `GET/PUT /config`.
 
 pub mod client;
+pub mod config_client;
 pub mod protocol;
 pub mod server;
 pub mod tokens;
 
 pub use client::{HttpOptions, HttpStore};
+pub use config_client::HttpConfigStore;
 pub use server::{Audit, ServerState};
 pub use tokens::Tokens;

@@ -323,3 +323,68 @@ async fn tls_with_a_private_ca() {
     .await;
     assert!(plain.is_err(), "an unknown CA is refused");
 }
+
+#[tokio::test]
+async fn the_http_config_store_loads_saves_and_detects_stale_versions() {
+    use truckllm_config::{ConfigError, ConfigStore, FileConfigStore, FileStoreOptions, SaveMeta};
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, "server:\n  listen: \"127.0.0.1:2906\"\n").expect("config");
+    let env: HashMap<String, String> = HashMap::new();
+    let file: Arc<dyn ConfigStore> = Arc::new(FileConfigStore::new(
+        &path,
+        FileStoreOptions {
+            env: Arc::new(env.clone()),
+            ..FileStoreOptions::default()
+        },
+    ));
+    let state = Arc::new(ServerState {
+        store: Arc::new(MemoryStore::new()),
+        config: Some(Arc::clone(&file)),
+        tokens: Tokens::parse(TOKENS, &env).expect("tokens"),
+        audit: Audit::default(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(serve(listener, router(state), None, std::future::pending()));
+
+    let remote = truckllm_storage_http::HttpConfigStore::new(&base, Some("gw-secret".into()))
+        .expect("client");
+    let current = remote.load().await.expect("load");
+    assert_eq!(current.info.version, 1);
+    assert!(current.text.contains("127.0.0.1:2906"));
+    let edited = current.text.replace("2906", "2907");
+    let v2 = remote
+        .save_text(&edited, 1, SaveMeta::default())
+        .await
+        .expect("save");
+    assert_eq!(v2, 2);
+    assert!(
+        std::fs::read_to_string(&path)
+            .expect("file")
+            .contains("2907"),
+        "saved through to the file store"
+    );
+    let stale = remote
+        .save_text(&current.text, 1, SaveMeta::default())
+        .await;
+    assert!(
+        matches!(
+            stale,
+            Err(ConfigError::Conflict {
+                expected: 1,
+                current: 2
+            })
+        ),
+        "{stale:?}"
+    );
+    assert!(
+        file.load().await.expect("load").text.contains("2907"),
+        "a stale save changed nothing"
+    );
+    let reader = truckllm_storage_http::HttpConfigStore::new(&base, Some("dash-secret".into()))
+        .expect("client");
+    assert!(reader.load().await.is_err(), "no config scope, no config");
+}

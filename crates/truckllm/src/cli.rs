@@ -28,7 +28,7 @@ pub struct Cli {
 }
 
 /// Where the runtime store is.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     /// Runtime store: `memory:`, `redis://[user:pass@]host:port/db`, `rediss://…`,
     /// `redis+cluster://h1:p1,h2:p2`. Default: `redis://127.0.0.1:6379` for the usage and

@@ -42,9 +42,21 @@ fn config(
     listen: u16,
     provider_limits: &str,
 ) -> std::path::PathBuf {
+    let runtime = format!("    type: \"redis\"\n    addr: \"127.0.0.1:{redis_port}\"\n    db: 0\n");
+    config_with(dir, &runtime, upstream, listen, provider_limits)
+}
+
+/// A gateway config with the given `storage.runtime` body and one provider key, `only`.
+fn config_with(
+    dir: &std::path::Path,
+    runtime: &str,
+    upstream: &str,
+    listen: u16,
+    provider_limits: &str,
+) -> std::path::PathBuf {
     let path = dir.join(format!("config-{listen}.yaml"));
     let text = format!(
-        "server:\n  listen: \"127.0.0.1:{listen}\"\nstorage:\n  runtime:\n    type: \"redis\"\n    addr: \"127.0.0.1:{redis_port}\"\n    db: 0\nllm_providers:\n  - id: \"mock\"\n    base_url: \"{upstream}/v1\"\n    keys:\n      - id: \"only\"\n        secret: \"secret-only\"\n{provider_limits}    models: [\"gpt-4o-mini\"]\n"
+        "server:\n  listen: \"127.0.0.1:{listen}\"\nstorage:\n  runtime:\n{runtime}llm_providers:\n  - id: \"mock\"\n    base_url: \"{upstream}/v1\"\n    keys:\n      - id: \"only\"\n        secret: \"secret-only\"\n{provider_limits}    models: [\"gpt-4o-mini\"]\n"
     );
     std::fs::write(&path, text).expect("write config");
     path
@@ -179,5 +191,72 @@ fn graceful_shutdown_finishes_requests_and_flushes_usage() {
     assert_eq!(
         redis.cli(&["GET", "usage:{mock:only}:completion_tokens"]),
         "2"
+    );
+}
+
+#[test]
+fn two_gateways_through_the_storage_server_never_exceed_a_limit() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let tokens = dir.path().join("tokens.yaml");
+    std::fs::write(
+        &tokens,
+        "tokens:\n  - name: gateways\n    token: \"store-secret\"\n    scopes: [read, write]\n",
+    )
+    .expect("tokens");
+    let store_port = free_port();
+    let _storage = spawn(&[
+        "storage-server",
+        "--insecure-plain-http",
+        "--listen",
+        &format!("127.0.0.1:{store_port}"),
+        "--store",
+        &redis.url(),
+        "--tokens",
+        tokens.to_str().expect("utf-8 path"),
+    ]);
+    let mock_port = free_port();
+    let _mock = spawn(&[
+        "mock-upstream",
+        "--listen",
+        &format!("127.0.0.1:{mock_port}"),
+    ]);
+    let runtime = format!(
+        "    type: \"http\"\n    addr: \"http://127.0.0.1:{store_port}\"\n    api_key: \"store-secret\"\n"
+    );
+    let ports = [free_port(), free_port()];
+    let _gateways: Vec<Process> = ports
+        .iter()
+        .map(|&port| {
+            let path = config_with(
+                dir.path(),
+                &runtime,
+                &format!("http://127.0.0.1:{mock_port}"),
+                port,
+                "    limits:\n      req_per_min: 15\n",
+            );
+            spawn(&["serve", "--config", path.to_str().expect("utf-8 path")])
+        })
+        .collect();
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| scope.spawn(move || (0..5).map(|_| chat(ports[t % 2])).collect::<Vec<u16>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    assert_eq!(
+        (ok, statuses.len() - ok),
+        (15, 25),
+        "statuses: {statuses:?}"
+    );
+    assert_eq!(mock_requests(mock_port), 15);
+    assert_eq!(
+        redis.cli(&["GET", "usage:{mock:only}:req"]),
+        "15",
+        "counted once, in Redis behind the server"
     );
 }

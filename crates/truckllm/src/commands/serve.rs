@@ -68,7 +68,18 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
     };
     // The recorder must exist before any metric handle is registered.
     let prometheus = truckllm_gateway::metrics::install().map_err(anyhow::Error::msg)?;
-    let inner = open_url(store_args, &url).await?;
+    // An http store's token: --store-token / TRUCKLLM_STORE_TOKEN, else storage.runtime.api_key.
+    let mut store_args = store_args.clone();
+    if store_args.store_token.is_none() {
+        store_args.store_token = running
+            .resolved
+            .storage
+            .runtime
+            .api_key
+            .as_ref()
+            .map(|k| k.expose().to_owned());
+    }
+    let inner = open_url(&store_args, &url).await?;
     let store: Arc<dyn RuntimeStore> = Arc::new(InstrumentedStore::new(inner));
     let gateway = Gateway::new(
         Arc::clone(&live),
