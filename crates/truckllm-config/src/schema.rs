@@ -106,6 +106,31 @@ pub struct RuntimeStorageConfig {
     /// Bearer token for the HTTP storage API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<Secret>,
+    /// Limits while the store is unreachable (calls are then served from memory and replayed
+    /// later): `fail_open` admits every request, `share` enforces each limit divided by
+    /// `expected_instances`.
+    #[serde(default)]
+    pub outage_limits: OutageLimitsConfig,
+    /// Gateway instances sharing the store, for `outage_limits: share`.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub expected_instances: u32,
+}
+
+/// Limits during a store outage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutageLimitsConfig {
+    #[default]
+    FailOpen,
+    Share,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 impl Default for RuntimeStorageConfig {
@@ -118,6 +143,8 @@ impl Default for RuntimeStorageConfig {
             db: 0,
             tls: false,
             api_key: None,
+            outage_limits: OutageLimitsConfig::default(),
+            expected_instances: 1,
         }
     }
 }

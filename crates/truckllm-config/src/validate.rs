@@ -101,6 +101,9 @@ fn check_storage(config: &Config, problems: &mut Problems) {
         }
         _ => {}
     }
+    if runtime.expected_instances == 0 {
+        problems.add("storage.runtime.expected_instances", "must be at least 1");
+    }
     let store = &config.storage.config;
     if store.kind == ConfigKind::Http {
         match store.addr.as_deref() {

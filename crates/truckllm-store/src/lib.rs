@@ -8,7 +8,8 @@
 //! - [`window`]: time buckets that make windows really slide; options shared by backends.
 //! - [`clock`]: injectable time, so window and TTL tests need no sleeps.
 //! - Backends, one per module: [`memory`] (the embedded default) and [`redis`] (production).
-//! - Wrappers that add one behaviour to any store: [`instrumented`] (Prometheus metrics).
+//! - Wrappers that add one behaviour to any store: [`instrumented`] (Prometheus metrics),
+//!   [`resilient`] (serve from memory during an outage, replay exactly once after it).
 //! - [`url`]: opens a store from a URL (`memory:`, `redis://`, `rediss://`, `redis+cluster://`).
 //! - [`conformance`]: the one suite every backend and wrapper must pass.
 //! - [`error`]: the one error type, which knows whether the caller or the backend was at fault.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod instrumented;
 pub mod memory;
 pub mod redis;
+pub mod resilient;
 pub mod series;
 pub mod store;
 pub mod url;
@@ -29,6 +31,7 @@ pub use error::StoreError;
 pub use instrumented::InstrumentedStore;
 pub use memory::MemoryStore;
 pub use redis::{RedisOptions, RedisStore};
+pub use resilient::{OutageLimits, ResilientOptions, ResilientStore};
 pub use series::{Metric, ProviderKey, Series};
 pub use store::{
     ConnectionStats, Denial, Increment, LimitCheck, ListedSeries, Reservation, ReserveOutcome,

@@ -86,7 +86,8 @@ impl MemoryStore {
         self.keys.load(Ordering::Relaxed)
     }
 
-    fn now_ms(&self) -> u64 {
+    /// "Now" by this store's clock.
+    pub(crate) fn now_ms(&self) -> u64 {
         self.options.clock.now_ms()
     }
 

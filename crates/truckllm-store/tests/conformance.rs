@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use truckllm_store::conformance::{Context, Expiry};
 use truckllm_store::{
-    InstrumentedStore, MemoryStore, RedisOptions, RedisStore, RuntimeStore, StoreOptions,
+    InstrumentedStore, MemoryStore, RedisOptions, RedisStore, ResilientOptions, ResilientStore,
+    RuntimeStore, StoreOptions,
 };
 use truckllm_testkit::{RedisCluster, RedisServer};
 
@@ -93,6 +94,23 @@ mod redis_cluster {
                 .expect("connect to the test cluster");
             let store: Arc<dyn RuntimeStore> = Arc::new(store);
             (store, cluster)
+        },
+        REDIS_TTL,
+        Expiry::RealTime
+    );
+}
+
+mod resilient_redis {
+    use super::*;
+    truckllm_store::conformance_tests!(
+        |ctx: Context| async move {
+            let (inner, server) = redis_store(&ctx).await;
+            let store: Arc<dyn RuntimeStore> = Arc::new(ResilientStore::new(
+                inner,
+                options(&ctx),
+                ResilientOptions::default(),
+            ));
+            (store, server)
         },
         REDIS_TTL,
         Expiry::RealTime

@@ -260,3 +260,55 @@ fn two_gateways_through_the_storage_server_never_exceed_a_limit() {
         "counted once, in Redis behind the server"
     );
 }
+
+#[test]
+fn a_redis_outage_fails_no_request_and_loses_no_count() {
+    // Redis keeps what it acknowledged across the kill (AOF), as a production Redis would.
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let dir = tempfile::tempdir().expect("dir");
+    let mock_port = free_port();
+    let _mock = spawn(&[
+        "mock-upstream",
+        "--listen",
+        &format!("127.0.0.1:{mock_port}"),
+    ]);
+    let port = free_port();
+    let limits = "    limits:\n      req_per_min: 1000\n";
+    let path = config(
+        dir.path(),
+        redis.port(),
+        &format!("http://127.0.0.1:{mock_port}"),
+        port,
+        limits,
+    );
+    let _gateway = spawn(&["serve", "--config", path.to_str().expect("utf-8 path")]);
+    for i in 0..20 {
+        assert_eq!(chat(port), 200, "request {i} before the outage");
+    }
+    redis.kill();
+    for i in 0..20 {
+        assert_eq!(
+            chat(port),
+            200,
+            "request {i} during the outage (fail-open, served from memory)"
+        );
+    }
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let counted: f64 = redis
+            .cli(&["GET", "usage:{mock:only}:req"])
+            .parse()
+            .unwrap_or(0.0);
+        if counted >= 40.0 {
+            assert_eq!(counted, 40.0, "no request counted twice");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the outage's requests were not replayed: {counted}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(mock_requests(mock_port), 40);
+}

@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
+use truckllm_config::schema::OutageLimitsConfig;
 use truckllm_config::{FileConfigStore, FileStoreOptions, LiveConfig, MasterKey, ProcessEnv};
 use truckllm_gateway::bootstrap::{demo_config, runtime_store_url};
 use truckllm_gateway::mock::{MockOptions, MockUpstream};
 use truckllm_gateway::{Gateway, UpstreamOptions};
-use truckllm_store::{InstrumentedStore, RuntimeStore};
+use truckllm_store::{
+    InstrumentedStore, OutageLimits, ResilientOptions, ResilientStore, RuntimeStore, StoreOptions,
+};
 
 use super::open_url;
 
@@ -80,7 +83,28 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
             .map(|k| k.expose().to_owned());
     }
     let inner = open_url(&store_args, &url).await?;
-    let store: Arc<dyn RuntimeStore> = Arc::new(InstrumentedStore::new(inner));
+    let instrumented: Arc<dyn RuntimeStore> = Arc::new(InstrumentedStore::new(inner));
+    let store: Arc<dyn RuntimeStore> = if url == "memory:" {
+        instrumented
+    } else {
+        // A shared store may go away: serve from memory meanwhile and replay exactly once.
+        let runtime = &running.resolved.storage.runtime;
+        let limits = match runtime.outage_limits {
+            OutageLimitsConfig::FailOpen => OutageLimits::FailOpen,
+            OutageLimitsConfig::Share => OutageLimits::Share {
+                instances: runtime.expected_instances,
+            },
+        };
+        let options = ResilientOptions {
+            limits,
+            ..ResilientOptions::default()
+        };
+        Arc::new(ResilientStore::new(
+            instrumented,
+            StoreOptions::default(),
+            options,
+        ))
+    };
     let gateway = Gateway::new(
         Arc::clone(&live),
         Arc::clone(&store),

@@ -1,0 +1,533 @@
+//! A wrapper that keeps serving when the backend fails, and loses and double-counts nothing.
+//!
+//! Every call to the backend has a short timeout. When one fails with a backend fault
+//! (connection refused, timeout, READONLY, LOADING, CLUSTERDOWN…), the store **degrades**: the
+//! call, and every call after it, is served at once from an in-memory store, and every delta is
+//! kept in a journal. An alert is raised (a `tracing` event at target `truckllm::alert`, and
+//! the metric `truckllm_storage_degraded{backend}` = 1). A probe task checks the backend with
+//! exponential backoff and jitter; when it answers, the journal is **replayed exactly once**:
+//! it is cut into batches, each with an id fixed before its first attempt, and written with
+//! [`RuntimeStore::increment_many_once`], which skips an id it has already applied. Writes the
+//! backend may or may not have applied before failing keep the id they were sent with, so their
+//! replay is skipped if they did land. Then the store is healthy again
+//! (`truckllm_storage_degraded_seconds_total` counts the outage).
+//!
+//! Healthy writes also go through `increment_many_once` for that reason.
+//!
+//! **Limits during an outage** are a choice ([`OutageLimits`]): fail-open (every request is
+//! admitted and counted), or a conservative share (each limit divided by the expected number
+//! of instances, enforced in memory). A reservation that timed out (rather than failed to
+//! connect) may have been applied by the backend; its fallback grant is counted again, so an
+//! outage can over-count a reservation that was in flight when it began.
+//!
+//! Reads during an outage see only what was written during it. Deltas replayed after an outage
+//! land in the window bucket of the replay, not of the original write.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+use crate::memory::{DEFAULT_CAPACITY, MemoryStore};
+use crate::series::{Metric, Series};
+use crate::store::{
+    ConnectionStats, Increment, LimitCheck, ListedSeries, Reservation, ReserveOutcome,
+    ReserveRequest, Result, RuntimeStore,
+};
+use crate::window::{StoreOptions, Windowing};
+
+/// How limits are enforced while the backend is away.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OutageLimits {
+    /// Admit every request (and count it, for the replay).
+    FailOpen,
+    /// Enforce each limit divided by this many instances, in memory.
+    Share { instances: u32 },
+}
+
+/// Timeouts, probing and replay settings.
+#[derive(Debug, Clone)]
+pub struct ResilientOptions {
+    /// Longest wait for the backend before serving from memory.
+    pub call_timeout: Duration,
+    pub probe_min_delay: Duration,
+    pub probe_max_delay: Duration,
+    /// Increments per replayed batch.
+    pub replay_batch: usize,
+    pub limits: OutageLimits,
+}
+
+impl Default for ResilientOptions {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_millis(300),
+            probe_min_delay: Duration::from_millis(100),
+            probe_max_delay: Duration::from_secs(5),
+            replay_batch: 256,
+            limits: OutageLimits::FailOpen,
+        }
+    }
+}
+
+/// What must still reach the backend.
+#[derive(Default)]
+struct Journal {
+    /// Batches with their ids, replayed in order: writes that failed (they may have landed),
+    /// and outage deltas already cut into batches.
+    batches: VecDeque<(String, Vec<Increment>)>,
+    /// Deltas made while degraded, summed per series until the replay cuts them into batches.
+    deltas: BTreeMap<Series, f64>,
+    /// Last value `set` while degraded, per series.
+    sets: BTreeMap<Series, f64>,
+}
+
+impl Journal {
+    fn add(&mut self, increments: &[Increment]) {
+        for inc in increments {
+            *self.deltas.entry(inc.series.clone()).or_default() += inc.delta;
+        }
+    }
+}
+
+struct Shared<S> {
+    inner: S,
+    fallback: MemoryStore,
+    options: ResilientOptions,
+    degraded: AtomicBool,
+    probing: AtomicBool,
+    journal: Mutex<Journal>,
+    since: Mutex<Option<Instant>>,
+    id_prefix: String,
+    next_id: AtomicU64,
+    degraded_gauge: metrics::Gauge,
+    degraded_seconds: metrics::Counter,
+    replayed: metrics::Counter,
+}
+
+/// Serves from memory while the inner store fails; replays exactly once when it is back.
+pub struct ResilientStore<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: RuntimeStore + 'static> ResilientStore<S> {
+    /// Wraps `inner`; the fallback memory store shares `fallback_options` (its clock, TTL and
+    /// windowing should match the inner store's).
+    pub fn new(inner: S, fallback_options: StoreOptions, options: ResilientOptions) -> Self {
+        let backend = inner.backend();
+        Self {
+            shared: Arc::new(Shared {
+                fallback: MemoryStore::with_options(fallback_options, DEFAULT_CAPACITY),
+                options,
+                degraded: AtomicBool::new(false),
+                probing: AtomicBool::new(false),
+                journal: Mutex::new(Journal::default()),
+                since: Mutex::new(None),
+                id_prefix: format!("r{:016x}", RandomState::new().build_hasher().finish()),
+                next_id: AtomicU64::new(0),
+                degraded_gauge: metrics::gauge!("truckllm_storage_degraded", "backend" => backend),
+                degraded_seconds: metrics::counter!("truckllm_storage_degraded_seconds_total", "backend" => backend),
+                replayed: metrics::counter!("truckllm_storage_replayed_increments_total", "backend" => backend),
+                inner,
+            }),
+        }
+    }
+
+    /// True while calls are served from memory.
+    pub fn is_degraded(&self) -> bool {
+        self.shared.degraded.load(Ordering::SeqCst)
+    }
+
+    /// Deltas and batches waiting for the backend.
+    pub fn journal_len(&self) -> usize {
+        let j = self.shared.lock_journal();
+        j.batches.iter().map(|(_, b)| b.len()).sum::<usize>() + j.deltas.len() + j.sets.len()
+    }
+
+    fn new_id(&self) -> String {
+        self.shared.new_id()
+    }
+
+    /// Runs `call` on the backend with the timeout; `Ok(None)` means it failed with a backend
+    /// fault and the store is now degraded.
+    async fn try_inner<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<Option<T>> {
+        match tokio::time::timeout(self.shared.options.call_timeout, call).await {
+            Ok(Ok(value)) => Ok(Some(value)),
+            Ok(Err(e)) if !e.is_retryable() => Err(e),
+            Ok(Err(e)) => {
+                self.degrade(operation, &e.to_string());
+                Ok(None)
+            }
+            Err(_) => {
+                self.degrade(operation, "timed out");
+                Ok(None)
+            }
+        }
+    }
+
+    fn degrade(&self, operation: &str, reason: &str) {
+        let shared = &self.shared;
+        if !shared.degraded.swap(true, Ordering::SeqCst) {
+            *shared.since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+            shared.degraded_gauge.set(1.0);
+            tracing::error!(target: "truckllm::alert", backend = shared.inner.backend(), operation, reason, "storage degraded: serving from memory and journaling deltas");
+        }
+        if !shared.probing.swap(true, Ordering::SeqCst) {
+            tokio::spawn(probe_and_replay(Arc::clone(shared)));
+        }
+    }
+
+    /// Writes increments: to the backend with an id, or to memory and the journal.
+    async fn write(&self, batch_id: String, increments: &[Increment]) -> Result<Vec<f64>> {
+        crate::store::check_increments(increments)?;
+        if !self.is_degraded() {
+            let call = self.shared.inner.increment_many_once(&batch_id, increments);
+            if let Some(values) = self.try_inner("increment", call).await? {
+                return Ok(values);
+            }
+            // It may have landed: keep its id so the replay skips it if so.
+            self.shared
+                .lock_journal()
+                .batches
+                .push_back((batch_id.clone(), increments.to_vec()));
+            return self
+                .shared
+                .fallback
+                .increment_many_once(&batch_id, increments)
+                .await;
+        }
+        {
+            let mut journal = self.shared.lock_journal();
+            if !self.is_degraded() {
+                drop(journal);
+                return Box::pin(self.write(batch_id, increments)).await;
+            }
+            journal.add(increments);
+        }
+        self.shared.fallback.increment_many(increments).await
+    }
+
+    /// Reserves in memory according to [`OutageLimits`], journaling what is granted.
+    async fn reserve_in_memory(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
+        let amounts = request.amounts(&self.shared.fallback.windowing())?;
+        let outcome = match self.shared.options.limits {
+            OutageLimits::FailOpen => {
+                let increments: Vec<Increment> = amounts
+                    .iter()
+                    .map(|(m, a)| Increment::new(request.key.series(*m), *a))
+                    .collect();
+                self.shared.fallback.increment_many(&increments).await?;
+                ReserveOutcome::Granted(Reservation {
+                    key: request.key.clone(),
+                    at_ms: self.shared.fallback_now(),
+                    reserved: amounts.clone(),
+                })
+            }
+            OutageLimits::Share { instances } => {
+                let checks: Vec<LimitCheck> = request
+                    .checks
+                    .iter()
+                    .map(|c| LimitCheck {
+                        limit: c.limit / f64::from(instances.max(1)),
+                        ..c.clone()
+                    })
+                    .collect();
+                self.shared
+                    .fallback
+                    .reserve(&ReserveRequest {
+                        key: request.key.clone(),
+                        checks,
+                    })
+                    .await?
+            }
+        };
+        if let ReserveOutcome::Granted(r) = &outcome {
+            let increments: Vec<Increment> = r
+                .reserved
+                .iter()
+                .map(|(m, a)| Increment::new(r.key.series(*m), *a))
+                .collect();
+            self.shared.lock_journal().add(&increments);
+        }
+        Ok(outcome)
+    }
+}
+
+impl<S> Shared<S> {
+    fn lock_journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn new_id(&self) -> String {
+        format!(
+            "{}-{}",
+            self.id_prefix,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn fallback_now(&self) -> u64 {
+        self.fallback.now_ms()
+    }
+}
+
+/// Probes the backend with backoff until it answers and the journal is replayed.
+async fn probe_and_replay<S: RuntimeStore + 'static>(shared: Arc<Shared<S>>) {
+    let mut delays = ExponentialBuilder::default()
+        .with_jitter()
+        .with_min_delay(shared.options.probe_min_delay)
+        .with_max_delay(shared.options.probe_max_delay)
+        .without_max_times()
+        .build();
+    loop {
+        tokio::time::sleep(delays.next().unwrap_or(shared.options.probe_max_delay)).await;
+        let healthy =
+            tokio::time::timeout(shared.options.call_timeout, shared.inner.health()).await;
+        if !matches!(healthy, Ok(Ok(()))) {
+            continue;
+        }
+        if replay(&shared).await {
+            break;
+        }
+    }
+    shared.probing.store(false, Ordering::SeqCst);
+}
+
+/// Replays the journal; true when it is empty and the store is healthy again.
+async fn replay<S: RuntimeStore>(shared: &Shared<S>) -> bool {
+    loop {
+        let next = {
+            let mut journal = shared.lock_journal();
+            cut_batches(shared, &mut journal);
+            if journal.batches.is_empty() && journal.sets.is_empty() {
+                // Nothing left, and writers check the flag under this lock: none is stranded.
+                shared.degraded.store(false, Ordering::SeqCst);
+                drop(journal);
+                recovered(shared);
+                return true;
+            }
+            match journal.batches.front().cloned() {
+                Some(batch) => Ok(batch),
+                None => Err(std::mem::take(&mut journal.sets)),
+            }
+        };
+        match next {
+            Ok((id, increments)) => {
+                let call = shared.inner.increment_many_once(&id, &increments);
+                match tokio::time::timeout(shared.options.call_timeout, call).await {
+                    Ok(Ok(_)) => {
+                        shared.replayed.increment(increments.len() as u64);
+                        let mut journal = shared.lock_journal();
+                        if journal
+                            .batches
+                            .front()
+                            .is_some_and(|(front, _)| *front == id)
+                        {
+                            journal.batches.pop_front();
+                        }
+                    }
+                    Ok(Err(e)) if !e.is_retryable() => {
+                        tracing::error!(target: "truckllm::alert", error = %e, "dropping a journal batch the backend refuses");
+                        shared.lock_journal().batches.pop_front();
+                    }
+                    _ => return false,
+                }
+            }
+            Err(sets) => {
+                for (series, value) in &sets {
+                    if shared.inner.set(series, *value).await.is_err() {
+                        shared.lock_journal().sets.extend(sets.clone());
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Cuts the summed outage deltas into batches with fixed ids.
+fn cut_batches<S>(shared: &Shared<S>, journal: &mut Journal) {
+    if journal.deltas.is_empty() {
+        return;
+    }
+    let deltas: Vec<Increment> = std::mem::take(&mut journal.deltas)
+        .into_iter()
+        .filter(|(_, d)| *d != 0.0)
+        .map(|(series, delta)| Increment::new(series, delta))
+        .collect();
+    for chunk in deltas.chunks(shared.options.replay_batch.max(1)) {
+        journal.batches.push_back((shared.new_id(), chunk.to_vec()));
+    }
+}
+
+fn recovered<S: RuntimeStore>(shared: &Shared<S>) {
+    let outage = shared
+        .since
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let seconds = outage.map_or(0.0, |since| since.elapsed().as_secs_f64());
+    shared.degraded_seconds.increment(seconds.ceil() as u64);
+    shared.degraded_gauge.set(0.0);
+    tracing::warn!(target: "truckllm::alert", backend = shared.inner.backend(), outage_seconds = seconds, "storage recovered: journal replayed");
+}
+
+#[deny(clippy::missing_trait_methods)]
+#[async_trait]
+impl<S: RuntimeStore + 'static> RuntimeStore for ResilientStore<S> {
+    fn backend(&self) -> &'static str {
+        self.shared.inner.backend()
+    }
+    fn windowing(&self) -> Windowing {
+        self.shared.inner.windowing()
+    }
+    async fn get(&self, series: &Series) -> Result<f64> {
+        if !self.is_degraded()
+            && let Some(v) = self.try_inner("get", self.shared.inner.get(series)).await?
+        {
+            return Ok(v);
+        }
+        self.shared.fallback.get(series).await
+    }
+    async fn set(&self, series: &Series, value: f64) -> Result<()> {
+        crate::series::check_value("value", value)?;
+        if !self.is_degraded()
+            && self
+                .try_inner("set", self.shared.inner.set(series, value))
+                .await?
+                .is_some()
+        {
+            return Ok(());
+        }
+        self.shared
+            .lock_journal()
+            .sets
+            .insert(series.clone(), value);
+        self.shared.fallback.set(series, value).await
+    }
+    async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
+        let values = self
+            .write(self.new_id(), &[Increment::new(series.clone(), delta)])
+            .await?;
+        Ok(values.first().copied().unwrap_or_default())
+    }
+    async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
+        if !self.is_degraded()
+            && let Some(v) = self
+                .try_inner("window", self.shared.inner.window(series, window))
+                .await?
+        {
+            return Ok(v);
+        }
+        self.shared.fallback.window(series, window).await
+    }
+    async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
+        if !self.is_degraded()
+            && let Some(v) = self
+                .try_inner("get_many", self.shared.inner.get_many(series))
+                .await?
+        {
+            return Ok(v);
+        }
+        self.shared.fallback.get_many(series).await
+    }
+    async fn window_many(&self, series: &[Series], window: Duration) -> Result<Vec<f64>> {
+        if !self.is_degraded()
+            && let Some(v) = self
+                .try_inner("window_many", self.shared.inner.window_many(series, window))
+                .await?
+        {
+            return Ok(v);
+        }
+        self.shared.fallback.window_many(series, window).await
+    }
+    async fn increment_many(&self, increments: &[Increment]) -> Result<Vec<f64>> {
+        self.write(self.new_id(), increments).await
+    }
+    async fn increment_many_once(
+        &self,
+        batch_id: &str,
+        increments: &[Increment],
+    ) -> Result<Vec<f64>> {
+        crate::store::check_batch_id(batch_id)?;
+        if self.is_degraded() {
+            // The caller's id must reach the backend, so this batch keeps it.
+            crate::store::check_increments(increments)?;
+            self.shared
+                .lock_journal()
+                .batches
+                .push_back((batch_id.to_owned(), increments.to_vec()));
+            return self
+                .shared
+                .fallback
+                .increment_many_once(batch_id, increments)
+                .await;
+        }
+        self.write(batch_id.to_owned(), increments).await
+    }
+    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
+        if !self.is_degraded()
+            && let Some(outcome) = self
+                .try_inner("reserve", self.shared.inner.reserve(request))
+                .await?
+        {
+            return Ok(outcome);
+        }
+        self.reserve_in_memory(request).await
+    }
+    async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {
+        let deltas = reservation.deltas(actual)?;
+        if !self.is_degraded() {
+            let call = self.shared.inner.reconcile(reservation.clone(), actual);
+            if self.try_inner("reconcile", call).await?.is_some() {
+                return Ok(());
+            }
+        }
+        let increments: Vec<Increment> = deltas
+            .iter()
+            .map(|(m, d)| Increment::new(reservation.key.series(*m), *d))
+            .collect();
+        self.write(self.new_id(), &increments).await.map(drop)
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
+        if !self.is_degraded()
+            && let Some(v) = self
+                .try_inner("list", self.shared.inner.list(prefix))
+                .await?
+        {
+            return Ok(v);
+        }
+        self.shared.fallback.list(prefix).await
+    }
+    /// The backend's own health, so readiness shows an outage even while calls are served.
+    async fn health(&self) -> Result<()> {
+        self.shared.inner.health().await
+    }
+    fn connection_stats(&self) -> ConnectionStats {
+        self.shared.inner.connection_stats()
+    }
+}
+
+impl<S: fmt::Display> fmt::Display for ResilientStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Resilient({})", self.shared.inner)
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for ResilientStore<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResilientStore")
+            .field("inner", &self.shared.inner)
+            .field("degraded", &self.shared.degraded.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
