@@ -9,11 +9,13 @@
 //! - [`clock`]: injectable time, so window and TTL tests need no sleeps.
 //! - Backends, one per module: [`memory`] (the embedded default) and [`redis`] (production).
 //! - Wrappers that add one behaviour to any store: [`instrumented`] (Prometheus metrics),
-//!   [`resilient`] (serve from memory during an outage, replay exactly once after it).
+//!   [`resilient`] (serve from memory during an outage, replay exactly once after it),
+//!   [`cached`] (bounded cache for hot reads, write-through).
 //! - [`url`]: opens a store from a URL (`memory:`, `redis://`, `rediss://`, `redis+cluster://`).
 //! - [`conformance`]: the one suite every backend and wrapper must pass.
 //! - [`error`]: the one error type, which knows whether the caller or the backend was at fault.
 
+pub mod cached;
 pub mod clock;
 pub mod conformance;
 pub mod error;
@@ -26,6 +28,7 @@ pub mod store;
 pub mod url;
 pub mod window;
 
+pub use cached::CachedStore;
 pub use clock::{Clock, ManualClock, RequestClock, SharedClock, SystemClock};
 pub use error::StoreError;
 pub use instrumented::InstrumentedStore;

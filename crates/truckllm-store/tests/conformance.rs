@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use truckllm_store::conformance::{Context, Expiry};
 use truckllm_store::{
-    InstrumentedStore, MemoryStore, RedisOptions, RedisStore, ResilientOptions, ResilientStore,
-    RuntimeStore, StoreOptions,
+    CachedStore, InstrumentedStore, MemoryStore, RedisOptions, RedisStore, ResilientOptions,
+    ResilientStore, RuntimeStore, StoreOptions,
 };
 use truckllm_testkit::{RedisCluster, RedisServer};
 
@@ -109,6 +109,44 @@ mod resilient_redis {
                 inner,
                 options(&ctx),
                 ResilientOptions::default(),
+            ));
+            (store, server)
+        },
+        REDIS_TTL,
+        Expiry::RealTime
+    );
+}
+
+mod cached_memory {
+    use super::*;
+    truckllm_store::conformance_tests!(
+        |ctx: Context| async move {
+            let inner = MemoryStore::with_options(options(&ctx), 10_000);
+            let clock = Arc::new(ctx.clock.clone());
+            let store: Arc<dyn RuntimeStore> = Arc::new(CachedStore::new(
+                inner,
+                1000,
+                Duration::from_millis(500),
+                clock,
+            ));
+            (store, ())
+        },
+        Duration::from_secs(60),
+        Expiry::Clock
+    );
+}
+
+mod cached_redis {
+    use super::*;
+    truckllm_store::conformance_tests!(
+        |ctx: Context| async move {
+            let (inner, server) = redis_store(&ctx).await;
+            let clock = Arc::new(ctx.clock.clone());
+            let store: Arc<dyn RuntimeStore> = Arc::new(CachedStore::new(
+                inner,
+                1000,
+                Duration::from_millis(500),
+                clock,
             ));
             (store, server)
         },

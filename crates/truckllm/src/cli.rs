@@ -158,6 +158,10 @@ pub struct StorageServerArgs {
     /// TTL of the usage counters, in seconds (the seed's 60 by default).
     #[arg(long, default_value_t = 60)]
     pub counter_ttl: u64,
+    /// Serve repeated reads (counters, windows) from a cache at most this many ms old, never
+    /// across a window bucket; writes invalidate. 0 (the default) turns the cache off.
+    #[arg(long, default_value_t = 0)]
+    pub cache_ms: u64,
 }
 
 #[derive(Debug, Args)]

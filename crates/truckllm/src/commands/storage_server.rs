@@ -9,8 +9,8 @@ use truckllm_config::{ConfigStore, FileConfigStore, FileStoreOptions, MasterKey,
 use truckllm_storage_http::server::{ServerState, router, serve, tls_config};
 use truckllm_storage_http::{Audit, Tokens};
 use truckllm_store::{
-    InstrumentedStore, RedisOptions, RequestClock, RuntimeStore, StoreOptions, open_store,
-    redact_url,
+    CachedStore, InstrumentedStore, RedisOptions, RequestClock, RuntimeStore, StoreOptions,
+    open_store, redact_url,
 };
 
 use crate::cli::{StorageServerArgs, StoreArgs};
@@ -40,7 +40,18 @@ pub async fn run(store_args: &StoreArgs, args: &StorageServerArgs) -> Result<Exi
     let inner = open_store(url, options, redis)
         .await
         .with_context(|| format!("cannot open store {}", redact_url(url)))?;
-    let store: Arc<dyn RuntimeStore> = Arc::new(InstrumentedStore::new(inner));
+    let instrumented: Arc<dyn RuntimeStore> = Arc::new(InstrumentedStore::new(inner));
+    let store: Arc<dyn RuntimeStore> = if args.cache_ms > 0 {
+        let max_age = std::time::Duration::from_millis(args.cache_ms);
+        Arc::new(CachedStore::new(
+            instrumented,
+            100_000,
+            max_age,
+            Arc::new(RequestClock),
+        ))
+    } else {
+        instrumented
+    };
     let config: Option<Arc<dyn ConfigStore>> = args.config_store.as_ref().map(|path| {
         let options = FileStoreOptions {
             master_key: MasterKey::from_env().ok().flatten().map(Arc::new),
