@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use truckllm_testkit::{RedisServer, free_port};
 
 /// A `truckllm` child process, killed on drop.
@@ -311,4 +312,127 @@ fn a_redis_outage_fails_no_request_and_loses_no_count() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(mock_requests(mock_port), 40);
+}
+
+/// Sends `total` chat requests spread over `ports`, 48 at a time; returns how many got 200.
+fn admitted(ports: &[u16], total: usize) -> usize {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let body =
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":2}"#;
+        let statuses: Vec<u16> = futures_util::stream::iter(0..total)
+            .map(|i| {
+                let client = client.clone();
+                let url = format!(
+                    "http://127.0.0.1:{}/v1/chat/completions",
+                    ports[i % ports.len()]
+                );
+                async move {
+                    let response = client
+                        .post(url)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await;
+                    response.map_or(0, |r| r.status().as_u16())
+                }
+            })
+            .buffer_unordered(48)
+            .collect()
+            .await;
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 429),
+            "only 200 or 429: {statuses:?}"
+        );
+        statuses.iter().filter(|s| **s == 200).count()
+    })
+}
+
+fn three_gateways_admit_exactly_the_limit(
+    runtime: impl Fn(&std::path::Path) -> String,
+    redis: &RedisServer,
+) {
+    let dir = tempfile::tempdir().expect("dir");
+    let mock_port = free_port();
+    let _mock = spawn(&[
+        "mock-upstream",
+        "--listen",
+        &format!("127.0.0.1:{mock_port}"),
+    ]);
+    let runtime = runtime(dir.path());
+    let ports = [free_port(), free_port(), free_port()];
+    let _gateways: Vec<Process> = ports
+        .iter()
+        .map(|&port| {
+            let path = config_with(
+                dir.path(),
+                &runtime,
+                &format!("http://127.0.0.1:{mock_port}"),
+                port,
+                "    limits:\n      req_per_min: 600\n",
+            );
+            spawn(&["serve", "--config", path.to_str().expect("utf-8 path")])
+        })
+        .collect();
+    assert_eq!(
+        admitted(&ports, 2000),
+        600,
+        "exactly the limit, across three gateways"
+    );
+    assert_eq!(
+        mock_requests(mock_port),
+        600,
+        "the provider saw exactly the admitted requests"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.cli(&["GET", "usage:{mock:only}:req"]) != "600" {
+        assert!(
+            Instant::now() < deadline,
+            "counted {}",
+            redis.cli(&["GET", "usage:{mock:only}:req"])
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn three_gateways_on_one_redis_admit_exactly_600_of_2000() {
+    let redis = RedisServer::start();
+    let port = redis.port();
+    three_gateways_admit_exactly_the_limit(
+        |_| format!("    type: \"redis\"\n    addr: \"127.0.0.1:{port}\"\n"),
+        &redis,
+    );
+}
+
+#[test]
+fn three_gateways_through_the_storage_server_admit_exactly_600_of_2000() {
+    let redis = RedisServer::start();
+    let store_port = free_port();
+    let tokens_dir = tempfile::tempdir().expect("dir");
+    let tokens = tokens_dir.path().join("tokens.yaml");
+    std::fs::write(
+        &tokens,
+        "tokens:\n  - name: gateways\n    token: \"store-secret\"\n    scopes: [read, write]\n",
+    )
+    .expect("tokens");
+    let _storage = spawn(&[
+        "storage-server",
+        "--insecure-plain-http",
+        "--listen",
+        &format!("127.0.0.1:{store_port}"),
+        "--store",
+        &redis.url(),
+        "--tokens",
+        tokens.to_str().expect("utf-8 path"),
+    ]);
+    three_gateways_admit_exactly_the_limit(
+        |_| {
+            format!(
+                "    type: \"http\"\n    addr: \"http://127.0.0.1:{store_port}\"\n    api_key: \"store-secret\"\n"
+            )
+        },
+        &redis,
+    );
 }
