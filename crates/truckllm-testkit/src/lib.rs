@@ -372,3 +372,134 @@ impl RedisCluster {
         panic!("the test cluster did not reach cluster_state:ok within 20 s");
     }
 }
+
+/// What a [`FaultProxy`] does with traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Forward both ways.
+    Pass,
+    /// Accept and swallow: nothing reaches the server, nothing comes back.
+    Blackhole,
+    /// Drop every connection, old and new.
+    Reset,
+}
+
+/// A TCP proxy on a free loopback port in front of `target`, whose behaviour can be switched
+/// at any time, for fault tests: timeouts must fire, nothing may hang.
+pub struct FaultProxy {
+    port: u16,
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FaultProxy {
+    pub fn start(target_port: u16) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU8, AtomicU64};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let mode = Arc::new(AtomicU8::new(0));
+        let generation = Arc::new(AtomicU64::new(0));
+        let (m, g) = (Arc::clone(&mode), Arc::clone(&generation));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (m, g) = (Arc::clone(&m), Arc::clone(&g));
+                std::thread::spawn(move || proxy_connection(client, target_port, &m, &g));
+            }
+        });
+        Self {
+            port,
+            mode,
+            generation,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn set(&self, mode: ProxyMode) {
+        let code = match mode {
+            ProxyMode::Pass => 0,
+            ProxyMode::Blackhole => 1,
+            ProxyMode::Reset => 2,
+        };
+        self.mode.store(code, std::sync::atomic::Ordering::SeqCst);
+        // Connections opened before a change of mode are cut.
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn proxy_connection(
+    client: TcpStream,
+    target_port: u16,
+    mode: &std::sync::atomic::AtomicU8,
+    generation: &std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::Ordering;
+    let born = generation.load(Ordering::SeqCst);
+    match mode.load(Ordering::SeqCst) {
+        2 => return,
+        1 => {
+            // Swallow whatever arrives until the peer gives up or the mode changes.
+            let _ = client.set_read_timeout(Some(Duration::from_millis(100)));
+            let mut sink = [0u8; 4096];
+            let mut reader = &client;
+            while generation.load(Ordering::SeqCst) == born {
+                match std::io::Read::read(&mut reader, &mut sink) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => return,
+                }
+            }
+            return;
+        }
+        _ => {}
+    }
+    let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
+        return;
+    };
+    let pairs = [
+        (client.try_clone(), server.try_clone()),
+        (server.try_clone(), client.try_clone()),
+    ];
+    let mut threads = Vec::new();
+    for (from, to) in pairs {
+        let (Ok(from), Ok(to)) = (from, to) else {
+            return;
+        };
+        let generation = std::sync::Arc::clone(generation);
+        threads.push(std::thread::spawn(move || {
+            let _ = from.set_read_timeout(Some(Duration::from_millis(100)));
+            let mut buf = [0u8; 16384];
+            let (mut reader, mut writer) = (&from, &to);
+            while generation.load(Ordering::SeqCst) == born {
+                match std::io::Read::read(&mut reader, &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if writer.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = from.shutdown(std::net::Shutdown::Both);
+            let _ = to.shutdown(std::net::Shutdown::Both);
+        }));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+}

@@ -436,3 +436,77 @@ fn three_gateways_through_the_storage_server_admit_exactly_600_of_2000() {
         &redis,
     );
 }
+
+fn chat_within(port: u16, max_secs: u32) -> u16 {
+    let body =
+        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":2}"#;
+    let output = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            &max_secs.to_string(),
+        ])
+        .args(["-H", "Content-Type: application/json", "-d", body])
+        .arg(format!("http://127.0.0.1:{port}/v1/chat/completions"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&output.stdout).parse().unwrap_or(0)
+}
+
+#[test]
+fn a_blackholed_or_resetting_redis_never_hangs_the_gateway() {
+    let redis = RedisServer::start();
+    let proxy = truckllm_testkit::FaultProxy::start(redis.port());
+    let dir = tempfile::tempdir().expect("dir");
+    let mock_port = free_port();
+    let _mock = spawn(&[
+        "mock-upstream",
+        "--listen",
+        &format!("127.0.0.1:{mock_port}"),
+    ]);
+    let port = free_port();
+    let limits = "    limits:\n      req_per_min: 1000\n";
+    let path = config(
+        dir.path(),
+        proxy.port(),
+        &format!("http://127.0.0.1:{mock_port}"),
+        port,
+        limits,
+    );
+    let _gateway = spawn(&["serve", "--config", path.to_str().expect("utf-8 path")]);
+    let mut served = 0;
+    for (mode, requests) in [
+        (truckllm_testkit::ProxyMode::Pass, 5),
+        (truckllm_testkit::ProxyMode::Blackhole, 5),
+        (truckllm_testkit::ProxyMode::Reset, 5),
+        (truckllm_testkit::ProxyMode::Pass, 5),
+    ] {
+        proxy.set(mode);
+        for i in 0..requests {
+            // Timeouts must fire: a request that hangs fails here after 10 s.
+            assert_eq!(
+                chat_within(port, 10),
+                200,
+                "request {i} with the proxy in {mode:?}"
+            );
+            served += 1;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let counted: f64 = redis
+            .cli(&["GET", "usage:{mock:only}:req"])
+            .parse()
+            .unwrap_or(0.0);
+        if counted >= f64::from(served) {
+            assert_eq!(counted, f64::from(served), "no request counted twice");
+            break;
+        }
+        assert!(Instant::now() < deadline, "counted {counted} of {served}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
