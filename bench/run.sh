@@ -5,11 +5,18 @@
 #   bash bench/run.sh gateway [--seconds 10 --rate 1000]            gateway vs direct upstream
 #   bash bench/run.sh http    [--seconds 5]                         HTTP store (client -> storage
 #                                                                   server -> Redis) vs Redis direct
+#   bash bench/run.sh outage  [--rate 200 --down 10]                a Redis outage under gateway load
+#                                                                   (starts and kills its own Redis)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:?usage: bash bench/run.sh store|gateway [options]}
 shift
 cargo build --release -p truckllm --locked
+if [ "$what" = outage ]; then
+  echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(redis-server --version | cut -d' ' -f1-3)"
+  echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+  exec ./target/release/truckllm bench outage "$@"
+fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 dir=$(mktemp -d)
 redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" --daemonize yes \

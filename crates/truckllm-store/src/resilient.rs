@@ -68,7 +68,7 @@ impl Default for ResilientOptions {
         Self {
             call_timeout: Duration::from_millis(300),
             probe_min_delay: Duration::from_millis(100),
-            probe_max_delay: Duration::from_secs(5),
+            probe_max_delay: Duration::from_secs(1),
             replay_batch: 256,
             limits: OutageLimits::FailOpen,
         }

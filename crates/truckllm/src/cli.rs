@@ -229,6 +229,24 @@ pub enum BenchCommand {
     Store(StoreBenchArgs),
     /// The gateway in front of mock-upstream against mock-upstream direct, in one run.
     Gateway(GatewayBenchArgs),
+    /// A Redis outage under load through the gateway: served, lost, detection and recovery.
+    Outage(OutageBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OutageBenchArgs {
+    /// Requests per second sent to the gateway throughout.
+    #[arg(long, default_value_t = 200)]
+    pub rate: u64,
+    /// Seconds of load before Redis is killed.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+    pub before: f64,
+    /// Seconds Redis stays down.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
+    pub down: f64,
+    /// Seconds of load after Redis is restarted.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+    pub after: f64,
 }
 
 #[derive(Debug, Args)]

@@ -23,7 +23,7 @@ use crate::cli::{GatewayBenchArgs, StoreArgs};
 const BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"a short benchmark prompt"}],"max_tokens":8}"#;
 
 /// A child process, killed on drop.
-struct ChildProcess(Child);
+pub(super) struct ChildProcess(pub(super) Child);
 
 impl Drop for ChildProcess {
     fn drop(&mut self) {
@@ -32,7 +32,7 @@ impl Drop for ChildProcess {
     }
 }
 
-fn spawn(args: &[&str]) -> Result<ChildProcess> {
+pub(super) fn spawn(args: &[&str]) -> Result<ChildProcess> {
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let mut child = Command::new(exe)
         .args(args)
@@ -50,7 +50,7 @@ fn spawn(args: &[&str]) -> Result<ChildProcess> {
     Ok(ChildProcess(child))
 }
 
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_gateway;
+mod bench_outage;
 mod config;
 mod serve;
 mod storage_server;
@@ -24,6 +25,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Health => health(&cli.store).await,
         Command::Bench(BenchCommand::Store(args)) => bench::store(&cli.store, &args).await,
         Command::Bench(BenchCommand::Gateway(args)) => bench_gateway::run(&cli.store, &args).await,
+        Command::Bench(BenchCommand::Outage(args)) => bench_outage::run(&args).await,
         Command::Config(command) => config::run(&cli.config, command).await,
     }
 }
