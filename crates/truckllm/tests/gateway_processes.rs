@@ -510,3 +510,74 @@ fn a_blackholed_or_resetting_redis_never_hangs_the_gateway() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_storage_server_outage_behind_the_http_backend_degrades_the_same_way() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let tokens = dir.path().join("tokens.yaml");
+    std::fs::write(
+        &tokens,
+        "tokens:\n  - name: gateways\n    token: \"store-secret\"\n    scopes: [read, write]\n",
+    )
+    .expect("tokens");
+    let store_port = free_port();
+    let storage_args = [
+        "storage-server".to_owned(),
+        "--insecure-plain-http".to_owned(),
+        "--listen".to_owned(),
+        format!("127.0.0.1:{store_port}"),
+        "--store".to_owned(),
+        redis.url(),
+        "--tokens".to_owned(),
+        tokens.to_str().expect("utf-8 path").to_owned(),
+    ];
+    let storage_args: Vec<&str> = storage_args.iter().map(String::as_str).collect();
+    let storage = spawn(&storage_args);
+    let mock_port = free_port();
+    let _mock = spawn(&[
+        "mock-upstream",
+        "--listen",
+        &format!("127.0.0.1:{mock_port}"),
+    ]);
+    let runtime = format!(
+        "    type: \"http\"\n    addr: \"http://127.0.0.1:{store_port}\"\n    api_key: \"store-secret\"\n"
+    );
+    let port = free_port();
+    let path = config_with(
+        dir.path(),
+        &runtime,
+        &format!("http://127.0.0.1:{mock_port}"),
+        port,
+        "    limits:\n      req_per_min: 1000\n",
+    );
+    let _gateway = spawn(&["serve", "--config", path.to_str().expect("utf-8 path")]);
+    for i in 0..10 {
+        assert_eq!(chat_within(port, 10), 200, "request {i} before the outage");
+    }
+    drop(storage); // killed
+    for i in 0..10 {
+        assert_eq!(
+            chat_within(port, 10),
+            200,
+            "request {i} with the storage server down"
+        );
+    }
+    let _storage = spawn(&storage_args);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let counted: f64 = redis
+            .cli(&["GET", "usage:{mock:only}:req"])
+            .parse()
+            .unwrap_or(0.0);
+        if counted >= 20.0 {
+            assert_eq!(counted, 20.0, "no request counted twice");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the outage's requests were not replayed: {counted}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
