@@ -74,6 +74,18 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Parses a SHA-256 written as 64 hex digits (a stored key or token hash).
+pub fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// The AES-256 key that encrypts `enc:v1:` values.
 pub struct MasterKey(Zeroizing<[u8; 32]>);
 

@@ -57,7 +57,7 @@ impl Clients {
             .filter_map(|c| {
                 let key_hash = match (&c.key, &c.key_sha256) {
                     (Some(key), _) => sha256(key.expose().as_bytes()),
-                    (None, Some(hex)) => parse_hex(hex)?,
+                    (None, Some(hex)) => truckllm_config::secret::parse_sha256_hex(hex)?,
                     (None, None) => return None,
                 };
                 Some(Client {
@@ -115,17 +115,6 @@ impl Clients {
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
-}
-
-fn parse_hex(hex: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if hex.len() != 64 {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -88,9 +88,11 @@ impl Tokens {
                     }
                     Sha256::digest(token.as_bytes()).into()
                 }
-                (None, Some(hex)) => parse_hex(hex).ok_or_else(|| {
-                    format!("token {:?}: token_sha256 must be 64 hex digits", entry.name)
-                })?,
+                (None, Some(hex)) => {
+                    truckllm_config::secret::parse_sha256_hex(hex).ok_or_else(|| {
+                        format!("token {:?}: token_sha256 must be 64 hex digits", entry.name)
+                    })?
+                }
                 _ => {
                     return Err(format!(
                         "token {:?}: give exactly one of token and token_sha256",
@@ -126,17 +128,6 @@ impl Tokens {
         }
         found
     }
-}
-
-fn parse_hex(hex: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if hex.len() != 64 {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]
