@@ -261,6 +261,7 @@ async fn reserve(
     let request = ReserveRequest {
         key: key.clone(),
         checks,
+        id: None,
     };
     gw.store.reserve(&request).await.map_err(|e| {
         ApiError::store_unavailable(format!(

@@ -584,6 +584,7 @@ impl RuntimeStore for HttpStore {
             provider: request.key.provider().to_owned(),
             key_id: request.key.key_id().to_owned(),
             checks: request.checks.iter().map(CheckRef::from_check).collect(),
+            id: request.id.clone(),
         };
         let r: ReserveResponse = self
             .inner

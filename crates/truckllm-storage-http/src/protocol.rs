@@ -142,6 +142,9 @@ pub struct ReserveBody {
     pub provider: String,
     pub key_id: String,
     pub checks: Vec<CheckRef>,
+    /// Marks the reservation's id as applied when granted (see `ReserveRequest::id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -498,7 +498,11 @@ async fn reserve(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Bo
             .iter()
             .map(CheckRef::to_check)
             .collect::<Result<Vec<_>, _>>()?;
-        let request = ReserveRequest { key, checks };
+        let request = ReserveRequest {
+            key,
+            checks,
+            id: body.id.clone(),
+        };
         let outcome = RequestClock::scope(now_of(&headers), s.store.reserve(&request)).await?;
         let response = match outcome {
             ReserveOutcome::Granted(r) => ReserveResponse {

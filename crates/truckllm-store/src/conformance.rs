@@ -87,6 +87,7 @@ macro_rules! conformance_tests {
             check_window_rejects_bad_lengths,
             check_reserve_limits,
             check_reserve_under_contention,
+            check_reserve_id_marks_the_batch,
             check_reconcile,
             check_ttl,
             check_odd_names,
@@ -386,6 +387,7 @@ fn req_and_tokens(ctx: &Context, req: f64, tokens: f64, estimate: f64) -> Reserv
                 amount: estimate,
             },
         ],
+        id: None,
     }
 }
 
@@ -501,6 +503,53 @@ pub async fn check_reserve_under_contention(store: &Arc<dyn RuntimeStore>, ctx: 
         50.0
     );
     assert_eq!(store.get(&req).await.expect("get"), 50.0);
+}
+
+/// A granted reservation with an id marks that id as applied: replaying its amounts with
+/// `increment_many_once` under the same id changes nothing. A denied one marks nothing.
+pub async fn check_reserve_id_marks_the_batch(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let mut request = req_and_tokens(ctx, 1.0, 1e9, 10.0);
+    request.id = Some("reserve-1".into());
+    assert!(matches!(
+        store.reserve(&request).await.expect("reserve"),
+        ReserveOutcome::Granted(_)
+    ));
+    let req = ctx.series("openai", "key1", Metric::Req);
+    let tokens = ctx.series("openai", "key1", Metric::Tokens);
+    let replay = [
+        Increment::new(req.clone(), 1.0),
+        Increment::new(tokens.clone(), 10.0),
+    ];
+    store
+        .increment_many_once("reserve-1", &replay)
+        .await
+        .expect("replay");
+    assert_eq!(
+        store.get(&req).await.expect("get"),
+        1.0,
+        "the replay of a granted reservation is skipped"
+    );
+    assert_eq!(store.get(&tokens).await.expect("get"), 10.0);
+
+    request.id = Some("reserve-2".into());
+    assert!(
+        matches!(
+            store.reserve(&request).await.expect("reserve"),
+            ReserveOutcome::Denied(_)
+        ),
+        "over the limit of 1"
+    );
+    store
+        .increment_many_once("reserve-2", &replay)
+        .await
+        .expect("replay");
+    assert_eq!(
+        store.get(&req).await.expect("get"),
+        2.0,
+        "a denied reservation marked nothing"
+    );
+    request.id = Some("bad id".into());
+    assert_invalid(store.reserve(&request).await, "bad reservation id");
 }
 
 /// Reconcile moves a reservation to what was used, in the bucket it was made in.

@@ -394,6 +394,9 @@ impl RuntimeStore for MemoryStore {
             for (metric, amount) in &amounts {
                 self.add(state, *metric, *amount, now, now);
             }
+            if let Some(id) = &request.id {
+                state.first_application(id, now);
+            }
             Ok(ReserveOutcome::Granted(Reservation {
                 key: request.key.clone(),
                 at_ms: now,

@@ -16,12 +16,15 @@
 //!
 //! **Limits during an outage** are a choice ([`OutageLimits`]): fail-open (every request is
 //! admitted and counted), or a conservative share (each limit divided by the expected number
-//! of instances, enforced in memory). A reservation that timed out (rather than failed to
-//! connect) may have been applied by the backend; its fallback grant is counted again, so an
-//! outage can over-count a reservation that was in flight when it began.
+//! of instances, enforced in memory). A reservation sent to the backend carries an id; if it
+//! times out, its fallback grant is journaled under that id, so the replay is skipped when the
+//! backend had granted it after all. A reconcile keeps its reservation's bucket and so is sent
+//! as a plain reconcile: one that times out but lands is journaled and applied again (a
+//! correction of tokens, latency or cost counted twice; request counts are settled by the
+//! reservation and are exact).
 //!
 //! Reads during an outage see only what was written during it. Deltas replayed after an outage
-//! land in the window bucket of the replay, not of the original write.
+//! land in the current window bucket, not the original one.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, VecDeque};
@@ -216,8 +219,14 @@ impl<S: RuntimeStore + 'static> ResilientStore<S> {
         self.shared.fallback.increment_many(increments).await
     }
 
-    /// Reserves in memory according to [`OutageLimits`], journaling what is granted.
-    async fn reserve_in_memory(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
+    /// Reserves in memory according to [`OutageLimits`], journaling what is granted: under
+    /// `journal_id` if the backend may have granted it already (its replay is then skipped if
+    /// it did), else summed with the outage's other deltas.
+    async fn reserve_in_memory(
+        &self,
+        request: &ReserveRequest,
+        journal_id: Option<String>,
+    ) -> Result<ReserveOutcome> {
         let amounts = request.amounts(&self.shared.fallback.windowing())?;
         let outcome = match self.shared.options.limits {
             OutageLimits::FailOpen => {
@@ -246,6 +255,7 @@ impl<S: RuntimeStore + 'static> ResilientStore<S> {
                     .reserve(&ReserveRequest {
                         key: request.key.clone(),
                         checks,
+                        id: None,
                     })
                     .await?
             }
@@ -256,7 +266,11 @@ impl<S: RuntimeStore + 'static> ResilientStore<S> {
                 .iter()
                 .map(|(m, a)| Increment::new(r.key.series(*m), *a))
                 .collect();
-            self.shared.lock_journal().add(&increments);
+            let mut journal = self.shared.lock_journal();
+            match journal_id {
+                Some(id) => journal.batches.push_back((id, increments)),
+                None => journal.add(&increments),
+            }
         }
         Ok(outcome)
     }
@@ -475,14 +489,22 @@ impl<S: RuntimeStore + 'static> RuntimeStore for ResilientStore<S> {
         self.write(batch_id.to_owned(), increments).await
     }
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        if !self.is_degraded()
-            && let Some(outcome) = self
-                .try_inner("reserve", self.shared.inner.reserve(request))
-                .await?
-        {
-            return Ok(outcome);
+        if self.is_degraded() {
+            return self.reserve_in_memory(request, None).await;
         }
-        self.reserve_in_memory(request).await
+        // The id lets the replay of a fallback grant be skipped if the backend granted it too.
+        let id = request.id.clone().unwrap_or_else(|| self.new_id());
+        let with_id = ReserveRequest {
+            id: Some(id.clone()),
+            ..request.clone()
+        };
+        match self
+            .try_inner("reserve", self.shared.inner.reserve(&with_id))
+            .await?
+        {
+            Some(outcome) => Ok(outcome),
+            None => self.reserve_in_memory(request, Some(id)).await,
+        }
     }
     async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {
         let deltas = reservation.deltas(actual)?;

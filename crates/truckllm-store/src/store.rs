@@ -125,12 +125,19 @@ pub struct LimitCheck {
 pub struct ReserveRequest {
     pub key: ProviderKey,
     pub checks: Vec<LimitCheck>,
+    /// If set and the reservation is granted, the store records this id as applied for the
+    /// key (as [`RuntimeStore::increment_many_once`] does), so a later
+    /// `increment_many_once(id, amounts)` replaying the same reservation is skipped.
+    pub id: Option<String>,
 }
 
 impl ReserveRequest {
     /// Validates the request and returns the amount to add per metric. A metric may appear in
     /// several checks (say, per minute and per second) but must carry one amount.
     pub fn amounts(&self, windowing: &Windowing) -> Result<Vec<(Metric, f64)>> {
+        if let Some(id) = &self.id {
+            check_batch_id(id)?;
+        }
         let mut amounts: BTreeMap<Metric, f64> = BTreeMap::new();
         for check in &self.checks {
             check_value("limit", check.limit)?;

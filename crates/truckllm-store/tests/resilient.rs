@@ -58,6 +58,7 @@ async fn an_outage_is_served_from_memory_and_replayed_exactly_once() {
             window: Duration::from_secs(60),
             amount: 1.0,
         }],
+        id: None,
     };
     let mut granted = 0;
     for _ in 0..8 {

@@ -465,12 +465,16 @@ impl RuntimeStore for RedisStore {
         args.push(w.bucket_ms().to_string());
         args.push(now_ms.to_string());
         args.push(amounts.len().to_string());
-        let mut keys = Vec::with_capacity(amounts.len() * 2);
+        args.push(crate::window::duration_ms(crate::store::BATCH_ID_TTL).to_string());
+        let mut keys = Vec::with_capacity(amounts.len() * 2 + 1);
         for (metric, amount) in &amounts {
             let series = request.key.series(*metric);
             keys.push(keys::counter_key(&series));
             keys.push(keys::buckets_key(&series));
             args.push(amount.to_string());
+        }
+        if let Some(id) = &request.id {
+            keys.push(keys::batch_marker_key(&request.key, id));
         }
         for check in &request.checks {
             let position = amounts

@@ -160,6 +160,7 @@ fn reserve_request(series: &Series) -> ReserveRequest {
     ReserveRequest {
         key: series.key().clone(),
         checks: vec![check(Metric::Req, 1.0), check(Metric::Tokens, 100.0)],
+        id: None,
     }
 }
 

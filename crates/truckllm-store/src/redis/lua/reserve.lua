@@ -1,7 +1,8 @@
 
 -- Checks every limit of one provider key; only if all fit, adds every amount. Atomic.
--- KEYS: counter_1, buckets_1, ... one pair per reserved metric.
--- ARGV: ttl_ms, bucket, oldest_kept_bucket, bucket_ttl_ms, bucket_ms, now_ms, n,
+-- KEYS: counter_1, buckets_1, ... one pair per reserved metric, then optionally a batch marker
+--       (set when granted, so a replay of this reservation under its id is skipped).
+-- ARGV: ttl_ms, bucket, oldest_kept_bucket, bucket_ttl_ms, bucket_ms, now_ms, n, marker_ttl_ms,
 --       amount_1 .. amount_n, then per check: metric_position, limit, window_buckets.
 -- Returns {1} when granted, or {0, check_number, used, retry_after_ms} when denied.
 local ttl = tonumber(ARGV[1])
@@ -12,7 +13,8 @@ local bucket_ttl = tonumber(ARGV[4])
 local bucket_ms = tonumber(ARGV[5])
 local now_ms = tonumber(ARGV[6])
 local n = tonumber(ARGV[7])
-local checks_from = 8 + n
+local marker_ttl = ARGV[8]
+local checks_from = 9 + n
 
 -- The buckets from `first` on, for the retry-after of a denial.
 local function entries_from(buckets, first)
@@ -33,7 +35,7 @@ for c = checks_from, #ARGV, 3 do
   local position = tonumber(ARGV[c])
   local limit = tonumber(ARGV[c + 1])
   local window_buckets = tonumber(ARGV[c + 2])
-  local amount = tonumber(ARGV[7 + position])
+  local amount = tonumber(ARGV[8 + position])
   local first = now_bucket - window_buckets
   local used = window_sum(KEYS[2 * position], first, oldest, bucket)
   if used + amount > limit + 1e-9 then
@@ -53,6 +55,9 @@ for c = checks_from, #ARGV, 3 do
 end
 
 for i = 1, n do
-  apply(KEYS[2 * i - 1], KEYS[2 * i], ARGV[7 + i], ttl, bucket, oldest, bucket_ttl)
+  apply(KEYS[2 * i - 1], KEYS[2 * i], ARGV[8 + i], ttl, bucket, oldest, bucket_ttl)
+end
+if #KEYS > 2 * n then
+  redis.call('SET', KEYS[2 * n + 1], '1', 'PX', marker_ttl)
 end
 return {1}
