@@ -634,6 +634,31 @@ impl RuntimeStore for HttpStore {
             .map(drop)
     }
 
+    async fn reconcile_once(
+        &self,
+        settle_id: &str,
+        reservation: Reservation,
+        actual: &[(Metric, f64)],
+    ) -> Result<(), StoreError> {
+        truckllm_store::store::check_batch_id(settle_id)?;
+        reservation.deltas(actual)?;
+        let body = ReconcileBody {
+            reservation: ReservationRef::from_reservation(&reservation),
+            actual: metric_amounts(actual),
+        };
+        let payload = serde_json::to_vec(&body).map_err(|e| StoreError::invalid(e.to_string()))?;
+        // Safe to retry: the server applies the id once.
+        let call = self.inner.call(
+            "reconcile_once",
+            Method::POST,
+            "/reconcile",
+            Some(Bytes::from(payload)),
+            Some(settle_id),
+            true,
+        );
+        call.await.map(drop)
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>, StoreError> {
         let path = format!("/usage?prefix={}", encode_segment(prefix));
         let r: ListResponse = self

@@ -536,7 +536,13 @@ async fn reconcile(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: 
     )?;
     let reply = async {
         let actual = parse_metric_amounts(&body.actual)?;
-        RequestClock::scope(now_of(&headers), s.store.reconcile(reservation, &actual)).await?;
+        let call = async {
+            match idempotency_key(&headers) {
+                Some(key) => s.store.reconcile_once(&key, reservation, &actual).await,
+                None => s.store.reconcile(reservation, &actual).await,
+            }
+        };
+        RequestClock::scope(now_of(&headers), call).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;

@@ -289,6 +289,19 @@ impl<S: RuntimeStore> RuntimeStore for CachedStore<S> {
         self.forget_key(&key);
         Ok(())
     }
+    async fn reconcile_once(
+        &self,
+        settle_id: &str,
+        reservation: Reservation,
+        actual: &[(Metric, f64)],
+    ) -> Result<()> {
+        let key = reservation.key.clone();
+        self.inner
+            .reconcile_once(settle_id, reservation, actual)
+            .await?;
+        self.forget_key(&key);
+        Ok(())
+    }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         self.inner.list(prefix).await
     }

@@ -89,6 +89,7 @@ macro_rules! conformance_tests {
             check_reserve_under_contention,
             check_reserve_id_marks_the_batch,
             check_reconcile,
+            check_reconcile_once,
             check_ttl,
             check_odd_names,
             check_non_finite_rejected,
@@ -601,6 +602,43 @@ pub async fn check_reconcile(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
             .reconcile(late, &[(Metric::Tokens, f64::INFINITY)])
             .await,
         "inf usage",
+    );
+}
+
+/// A settlement repeated under one id applies once, in the reservation's bucket.
+pub async fn check_reconcile_once(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let tokens = ctx.series("openai", "key1", Metric::Tokens);
+    let request = req_and_tokens(ctx, 100.0, 10_000.0, 1000.0);
+    let ReserveOutcome::Granted(reservation) = store.reserve(&request).await.expect("reserve")
+    else {
+        panic!("denied");
+    };
+    ctx.clock.advance(Duration::from_secs(5));
+    for _ in 0..3 {
+        store
+            .reconcile_once("settle-1", reservation.clone(), &[(Metric::Tokens, 300.0)])
+            .await
+            .expect("reconcile_once");
+    }
+    assert_eq!(
+        store.get(&tokens).await.expect("get"),
+        300.0,
+        "applied once"
+    );
+    ctx.clock.advance(Duration::from_millis(56_500));
+    assert_eq!(
+        store
+            .window(&tokens, Duration::from_secs(60))
+            .await
+            .expect("w"),
+        0.0,
+        "in the reservation's bucket"
+    );
+    assert_invalid(
+        store
+            .reconcile_once("bad id", reservation, &[(Metric::Tokens, 1.0)])
+            .await,
+        "bad settle id",
     );
 }
 

@@ -47,12 +47,13 @@ enum Op {
     IncrementManyOnce,
     Reserve,
     Reconcile,
+    ReconcileOnce,
     List,
     Health,
 }
 
 impl Op {
-    const ALL: [Op; 12] = [
+    const ALL: [Op; 13] = [
         Op::Get,
         Op::Set,
         Op::Increment,
@@ -63,6 +64,7 @@ impl Op {
         Op::IncrementManyOnce,
         Op::Reserve,
         Op::Reconcile,
+        Op::ReconcileOnce,
         Op::List,
         Op::Health,
     ];
@@ -79,6 +81,7 @@ impl Op {
             Op::IncrementManyOnce => "increment_many_once",
             Op::Reserve => "reserve",
             Op::Reconcile => "reconcile",
+            Op::ReconcileOnce => "reconcile_once",
             Op::List => "list",
             Op::Health => "health",
         }
@@ -200,6 +203,18 @@ impl<S: RuntimeStore> RuntimeStore for InstrumentedStore<S> {
     async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {
         self.observe(Op::Reconcile, self.inner.reconcile(reservation, actual))
             .await
+    }
+    async fn reconcile_once(
+        &self,
+        settle_id: &str,
+        reservation: Reservation,
+        actual: &[(Metric, f64)],
+    ) -> Result<()> {
+        self.observe(
+            Op::ReconcileOnce,
+            self.inner.reconcile_once(settle_id, reservation, actual),
+        )
+        .await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         self.observe(Op::List, self.inner.list(prefix)).await

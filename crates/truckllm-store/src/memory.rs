@@ -418,6 +418,24 @@ impl RuntimeStore for MemoryStore {
         })
     }
 
+    async fn reconcile_once(
+        &self,
+        settle_id: &str,
+        reservation: Reservation,
+        actual: &[(Metric, f64)],
+    ) -> Result<()> {
+        check_batch_id(settle_id)?;
+        let deltas = reservation.deltas(actual)?;
+        self.with_key(&reservation.key, |state, now| {
+            if state.first_application(settle_id, now) {
+                for (metric, delta) in &deltas {
+                    self.add(state, *metric, *delta, reservation.at_ms, now);
+                }
+            }
+            Ok(())
+        })
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         let mut listed = Vec::new();
         for index in 0..SHARDS {

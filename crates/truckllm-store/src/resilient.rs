@@ -18,10 +18,8 @@
 //! admitted and counted), or a conservative share (each limit divided by the expected number
 //! of instances, enforced in memory). A reservation sent to the backend carries an id; if it
 //! times out, its fallback grant is journaled under that id, so the replay is skipped when the
-//! backend had granted it after all. A reconcile keeps its reservation's bucket and so is sent
-//! as a plain reconcile: one that times out but lands is journaled and applied again (a
-//! correction of tokens, latency or cost counted twice; request counts are settled by the
-//! reservation and are exact).
+//! backend had granted it after all. Reconciles are sent with an id too
+//! ([`RuntimeStore::reconcile_once`], in the reservation's bucket), and journaled under it.
 //!
 //! Reads during an outage see only what was written during it. Deltas replayed after an outage
 //! land in the current window bucket, not the original one.
@@ -506,19 +504,42 @@ impl<S: RuntimeStore + 'static> RuntimeStore for ResilientStore<S> {
             None => self.reserve_in_memory(request, Some(id)).await,
         }
     }
+    /// Sent as [`reconcile_once`](RuntimeStore::reconcile_once) with a fresh id, so a
+    /// settlement that timed out but landed is not applied again by the replay.
     async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {
+        self.reconcile_once(&self.new_id(), reservation, actual)
+            .await
+    }
+    async fn reconcile_once(
+        &self,
+        settle_id: &str,
+        reservation: Reservation,
+        actual: &[(Metric, f64)],
+    ) -> Result<()> {
+        crate::store::check_batch_id(settle_id)?;
         let deltas = reservation.deltas(actual)?;
-        if !self.is_degraded() {
-            let call = self.shared.inner.reconcile(reservation.clone(), actual);
-            if self.try_inner("reconcile", call).await?.is_some() {
-                return Ok(());
-            }
+        if deltas.is_empty() {
+            return Ok(());
         }
         let increments: Vec<Increment> = deltas
             .iter()
             .map(|(m, d)| Increment::new(reservation.key.series(*m), *d))
             .collect();
-        self.write(self.new_id(), &increments).await.map(drop)
+        if !self.is_degraded() {
+            let call = self
+                .shared
+                .inner
+                .reconcile_once(settle_id, reservation.clone(), actual);
+            if self.try_inner("reconcile", call).await?.is_some() {
+                return Ok(());
+            }
+        }
+        // It may have landed: its replay carries the same id and is skipped if so.
+        self.shared
+            .lock_journal()
+            .batches
+            .push_back((settle_id.to_owned(), increments));
+        self.shared.fallback.reconcile(reservation, actual).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         if !self.is_degraded()

@@ -85,6 +85,16 @@ pub trait RuntimeStore: Send + Sync + Debug + Display {
     /// `actual - reserved` in the bucket it was reserved in; metrics not reserved are added.
     async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()>;
 
+    /// Like [`reconcile`](Self::reconcile), but at most once per `settle_id` (remembered per
+    /// provider key like a batch id of [`increment_many_once`](Self::increment_many_once)), so a
+    /// settlement that timed out can be retried or replayed safely.
+    async fn reconcile_once(
+        &self,
+        settle_id: &str,
+        reservation: Reservation,
+        actual: &[(Metric, f64)],
+    ) -> Result<()>;
+
     /// Counters whose escaped name (`provider:key_id:metric`, see [`Series`]'s `Display`)
     /// starts with `prefix`, sorted by series. For debugging; never on a hot path.
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>>;
@@ -312,6 +322,16 @@ impl<T: RuntimeStore + ?Sized> RuntimeStore for std::sync::Arc<T> {
     }
     async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {
         (**self).reconcile(reservation, actual).await
+    }
+    async fn reconcile_once(
+        &self,
+        settle_id: &str,
+        reservation: Reservation,
+        actual: &[(Metric, f64)],
+    ) -> Result<()> {
+        (**self)
+            .reconcile_once(settle_id, reservation, actual)
+            .await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         (**self).list(prefix).await

@@ -199,6 +199,23 @@ impl RedisStore {
             .collect()
     }
 
+    /// Increment calls at `at_ms`'s bucket that apply at most once per `batch_id`.
+    fn once_calls<'a>(
+        &'a self,
+        groups: &[KeyDeltas],
+        at_ms: u64,
+        batch_id: &str,
+    ) -> Vec<ScriptCall<'a>> {
+        let mut calls = self.increment_calls(groups, at_ms);
+        let marker_ttl = crate::window::duration_ms(crate::store::BATCH_ID_TTL).to_string();
+        for (call, (key, _)) in calls.iter_mut().zip(groups) {
+            call.script = &self.scripts.increment_once;
+            call.keys.insert(0, keys::batch_marker_key(key, batch_id));
+            call.args.insert(0, marker_ttl.clone());
+        }
+        calls
+    }
+
     /// The arguments every write script starts with.
     fn write_args(&self, bucket: u64, oldest_kept: u64) -> Vec<String> {
         vec![
@@ -445,13 +462,7 @@ impl RuntimeStore for RedisStore {
             return Ok(Vec::new());
         }
         let (groups, places) = group_by_key(increments);
-        let mut calls = self.increment_calls(&groups, self.options.clock.now_ms());
-        let marker_ttl = crate::window::duration_ms(crate::store::BATCH_ID_TTL).to_string();
-        for (call, (key, _)) in calls.iter_mut().zip(&groups) {
-            call.script = &self.scripts.increment_once;
-            call.keys.insert(0, keys::batch_marker_key(key, batch_id));
-            call.args.insert(0, marker_ttl.clone());
-        }
+        let calls = self.once_calls(&groups, self.options.clock.now_ms(), batch_id);
         let answers = self.run_scripts("increment_once", &calls).await?;
         self.scatter("increment_once", answers, &places)
     }
@@ -507,6 +518,25 @@ impl RuntimeStore for RedisStore {
         }
         let calls = self.increment_calls(&[(reservation.key.clone(), deltas)], reservation.at_ms);
         self.run_scripts("reconcile", &calls).await.map(drop)
+    }
+
+    async fn reconcile_once(
+        &self,
+        settle_id: &str,
+        reservation: Reservation,
+        actual: &[(Metric, f64)],
+    ) -> Result<()> {
+        check_batch_id(settle_id)?;
+        let deltas = reservation.deltas(actual)?;
+        if deltas.is_empty() {
+            return Ok(());
+        }
+        let calls = self.once_calls(
+            &[(reservation.key.clone(), deltas)],
+            reservation.at_ms,
+            settle_id,
+        );
+        self.run_scripts("reconcile_once", &calls).await.map(drop)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
