@@ -330,7 +330,7 @@ async fn attempt_all(
     endpoint: Endpoint,
     mut client_hold: Option<truckllm_store::Reservation>,
 ) -> Result<Response, ApiError> {
-    let policy = rt.policy.clone();
+    let policy = &rt.policy;
     let deadline = Instant::now() + Duration::from_secs_f64(policy.retry.deadline_secs);
     let mut attempts = 0u32;
     let mut limited: Option<Duration> = None;

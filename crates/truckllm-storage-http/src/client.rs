@@ -361,6 +361,33 @@ impl Inner {
         })
     }
 
+    /// Counters, or window sums over `window`, of many series in one `/batch/get`.
+    async fn batch_get(
+        &self,
+        operation: &'static str,
+        series: &[Series],
+        window: Option<Duration>,
+    ) -> Result<Vec<f64>, StoreError> {
+        if series.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = BatchGetBody {
+            series: series.iter().map(SeriesRef::from_series).collect(),
+            window_seconds: window.map(|w| w.as_secs_f64()),
+        };
+        let r: ValuesResponse = self
+            .json(
+                operation,
+                Method::POST,
+                "/batch/get",
+                Some(&body),
+                None,
+                true,
+            )
+            .await?;
+        Ok(r.values)
+    }
+
     async fn increment_batch(
         &self,
         batch_id: &str,
@@ -510,25 +537,7 @@ impl RuntimeStore for HttpStore {
     }
 
     async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>, StoreError> {
-        if series.is_empty() {
-            return Ok(Vec::new());
-        }
-        let body = BatchGetBody {
-            series: series.iter().map(SeriesRef::from_series).collect(),
-            window_seconds: None,
-        };
-        let r: ValuesResponse = self
-            .inner
-            .json(
-                "get_many",
-                Method::POST,
-                "/batch/get",
-                Some(&body),
-                None,
-                true,
-            )
-            .await?;
-        Ok(r.values)
+        self.inner.batch_get("get_many", series, None).await
     }
 
     async fn window_many(
@@ -537,25 +546,9 @@ impl RuntimeStore for HttpStore {
         window: Duration,
     ) -> Result<Vec<f64>, StoreError> {
         self.inner.windowing.buckets_in(window)?;
-        if series.is_empty() {
-            return Ok(Vec::new());
-        }
-        let body = BatchGetBody {
-            series: series.iter().map(SeriesRef::from_series).collect(),
-            window_seconds: Some(window.as_secs_f64()),
-        };
-        let r: ValuesResponse = self
-            .inner
-            .json(
-                "window_many",
-                Method::POST,
-                "/batch/get",
-                Some(&body),
-                None,
-                true,
-            )
-            .await?;
-        Ok(r.values)
+        self.inner
+            .batch_get("window_many", series, Some(window))
+            .await
     }
 
     async fn increment_many(&self, increments: &[Increment]) -> Result<Vec<f64>, StoreError> {

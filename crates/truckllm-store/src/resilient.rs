@@ -525,14 +525,16 @@ impl<S: RuntimeStore + 'static> RuntimeStore for ResilientStore<S> {
             .iter()
             .map(|(m, d)| Increment::new(reservation.key.series(*m), *d))
             .collect();
-        if !self.is_degraded() {
-            let call = self
-                .shared
-                .inner
-                .reconcile_once(settle_id, reservation.clone(), actual);
-            if self.try_inner("reconcile", call).await?.is_some() {
-                return Ok(());
-            }
+        if self.is_degraded() {
+            // The backend never saw it: summed with the outage's other deltas.
+            return self.write(self.new_id(), &increments).await.map(drop);
+        }
+        let call = self
+            .shared
+            .inner
+            .reconcile_once(settle_id, reservation.clone(), actual);
+        if self.try_inner("reconcile", call).await?.is_some() {
+            return Ok(());
         }
         // It may have landed: its replay carries the same id and is skipped if so.
         self.shared

@@ -64,24 +64,41 @@ fn config_with(
 }
 
 fn chat(port: u16) -> u16 {
-    let body =
-        r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":2}"#;
-    let output = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-H",
-            "Content-Type: application/json",
-            "-d",
-            body,
-        ])
-        .arg(format!("http://127.0.0.1:{port}/v1/chat/completions"))
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&output.stdout).parse().unwrap_or(0)
+    chat_within(port, 30)
+}
+
+/// Arguments that run a storage server on a free port in front of `redis`, with one
+/// read-write token, `store-secret` (its file is written in `dir`); and that port.
+fn storage_server(dir: &std::path::Path, redis: &RedisServer) -> (Vec<String>, u16) {
+    let tokens = dir.join("tokens.yaml");
+    std::fs::write(
+        &tokens,
+        "tokens:\n  - name: gateways\n    token: \"store-secret\"\n    scopes: [read, write]\n",
+    )
+    .expect("tokens");
+    let port = free_port();
+    let args = [
+        "storage-server",
+        "--insecure-plain-http",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--store",
+        &redis.url(),
+        "--tokens",
+        tokens.to_str().expect("utf-8 path"),
+    ];
+    (args.iter().map(|a| (*a).to_owned()).collect(), port)
+}
+
+fn spawn_owned(args: &[String]) -> Process {
+    spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `storage.runtime` for a gateway that uses the storage server on `port`.
+fn http_runtime(port: u16) -> String {
+    format!(
+        "    type: \"http\"\n    addr: \"http://127.0.0.1:{port}\"\n    api_key: \"store-secret\"\n"
+    )
 }
 
 fn mock_requests(mock_port: u16) -> u64 {
@@ -199,32 +216,15 @@ fn graceful_shutdown_finishes_requests_and_flushes_usage() {
 fn two_gateways_through_the_storage_server_never_exceed_a_limit() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("dir");
-    let tokens = dir.path().join("tokens.yaml");
-    std::fs::write(
-        &tokens,
-        "tokens:\n  - name: gateways\n    token: \"store-secret\"\n    scopes: [read, write]\n",
-    )
-    .expect("tokens");
-    let store_port = free_port();
-    let _storage = spawn(&[
-        "storage-server",
-        "--insecure-plain-http",
-        "--listen",
-        &format!("127.0.0.1:{store_port}"),
-        "--store",
-        &redis.url(),
-        "--tokens",
-        tokens.to_str().expect("utf-8 path"),
-    ]);
+    let (storage_args, store_port) = storage_server(dir.path(), &redis);
+    let _storage = spawn_owned(&storage_args);
     let mock_port = free_port();
     let _mock = spawn(&[
         "mock-upstream",
         "--listen",
         &format!("127.0.0.1:{mock_port}"),
     ]);
-    let runtime = format!(
-        "    type: \"http\"\n    addr: \"http://127.0.0.1:{store_port}\"\n    api_key: \"store-secret\"\n"
-    );
+    let runtime = http_runtime(store_port);
     let ports = [free_port(), free_port()];
     let _gateways: Vec<Process> = ports
         .iter()
@@ -409,32 +409,10 @@ fn three_gateways_on_one_redis_admit_exactly_600_of_2000() {
 #[test]
 fn three_gateways_through_the_storage_server_admit_exactly_600_of_2000() {
     let redis = RedisServer::start();
-    let store_port = free_port();
     let tokens_dir = tempfile::tempdir().expect("dir");
-    let tokens = tokens_dir.path().join("tokens.yaml");
-    std::fs::write(
-        &tokens,
-        "tokens:\n  - name: gateways\n    token: \"store-secret\"\n    scopes: [read, write]\n",
-    )
-    .expect("tokens");
-    let _storage = spawn(&[
-        "storage-server",
-        "--insecure-plain-http",
-        "--listen",
-        &format!("127.0.0.1:{store_port}"),
-        "--store",
-        &redis.url(),
-        "--tokens",
-        tokens.to_str().expect("utf-8 path"),
-    ]);
-    three_gateways_admit_exactly_the_limit(
-        |_| {
-            format!(
-                "    type: \"http\"\n    addr: \"http://127.0.0.1:{store_port}\"\n    api_key: \"store-secret\"\n"
-            )
-        },
-        &redis,
-    );
+    let (storage_args, store_port) = storage_server(tokens_dir.path(), &redis);
+    let _storage = spawn_owned(&storage_args);
+    three_gateways_admit_exactly_the_limit(|_| http_runtime(store_port), &redis);
 }
 
 fn chat_within(port: u16, max_secs: u32) -> u16 {
@@ -515,34 +493,15 @@ fn a_blackholed_or_resetting_redis_never_hangs_the_gateway() {
 fn a_storage_server_outage_behind_the_http_backend_degrades_the_same_way() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("dir");
-    let tokens = dir.path().join("tokens.yaml");
-    std::fs::write(
-        &tokens,
-        "tokens:\n  - name: gateways\n    token: \"store-secret\"\n    scopes: [read, write]\n",
-    )
-    .expect("tokens");
-    let store_port = free_port();
-    let storage_args = [
-        "storage-server".to_owned(),
-        "--insecure-plain-http".to_owned(),
-        "--listen".to_owned(),
-        format!("127.0.0.1:{store_port}"),
-        "--store".to_owned(),
-        redis.url(),
-        "--tokens".to_owned(),
-        tokens.to_str().expect("utf-8 path").to_owned(),
-    ];
-    let storage_args: Vec<&str> = storage_args.iter().map(String::as_str).collect();
-    let storage = spawn(&storage_args);
+    let (storage_args, store_port) = storage_server(dir.path(), &redis);
+    let storage = spawn_owned(&storage_args);
     let mock_port = free_port();
     let _mock = spawn(&[
         "mock-upstream",
         "--listen",
         &format!("127.0.0.1:{mock_port}"),
     ]);
-    let runtime = format!(
-        "    type: \"http\"\n    addr: \"http://127.0.0.1:{store_port}\"\n    api_key: \"store-secret\"\n"
-    );
+    let runtime = http_runtime(store_port);
     let port = free_port();
     let path = config_with(
         dir.path(),
@@ -563,7 +522,7 @@ fn a_storage_server_outage_behind_the_http_backend_degrades_the_same_way() {
             "request {i} with the storage server down"
         );
     }
-    let _storage = spawn(&storage_args);
+    let _storage = spawn_owned(&storage_args);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let counted: f64 = redis
