@@ -198,28 +198,139 @@ fn default_history() -> usize {
     20
 }
 
-/// One log sink under `storage.logging`.
+/// One log sink under `storage.logging`. Each sink has its own bounded queue, so a slow one
+/// never holds up a request or another sink.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum LogSinkConfig {
-    /// JSON lines on disk.
-    File {
-        path: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        audit_path: Option<String>,
-    },
+    /// JSON lines on disk, rotated by size and age.
+    File(FileSinkConfig),
     /// Batched, HMAC-signed POSTs.
-    Webhook {
-        url: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        secret: Option<Secret>,
-    },
+    Webhook(WebhookSinkConfig),
     /// Periodic pushes of aggregates to a Prometheus Pushgateway.
-    Pushgateway {
-        url: String,
-        #[serde(default = "default_job")]
-        job: String,
-    },
+    Pushgateway(PushgatewaySinkConfig),
+}
+
+/// When the file sink forces its writes to disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// Leave it to the OS (fastest; a power cut may lose the last seconds).
+    Never,
+    /// fsync after each batch the sink writes (a batch is whatever was queued).
+    #[default]
+    Batch,
+}
+
+/// `type: file`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// Request records, one JSON object per line.
+    pub path: String,
+    /// Audit records (and alerts); default `audit.jsonl` beside `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_path: Option<String>,
+    /// Rotate when the active file would grow past this many MiB.
+    #[serde(default = "default_max_size_mb")]
+    pub max_size_mb: f64,
+    /// Rotate when the active file's first record is older than this many hours.
+    #[serde(default = "default_max_age_hours")]
+    pub max_age_hours: f64,
+    /// Rotated files kept per log (the oldest beyond this are deleted).
+    #[serde(default = "default_keep_files")]
+    pub keep_files: usize,
+    /// Rotated files older than this many days are deleted (0 keeps them by count only).
+    #[serde(default = "default_keep_days")]
+    pub keep_days: f64,
+    #[serde(default)]
+    pub fsync: FsyncPolicy,
+    /// Records queued before new request records are dropped (and counted).
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+}
+
+/// `type: webhook`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSinkConfig {
+    pub url: String,
+    /// HMAC-SHA256 key; the signature of each body goes in `X-TruckLLM-Signature`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// Most records in one POST.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Longest a record waits for its batch to fill.
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    /// Deadline of one POST.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Records queued while the endpoint is slow or down; beyond this they are dropped and
+    /// counted.
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+    /// Receive only alerts (storage degraded/recovered, reload failed, sink dropping).
+    #[serde(default)]
+    pub alerts_only: bool,
+}
+
+/// `type: pushgateway`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushgatewaySinkConfig {
+    pub url: String,
+    #[serde(default = "default_job")]
+    pub job: String,
+    /// The `instance` grouping label; default the host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Seconds between pushes.
+    #[serde(default = "default_push_interval_secs")]
+    pub interval_secs: f64,
+    /// Deadline of one push.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Delete this instance's group from the Pushgateway on shutdown.
+    #[serde(default)]
+    pub delete_on_shutdown: bool,
+}
+
+fn default_max_size_mb() -> f64 {
+    100.0
+}
+
+fn default_max_age_hours() -> f64 {
+    24.0
+}
+
+fn default_keep_files() -> usize {
+    10
+}
+
+fn default_keep_days() -> f64 {
+    7.0
+}
+
+fn default_queue_size() -> usize {
+    10_000
+}
+
+fn default_batch_size() -> usize {
+    100
+}
+
+fn default_flush_interval_ms() -> u64 {
+    1_000
+}
+
+fn default_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_push_interval_secs() -> f64 {
+    15.0
 }
 
 fn default_job() -> String {
@@ -429,8 +540,8 @@ impl Config {
         out.storage.runtime.api_key = hide_opt(&self.storage.runtime.api_key);
         out.storage.config.api_key = hide_opt(&self.storage.config.api_key);
         for sink in &mut out.storage.logging {
-            if let LogSinkConfig::Webhook { secret, .. } = sink {
-                *secret = hide_opt(secret);
+            if let LogSinkConfig::Webhook(webhook) = sink {
+                webhook.secret = hide_opt(&webhook.secret);
             }
         }
         for provider in &mut out.llm_providers {

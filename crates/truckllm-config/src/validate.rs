@@ -115,15 +115,57 @@ fn check_storage(config: &Config, problems: &mut Problems) {
         problems.add("storage.config.history", "keep at least 1 version");
     }
     for (i, sink) in config.storage.logging.iter().enumerate() {
-        let path = format!("storage.logging[{i}]");
-        match sink {
-            LogSinkConfig::File { path: file, .. } if file.trim().is_empty() => {
-                problems.add(format!("{path}.path"), "must not be empty")
+        check_log_sink(&format!("storage.logging[{i}]"), sink, problems);
+    }
+}
+
+fn check_log_sink(at: &str, sink: &LogSinkConfig, problems: &mut Problems) {
+    let positive = |problems: &mut Problems, field: &str, value: f64| {
+        if !(value.is_finite() && value > 0.0) {
+            problems.add(format!("{at}.{field}"), "must be a number above 0");
+        }
+    };
+    match sink {
+        LogSinkConfig::File(file) => {
+            if file.path.trim().is_empty() {
+                problems.add(format!("{at}.path"), "must not be empty");
             }
-            LogSinkConfig::Webhook { url, .. } | LogSinkConfig::Pushgateway { url, .. } => {
-                problems.url(&format!("{path}.url"), url)
+            if file.audit_path.as_deref() == Some(file.path.as_str()) {
+                problems.add(
+                    format!("{at}.audit_path"),
+                    "must differ from path: audit records have their own file",
+                );
             }
-            LogSinkConfig::File { .. } => {}
+            positive(problems, "max_size_mb", file.max_size_mb);
+            positive(problems, "max_age_hours", file.max_age_hours);
+            if !(file.keep_days.is_finite() && file.keep_days >= 0.0) {
+                problems.add(format!("{at}.keep_days"), "must be 0 (off) or more");
+            }
+            if file.queue_size == 0 {
+                problems.add(format!("{at}.queue_size"), "must be at least 1");
+            }
+        }
+        LogSinkConfig::Webhook(webhook) => {
+            problems.url(&format!("{at}.url"), &webhook.url);
+            for (field, value) in [
+                ("batch_size", webhook.batch_size as u64),
+                ("queue_size", webhook.queue_size as u64),
+                ("timeout_ms", webhook.timeout_ms),
+            ] {
+                if value == 0 {
+                    problems.add(format!("{at}.{field}"), "must be at least 1");
+                }
+            }
+        }
+        LogSinkConfig::Pushgateway(push) => {
+            problems.url(&format!("{at}.url"), &push.url);
+            positive(problems, "interval_secs", push.interval_secs);
+            if push.job.trim().is_empty() {
+                problems.add(format!("{at}.job"), "must not be empty");
+            }
+            if push.timeout_ms == 0 {
+                problems.add(format!("{at}.timeout_ms"), "must be at least 1");
+            }
         }
     }
 }

@@ -385,3 +385,79 @@ mod never_panics {
         }
     }
 }
+
+/// Issue 6's `storage.logging` block, verbatim.
+const LOGGING: &str = r#"
+storage:
+  logging:
+    - type: "file"
+      path: "./logs/requests.jsonl"
+      audit_path: "./logs/audit.jsonl"
+    - type: "webhook"
+      url: "http://127.0.0.1:9000/hook"
+      secret: "${WEBHOOK_SECRET}"
+    - type: "pushgateway"
+      url: "http://127.0.0.1:9091"
+      job: "truckllm"
+"#;
+
+#[test]
+fn the_logging_sinks_load_as_written_with_defaults_and_reject_bad_settings() {
+    use truckllm_config::schema::{FsyncPolicy, LogSinkConfig};
+    let mut vars = env();
+    vars.insert("WEBHOOK_SECRET".into(), "hook-secret".into());
+    let loaded = load_str(LOGGING, &vars, None).expect("the issue's logging block loads");
+    let sinks = &loaded.resolved.storage.logging;
+    let [
+        LogSinkConfig::File(file),
+        LogSinkConfig::Webhook(hook),
+        LogSinkConfig::Pushgateway(push),
+    ] = sinks.as_slice()
+    else {
+        panic!("three sinks in order: {sinks:?}");
+    };
+    assert_eq!(file.audit_path.as_deref(), Some("./logs/audit.jsonl"));
+    assert_eq!(
+        (file.max_size_mb, file.keep_files, file.fsync),
+        (100.0, 10, FsyncPolicy::Batch)
+    );
+    assert_eq!(
+        hook.secret.as_ref().map(|s| s.expose()),
+        Some("hook-secret")
+    );
+    assert_eq!((hook.batch_size, hook.alerts_only), (100, false));
+    assert_eq!((push.job.as_str(), push.interval_secs), ("truckllm", 15.0));
+    let shown = format!("{:?}", loaded.resolved.redacted());
+    assert!(!shown.contains("hook-secret"), "{shown}");
+
+    for (bad, field) in [
+        (
+            "    - type: \"file\"\n      path: \"a.jsonl\"\n      max_size_mb: 0\n",
+            "storage.logging[0].max_size_mb",
+        ),
+        (
+            "    - type: \"file\"\n      path: \"a.jsonl\"\n      audit_path: \"a.jsonl\"\n",
+            "storage.logging[0].audit_path",
+        ),
+        (
+            "    - type: \"webhook\"\n      url: \"not a url\"\n",
+            "storage.logging[0].url",
+        ),
+        (
+            "    - type: \"webhook\"\n      url: \"http://127.0.0.1:9/h\"\n      batch_size: 0\n",
+            "storage.logging[0].batch_size",
+        ),
+        (
+            "    - type: \"pushgateway\"\n      url: \"http://127.0.0.1:9091\"\n      interval_secs: -1\n",
+            "storage.logging[0].interval_secs",
+        ),
+        (
+            "    - type: \"file\"\n      path: \"a.jsonl\"\n      rotate: daily\n",
+            "rotate",
+        ),
+    ] {
+        let yaml = format!("storage:\n  logging:\n{bad}");
+        let err = load_str(&yaml, &vars, None).expect_err(bad).to_string();
+        assert!(err.contains(field), "{bad}: {err}");
+    }
+}

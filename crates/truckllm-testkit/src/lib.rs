@@ -235,12 +235,7 @@ pub fn make_certificates(dir: &Path) {
 
 /// Path of `redis-server`, or a panic that says how to install it.
 pub fn redis_server_binary() -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("redis-server"))
-            .find(|candidate| candidate.is_file())
-    });
-    found.unwrap_or_else(|| {
+    binary_on_path("redis-server").unwrap_or_else(|| {
         panic!(
             "redis-server not found on PATH. The tests start their own Redis: \
              install it with `sudo apt-get install redis-server` (or run `bash .ci/run`)."
@@ -502,4 +497,81 @@ fn proxy_connection(
     for t in threads {
         let _ = t.join();
     }
+}
+
+/// A real `prometheus-pushgateway` (the Debian package) on a free loopback port, killed on drop.
+pub struct Pushgateway {
+    child: Child,
+    port: u16,
+}
+
+impl Pushgateway {
+    pub fn start() -> Self {
+        let port = free_port();
+        let binary = binary_on_path("prometheus-pushgateway").unwrap_or_else(|| {
+            panic!(
+                "prometheus-pushgateway not found on PATH. Install it with \
+                 `sudo apt-get install prometheus-pushgateway` (or run `bash .ci/run`)."
+            )
+        });
+        let child = Command::new(binary)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn prometheus-pushgateway");
+        spawn_watchdog(child.id());
+        let gateway = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if gateway
+                .get("/-/ready")
+                .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            {
+                return gateway;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("prometheus-pushgateway on port {port} was not ready within 15 s");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The Pushgateway's own `/metrics` page: every pushed group, with its labels.
+    pub fn scrape(&self) -> String {
+        let response = self.get("/metrics").expect("scrape the pushgateway");
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .unwrap_or_default()
+    }
+
+    /// A bare HTTP/1.1 GET; the whole response, headers included.
+    fn get(&self, path: &str) -> Option<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut response = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut response).ok()?;
+        Some(response)
+    }
+}
+
+impl Drop for Pushgateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binary_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
 }
