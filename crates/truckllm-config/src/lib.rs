@@ -26,7 +26,7 @@ pub mod validate;
 pub use error::{ConfigError, Position, Problem};
 pub use interpolate::{Env, ProcessEnv, resolve};
 pub use load::{LoadedConfig, load_str, parse};
-pub use reload::{LiveConfig, ReloadOutcome, Running};
+pub use reload::{LiveConfig, ReloadEvent, ReloadOutcome, Running};
 pub use schema::Config;
 pub use secret::{MasterKey, Secret};
 pub use store::file::{FileConfigStore, FileStoreOptions};

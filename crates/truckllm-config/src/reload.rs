@@ -41,9 +41,27 @@ pub enum ReloadOutcome {
     Unchanged { version: u64 },
 }
 
+/// What a reload did, for whoever audits config changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadEvent {
+    /// A new version is running.
+    Applied {
+        trigger: String,
+        old_version: u64,
+        new_version: u64,
+    },
+    /// A version was rejected; `kept_version` still runs.
+    Rejected {
+        trigger: String,
+        kept_version: u64,
+        error: String,
+    },
+}
+
 /// The running config, shared by everything that reads it.
 pub struct LiveConfig {
     store: Arc<dyn ConfigStore>,
+    events: tokio::sync::broadcast::Sender<ReloadEvent>,
     env: Arc<dyn Env + Send + Sync>,
     master_key: Option<Arc<MasterKey>>,
     current: ArcSwap<Running>,
@@ -76,6 +94,7 @@ impl LiveConfig {
         metrics::gauge!("truckllm_config_version").set(running.version as f64);
         Ok(Arc::new(Self {
             store,
+            events: tokio::sync::broadcast::channel(64).0,
             env,
             master_key,
             current: ArcSwap::from_pointee(running),
@@ -91,19 +110,35 @@ impl LiveConfig {
         &self.store
     }
 
+    /// Every reload that applied or rejected a version from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ReloadEvent> {
+        self.events.subscribe()
+    }
+
     /// Loads, validates and applies the store's current version. On failure the running
     /// config stays, and the error says why.
     pub async fn reload(&self, trigger: &str) -> Result<ReloadOutcome, ConfigError> {
+        let old_version = self.current().version;
         let result = self.try_reload().await;
         match &result {
             Ok(ReloadOutcome::Applied { version }) => {
                 metrics::gauge!("truckllm_config_version").set(*version as f64);
                 tracing::info!(trigger, version, "config reloaded");
+                let _ = self.events.send(ReloadEvent::Applied {
+                    trigger: trigger.to_owned(),
+                    old_version,
+                    new_version: *version,
+                });
             }
             Ok(ReloadOutcome::Unchanged { .. }) => {}
             Err(e) => {
                 metrics::counter!("truckllm_config_reload_failures_total").increment(1);
-                tracing::error!(trigger, error = %e, kept_version = self.current().version, "config reload rejected; keeping the running config");
+                tracing::error!(trigger, error = %e, kept_version = old_version, "config reload rejected; keeping the running config");
+                let _ = self.events.send(ReloadEvent::Rejected {
+                    trigger: trigger.to_owned(),
+                    kept_version: old_version,
+                    error: e.to_string(),
+                });
             }
         }
         result

@@ -250,6 +250,22 @@ pub struct FileSinkConfig {
     pub queue_size: usize,
 }
 
+impl FileSinkConfig {
+    /// A sink writing request records to `path`, everything else at its default.
+    pub fn at(path: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            audit_path: None,
+            max_size_mb: default_max_size_mb(),
+            max_age_hours: default_max_age_hours(),
+            keep_files: default_keep_files(),
+            keep_days: default_keep_days(),
+            fsync: FsyncPolicy::default(),
+            queue_size: default_queue_size(),
+        }
+    }
+}
+
 /// `type: webhook`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

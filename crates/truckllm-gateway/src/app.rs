@@ -18,9 +18,14 @@ use axum::routing::{get, post};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use truckllm_logging::{AuditCategory, AuditRecord};
+
 use crate::error::ApiError;
 use crate::proxy;
 use crate::state::Gateway;
+
+/// How long log sinks get to deliver what is queued when the gateway stops.
+const LOG_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
@@ -45,6 +50,7 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await?;
     gateway.flush().await;
+    gateway.logger.shutdown(LOG_SHUTDOWN_GRACE).await;
     Ok(())
 }
 
@@ -85,17 +91,42 @@ async fn reload(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response 
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !bool::from(presented.as_bytes().ct_eq(admin_key.expose().as_bytes())) {
+        gw.logger.emit(
+            AuditRecord::new(AuditCategory::Access, "access.denied", "admin", "denied")
+                .target("admin/config/reload")
+                .status(401),
+        );
         return ApiError::unauthorized("invalid admin key").into_response();
     }
-    match gw.live().reload("admin api").await {
+    let old_version = running.version;
+    let result = gw.live().reload("admin api").await;
+    let audit = AuditRecord::new(
+        AuditCategory::Admin,
+        "config.reload",
+        "admin",
+        if result.is_ok() { "ok" } else { "failed" },
+    )
+    .target("config");
+    match result {
         Ok(outcome) => {
-            axum::Json(json!({"outcome": format!("{outcome:?}"), "version": gw.runtime().version}))
+            let new_version = gw.runtime().version;
+            gw.logger
+                .emit(audit.status(200).versions(Some(old_version), Some(new_version)));
+            axum::Json(json!({"outcome": format!("{outcome:?}"), "version": new_version}))
                 .into_response()
         }
-        Err(e) => ApiError::bad_request(
-            "invalid_config",
-            format!("config rejected, running version kept: {e}"),
-        )
-        .into_response(),
+        Err(e) => {
+            let error = ApiError::bad_request(
+                "invalid_config",
+                format!("config rejected, running version kept: {e}"),
+            );
+            gw.logger.emit(
+                audit
+                    .status(400)
+                    .versions(Some(old_version), None)
+                    .message(error.message.clone()),
+            );
+            error.into_response()
+        }
     }
 }

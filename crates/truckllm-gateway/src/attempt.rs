@@ -61,6 +61,11 @@ impl Attempt {
         self.client = client;
     }
 
+    /// The provider this attempt went to.
+    pub fn provider_config(&self) -> &crate::routing::Provider {
+        &self.runtime.routes.providers[self.provider]
+    }
+
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
@@ -125,9 +130,7 @@ impl Attempt {
                     metrics
                         .completion_tokens
                         .increment(u.completion_tokens as u64);
-                    let cost = (u.prompt_tokens * provider.pricing.input_per_1m
-                        + u.completion_tokens * provider.pricing.output_per_1m)
-                        / 1e6;
+                    let cost = crate::trace::cost(&provider.pricing, &u);
                     actual.extend([
                         (Metric::Tokens, u.total()),
                         (Metric::PromptTokens, u.prompt_tokens),

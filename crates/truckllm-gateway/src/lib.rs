@@ -26,6 +26,7 @@
 //! (streams chunk by chunk) while `attempt` hands the real usage to `recorder`, which writes it
 //! coalesced with other requests' (the second round trip, shared).
 
+pub mod alerts;
 pub mod app;
 pub mod attempt;
 pub mod balancer;
@@ -40,6 +41,7 @@ pub mod recorder;
 pub mod routing;
 pub mod snapshot;
 pub mod state;
+pub mod trace;
 pub mod usage;
 
 pub use error::ApiError;

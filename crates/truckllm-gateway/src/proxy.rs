@@ -29,6 +29,8 @@ use crate::error::ApiError;
 use crate::routing::{Key, Target};
 use crate::snapshot::WINDOW;
 use crate::state::{Gateway, Runtime};
+use crate::trace::{self, Trace};
+use truckllm_logging::{AuditCategory, AuditRecord};
 use crate::usage::{self, SseScanner, Usage};
 
 /// Largest request body accepted.
@@ -45,6 +47,13 @@ enum Endpoint {
 }
 
 impl Endpoint {
+    fn name(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+
     fn url(self, provider: &crate::routing::Provider) -> &reqwest::Url {
         match self {
             Endpoint::Chat => &provider.chat_url,
@@ -58,7 +67,7 @@ pub async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    respond(proxy(gw, headers, body, Endpoint::Chat).await)
+    handle(gw, headers, body, Endpoint::Chat).await
 }
 
 pub async fn embeddings(
@@ -66,14 +75,46 @@ pub async fn embeddings(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    respond(proxy(gw, headers, body, Endpoint::Embeddings).await)
+    handle(gw, headers, body, Endpoint::Embeddings).await
+}
+
+/// Runs one proxied request with its trace, and answers with its request id.
+async fn handle(gw: Arc<Gateway>, headers: HeaderMap, body: Body, endpoint: Endpoint) -> Response {
+    let request_id = trace::request_id(&headers);
+    let mut trace = Trace::start(&gw.logger, endpoint.name(), &request_id);
+    let result = proxy(Arc::clone(&gw), headers, body, endpoint, &mut trace).await;
+    if let Err(e) = &result {
+        trace.error(e.code);
+        audit_denial(&gw, e, endpoint.name());
+    }
+    let mut response = respond(result);
+    trace.status(response.status().as_u16());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(trace::REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// 401 and 403 leave an audit record (who, if known, and what was refused; never the key).
+fn audit_denial(gw: &Gateway, e: &ApiError, target: &str) {
+    if e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::FORBIDDEN {
+        gw.logger.emit(
+            AuditRecord::new(AuditCategory::Access, "access.denied", "client", "denied")
+                .target(target)
+                .status(e.status.as_u16())
+                .message(e.message.clone()),
+        );
+    }
 }
 
 pub async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let rt = gw.runtime();
     let client = match rt.clients.authenticate(authorization(&headers)) {
         Ok(client) => client,
-        Err(e) => return respond(Err(e)),
+        Err(e) => {
+            audit_denial(&gw, &e, "models");
+            return respond(Err(e));
+        }
     };
     let data: Vec<Value> = rt
         .routes
@@ -114,13 +155,22 @@ async fn proxy(
     headers: HeaderMap,
     body: Body,
     endpoint: Endpoint,
+    trace: &mut Trace,
 ) -> Result<Response, ApiError> {
     let rt = gw.runtime();
     let client = rt.clients.authenticate(authorization(&headers))?;
+    trace.client(&client.id);
     let mut request = parse(&headers, body, endpoint, rt.policy.default_max_tokens).await?;
+    trace.model(&request.model, request.stream);
     let targets = rt.routes.resolve(&request.model, client)?;
-    let client_hold = reserve_client(&gw, client, request.estimate).await?;
-    attempt_all(gw, rt, &targets, &mut request, endpoint, client_hold).await
+    let client_hold = match reserve_client(&gw, client, request.estimate).await {
+        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+            trace.rate_limited();
+            return Err(e);
+        }
+        other => other?,
+    };
+    attempt_all(gw, rt, &targets, &mut request, endpoint, client_hold, trace).await
 }
 
 async fn parse(
@@ -329,6 +379,7 @@ async fn attempt_all(
     request: &mut Request,
     endpoint: Endpoint,
     mut client_hold: Option<truckllm_store::Reservation>,
+    trace: &mut Trace,
 ) -> Result<Response, ApiError> {
     let policy = &rt.policy;
     let deadline = Instant::now() + Duration::from_secs_f64(policy.retry.deadline_secs);
@@ -359,12 +410,14 @@ async fn attempt_all(
             let reservation = match reserve(&gw, &key.store_key, checks).await? {
                 ReserveOutcome::Granted(r) => r,
                 ReserveOutcome::Denied(d) => {
+                    trace.rate_limited();
                     rt.key_metrics[target.provider][k].rate_limited.increment(1);
                     limited = Some(limited.map_or(d.retry_after, |w| w.min(d.retry_after)));
                     continue;
                 }
             };
             attempts += 1;
+            trace.attempt(&provider.id, &key.id, &target.model, attempts);
             if attempts > 1 {
                 rt.provider_metrics[target.provider].retries.increment(1);
             }
@@ -399,6 +452,9 @@ async fn attempt_all(
                     } else {
                         None
                     });
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        trace.rate_limited();
+                    }
                     failure = Some(Failure {
                         error: if status == StatusCode::TOO_MANY_REQUESTS {
                             let wait = retry_after.unwrap_or(Duration::from_secs(1));
@@ -419,21 +475,24 @@ async fn attempt_all(
                     });
                 }
                 Sent::ClientError(response) => {
+                    trace.error("upstream_rejected");
                     let passed = pass_through(response, &provider.id, &key.id).await;
                     attempt.settle(Outcome::ClientError);
                     return Ok(passed);
                 }
                 Sent::Success(response) => {
                     return Ok(if request.stream {
+                        trace.status(response.status().as_u16());
                         stream_back(
                             response,
                             attempt,
                             request.strip_usage,
                             &provider.id,
                             &key.id,
+                            trace.take(),
                         )
                     } else {
-                        complete(response, attempt, &provider.id, &key.id).await
+                        complete(response, attempt, provider, &key.id, trace).await
                     });
                 }
             }
@@ -545,22 +604,26 @@ async fn pass_through(response: reqwest::Response, provider: &str, key: &str) ->
 async fn complete(
     response: reqwest::Response,
     attempt: Attempt,
-    provider: &str,
+    provider: &crate::routing::Provider,
     key: &str,
+    trace: &mut Trace,
 ) -> Response {
-    let builder = response_headers(Response::builder(), &response, provider, key);
+    let builder = response_headers(Response::builder(), &response, &provider.id, key);
     match read_body(response).await {
         Ok(bytes) => {
-            attempt.settle(Outcome::Success(usage::from_body(&bytes)));
+            let usage = usage::from_body(&bytes);
+            trace.usage(usage.as_ref(), &provider.pricing);
+            attempt.settle(Outcome::Success(usage));
             builder
                 .body(Body::from(bytes))
                 .unwrap_or_else(|_| ApiError::internal("bad upstream headers").into_response())
         }
         Err(e) => {
             attempt.settle(Outcome::UpstreamFailure);
+            trace.error("upstream_broke_off");
             ApiError::upstream(
                 StatusCode::BAD_GATEWAY,
-                format!("provider `{provider}` broke off: {e}"),
+                format!("provider `{}` broke off: {e}", provider.id),
             )
             .into_response()
         }
@@ -573,10 +636,12 @@ fn stream_back(
     strip_usage: bool,
     provider: &str,
     key: &str,
+    trace: Trace,
 ) -> Response {
     let builder = response_headers(Response::builder(), &response, provider, key)
         .header(header::CACHE_CONTROL, "no-cache");
     let metered = Metered {
+        trace,
         inner: Box::pin(response.bytes_stream()),
         scanner: SseScanner::default(),
         strip_usage,
@@ -593,12 +658,25 @@ fn stream_back(
 /// (and dropping it if the client did not ask for it); settles usage when the stream ends, or
 /// as abandoned if the client goes away first.
 struct Metered {
+    trace: Trace,
     inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     scanner: SseScanner,
     strip_usage: bool,
     usage: Option<Usage>,
     attempt: Option<Attempt>,
     done: bool,
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Some(attempt) = &self.attempt {
+                let pricing = &attempt.provider_config().pricing;
+                self.trace.usage(self.usage.as_ref(), pricing);
+            }
+            self.trace.error("client_disconnected");
+        }
+    }
 }
 
 impl Stream for Metered {
@@ -623,11 +701,13 @@ impl Stream for Metered {
                         }
                     }
                     if !out.is_empty() {
+                        this.trace.first_byte();
                         return Poll::Ready(Some(Ok(out.freeze())));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     this.done = true;
+                    this.trace.error("stream_broken");
                     if let Some(attempt) = this.attempt.take() {
                         attempt.settle(Outcome::UpstreamFailure);
                     }
@@ -638,6 +718,8 @@ impl Stream for Metered {
                 Poll::Ready(None) => {
                     this.done = true;
                     if let Some(attempt) = this.attempt.take() {
+                        let pricing = &attempt.provider_config().pricing;
+                        this.trace.usage(this.usage.as_ref(), pricing);
                         attempt.settle(Outcome::Success(this.usage));
                     }
                     return Poll::Ready(this.scanner.finish().map(Ok));

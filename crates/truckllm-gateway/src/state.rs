@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::task::TaskTracker;
 use truckllm_config::schema::PolicyConfig;
 use truckllm_config::{Config, LiveConfig};
+use truckllm_logging::Logger;
 use truckllm_store::{Clock, RuntimeStore, SystemClock};
 
 use crate::clients::Clients;
@@ -100,6 +101,8 @@ pub struct Gateway {
     pub settlements: TaskTracker,
     /// Coalesced usage writes; flushed on shutdown so no usage is lost.
     pub usage: UsageRecorder,
+    /// Request and audit records to the configured log sinks.
+    pub logger: Logger,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -117,6 +120,7 @@ impl Gateway {
         store: Arc<dyn RuntimeStore>,
         upstream: &UpstreamOptions,
         prometheus: Option<PrometheusHandle>,
+        logger: Logger,
     ) -> Result<Arc<Self>, String> {
         let running = live.current();
         let runtime = Runtime::build(running.version, &running.resolved)?;
@@ -137,6 +141,7 @@ impl Gateway {
             settlements: TaskTracker::new(),
             usage: UsageRecorder::start(Arc::clone(&store)),
             store,
+            logger,
         }))
     }
 

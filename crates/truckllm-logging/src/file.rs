@@ -278,7 +278,9 @@ fn parse_stamp(stamp: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339(&format!("{date}T{}", time.replace('-', ":"))).ok()
 }
 
-/// Request records to `path`, audit records to `audit_path`.
+/// Request records to `path`, audit records to `audit_path`. Each file is opened when its
+/// first record comes (a storage server, which writes only audit records, leaves no empty
+/// request log); their directories are created up front, so a bad path fails at start.
 pub struct FileSink {
     name: String,
     files: Arc<Mutex<Files>>,
@@ -287,8 +289,29 @@ pub struct FileSink {
 }
 
 struct Files {
-    requests: RotatingFile,
-    audit: RotatingFile,
+    requests: LazyFile,
+    audit: LazyFile,
+}
+
+/// A rotating file opened on first use.
+struct LazyFile {
+    path: PathBuf,
+    rotation: Rotation,
+    now: Now,
+    open: Option<RotatingFile>,
+}
+
+impl LazyFile {
+    fn get(&mut self) -> std::io::Result<&mut RotatingFile> {
+        match &mut self.open {
+            Some(file) => Ok(file),
+            slot @ None => Ok(slot.insert(RotatingFile::open(
+                &self.path,
+                self.rotation,
+                Arc::clone(&self.now),
+            )?)),
+        }
+    }
 }
 
 impl FileSink {
@@ -299,15 +322,24 @@ impl FileSink {
             Some(p) => PathBuf::from(p),
             None => path.with_file_name("audit.jsonl"),
         };
-        let open = |p: &Path| {
-            RotatingFile::open(p, rotation, Arc::clone(&now))
-                .map_err(|e| SinkError::io(format!("cannot open log file {}", p.display()), e))
+        for p in [&path, &audit_path] {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    SinkError::io(format!("cannot create log directory {}", dir.display()), e)
+                })?;
+            }
+        }
+        let lazy = |path: PathBuf| LazyFile {
+            path,
+            rotation,
+            now: Arc::clone(&now),
+            open: None,
         };
         Ok(Self {
             name: format!("file:{}", path.display()),
             files: Arc::new(Mutex::new(Files {
-                requests: open(&path)?,
-                audit: open(&audit_path)?,
+                requests: lazy(path),
+                audit: lazy(audit_path),
             })),
             fsync: config.fsync,
             check_every: (rotation.max_age / 4)
@@ -364,6 +396,7 @@ impl LogSink for FileSink {
                 if lines.is_empty() {
                     continue;
                 }
+                let file = file.get()?;
                 file.append(&lines)?;
                 if fsync {
                     file.sync()?;
@@ -380,16 +413,24 @@ impl LogSink for FileSink {
 
     async fn tick(&mut self, _stop: &CancellationToken) -> Result<(), SinkError> {
         self.with_files(|files| {
-            files.requests.rotate_if_old()?;
-            files.audit.rotate_if_old()
+            for file in [&mut files.requests, &mut files.audit] {
+                if let Some(open) = &mut file.open {
+                    open.rotate_if_old()?;
+                }
+            }
+            Ok(())
         })
         .await
     }
 
     async fn close(&mut self) -> Result<(), SinkError> {
         self.with_files(|files| {
-            files.requests.sync()?;
-            files.audit.sync()
+            for file in [&files.requests, &files.audit] {
+                if let Some(open) = &file.open {
+                    open.sync()?;
+                }
+            }
+            Ok(())
         })
         .await
     }

@@ -9,8 +9,7 @@
 //! [`RequestClock`].
 
 use std::collections::HashMap;
-use std::io::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -22,7 +21,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use truckllm_config::schema::{FileSinkConfig, LogSinkConfig};
 use truckllm_config::{Config, ConfigError, ConfigStore, SaveMeta};
+use truckllm_logging::{AuditCategory, AuditRecord, Logger};
 use truckllm_store::{
     Clock, Increment, RequestClock, ReserveOutcome, ReserveRequest, RuntimeStore, Series,
     StoreError, SystemClock,
@@ -39,42 +40,55 @@ pub struct ServerState {
     pub audit: Audit,
 }
 
-/// Audit records: JSON lines to a file (if given) and `tracing` events at target
-/// `truckllm::audit`. Tokens appear by name only.
-#[derive(Default)]
+/// Audit records of the storage server: every write and every denied request, sent to the
+/// logging store's sinks (and to `tracing` at target `truckllm::audit`). Tokens appear by
+/// name only.
+#[derive(Debug, Default, Clone)]
 pub struct Audit {
-    file: Option<Mutex<std::fs::File>>,
+    logger: Logger,
 }
 
 impl Audit {
-    pub fn to_file(path: &std::path::Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(Self {
-            file: Some(Mutex::new(file)),
-        })
+    pub fn new(logger: Logger) -> Self {
+        Self { logger }
+    }
+
+    /// Audit records as JSON lines in `path` (a file sink with no request log). Needs a Tokio
+    /// runtime: the sink runs as a task.
+    pub fn to_file(path: &std::path::Path) -> Result<Self, truckllm_logging::SinkError> {
+        let sink = FileSinkConfig {
+            audit_path: Some(path.display().to_string()),
+            ..FileSinkConfig::at(path.with_extension("requests.jsonl").display().to_string())
+        };
+        truckllm_logging::start(&[LogSinkConfig::File(sink)]).map(Self::new)
+    }
+
+    /// Waits until every record so far has reached its sinks.
+    pub async fn flush(&self) {
+        self.logger.flush().await;
+    }
+
+    /// Delivers what is queued and stops the sinks.
+    pub async fn shutdown(&self) {
+        self.logger.shutdown(Duration::from_secs(5)).await;
     }
 
     fn record(&self, who: &str, action: &str, target: &str, status: StatusCode) {
-        let outcome = if status.is_success() {
-            "ok"
-        } else {
-            "denied_or_failed"
+        let (category, outcome) = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (AuditCategory::Access, "denied"),
+            s if s.is_success() => (AuditCategory::Storage, "ok"),
+            _ => (AuditCategory::Storage, "failed"),
         };
-        tracing::info!(target: "truckllm::audit", who, action, target, status = status.as_u16(), outcome);
-        if let Some(file) = &self.file {
-            let line = json!({
-                "schema": "truckllm.audit/v1",
-                "time_ms": SystemClock.now_ms(),
-                "who": who, "action": action, "target": target,
-                "status": status.as_u16(), "outcome": outcome,
-            });
-            if let Ok(mut f) = file.lock() {
-                let _ = writeln!(f, "{line}");
-            }
-        }
+        let category = if action.starts_with("config.") && category == AuditCategory::Storage {
+            AuditCategory::Config
+        } else {
+            category
+        };
+        self.logger.emit(
+            AuditRecord::new(category, action, who, outcome)
+                .target(target)
+                .status(status.as_u16()),
+        );
     }
 }
 

@@ -15,6 +15,7 @@ struct Server {
     base: String,
     store: Arc<dyn RuntimeStore>,
     audit_path: std::path::PathBuf,
+    audit: Audit,
     _dir: tempfile::TempDir,
 }
 
@@ -24,11 +25,12 @@ async fn start(tls: bool) -> Server {
     let audit_path = dir.path().join("audit.jsonl");
     let store: Arc<dyn RuntimeStore> = Arc::new(MemoryStore::new());
     let env: HashMap<String, String> = HashMap::new();
+    let audit = Audit::to_file(&audit_path).expect("audit");
     let state = Arc::new(ServerState {
         store: Arc::clone(&store),
         config: None,
         tokens: Tokens::parse(TOKENS, &env).expect("tokens"),
-        audit: Audit::to_file(&audit_path).expect("audit"),
+        audit: audit.clone(),
     });
     let tls_config = tls.then(|| {
         truckllm_testkit::make_certificates(dir.path());
@@ -56,6 +58,7 @@ async fn start(tls: bool) -> Server {
         base,
         store,
         audit_path,
+        audit,
         _dir: dir,
     }
 }
@@ -161,6 +164,7 @@ async fn tokens_scopes_and_providers_are_enforced_and_audited() {
         "the dashboard sees only openai: {listed}"
     );
 
+    s.audit.flush().await;
     let audit = std::fs::read_to_string(&s.audit_path).expect("audit");
     let records: Vec<Value> = audit
         .lines()
@@ -169,15 +173,18 @@ async fn tokens_scopes_and_providers_are_enforced_and_audited() {
     assert!(
         records
             .iter()
-            .any(|r| r["who"] == "-" && r["status"] == 401),
+            .any(|r| r["actor"] == "-" && r["status"] == 401 && r["category"] == "access"),
         "unknown callers are audited"
     );
-    assert!(records.iter().any(|r| r["who"] == "dashboard"
+    assert!(records.iter().any(|r| r["actor"] == "dashboard"
         && r["status"] == 403
+        && r["outcome"] == "denied"
         && r["action"] == "usage.increment"));
     assert!(
-        records.iter().any(|r| r["who"] == "gateway"
+        records.iter().any(|r| r["actor"] == "gateway"
             && r["status"] == 200
+            && r["category"] == "storage"
+            && r["schema"] == "truckllm.audit/v1"
             && r["action"] == "usage.increment")
     );
     assert!(

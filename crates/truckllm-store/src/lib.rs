@@ -34,7 +34,7 @@ pub use error::StoreError;
 pub use instrumented::InstrumentedStore;
 pub use memory::MemoryStore;
 pub use redis::{RedisOptions, RedisStore};
-pub use resilient::{OutageLimits, ResilientOptions, ResilientStore};
+pub use resilient::{OutageLimits, ResilientOptions, ResilientStore, StorageEvent};
 pub use series::{Metric, ProviderKey, Series};
 pub use store::{
     ConnectionStats, Denial, Increment, LimitCheck, ListedSeries, Reservation, ReserveOutcome,

@@ -109,6 +109,26 @@ struct Shared<S> {
     degraded_gauge: metrics::Gauge,
     degraded_seconds: metrics::Counter,
     replayed: metrics::Counter,
+    /// Increments replayed since the outage began.
+    replayed_in_outage: AtomicU64,
+    events: tokio::sync::broadcast::Sender<StorageEvent>,
+}
+
+/// A change of the wrapper's state, for alerting.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageEvent {
+    /// The backend failed; calls are served from memory.
+    Degraded {
+        backend: &'static str,
+        operation: String,
+        reason: String,
+    },
+    /// The backend answers again and the journal has been replayed.
+    Recovered {
+        backend: &'static str,
+        outage_seconds: f64,
+        replayed_increments: u64,
+    },
 }
 
 /// Serves from memory while the inner store fails; replays exactly once when it is back.
@@ -134,9 +154,16 @@ impl<S: RuntimeStore + 'static> ResilientStore<S> {
                 degraded_gauge: metrics::gauge!("truckllm_storage_degraded", "backend" => backend),
                 degraded_seconds: metrics::counter!("truckllm_storage_degraded_seconds_total", "backend" => backend),
                 replayed: metrics::counter!("truckllm_storage_replayed_increments_total", "backend" => backend),
+                replayed_in_outage: AtomicU64::new(0),
+                events: tokio::sync::broadcast::channel(64).0,
                 inner,
             }),
         }
+    }
+
+    /// Degraded and recovered events from now on (the alerts of the logging store).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StorageEvent> {
+        self.shared.events.subscribe()
     }
 
     /// True while calls are served from memory.
@@ -180,7 +207,13 @@ impl<S: RuntimeStore + 'static> ResilientStore<S> {
         if !shared.degraded.swap(true, Ordering::SeqCst) {
             *shared.since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             shared.degraded_gauge.set(1.0);
+            shared.replayed_in_outage.store(0, Ordering::SeqCst);
             tracing::error!(target: "truckllm::alert", backend = shared.inner.backend(), operation, reason, "storage degraded: serving from memory and journaling deltas");
+            let _ = shared.events.send(StorageEvent::Degraded {
+                backend: shared.inner.backend(),
+                operation: operation.to_owned(),
+                reason: reason.to_owned(),
+            });
         }
         if !shared.probing.swap(true, Ordering::SeqCst) {
             tokio::spawn(probe_and_replay(Arc::clone(shared)));
@@ -338,6 +371,9 @@ async fn replay<S: RuntimeStore>(shared: &Shared<S>) -> bool {
                 match tokio::time::timeout(shared.options.call_timeout, call).await {
                     Ok(Ok(_)) => {
                         shared.replayed.increment(increments.len() as u64);
+                        shared
+                            .replayed_in_outage
+                            .fetch_add(increments.len() as u64, Ordering::SeqCst);
                         let mut journal = shared.lock_journal();
                         if journal
                             .batches
@@ -391,6 +427,11 @@ fn recovered<S: RuntimeStore>(shared: &Shared<S>) {
     shared.degraded_seconds.increment(seconds.ceil() as u64);
     shared.degraded_gauge.set(0.0);
     tracing::warn!(target: "truckllm::alert", backend = shared.inner.backend(), outage_seconds = seconds, "storage recovered: journal replayed");
+    let _ = shared.events.send(StorageEvent::Recovered {
+        backend: shared.inner.backend(),
+        outage_seconds: seconds,
+        replayed_increments: shared.replayed_in_outage.load(Ordering::SeqCst),
+    });
 }
 
 #[deny(clippy::missing_trait_methods)]

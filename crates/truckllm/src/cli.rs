@@ -155,6 +155,10 @@ pub struct StorageServerArgs {
     /// Append audit records (JSON lines) to this file.
     #[arg(long)]
     pub audit_log: Option<std::path::PathBuf>,
+    /// Send audit records to the log sinks of this config file's `storage.logging` (file,
+    /// webhook; the Pushgateway sink takes request records only).
+    #[arg(long)]
+    pub log_config: Option<std::path::PathBuf>,
     /// TTL of the usage counters, in seconds (the seed's 60 by default).
     #[arg(long, default_value_t = 60)]
     pub counter_ttl: u64,

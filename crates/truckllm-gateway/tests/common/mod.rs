@@ -102,7 +102,9 @@ impl TestGateway {
                 (Arc::new(store), Some(server))
             }
         };
-        let gateway = Gateway::new(live, Arc::clone(&store), &UpstreamOptions::default(), None)
+        let logger =
+            truckllm_logging::start(&live.current().resolved.storage.logging).expect("log sinks");
+        let gateway = Gateway::new(live, Arc::clone(&store), &UpstreamOptions::default(), None, logger)
             .expect("gateway");
         let listener = TcpListener::bind("127.0.0.1:0")
             .await

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use truckllm_config::schema::OutageLimitsConfig;
 use truckllm_config::{FileConfigStore, FileStoreOptions, LiveConfig, MasterKey, ProcessEnv};
+use truckllm_gateway::alerts::{forward, reload_record, storage_record};
 use truckllm_gateway::bootstrap::{demo_config, runtime_store_url};
 use truckllm_gateway::mock::{MockOptions, MockUpstream};
 use truckllm_gateway::{Gateway, UpstreamOptions};
@@ -82,6 +83,9 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
             .as_ref()
             .map(|k| k.expose().to_owned());
     }
+    let logger = truckllm_logging::start(&running.resolved.storage.logging)
+        .context("cannot start the log sinks (storage.logging)")?;
+    forward(live.subscribe(), logger.clone(), reload_record);
     let inner = open_url(&store_args, &url).await?;
     let instrumented: Arc<dyn RuntimeStore> = Arc::new(InstrumentedStore::new(inner));
     let store: Arc<dyn RuntimeStore> = if url == "memory:" {
@@ -99,17 +103,16 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
             limits,
             ..ResilientOptions::default()
         };
-        Arc::new(ResilientStore::new(
-            instrumented,
-            StoreOptions::default(),
-            options,
-        ))
+        let resilient = ResilientStore::new(instrumented, StoreOptions::default(), options);
+        forward(resilient.subscribe(), logger.clone(), storage_record);
+        Arc::new(resilient)
     };
     let gateway = Gateway::new(
         Arc::clone(&live),
         Arc::clone(&store),
         &UpstreamOptions::default(),
         Some(prometheus),
+        logger,
     )
     .map_err(anyhow::Error::msg)?;
     let _refresh = gateway.spawn_snapshot_refresh(Duration::from_secs(1));

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use tokio::net::TcpListener;
-use truckllm_config::{ConfigStore, FileConfigStore, FileStoreOptions, MasterKey, ProcessEnv};
+use truckllm_config::schema::{FileSinkConfig, LogSinkConfig};
+use truckllm_config::{
+    ConfigStore, FileConfigStore, FileStoreOptions, MasterKey, ProcessEnv, load_str,
+};
 use truckllm_storage_http::server::{ServerState, router, serve, tls_config};
 use truckllm_storage_http::{Audit, Tokens};
 use truckllm_store::{
@@ -59,16 +62,14 @@ pub async fn run(store_args: &StoreArgs, args: &StorageServerArgs) -> Result<Exi
         };
         Arc::new(FileConfigStore::new(path, options)) as Arc<dyn ConfigStore>
     });
-    let audit = match &args.audit_log {
-        Some(path) => Audit::to_file(path)
-            .with_context(|| format!("cannot open audit log {}", path.display()))?,
-        None => Audit::default(),
-    };
+    let audit = Audit::new(
+        truckllm_logging::start(&log_sinks(args)?).context("cannot start the audit log sinks")?,
+    );
     let state = Arc::new(ServerState {
         store: Arc::clone(&store),
         config,
         tokens,
-        audit,
+        audit: audit.clone(),
     });
     let listener = TcpListener::bind(args.listen)
         .await
@@ -89,5 +90,26 @@ pub async fn run(store_args: &StoreArgs, args: &StorageServerArgs) -> Result<Exi
         super::serve::shutdown_signal(),
     )
     .await?;
+    audit.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The sinks of `--log-config`'s `storage.logging`, plus `--audit-log` as a file sink.
+fn log_sinks(args: &StorageServerArgs) -> Result<Vec<LogSinkConfig>> {
+    let mut sinks = Vec::new();
+    if let Some(path) = &args.log_config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let master_key = MasterKey::from_env()?;
+        let loaded = load_str(&text, &ProcessEnv, master_key.as_ref())
+            .with_context(|| format!("invalid config {}", path.display()))?;
+        sinks.extend(loaded.resolved.storage.logging);
+    }
+    if let Some(path) = &args.audit_log {
+        sinks.push(LogSinkConfig::File(FileSinkConfig {
+            audit_path: Some(path.display().to_string()),
+            ..FileSinkConfig::at(path.with_extension("requests.jsonl").display().to_string())
+        }));
+    }
+    Ok(sinks)
 }

@@ -1,0 +1,179 @@
+//! One request's log record ([`RequestRecord`]), filled in along the request path and emitted
+//! exactly once when the request ends: when the handler returns, or, for a stream, when the
+//! stream ends or the client goes away (the trace travels with the stream and is emitted on
+//! drop). With no log sink configured nothing is built.
+//!
+//! Also the request id: the client's `x-request-id` if it is a sane token, else a new one; it
+//! is sent back in `x-request-id` and names the record.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use axum::http::HeaderMap;
+use truckllm_config::schema::Pricing;
+use truckllm_logging::{Logger, RequestRecord};
+
+use crate::usage::Usage;
+
+/// The request id header, read from clients and set on every answer.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+static PROCESS_PREFIX: LazyLock<u64> =
+    LazyLock::new(|| std::collections::hash_map::RandomState::new().build_hasher().finish());
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// The client's request id if it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    let given = headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=128).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        });
+    match given {
+        Some(id) => id.to_owned(),
+        None => format!(
+            "req-{:016x}{:08x}",
+            *PROCESS_PREFIX,
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        ),
+    }
+}
+
+/// The cost of `usage` at `pricing` (per million tokens).
+pub fn cost(pricing: &Pricing, usage: &Usage) -> f64 {
+    (usage.prompt_tokens * pricing.input_per_1m + usage.completion_tokens * pricing.output_per_1m)
+        / 1e6
+}
+
+/// A request's record in the making.
+pub struct Trace {
+    logger: Logger,
+    started: Instant,
+    record: Option<Box<RequestRecord>>,
+}
+
+impl Trace {
+    /// Starts the record of a request to `endpoint` (`chat`, `embeddings`).
+    pub fn start(logger: &Logger, endpoint: &str, request_id: &str) -> Self {
+        let record = logger.is_enabled().then(|| {
+            Box::new(RequestRecord::new(
+                SystemTime::now(),
+                request_id.to_owned(),
+                endpoint,
+            ))
+        });
+        Self {
+            logger: logger.clone(),
+            started: Instant::now(),
+            record,
+        }
+    }
+
+    /// Moves the record out (to travel with a stream), leaving a trace that emits nothing.
+    pub fn take(&mut self) -> Trace {
+        Trace {
+            logger: self.logger.clone(),
+            started: self.started,
+            record: self.record.take(),
+        }
+    }
+
+    fn with(&mut self, fill: impl FnOnce(&mut RequestRecord)) {
+        if let Some(record) = self.record.as_deref_mut() {
+            fill(record);
+        }
+    }
+
+    pub fn client(&mut self, id: &str) {
+        self.with(|r| r.client = Some(id.to_owned()));
+    }
+
+    pub fn model(&mut self, model: &str, stream: bool) {
+        self.with(|r| {
+            r.model = model.to_owned();
+            r.stream = stream;
+        });
+    }
+
+    /// An attempt on `provider`/`key` for `upstream_model`; `attempts` counts it.
+    pub fn attempt(&mut self, provider: &str, key: &str, upstream_model: &str, attempts: u32) {
+        self.with(|r| {
+            r.provider = Some(provider.to_owned());
+            r.key = Some(key.to_owned());
+            r.upstream_model = Some(upstream_model.to_owned());
+            r.retries = attempts.saturating_sub(1);
+        });
+    }
+
+    pub fn rate_limited(&mut self) {
+        self.with(|r| r.rate_limited = true);
+    }
+
+    pub fn usage(&mut self, usage: Option<&Usage>, pricing: &Pricing) {
+        if let Some(usage) = usage {
+            let cost = cost(pricing, usage);
+            self.with(|r| {
+                r.prompt_tokens = usage.prompt_tokens.max(0.0) as u64;
+                r.completion_tokens = usage.completion_tokens.max(0.0) as u64;
+                r.cost = cost;
+            });
+        }
+    }
+
+    /// The first byte went back to the client (streams).
+    pub fn first_byte(&mut self) {
+        let elapsed = self.started.elapsed();
+        self.with(|r| {
+            if r.ttfb_ms.is_none() {
+                r.ttfb_ms = Some(elapsed.as_secs_f64() * 1000.0);
+            }
+        });
+    }
+
+    pub fn status(&mut self, status: u16) {
+        self.with(|r| r.status = status);
+    }
+
+    pub fn error(&mut self, kind: &str) {
+        self.with(|r| {
+            if r.error.is_none() {
+                r.error = Some(kind.to_owned());
+            }
+        });
+    }
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        if let Some(mut record) = self.record.take() {
+            record.latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+            self.logger.emit(*record);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn a_sane_client_request_id_is_kept_and_anything_else_replaced() {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("abc-123.x:y_z"));
+        assert_eq!(request_id(&headers), "abc-123.x:y_z");
+        for bad in ["has space", "quote\"", ""] {
+            headers.insert(REQUEST_ID_HEADER, HeaderValue::from_str(bad).expect("header"));
+            assert!(request_id(&headers).starts_with("req-"), "{bad:?}");
+        }
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_str(&"a".repeat(129)).expect("header"));
+        assert!(request_id(&headers).starts_with("req-"));
+        let (a, b) = (request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+        assert_ne!(a, b, "generated ids are unique");
+    }
+}
