@@ -14,9 +14,14 @@ pub fn reload_record(event: &ReloadEvent) -> AuditRecord {
             trigger,
             old_version,
             new_version,
-        } => AuditRecord::new(AuditCategory::Config, "config.applied", trigger.clone(), "ok")
-            .target("config")
-            .versions(Some(*old_version), Some(*new_version)),
+        } => AuditRecord::new(
+            AuditCategory::Config,
+            "config.applied",
+            trigger.clone(),
+            "ok",
+        )
+        .target("config")
+        .versions(Some(*old_version), Some(*new_version)),
         ReloadEvent::Rejected {
             trigger,
             kept_version,
@@ -67,11 +72,13 @@ pub fn forward<E: Clone + Send + 'static>(
         loop {
             match events.recv().await {
                 Ok(event) => logger.emit(to_record(&event)),
-                Err(broadcast::error::RecvError::Lagged(missed)) => logger.emit(AuditRecord::alert(
-                    "log.events_missed",
-                    Severity::Warning,
-                    format!("{missed} storage-layer events were missed"),
-                )),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    logger.emit(AuditRecord::alert(
+                        "log.events_missed",
+                        Severity::Warning,
+                        format!("{missed} storage-layer events were missed"),
+                    ))
+                }
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }

@@ -92,8 +92,8 @@ async fn reload(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response 
         .unwrap_or("");
     if !bool::from(presented.as_bytes().ct_eq(admin_key.expose().as_bytes())) {
         gw.logger.emit(
-            AuditRecord::new(AuditCategory::Access, "access.denied", "admin", "denied")
-                .target("admin/config/reload")
+            AuditRecord::new(AuditCategory::Access, "config.reload", "admin", "denied")
+                .target("config")
                 .status(401),
         );
         return ApiError::unauthorized("invalid admin key").into_response();
@@ -110,8 +110,11 @@ async fn reload(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response 
     match result {
         Ok(outcome) => {
             let new_version = gw.runtime().version;
-            gw.logger
-                .emit(audit.status(200).versions(Some(old_version), Some(new_version)));
+            gw.logger.emit(
+                audit
+                    .status(200)
+                    .versions(Some(old_version), Some(new_version)),
+            );
             axum::Json(json!({"outcome": format!("{outcome:?}"), "version": new_version}))
                 .into_response()
         }

@@ -30,8 +30,8 @@ use crate::routing::{Key, Target};
 use crate::snapshot::WINDOW;
 use crate::state::{Gateway, Runtime};
 use crate::trace::{self, Trace};
-use truckllm_logging::{AuditCategory, AuditRecord};
 use crate::usage::{self, SseScanner, Usage};
+use truckllm_logging::{AuditCategory, AuditRecord};
 
 /// Largest request body accepted.
 pub const MAX_REQUEST_BYTES: usize = 8 << 20;
@@ -90,17 +90,19 @@ async fn handle(gw: Arc<Gateway>, headers: HeaderMap, body: Body, endpoint: Endp
     let mut response = respond(result);
     trace.status(response.status().as_u16());
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(trace::REQUEST_ID_HEADER, value);
+        response
+            .headers_mut()
+            .insert(trace::REQUEST_ID_HEADER, value);
     }
     response
 }
 
-/// 401 and 403 leave an audit record (who, if known, and what was refused; never the key).
-fn audit_denial(gw: &Gateway, e: &ApiError, target: &str) {
+/// 401 and 403 leave an audit record of category `access`: the action refused (`chat`,
+/// `embeddings`, `models`), the status and why; never the key.
+fn audit_denial(gw: &Gateway, e: &ApiError, action: &str) {
     if e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::FORBIDDEN {
         gw.logger.emit(
-            AuditRecord::new(AuditCategory::Access, "access.denied", "client", "denied")
-                .target(target)
+            AuditRecord::new(AuditCategory::Access, action, "client", "denied")
                 .status(e.status.as_u16())
                 .message(e.message.clone()),
         );

@@ -133,6 +133,12 @@ impl Gateway {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+        // Config versions applied or rejected become audit records and alerts.
+        crate::alerts::forward(
+            live.subscribe(),
+            logger.clone(),
+            crate::alerts::reload_record,
+        );
         Ok(Arc::new(Self {
             live,
             runtime: ArcSwap::from_pointee(runtime),

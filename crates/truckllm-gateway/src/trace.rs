@@ -20,8 +20,11 @@ use crate::usage::Usage;
 /// The request id header, read from clients and set on every answer.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-static PROCESS_PREFIX: LazyLock<u64> =
-    LazyLock::new(|| std::collections::hash_map::RandomState::new().build_hasher().finish());
+static PROCESS_PREFIX: LazyLock<u64> = LazyLock::new(|| {
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+});
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// The client's request id if it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new one.
@@ -168,10 +171,16 @@ mod tests {
         headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("abc-123.x:y_z"));
         assert_eq!(request_id(&headers), "abc-123.x:y_z");
         for bad in ["has space", "quote\"", ""] {
-            headers.insert(REQUEST_ID_HEADER, HeaderValue::from_str(bad).expect("header"));
+            headers.insert(
+                REQUEST_ID_HEADER,
+                HeaderValue::from_str(bad).expect("header"),
+            );
             assert!(request_id(&headers).starts_with("req-"), "{bad:?}");
         }
-        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_str(&"a".repeat(129)).expect("header"));
+        headers.insert(
+            REQUEST_ID_HEADER,
+            HeaderValue::from_str(&"a".repeat(129)).expect("header"),
+        );
         assert!(request_id(&headers).starts_with("req-"));
         let (a, b) = (request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
         assert_ne!(a, b, "generated ids are unique");

@@ -180,13 +180,11 @@ async fn tokens_scopes_and_providers_are_enforced_and_audited() {
         && r["status"] == 403
         && r["outcome"] == "denied"
         && r["action"] == "usage.increment"));
-    assert!(
-        records.iter().any(|r| r["actor"] == "gateway"
-            && r["status"] == 200
-            && r["category"] == "storage"
-            && r["schema"] == "truckllm.audit/v1"
-            && r["action"] == "usage.increment")
-    );
+    assert!(records.iter().any(|r| r["actor"] == "gateway"
+        && r["status"] == 200
+        && r["category"] == "storage"
+        && r["schema"] == "truckllm.audit/v1"
+        && r["action"] == "usage.increment"));
     assert!(
         !audit.contains("gw-secret") && !audit.contains("dash-secret"),
         "no token in the audit log"

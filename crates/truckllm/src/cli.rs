@@ -84,6 +84,89 @@ pub enum Command {
     /// Validate, inspect, version, back up and encrypt the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Search and summarise the logs the file sink wrote (rotated files included).
+    #[command(subcommand)]
+    Logs(LogsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Print matching records, oldest first: a table, or JSON lines with --json.
+    Search {
+        #[command(flatten)]
+        filter: LogFilterArgs,
+        /// Search the audit log (admin actions, config changes, storage writes, denials,
+        /// alerts) instead of the request log.
+        #[arg(long)]
+        audit: bool,
+        /// Print at most the last N matches.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sums of matching requests per group: requests, errors and error rate, rate-limited,
+    /// tokens, cost, latency p50/p95/p99.
+    Stats {
+        #[command(flatten)]
+        filter: LogFilterArgs,
+        /// provider, key, model or client.
+        #[arg(long, default_value = "provider", value_parser = parse_group)]
+        by: truckllm_logging::search::GroupBy,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which log and which records.
+#[derive(Debug, Args)]
+pub struct LogFilterArgs {
+    /// The request log (its rotated files are found beside it). Default: the first file sink
+    /// of --config.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<std::path::PathBuf>,
+    /// Records from this long ago (`90s`, `15m`, `1h`, `2d`) or this time (RFC 3339).
+    #[arg(long, value_name = "WHEN", value_parser = parse_when)]
+    pub since: Option<std::time::SystemTime>,
+    /// Records before this long ago or this time.
+    #[arg(long, value_name = "WHEN", value_parser = parse_when)]
+    pub until: Option<std::time::SystemTime>,
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// A key id (never its secret).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// A client id.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// The model as the client asked for it.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// A status (`429`) or class (`2xx`, `4xx`, `5xx`).
+    #[arg(long, value_parser = parse_status)]
+    pub status: Option<truckllm_logging::search::StatusFilter>,
+    /// Text anywhere in the record's line.
+    #[arg(long)]
+    pub grep: Option<String>,
+}
+
+fn parse_when(s: &str) -> Result<std::time::SystemTime, String> {
+    if let Ok(ago) = humantime::parse_duration(s) {
+        return std::time::SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| format!("`{s}` reaches before the epoch"));
+    }
+    humantime::parse_rfc3339_weak(s).map_err(|_| {
+        format!("`{s}` is neither a duration (15m, 1h, 2d) nor a time (2026-11-25T19:00:00Z)")
+    })
+}
+
+fn parse_status(s: &str) -> Result<truckllm_logging::search::StatusFilter, String> {
+    s.parse()
+}
+
+fn parse_group(s: &str) -> Result<truckllm_logging::search::GroupBy, String> {
+    s.parse()
 }
 
 #[derive(Debug, Subcommand)]

@@ -104,8 +104,14 @@ impl TestGateway {
         };
         let logger =
             truckllm_logging::start(&live.current().resolved.storage.logging).expect("log sinks");
-        let gateway = Gateway::new(live, Arc::clone(&store), &UpstreamOptions::default(), None, logger)
-            .expect("gateway");
+        let gateway = Gateway::new(
+            live,
+            Arc::clone(&store),
+            &UpstreamOptions::default(),
+            None,
+            logger,
+        )
+        .expect("gateway");
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind gateway");

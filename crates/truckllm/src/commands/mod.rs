@@ -4,6 +4,7 @@ mod bench;
 mod bench_gateway;
 mod bench_outage;
 mod config;
+mod logs;
 mod serve;
 mod storage_server;
 mod usage;
@@ -27,6 +28,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Gateway(args)) => bench_gateway::run(&cli.store, &args).await,
         Command::Bench(BenchCommand::Outage(args)) => bench_outage::run(&args).await,
         Command::Config(command) => config::run(&cli.config, command).await,
+        Command::Logs(command) => logs::run(&cli.config, command),
     }
 }
 

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use truckllm_config::schema::OutageLimitsConfig;
 use truckllm_config::{FileConfigStore, FileStoreOptions, LiveConfig, MasterKey, ProcessEnv};
-use truckllm_gateway::alerts::{forward, reload_record, storage_record};
+use truckllm_gateway::alerts::{forward, storage_record};
 use truckllm_gateway::bootstrap::{demo_config, runtime_store_url};
 use truckllm_gateway::mock::{MockOptions, MockUpstream};
 use truckllm_gateway::{Gateway, UpstreamOptions};
@@ -85,7 +85,6 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
     }
     let logger = truckllm_logging::start(&running.resolved.storage.logging)
         .context("cannot start the log sinks (storage.logging)")?;
-    forward(live.subscribe(), logger.clone(), reload_record);
     let inner = open_url(&store_args, &url).await?;
     let instrumented: Arc<dyn RuntimeStore> = Arc::new(InstrumentedStore::new(inner));
     let store: Arc<dyn RuntimeStore> = if url == "memory:" {
