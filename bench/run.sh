@@ -7,15 +7,16 @@
 #                                                                   server -> Redis) vs Redis direct
 #   bash bench/run.sh outage  [--rate 200 --down 10]                a Redis outage under gateway load
 #                                                                   (starts and kills its own Redis)
+#   bash bench/run.sh logs    [--mb 50]                             log search and stats speed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:?usage: bash bench/run.sh store|gateway [options]}
 shift
 cargo build --release -p truckllm --locked
-if [ "$what" = outage ]; then
+if [ "$what" = outage ] || [ "$what" = logs ]; then
   echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(redis-server --version | cut -d' ' -f1-3)"
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
-  exec ./target/release/truckllm bench outage "$@"
+  exec ./target/release/truckllm bench "$what" "$@"
 fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 dir=$(mktemp -d)

@@ -170,6 +170,43 @@ impl TimeRange {
     }
 }
 
+/// Cheap tests on a raw line that rule most non-matching records out before parsing: each
+/// field filter as it is serialised (`"provider":"groq"`; the file sink writes compact JSON),
+/// and the timestamp, read at its place. A line that passes is still parsed and checked.
+struct Prefilter {
+    fields: Vec<memchr::memmem::Finder<'static>>,
+}
+
+impl Prefilter {
+    fn new(filter: &Filter) -> Self {
+        let fields = [
+            ("provider", &filter.provider),
+            ("key", &filter.key),
+            ("client", &filter.client),
+            ("model", &filter.model),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let value = serde_json::to_string(value.as_ref()?).ok()?;
+            Some(memchr::memmem::Finder::new(format!("\"{name}\":{value}").as_bytes()).into_owned())
+        })
+        .collect();
+        Self { fields }
+    }
+
+    fn may_match(&self, line: &[u8], range: &TimeRange) -> bool {
+        self.fields.iter().all(|f| f.find(line).is_some())
+            && raw_ts(line).is_none_or(|ts| range.contains(ts))
+    }
+}
+
+/// The `ts` value of a raw line, if it is where the file sink puts it.
+fn raw_ts(line: &[u8]) -> Option<&str> {
+    let head = &line[..line.len().min(96)];
+    let start = memchr::memmem::find(head, b"\"ts\":\"")? + 6;
+    std::str::from_utf8(line.get(start..start + 24)?).ok()
+}
+
 /// Calls `each` with every matching request record (and its raw line), in file order.
 pub fn scan_requests(
     files: &[PathBuf],
@@ -177,7 +214,11 @@ pub fn scan_requests(
     mut each: impl FnMut(&RequestView<'_>, &[u8]),
 ) -> std::io::Result<ScanSummary> {
     let range = TimeRange::new(filter);
+    let prefilter = Prefilter::new(filter);
     scan_lines(files, filter.grep.as_deref(), |line, summary| {
+        if !prefilter.may_match(line, &range) {
+            return;
+        }
         let Ok(record) = serde_json::from_slice::<RequestView<'_>>(line) else {
             summary.malformed += 1;
             return;

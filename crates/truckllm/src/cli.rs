@@ -318,6 +318,19 @@ pub enum BenchCommand {
     Gateway(GatewayBenchArgs),
     /// A Redis outage under load through the gateway: served, lost, detection and recovery.
     Outage(OutageBenchArgs),
+    /// Writes a request log of the given size through the file sink, then times search and
+    /// stats over it (rotated files included).
+    Logs(LogsBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LogsBenchArgs {
+    /// Size of the log to write, in MiB.
+    #[arg(long, default_value_t = 50)]
+    pub mb: u64,
+    /// Rotate at this many MiB, so the search spans several files.
+    #[arg(long, default_value_t = 16.0)]
+    pub rotate_mb: f64,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_gateway;
+mod bench_logs;
 mod bench_outage;
 mod config;
 mod logs;
@@ -27,6 +28,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Store(args)) => bench::store(&cli.store, &args).await,
         Command::Bench(BenchCommand::Gateway(args)) => bench_gateway::run(&cli.store, &args).await,
         Command::Bench(BenchCommand::Outage(args)) => bench_outage::run(&args).await,
+        Command::Bench(BenchCommand::Logs(args)) => bench_logs::run(&args).await,
         Command::Config(command) => config::run(&cli.config, command).await,
         Command::Logs(command) => logs::run(&cli.config, command),
     }
