@@ -79,3 +79,30 @@ fn the_readme_curl_examples_work_as_written() {
     assert!(outputs[5].contains("127.0.0.1:2906"), "{}", outputs[5]);
     assert!(outputs[6].contains("\"version\":2"), "{}", outputs[6]);
 }
+
+#[test]
+fn the_readme_logging_config_is_valid_as_written() {
+    let block = README
+        .split("<!-- logging-config:begin -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- logging-config:end -->").next())
+        .expect("the README marks its logging config");
+    let yaml = block
+        .trim()
+        .trim_start_matches("```yaml")
+        .trim_end_matches("```");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).expect("write");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_truckllm"))
+        .args(["config", "validate", path.to_str().expect("utf-8")])
+        .env("WEBHOOK_SECRET", "s")
+        .output()
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
