@@ -114,6 +114,30 @@ pub struct RuntimeStorageConfig {
     /// Gateway instances sharing the store, for `outage_limits: share`.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub expected_instances: u32,
+    /// Longest a store call may take before the gateway serves from memory (and journals the
+    /// usage for replay): the time to detect an outage. Raise it on a busy host where the
+    /// store is slow but alive, since a slow store is then treated as down.
+    #[serde(default = "default_call_timeout_ms")]
+    pub call_timeout_ms: u64,
+    /// Roll-ups for performance analysis: usage totals per `rollup_step_secs` (default a
+    /// minute), kept `rollup_keep_secs` (default an hour; 0 turns roll-ups off). Read with
+    /// `truckllm usage export`.
+    #[serde(default = "default_rollup_step_secs")]
+    pub rollup_step_secs: u64,
+    #[serde(default = "default_rollup_keep_secs")]
+    pub rollup_keep_secs: u64,
+}
+
+fn default_call_timeout_ms() -> u64 {
+    300
+}
+
+fn default_rollup_step_secs() -> u64 {
+    60
+}
+
+fn default_rollup_keep_secs() -> u64 {
+    3600
 }
 
 /// Limits during a store outage.
@@ -145,6 +169,9 @@ impl Default for RuntimeStorageConfig {
             api_key: None,
             outage_limits: OutageLimitsConfig::default(),
             expected_instances: 1,
+            call_timeout_ms: default_call_timeout_ms(),
+            rollup_step_secs: default_rollup_step_secs(),
+            rollup_keep_secs: default_rollup_keep_secs(),
         }
     }
 }

@@ -104,6 +104,24 @@ fn check_storage(config: &Config, problems: &mut Problems) {
     if runtime.expected_instances == 0 {
         problems.add("storage.runtime.expected_instances", "must be at least 1");
     }
+    if config.storage.runtime.call_timeout_ms == 0 {
+        problems.add("storage.runtime.call_timeout_ms", "must be at least 1");
+    }
+    let runtime = &config.storage.runtime;
+    if runtime.rollup_keep_secs > 0 {
+        if runtime.rollup_step_secs == 0 || runtime.rollup_step_secs > runtime.rollup_keep_secs {
+            problems.add(
+                "storage.runtime.rollup_step_secs",
+                "must be at least 1 and at most rollup_keep_secs",
+            );
+        }
+        if runtime.rollup_keep_secs / runtime.rollup_step_secs.max(1) > 10_000 {
+            problems.add(
+                "storage.runtime.rollup_keep_secs",
+                "keeps more than 10,000 steps per series; use a longer rollup_step_secs",
+            );
+        }
+    }
     let store = &config.storage.config;
     if store.kind == ConfigKind::Http {
         match store.addr.as_deref() {

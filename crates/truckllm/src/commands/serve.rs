@@ -100,6 +100,7 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
         };
         let options = ResilientOptions {
             limits,
+            call_timeout: Duration::from_millis(runtime.call_timeout_ms),
             ..ResilientOptions::default()
         };
         let resilient = ResilientStore::new(instrumented, StoreOptions::default(), options);
