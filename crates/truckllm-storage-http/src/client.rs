@@ -29,7 +29,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 use truckllm_store::{
     ConnectionStats, Increment, ListedSeries, Metric, Reservation, ReserveOutcome, ReserveRequest,
-    RuntimeStore, Series, SharedClock, StoreError, SystemClock, Windowing, redact_url,
+    RollupPoint, RuntimeStore, Series, SeriesRollup, SharedClock, StoreError, SystemClock,
+    Windowing, redact_url,
 };
 
 use crate::protocol::*;
@@ -665,6 +666,33 @@ impl RuntimeStore for HttpStore {
                     series: l.series.to_series()?,
                     value: l.value,
                     ttl: l.ttl_ms.map(Duration::from_millis),
+                })
+            })
+            .collect()
+    }
+
+    async fn rollups(&self, prefix: &str, since_ms: u64) -> Result<Vec<SeriesRollup>, StoreError> {
+        let path = format!(
+            "/rollups?prefix={}&since_ms={since_ms}",
+            encode_segment(prefix)
+        );
+        let r: RollupsResponse = self
+            .inner
+            .json("rollups", Method::GET, &path, None::<&()>, None, true)
+            .await?;
+        r.series
+            .into_iter()
+            .map(|r| {
+                Ok(SeriesRollup {
+                    series: r.series.to_series()?,
+                    points: r
+                        .points
+                        .into_iter()
+                        .map(|p| RollupPoint {
+                            start_ms: p.start_ms,
+                            value: p.value,
+                        })
+                        .collect(),
                 })
             })
             .collect()

@@ -127,6 +127,26 @@ pub struct ListResponse {
     pub series: Vec<ListedRef>,
 }
 
+/// One step of a roll-up.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct PointRef {
+    pub start_ms: u64,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RollupRef {
+    #[serde(flatten)]
+    pub series: SeriesRef,
+    pub points: Vec<PointRef>,
+}
+
+/// `GET /rollups?prefix=&since_ms=`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RollupsResponse {
+    pub series: Vec<RollupRef>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckRef {

@@ -148,6 +148,7 @@ type Reply = Result<Response, HttpError>;
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/health"),
     ("get", "/usage"),
+    ("get", "/rollups"),
     ("get", "/usage/{provider}/{keyId}/{metric}"),
     ("put", "/usage/{provider}/{keyId}/{metric}"),
     ("post", "/usage/{provider}/{keyId}/{metric}/increment"),
@@ -164,6 +165,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/usage", get(list))
+        .route("/rollups", get(rollups))
         .route(
             "/usage/{provider}/{key_id}/{metric}",
             get(get_usage).put(put_usage),
@@ -442,6 +444,40 @@ async fn list(
         })
         .collect();
     Ok(axum::Json(ListResponse { series }).into_response())
+}
+
+async fn rollups(
+    State(s): State<Arc<ServerState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Reply {
+    let prefix = query.get("prefix").cloned().unwrap_or_default();
+    let since_ms = match query.get("since_ms") {
+        None => 0,
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            HttpError::bad(format!(
+                "since_ms must be a whole number of Unix ms, not {v:?}"
+            ))
+        })?,
+    };
+    let token = authorize(&s, &headers, Scope::Read, &[], "usage.rollups", &prefix)?;
+    let found = RequestClock::scope(now_of(&headers), s.store.rollups(&prefix, since_ms)).await?;
+    let series = found
+        .into_iter()
+        .filter(|r| token.may_touch(r.series.provider()))
+        .map(|r| RollupRef {
+            series: SeriesRef::from_series(&r.series),
+            points: r
+                .points
+                .iter()
+                .map(|p| PointRef {
+                    start_ms: p.start_ms,
+                    value: p.value,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(axum::Json(RollupsResponse { series }).into_response())
 }
 
 fn parse_series(refs: &[SeriesRef]) -> Result<Vec<Series>, HttpError> {

@@ -25,7 +25,7 @@ use crate::clock::SharedClock;
 use crate::series::{Metric, Series};
 use crate::store::{
     ConnectionStats, Increment, ListedSeries, Reservation, ReserveOutcome, ReserveRequest, Result,
-    RuntimeStore,
+    RuntimeStore, SeriesRollup,
 };
 use crate::window::{Windowing, duration_ms};
 
@@ -304,6 +304,9 @@ impl<S: RuntimeStore> RuntimeStore for CachedStore<S> {
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         self.inner.list(prefix).await
+    }
+    async fn rollups(&self, prefix: &str, since_ms: u64) -> Result<Vec<SeriesRollup>> {
+        self.inner.rollups(prefix, since_ms).await
     }
     async fn health(&self) -> Result<()> {
         self.inner.health().await

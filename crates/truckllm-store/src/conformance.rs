@@ -20,7 +20,9 @@ use futures_util::future::join_all;
 use crate::clock::{Clock, ManualClock};
 use crate::error::StoreError;
 use crate::series::{Metric, ProviderKey, Series};
-use crate::store::{Increment, LimitCheck, ReserveOutcome, ReserveRequest, RuntimeStore};
+use crate::store::{
+    Increment, LimitCheck, ReserveOutcome, ReserveRequest, RollupPoint, RuntimeStore,
+};
 
 /// How the backend under test expires counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,7 @@ macro_rules! conformance_tests {
             check_odd_names,
             check_non_finite_rejected,
             check_list_prefix,
+            check_rollups,
             check_health,
         );
     };
@@ -674,6 +677,86 @@ pub async fn check_ttl(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
         store.list(&ctx.namespace).await.expect("list").is_empty(),
         "expired counters are not listed"
     );
+}
+
+/// Roll-ups (default policy: one-minute steps kept an hour) total every write of a series per
+/// step, whatever path it took (increment, batch, reserve and reconcile), filter by prefix and
+/// time, and drop steps past retention.
+pub async fn check_rollups(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    const STEP: u64 = 60_000;
+    let first = ctx.clock.now_ms() / STEP * STEP;
+    let tokens = ctx.series("p", "k", Metric::Tokens);
+    let other = ctx.series("p", "k2", Metric::Req);
+    store.increment(&tokens, 5.0).await.expect("increment");
+    store.increment(&tokens, 2.0).await.expect("increment");
+    ctx.clock.advance(Duration::from_millis(STEP));
+    store
+        .increment_many(&[
+            Increment::new(tokens.clone(), 3.0),
+            Increment::new(other.clone(), 1.0),
+        ])
+        .await
+        .expect("batch");
+    let request = ReserveRequest {
+        key: ctx.key("p", "k"),
+        checks: vec![LimitCheck {
+            metric: Metric::Tokens,
+            limit: 1_000.0,
+            window: Duration::from_secs(60),
+            amount: 10.0,
+        }],
+        id: None,
+    };
+    let ReserveOutcome::Granted(reservation) = store.reserve(&request).await.expect("reserve")
+    else {
+        panic!("a reservation far under its limit is granted");
+    };
+    store
+        .reconcile(reservation, &[(Metric::Tokens, 4.0)])
+        .await
+        .expect("reconcile");
+
+    let point = |start_ms: u64, value: f64| RollupPoint { start_ms, value };
+    let all = store.rollups(&ctx.namespace, 0).await.expect("rollups");
+    let shown: Vec<(String, Vec<RollupPoint>)> = all
+        .iter()
+        .map(|r| (r.series.to_string(), r.points.clone()))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            (
+                tokens.to_string(),
+                vec![point(first, 7.0), point(first + STEP, 7.0)]
+            ),
+            (other.to_string(), vec![point(first + STEP, 1.0)]),
+        ],
+        "per-step totals; the reservation counts as reconciled (10 reserved, 4 used)"
+    );
+    let recent = store
+        .rollups(&ctx.namespace, first + STEP)
+        .await
+        .expect("rollups since");
+    assert_eq!(recent.len(), 2);
+    assert_eq!(recent[0].points, vec![point(first + STEP, 7.0)]);
+    let k2 = store
+        .rollups(&format!("{}:k2", ctx.provider("p")), 0)
+        .await
+        .expect("rollups by prefix");
+    assert_eq!(k2.len(), 1);
+    assert_eq!(k2[0].series, other);
+
+    // An hour later, the first steps are past retention.
+    ctx.clock.advance(Duration::from_millis(61 * STEP));
+    store.increment(&tokens, 1.0).await.expect("increment");
+    let later = store.rollups(&ctx.namespace, 0).await.expect("rollups");
+    let now_step = ctx.clock.now_ms() / STEP * STEP;
+    assert_eq!(
+        later.len(),
+        1,
+        "k2's only step is past retention: {later:?}"
+    );
+    assert_eq!(later[0].points, vec![point(now_step, 1.0)]);
 }
 
 /// Names with separators, tag braces, slashes, spaces, glob characters and unicode round-trip

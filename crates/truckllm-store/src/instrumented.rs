@@ -19,7 +19,7 @@ use metrics::{Counter, Gauge, Histogram, Recorder};
 use crate::series::{Metric, Series};
 use crate::store::{
     ConnectionStats, Increment, ListedSeries, Reservation, ReserveOutcome, ReserveRequest, Result,
-    RuntimeStore,
+    RuntimeStore, SeriesRollup,
 };
 use crate::window::Windowing;
 
@@ -49,11 +49,12 @@ enum Op {
     Reconcile,
     ReconcileOnce,
     List,
+    Rollups,
     Health,
 }
 
 impl Op {
-    const ALL: [Op; 13] = [
+    const ALL: [Op; 14] = [
         Op::Get,
         Op::Set,
         Op::Increment,
@@ -66,6 +67,7 @@ impl Op {
         Op::Reconcile,
         Op::ReconcileOnce,
         Op::List,
+        Op::Rollups,
         Op::Health,
     ];
 
@@ -83,6 +85,7 @@ impl Op {
             Op::Reconcile => "reconcile",
             Op::ReconcileOnce => "reconcile_once",
             Op::List => "list",
+            Op::Rollups => "rollups",
             Op::Health => "health",
         }
     }
@@ -218,6 +221,10 @@ impl<S: RuntimeStore> RuntimeStore for InstrumentedStore<S> {
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         self.observe(Op::List, self.inner.list(prefix)).await
+    }
+    async fn rollups(&self, prefix: &str, since_ms: u64) -> Result<Vec<SeriesRollup>> {
+        self.observe(Op::Rollups, self.inner.rollups(prefix, since_ms))
+            .await
     }
     async fn health(&self) -> Result<()> {
         self.observe(Op::Health, self.inner.health()).await

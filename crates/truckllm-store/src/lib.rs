@@ -38,7 +38,7 @@ pub use resilient::{OutageLimits, ResilientOptions, ResilientStore, StorageEvent
 pub use series::{Metric, ProviderKey, Series};
 pub use store::{
     ConnectionStats, Denial, Increment, LimitCheck, ListedSeries, Reservation, ReserveOutcome,
-    ReserveRequest, RuntimeStore,
+    ReserveRequest, RollupPoint, RuntimeStore, SeriesRollup,
 };
 pub use url::{open_store, redact_url};
-pub use window::{StoreOptions, Windowing};
+pub use window::{RollupPolicy, StoreOptions, Windowing};

@@ -5,8 +5,10 @@
 //! reservation over several metrics is a single critical section (never held across `.await`).
 //! Memory is bounded: at most `capacity` provider keys, each metric keeping at most one bucket
 //! per [`Windowing`] step. Expired data is dropped lazily on access and by a sweep that runs
-//! every few thousand writes and whenever the store is full. When it is full of live data, a
-//! new key is refused with [`StoreError::Capacity`] rather than silently evicting live counts.
+//! every few thousand writes and whenever the store is full; roll-ups (kept an hour) keep a key
+//! only while there is room, since live limits outrank analytics. When it is full of live
+//! data, a new key is refused with [`StoreError::Capacity`] rather than silently evicting live
+//! counts.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +24,8 @@ use crate::error::StoreError;
 use crate::series::{Metric, ProviderKey, Series, check_value};
 use crate::store::{
     ConnectionStats, Denial, Increment, ListedSeries, Reservation, ReserveOutcome, ReserveRequest,
-    Result, RuntimeStore, check_batch_id, check_increments, group_by_key,
+    Result, RollupPoint, RuntimeStore, SeriesRollup, check_batch_id, check_increments,
+    group_by_key,
 };
 use crate::window::{StoreOptions, Windowing, fits, retry_after_ms};
 
@@ -62,6 +65,9 @@ struct MetricState {
     /// Window buckets by index, and the instant they all expire.
     buckets: BTreeMap<u64, f64>,
     buckets_expire_at_ms: u64,
+    /// Roll-up totals by step index, and the instant they all expire.
+    rollup: BTreeMap<u64, f64>,
+    rollup_expire_at_ms: u64,
 }
 
 impl MemoryStore {
@@ -145,6 +151,19 @@ impl MemoryStore {
         for index in 0..SHARDS {
             self.sweep_shard(index, now);
         }
+        // Still full: live limits outrank analytics, so keys that hold nothing but roll-ups
+        // (their counters and windows expired) make way.
+        if self.keys.load(Ordering::Relaxed) >= self.capacity {
+            for index in 0..SHARDS {
+                let mut shard = self.lock(index);
+                let before = shard.keys.len();
+                shard
+                    .keys
+                    .retain(|_, state| state.holds_more_than_rollups());
+                self.keys
+                    .fetch_sub(before - shard.keys.len(), Ordering::Relaxed);
+            }
+        }
         if self.keys.load(Ordering::Relaxed) < self.capacity {
             Ok(())
         } else {
@@ -184,6 +203,14 @@ impl MemoryStore {
             m.buckets = m.buckets.split_off(&oldest_kept);
             m.buckets_expire_at_ms = now + w.bucket_ttl_ms();
         }
+        let rollup = self.options.rollup;
+        let oldest_step = rollup.oldest_kept(now);
+        let step = rollup.step_index(at_ms);
+        if rollup.is_on() && delta != 0.0 && step >= oldest_step {
+            *m.rollup.entry(step).or_default() += delta;
+            m.rollup = m.rollup.split_off(&oldest_step);
+            m.rollup_expire_at_ms = now + rollup.ttl_ms();
+        }
         value
     }
 
@@ -222,6 +249,15 @@ impl KeyState {
         metrics_alive || !self.applied_batches.is_empty()
     }
 
+    /// Whether anything but roll-ups is kept (call after `expire`).
+    fn holds_more_than_rollups(&self) -> bool {
+        !self.applied_batches.is_empty()
+            || self
+                .metrics
+                .iter()
+                .any(|m| m.counter.is_some() || !m.buckets.is_empty())
+    }
+
     /// Records `batch_id` as applied; false if it already was (and is remembered).
     fn first_application(&mut self, batch_id: &str, now: u64) -> bool {
         if self
@@ -245,10 +281,13 @@ impl MetricState {
         if self.buckets_expire_at_ms <= now {
             self.buckets.clear();
         }
+        if self.rollup_expire_at_ms <= now {
+            self.rollup.clear();
+        }
     }
 
     fn is_alive(&self) -> bool {
-        self.counter.is_some() || !self.buckets.is_empty()
+        self.counter.is_some() || !self.buckets.is_empty() || !self.rollup.is_empty()
     }
 
     fn live_counter(&self, now: u64) -> Option<(f64, u64)> {
@@ -461,6 +500,43 @@ impl RuntimeStore for MemoryStore {
         Ok(listed)
     }
 
+    async fn rollups(&self, prefix: &str, since_ms: u64) -> Result<Vec<SeriesRollup>> {
+        let policy = self.options.rollup;
+        let mut found = Vec::new();
+        for index in 0..SHARDS {
+            let now = self.now_ms();
+            let first = policy
+                .oldest_kept(now)
+                .max(since_ms.div_ceil(policy.step_ms()));
+            let shard = self.lock(index);
+            for (key, state) in &shard.keys {
+                for metric in Metric::ALL {
+                    let m = state.metric(metric);
+                    if m.rollup_expire_at_ms <= now {
+                        continue;
+                    }
+                    let series = key.series(metric);
+                    if !series.to_string().starts_with(prefix) {
+                        continue;
+                    }
+                    let points: Vec<RollupPoint> = m
+                        .rollup
+                        .range(first..)
+                        .map(|(step, value)| RollupPoint {
+                            start_ms: step * policy.step_ms(),
+                            value: *value,
+                        })
+                        .collect();
+                    if !points.is_empty() {
+                        found.push(SeriesRollup { series, points });
+                    }
+                }
+            }
+        }
+        found.sort_by(|a, b| a.series.cmp(&b.series));
+        Ok(found)
+    }
+
     async fn health(&self) -> Result<()> {
         Ok(())
     }
@@ -521,6 +597,10 @@ mod tests {
             .increment(&series("c"), 1.0)
             .await
             .expect("room after expiry");
-        assert_eq!(store.key_count(), 1, "expired keys were evicted");
+        assert_eq!(
+            store.key_count(),
+            1,
+            "expired keys were evicted, their roll-ups first among what is left"
+        );
     }
 }

@@ -39,7 +39,7 @@ use crate::memory::{DEFAULT_CAPACITY, MemoryStore};
 use crate::series::{Metric, Series};
 use crate::store::{
     ConnectionStats, Increment, LimitCheck, ListedSeries, Reservation, ReserveOutcome,
-    ReserveRequest, Result, RuntimeStore,
+    ReserveRequest, Result, RuntimeStore, SeriesRollup,
 };
 use crate::window::{StoreOptions, Windowing};
 
@@ -593,6 +593,16 @@ impl<S: RuntimeStore + 'static> RuntimeStore for ResilientStore<S> {
             return Ok(v);
         }
         self.shared.fallback.list(prefix).await
+    }
+    async fn rollups(&self, prefix: &str, since_ms: u64) -> Result<Vec<SeriesRollup>> {
+        if !self.is_degraded()
+            && let Some(v) = self
+                .try_inner("rollups", self.shared.inner.rollups(prefix, since_ms))
+                .await?
+        {
+            return Ok(v);
+        }
+        self.shared.fallback.rollups(prefix, since_ms).await
     }
     /// The backend's own health, so readiness shows an outage even while calls are served.
     async fn health(&self) -> Result<()> {

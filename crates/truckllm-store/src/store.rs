@@ -99,6 +99,12 @@ pub trait RuntimeStore: Send + Sync + Debug + Display {
     /// starts with `prefix`, sorted by series. For debugging; never on a hot path.
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>>;
 
+    /// Roll-ups (see [`RollupPolicy`](crate::RollupPolicy)) of every series whose escaped name
+    /// starts with `prefix`, with the steps that began at or after `since_ms`, oldest first;
+    /// series sorted, series without such steps left out. Kept longer than the counters, so
+    /// this is the export path for the last hour. Never on a hot path.
+    async fn rollups(&self, prefix: &str, since_ms: u64) -> Result<Vec<SeriesRollup>>;
+
     /// Ok when the backend answers (a PING on Redis).
     async fn health(&self) -> Result<()>;
 
@@ -226,6 +232,21 @@ pub struct ListedSeries {
     pub ttl: Option<Duration>,
 }
 
+/// The roll-up of one series: its totals per step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesRollup {
+    pub series: Series,
+    pub points: Vec<RollupPoint>,
+}
+
+/// The total of one step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RollupPoint {
+    /// When the step began (Unix ms).
+    pub start_ms: u64,
+    pub value: f64,
+}
+
 /// Connections of a backend, for the `storage_connections_*` gauges.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnectionStats {
@@ -335,6 +356,9 @@ impl<T: RuntimeStore + ?Sized> RuntimeStore for std::sync::Arc<T> {
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         (**self).list(prefix).await
+    }
+    async fn rollups(&self, prefix: &str, since_ms: u64) -> Result<Vec<SeriesRollup>> {
+        (**self).rollups(prefix, since_ms).await
     }
     async fn health(&self) -> Result<()> {
         (**self).health().await

@@ -142,6 +142,8 @@ pub struct StoreOptions {
     /// TTL of the plain counters (`usage:{provider}:{key_id}:{metric}`), refreshed on write.
     pub ttl: Duration,
     pub windowing: Windowing,
+    /// Roll-ups kept for performance analysis (the seed's medium-term retention).
+    pub rollup: RollupPolicy,
     /// Where "now" comes from; tests inject a [`ManualClock`](crate::clock::ManualClock).
     pub clock: SharedClock,
 }
@@ -151,6 +153,7 @@ impl Default for StoreOptions {
         Self {
             ttl: Duration::from_secs(60),
             windowing: Windowing::default(),
+            rollup: RollupPolicy::default(),
             clock: std::sync::Arc::new(SystemClock),
         }
     }
@@ -159,6 +162,63 @@ impl Default for StoreOptions {
 impl StoreOptions {
     pub fn ttl_ms(&self) -> u64 {
         duration_ms(self.ttl).max(1)
+    }
+}
+
+/// Roll-ups: every increment is also added to a per-`step` total of its series, and totals are
+/// kept for `keep` (the seed's "medium-term: 1 hour, performance analysis"). They are written
+/// with the increment, atomically, so every instance's usage lands in the same totals, and read
+/// by [`RuntimeStore::rollups`](crate::RuntimeStore::rollups) (`truckllm usage export`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollupPolicy {
+    pub step: Duration,
+    /// Zero turns roll-ups off.
+    pub keep: Duration,
+}
+
+impl Default for RollupPolicy {
+    fn default() -> Self {
+        Self {
+            step: Duration::from_secs(60),
+            keep: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl RollupPolicy {
+    pub fn off() -> Self {
+        Self {
+            step: Duration::from_secs(60),
+            keep: Duration::ZERO,
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        !self.keep.is_zero() && !self.step.is_zero()
+    }
+
+    pub fn step_ms(&self) -> u64 {
+        duration_ms(self.step).max(1)
+    }
+
+    /// The step an instant falls in.
+    pub fn step_index(&self, at_ms: u64) -> u64 {
+        at_ms / self.step_ms()
+    }
+
+    /// The oldest step still kept at `now_ms`: the current one and `keep` before it.
+    pub fn oldest_kept(&self, now_ms: u64) -> u64 {
+        self.step_index(now_ms)
+            .saturating_sub(duration_ms(self.keep) / self.step_ms())
+    }
+
+    /// How long a roll-up lives untouched (0 when off).
+    pub fn ttl_ms(&self) -> u64 {
+        if self.is_on() {
+            duration_ms(self.keep) + self.step_ms()
+        } else {
+            0
+        }
     }
 }
 

@@ -150,7 +150,7 @@ pub struct LogFilterArgs {
     pub grep: Option<String>,
 }
 
-fn parse_when(s: &str) -> Result<std::time::SystemTime, String> {
+pub fn parse_when(s: &str) -> Result<std::time::SystemTime, String> {
     if let Ok(ago) = humantime::parse_duration(s) {
         return std::time::SystemTime::now()
             .checked_sub(ago)
@@ -245,6 +245,12 @@ pub struct StorageServerArgs {
     /// TTL of the usage counters, in seconds (the seed's 60 by default).
     #[arg(long, default_value_t = 60)]
     pub counter_ttl: u64,
+    /// Roll-up step in seconds (usage totals per step, for `GET /rollups`).
+    #[arg(long, default_value_t = 60)]
+    pub rollup_step_secs: u64,
+    /// How long roll-ups are kept, in seconds (the seed's hour); 0 turns them off.
+    #[arg(long, default_value_t = 3600)]
+    pub rollup_keep_secs: u64,
     /// Serve repeated reads (counters, windows) from a cache at most this many ms old, never
     /// across a window bucket; writes invalidate. 0 (the default) turns the cache off.
     #[arg(long, default_value_t = 0)]
@@ -298,6 +304,18 @@ pub enum UsageCommand {
     /// List counters whose name (provider:key_id:metric) starts with PREFIX.
     List {
         #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Export the roll-ups (usage totals per step, kept an hour by default) to external
+    /// systems: one row per series and step, oldest first.
+    Export {
+        /// Steps from this long ago (`15m`, `1h`) or this time (RFC 3339).
+        #[arg(long, value_name = "WHEN", default_value = "1h", value_parser = parse_when)]
+        since: std::time::SystemTime,
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+        format: String,
+        /// Only series whose name (provider:key_id:metric) starts with this.
+        #[arg(long, default_value = "")]
         prefix: String,
     },
 }

@@ -144,3 +144,68 @@ fn the_memory_store_works_without_redis() {
     assert_eq!(stdout(&out), "2.5");
     assert!(stdout(&truckllm("memory:", &["health"])).starts_with("ok: MemoryStore"));
 }
+
+#[test]
+fn usage_export_writes_the_rollups_as_jsonl_or_csv() {
+    let server = RedisServer::start();
+    let url = server.url();
+    for (provider, key, metric, delta) in [
+        ("openai", "key1", "tokens", "100"),
+        ("openai", "key1", "tokens", "23.5"),
+        ("openai", "key1", "req", "2"),
+        ("acme, inc", "k\"1", "req", "1"),
+    ] {
+        stdout(&truckllm(
+            &url,
+            &["usage", "incr", provider, key, metric, delta],
+        ));
+    }
+    // A roll-up outlives its counter (kept an hour, not 60 s): drop the counters.
+    server.cli(&["DEL", "usage:{openai:key1}:tokens"]);
+    assert_eq!(
+        server.cli(&["EXISTS", "usage-rollup:{openai:key1}:tokens"]),
+        "1"
+    );
+
+    let jsonl = stdout(&truckllm(
+        &url,
+        &["usage", "export", "--since", "1h", "--prefix", "openai:"],
+    ));
+    let rows: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let total = |metric: &str| -> f64 {
+        rows.iter()
+            .filter(|r| r["metric"] == metric && r["key_id"] == "key1")
+            .map(|r| r["value"].as_f64().expect("value"))
+            .sum()
+    };
+    assert_eq!(total("tokens"), 123.5, "{jsonl}");
+    assert_eq!(total("req"), 2.0);
+    assert!(rows.iter().all(
+        |r| r["provider"] == "openai" && r["start"].as_str().is_some_and(|s| s.ends_with('Z'))
+    ));
+
+    let csv = stdout(&truckllm(&url, &["usage", "export", "--format", "csv"]));
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("start,provider,key_id,metric,value"));
+    assert!(
+        csv.lines()
+            .any(|l| l.contains(",\"acme, inc\",\"k\"\"1\",req,1")),
+        "odd names are quoted: {csv}"
+    );
+
+    assert!(
+        stderr_of_failure(&truckllm(&url, &["usage", "export", "--format", "xml"])).contains("xml")
+    );
+    assert!(
+        stderr_of_failure(&truckllm(&url, &["usage", "export", "--since", "soon"]))
+            .contains("neither a duration")
+    );
+    let future = stdout(&truckllm(
+        &url,
+        &["usage", "export", "--since", "2999-01-01T00:00:00Z"],
+    ));
+    assert!(future.is_empty(), "nothing after --since");
+}

@@ -396,6 +396,29 @@ fn three_gateways_admit_exactly_the_limit(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The hour's roll-up holds the same total, whichever gateway wrote it.
+    let export = Command::new(env!("CARGO_BIN_EXE_truckllm"))
+        .args([
+            "--store",
+            &redis.url(),
+            "usage",
+            "export",
+            "--prefix",
+            "mock:only:req",
+        ])
+        .output()
+        .expect("export");
+    let exported: f64 = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| {
+            let row: serde_json::Value = serde_json::from_str(l).expect("json line");
+            row["value"].as_f64().expect("value")
+        })
+        .sum();
+    assert_eq!(
+        exported, 600.0,
+        "the roll-up counts every admitted request once"
+    );
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //!
 //! - Counter (the seed's layout): `usage:{provider:key_id}:metric`, a float with the counter TTL.
 //! - Window buckets: `usage-buckets:{provider:key_id}:metric`, a hash of bucket index to float.
+//! - Roll-ups: `usage-rollup:{provider:key_id}:metric`, a hash of step index to float, kept
+//!   for the roll-up retention.
 //! - Applied batch ids: `usage-batch:{provider:key_id}:id`, kept an hour (exactly-once batches).
 //!
 //! The braces are a Redis Cluster hash tag: every key of one provider key lands in one slot, so
@@ -14,6 +16,7 @@ use crate::series::{ProviderKey, Series, decode_segment};
 pub const COUNTER_PREFIX: &str = "usage:";
 pub const BUCKETS_PREFIX: &str = "usage-buckets:";
 pub const BATCH_PREFIX: &str = "usage-batch:";
+pub const ROLLUP_PREFIX: &str = "usage-rollup:";
 
 /// The hash tag shared by every key of one provider key, braces included.
 pub fn hash_tag(key: &ProviderKey) -> String {
@@ -36,6 +39,14 @@ pub fn buckets_key(series: &Series) -> String {
     )
 }
 
+pub fn rollup_key(series: &Series) -> String {
+    format!(
+        "{ROLLUP_PREFIX}{}:{}",
+        hash_tag(series.key()),
+        series.metric()
+    )
+}
+
 /// Marks a batch id as applied to one provider key (`usage-batch:{provider:key_id}:id`).
 pub fn batch_marker_key(key: &ProviderKey, batch_id: &str) -> String {
     format!("{BATCH_PREFIX}{}:{batch_id}", hash_tag(key))
@@ -43,7 +54,16 @@ pub fn batch_marker_key(key: &ProviderKey, batch_id: &str) -> String {
 
 /// Parses a counter key back into its series; `None` for keys of any other shape.
 pub fn parse_counter_key(key: &str) -> Option<Series> {
-    let rest = key.strip_prefix(COUNTER_PREFIX)?.strip_prefix('{')?;
+    parse_key(COUNTER_PREFIX, key)
+}
+
+/// Parses a roll-up key back into its series.
+pub fn parse_rollup_key(key: &str) -> Option<Series> {
+    parse_key(ROLLUP_PREFIX, key)
+}
+
+fn parse_key(prefix: &str, key: &str) -> Option<Series> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix('{')?;
     let (tag, metric) = rest.split_once("}:")?;
     let (provider, key_id) = tag.split_once(':')?;
     Series::new(
@@ -57,6 +77,15 @@ pub fn parse_counter_key(key: &str) -> Option<Series> {
 /// A SCAN MATCH pattern that covers every counter whose escaped name starts with `prefix`.
 /// It may match more (callers filter exactly); `None` when nothing can match.
 pub fn scan_pattern(prefix: &str) -> Option<String> {
+    scan_pattern_for(COUNTER_PREFIX, prefix)
+}
+
+/// The same for roll-up keys.
+pub fn rollup_scan_pattern(prefix: &str) -> Option<String> {
+    scan_pattern_for(ROLLUP_PREFIX, prefix)
+}
+
+fn scan_pattern_for(key_prefix: &str, prefix: &str) -> Option<String> {
     let parts: Vec<&str> = prefix.split(':').collect();
     let body = match parts.as_slice() {
         [provider] => glob_escape(provider),
@@ -69,7 +98,7 @@ pub fn scan_pattern(prefix: &str) -> Option<String> {
         ),
         _ => return None,
     };
-    Some(format!("{COUNTER_PREFIX}{{{body}*"))
+    Some(format!("{key_prefix}{{{body}*"))
 }
 
 fn glob_escape(s: &str) -> String {

@@ -26,7 +26,8 @@ use crate::error::StoreError;
 use crate::series::{Metric, Series, check_value};
 use crate::store::{
     ConnectionStats, Denial, Increment, KeyDeltas, ListedSeries, Reservation, ReserveOutcome,
-    ReserveRequest, Result, RuntimeStore, check_batch_id, check_increments, group_by_key,
+    ReserveRequest, Result, RollupPoint, RuntimeStore, SeriesRollup, check_batch_id,
+    check_increments, group_by_key,
 };
 use crate::url::redact_url;
 use crate::window::{StoreOptions, Windowing};
@@ -181,12 +182,13 @@ impl RedisStore {
         increments
             .iter()
             .map(|(key, deltas)| {
-                let mut args = self.write_args(w.bucket_index(at_ms), w.oldest_kept(now_bucket));
-                let mut keys = Vec::with_capacity(deltas.len() * 2);
+                let mut args = self.write_args(at_ms, w.oldest_kept(now_bucket));
+                let mut keys = Vec::with_capacity(deltas.len() * 3);
                 for (metric, delta) in deltas {
                     let series = key.series(*metric);
                     keys.push(keys::counter_key(&series));
                     keys.push(keys::buckets_key(&series));
+                    keys.push(keys::rollup_key(&series));
                     args.push(delta.to_string());
                 }
                 ScriptCall {
@@ -216,13 +218,18 @@ impl RedisStore {
         calls
     }
 
-    /// The arguments every write script starts with.
-    fn write_args(&self, bucket: u64, oldest_kept: u64) -> Vec<String> {
+    /// The arguments every write script starts with (`read_write_args` in `apply.lua`), for a
+    /// write that counts at `at_ms`.
+    fn write_args(&self, at_ms: u64, oldest_kept: u64) -> Vec<String> {
+        let rollup = self.options.rollup;
         vec![
             self.options.ttl_ms().to_string(),
-            bucket.to_string(),
+            self.options.windowing.bucket_index(at_ms).to_string(),
             oldest_kept.to_string(),
             self.options.windowing.bucket_ttl_ms().to_string(),
+            rollup.step_index(at_ms).to_string(),
+            rollup.oldest_kept(self.options.clock.now_ms()).to_string(),
+            rollup.ttl_ms().to_string(),
         ]
     }
 
@@ -472,16 +479,17 @@ impl RuntimeStore for RedisStore {
         let amounts = request.amounts(&w)?;
         let now_ms = self.options.clock.now_ms();
         let now_bucket = w.bucket_index(now_ms);
-        let mut args = self.write_args(now_bucket, w.oldest_kept(now_bucket));
+        let mut args = self.write_args(now_ms, w.oldest_kept(now_bucket));
         args.push(w.bucket_ms().to_string());
         args.push(now_ms.to_string());
         args.push(amounts.len().to_string());
         args.push(crate::window::duration_ms(crate::store::BATCH_ID_TTL).to_string());
-        let mut keys = Vec::with_capacity(amounts.len() * 2 + 1);
+        let mut keys = Vec::with_capacity(amounts.len() * 3 + 1);
         for (metric, amount) in &amounts {
             let series = request.key.series(*metric);
             keys.push(keys::counter_key(&series));
             keys.push(keys::buckets_key(&series));
+            keys.push(keys::rollup_key(&series));
             args.push(amount.to_string());
         }
         if let Some(id) = &request.id {
@@ -576,6 +584,54 @@ impl RuntimeStore for RedisStore {
             }
         }
         Ok(listed)
+    }
+
+    async fn rollups(&self, prefix: &str, since_ms: u64) -> Result<Vec<SeriesRollup>> {
+        let Some(pattern) = keys::rollup_scan_pattern(prefix) else {
+            return Ok(Vec::new());
+        };
+        let mut found: Vec<(String, Series)> = self
+            .scan_keys(&pattern)
+            .await?
+            .into_iter()
+            .filter_map(|key| keys::parse_rollup_key(&key).map(|s| (key, s)))
+            .filter(|(_, s)| s.to_string().starts_with(prefix))
+            .collect();
+        found.sort_by(|a, b| a.1.cmp(&b.1));
+        found.dedup_by(|a, b| a.0 == b.0);
+        let policy = self.options.rollup;
+        let step_ms = policy.step_ms();
+        // Steps past retention are pruned on the next write; until then they are not shown.
+        let since_ms = since_ms.max(policy.oldest_kept(self.options.clock.now_ms()) * step_ms);
+        let mut rollups = Vec::with_capacity(found.len());
+        for chunk in found.chunks(SCAN_COUNT) {
+            let tags: Vec<String> = chunk.iter().map(|(_, s)| keys::hash_tag(s.key())).collect();
+            let tag_refs: Vec<&str> = tags.iter().map(String::as_str).collect();
+            let hashes = self
+                .run_grouped("rollups", &tag_refs, |pipe, i| {
+                    pipe.cmd("HGETALL").arg(&chunk[i].0);
+                })
+                .await?;
+            for ((_, series), hash) in chunk.iter().zip(hashes) {
+                let steps: HashMap<u64, f64> = self.parse("rollups", hash)?;
+                let mut points: Vec<RollupPoint> = steps
+                    .into_iter()
+                    .map(|(step, value)| RollupPoint {
+                        start_ms: step * step_ms,
+                        value,
+                    })
+                    .filter(|p| p.start_ms >= since_ms)
+                    .collect();
+                points.sort_by_key(|p| p.start_ms);
+                if !points.is_empty() {
+                    rollups.push(SeriesRollup {
+                        series: series.clone(),
+                        points,
+                    });
+                }
+            }
+        }
+        Ok(rollups)
     }
 
     async fn health(&self) -> Result<()> {

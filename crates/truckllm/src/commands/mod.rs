@@ -42,6 +42,16 @@ pub async fn open(args: &StoreArgs) -> Result<Arc<dyn RuntimeStore>> {
 /// Opens the store at `url`, bounded by `--timeout`: `http(s)://` is a storage server,
 /// anything else goes to [`open_store`].
 pub async fn open_url(args: &StoreArgs, url: &str) -> Result<Arc<dyn RuntimeStore>> {
+    open_url_with(args, url, StoreOptions::default()).await
+}
+
+/// [`open_url`] with store options (roll-up policy, TTL) other than the defaults; an
+/// `http(s)://` store follows the storage server's own.
+pub async fn open_url_with(
+    args: &StoreArgs,
+    url: &str,
+    options: StoreOptions,
+) -> Result<Arc<dyn RuntimeStore>> {
     if url.starts_with("http://") || url.starts_with("https://") {
         let options = truckllm_storage_http::HttpOptions {
             token: args.store_token.clone(),
@@ -64,12 +74,9 @@ pub async fn open_url(args: &StoreArgs, url: &str) -> Result<Arc<dyn RuntimeStor
         tls_ca_file: args.store_ca.clone(),
         ..RedisOptions::default()
     };
-    within(
-        args,
-        open_store(url, StoreOptions::default(), redis_options),
-    )
-    .await
-    .with_context(|| format!("cannot open store {}", redact_url(url)))
+    within(args, open_store(url, options, redis_options))
+        .await
+        .with_context(|| format!("cannot open store {}", redact_url(url)))
 }
 
 /// Runs `call`, failing with a clear error if it takes longer than `--timeout`.

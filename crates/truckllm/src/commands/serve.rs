@@ -15,10 +15,11 @@ use truckllm_gateway::bootstrap::{demo_config, runtime_store_url};
 use truckllm_gateway::mock::{MockOptions, MockUpstream};
 use truckllm_gateway::{Gateway, UpstreamOptions};
 use truckllm_store::{
-    InstrumentedStore, OutageLimits, ResilientOptions, ResilientStore, RuntimeStore, StoreOptions,
+    InstrumentedStore, OutageLimits, ResilientOptions, ResilientStore, RollupPolicy, RuntimeStore,
+    StoreOptions,
 };
 
-use super::open_url;
+use super::open_url_with;
 
 /// Prints a line to stdout, ignoring a closed stdout: the gateway keeps serving (and shuts down
 /// cleanly) whether or not anyone reads its banner.
@@ -85,7 +86,15 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
     }
     let logger = truckllm_logging::start(&running.resolved.storage.logging)
         .context("cannot start the log sinks (storage.logging)")?;
-    let inner = open_url(&store_args, &url).await?;
+    let runtime_config = &running.resolved.storage.runtime;
+    let store_options = StoreOptions {
+        rollup: RollupPolicy {
+            step: Duration::from_secs(runtime_config.rollup_step_secs),
+            keep: Duration::from_secs(runtime_config.rollup_keep_secs),
+        },
+        ..StoreOptions::default()
+    };
+    let inner = open_url_with(&store_args, &url, store_options.clone()).await?;
     let instrumented: Arc<dyn RuntimeStore> = Arc::new(InstrumentedStore::new(inner));
     let store: Arc<dyn RuntimeStore> = if url == "memory:" {
         instrumented
@@ -103,7 +112,7 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
             call_timeout: Duration::from_millis(runtime.call_timeout_ms),
             ..ResilientOptions::default()
         };
-        let resilient = ResilientStore::new(instrumented, StoreOptions::default(), options);
+        let resilient = ResilientStore::new(instrumented, store_options, options);
         forward(resilient.subscribe(), logger.clone(), storage_record);
         Arc::new(resilient)
     };

@@ -12,8 +12,8 @@ use truckllm_config::{
 use truckllm_storage_http::server::{ServerState, router, serve, tls_config};
 use truckllm_storage_http::{Audit, Tokens};
 use truckllm_store::{
-    CachedStore, InstrumentedStore, RedisOptions, RequestClock, RuntimeStore, StoreOptions,
-    open_store, redact_url,
+    CachedStore, InstrumentedStore, RedisOptions, RequestClock, RollupPolicy, RuntimeStore,
+    StoreOptions, open_store, redact_url,
 };
 
 use crate::cli::{StorageServerArgs, StoreArgs};
@@ -34,6 +34,10 @@ pub async fn run(store_args: &StoreArgs, args: &StorageServerArgs) -> Result<Exi
     let options = StoreOptions {
         clock: Arc::new(RequestClock),
         ttl: std::time::Duration::from_secs(args.counter_ttl.max(1)),
+        rollup: RollupPolicy {
+            step: std::time::Duration::from_secs(args.rollup_step_secs.max(1)),
+            keep: std::time::Duration::from_secs(args.rollup_keep_secs),
+        },
         ..StoreOptions::default()
     };
     let redis = RedisOptions {

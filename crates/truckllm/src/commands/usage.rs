@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use truckllm_store::{ListedSeries, Series};
+use truckllm_store::{ListedSeries, Series, SeriesRollup};
 
 use super::{open, within};
 use crate::cli::{SeriesArgs, StoreArgs, UsageCommand};
@@ -34,8 +34,70 @@ pub async fn run(args: &StoreArgs, command: UsageCommand) -> Result<ExitCode> {
         UsageCommand::List { prefix } => {
             print!("{}", table(&within(args, store.list(&prefix)).await?));
         }
+        UsageCommand::Export {
+            since,
+            format,
+            prefix,
+        } => {
+            let since_ms = since
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let rollups = within(args, store.rollups(&prefix, since_ms)).await?;
+            export(&rollups, &format)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes roll-ups as JSON lines or CSV (RFC 4180), one row per series and step.
+fn export(rollups: &[SeriesRollup], format: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if format == "csv" {
+        writeln!(out, "start,provider,key_id,metric,value")?;
+    }
+    for rollup in rollups {
+        let s = &rollup.series;
+        for point in &rollup.points {
+            let start = truckllm_logging::record::timestamp(
+                std::time::UNIX_EPOCH + Duration::from_millis(point.start_ms),
+            );
+            let line = if format == "csv" {
+                [
+                    start,
+                    csv_field(s.provider()),
+                    csv_field(s.key_id()),
+                    s.metric().to_string(),
+                    point.value.to_string(),
+                ]
+                .join(",")
+            } else {
+                serde_json::json!({
+                    "start": start,
+                    "start_ms": point.start_ms,
+                    "provider": s.provider(),
+                    "key_id": s.key_id(),
+                    "metric": s.metric().to_string(),
+                    "value": point.value,
+                })
+                .to_string()
+            };
+            if writeln!(out, "{line}").is_err() {
+                return Ok(()); // stdout closed (piped to head)
+            }
+        }
+    }
+    let _ = out.flush();
+    Ok(())
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line break.
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
 }
 
 fn to_series(args: SeriesArgs) -> Result<Series> {

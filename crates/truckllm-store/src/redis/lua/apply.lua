@@ -48,16 +48,48 @@ local function window_sum(buckets, first, oldest, now_bucket)
   return sum
 end
 
--- Adds a delta to one metric: the counter (the seed's usage:{p:k}:metric, TTL refreshed) and,
--- if the bucket is still kept, the bucket and the running sum.
-local function apply(counter, buckets, delta, ttl, bucket, oldest, bucket_ttl)
-  local value = redis.call('INCRBYFLOAT', counter, delta)
-  redis.call('PEXPIRE', counter, ttl)
-  if tonumber(bucket) >= oldest then
-    prune_if_new(buckets, bucket, oldest)
-    redis.call('HINCRBYFLOAT', buckets, bucket, delta)
-    redis.call('HINCRBYFLOAT', buckets, 's', delta)
-    redis.call('PEXPIRE', buckets, bucket_ttl)
+-- The arguments every write script starts with (7 of them, from ARGV[at]): counter TTL, the
+-- bucket written, the oldest bucket kept, the buckets' TTL, the roll-up step written, the
+-- oldest roll-up step kept, and the roll-ups' TTL (0: roll-ups off).
+local W = {}
+local function read_write_args(at)
+  W.ttl = tonumber(ARGV[at])
+  W.bucket = ARGV[at + 1]
+  W.oldest = tonumber(ARGV[at + 2])
+  W.bucket_ttl = tonumber(ARGV[at + 3])
+  W.step = ARGV[at + 4]
+  W.oldest_step = tonumber(ARGV[at + 5])
+  W.rollup_ttl = tonumber(ARGV[at + 6])
+end
+
+-- Adds a delta to a roll-up (a hash of step index -> total), dropping steps past retention the
+-- first time a new step is opened.
+local function add_to_rollup(rollup, delta)
+  if W.rollup_ttl <= 0 or tonumber(delta) == 0 or tonumber(W.step) < W.oldest_step then
+    return
   end
+  if redis.call('HEXISTS', rollup, W.step) == 0 then
+    for _, field in ipairs(redis.call('HKEYS', rollup)) do
+      if tonumber(field) < W.oldest_step then
+        redis.call('HDEL', rollup, field)
+      end
+    end
+  end
+  redis.call('HINCRBYFLOAT', rollup, W.step, delta)
+  redis.call('PEXPIRE', rollup, W.rollup_ttl)
+end
+
+-- Adds a delta to one metric: the counter (the seed's usage:{p:k}:metric, TTL refreshed), the
+-- bucket and running sum if the bucket is still kept, and the roll-up.
+local function apply(counter, buckets, rollup, delta)
+  local value = redis.call('INCRBYFLOAT', counter, delta)
+  redis.call('PEXPIRE', counter, W.ttl)
+  if tonumber(W.bucket) >= W.oldest then
+    prune_if_new(buckets, W.bucket, W.oldest)
+    redis.call('HINCRBYFLOAT', buckets, W.bucket, delta)
+    redis.call('HINCRBYFLOAT', buckets, 's', delta)
+    redis.call('PEXPIRE', buckets, W.bucket_ttl)
+  end
+  add_to_rollup(rollup, delta)
   return value
 end
