@@ -461,3 +461,48 @@ fn the_logging_sinks_load_as_written_with_defaults_and_reject_bad_settings() {
         assert!(err.contains(field), "{bad}: {err}");
     }
 }
+
+#[test]
+fn runtime_timeouts_and_rollups_have_defaults_and_reject_nonsense() {
+    let loaded =
+        load_str("storage:\n  runtime:\n    type: \"memory\"\n", &env(), None).expect("loads");
+    let runtime = &loaded.resolved.storage.runtime;
+    assert_eq!(
+        (
+            runtime.call_timeout_ms,
+            runtime.rollup_step_secs,
+            runtime.rollup_keep_secs
+        ),
+        (300, 60, 3600)
+    );
+    let off = load_str(
+        "storage:\n  runtime:\n    rollup_keep_secs: 0\n    rollup_step_secs: 0\n",
+        &env(),
+        None,
+    );
+    assert!(off.is_ok(), "roll-ups off need no step: {off:?}");
+    for (yaml, field) in [
+        (
+            "    call_timeout_ms: 0\n",
+            "storage.runtime.call_timeout_ms",
+        ),
+        (
+            "    rollup_step_secs: 7200\n",
+            "storage.runtime.rollup_step_secs",
+        ),
+        (
+            "    rollup_step_secs: 0\n",
+            "storage.runtime.rollup_step_secs",
+        ),
+        (
+            "    rollup_step_secs: 1\n    rollup_keep_secs: 86400\n",
+            "storage.runtime.rollup_keep_secs",
+        ),
+        ("    rollup_keep_secs: -5\n", "rollup_keep_secs"),
+    ] {
+        let err = load_str(&format!("storage:\n  runtime:\n{yaml}"), &env(), None)
+            .expect_err(yaml)
+            .to_string();
+        assert!(err.contains(field), "{yaml}: {err}");
+    }
+}
