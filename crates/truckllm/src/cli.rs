@@ -378,6 +378,10 @@ pub struct GatewayBenchArgs {
     /// Seconds each run lasts.
     #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
     pub seconds: f64,
+    /// The gateway's `storage.runtime.rollup_keep_secs` (0 turns roll-ups off, to measure
+    /// their cost).
+    #[arg(long, default_value_t = 3600)]
+    pub rollup_keep_secs: u64,
 }
 
 #[derive(Debug, Args)]

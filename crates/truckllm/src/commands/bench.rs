@@ -210,8 +210,11 @@ fn redis_benchmark(
 ) -> Result<f64> {
     let script = Scripts::new().increment;
     let sample = ProviderKey::new("rb", "key__rand_int__")?.series(Metric::Req);
+    // The write arguments of `apply.lua` (`read_write_args`), as the store sends them.
     let w = truckllm_store::Windowing::default();
-    let bucket = w.bucket_index(SystemClock.now_ms());
+    let rollup = truckllm_store::RollupPolicy::default();
+    let now_ms = SystemClock.now_ms();
+    let bucket = w.bucket_index(now_ms);
     let requests = (requests as u64).clamp(10_000, 5_000_000);
     let mut command = Command::new("redis-benchmark");
     command
@@ -229,15 +232,20 @@ fn redis_benchmark(
         command.env("REDISCLI_AUTH", password);
     }
     command
-        .args(["EVALSHA", script.sha(), "2"])
+        .args(["EVALSHA", script.sha(), "3"])
         .arg(keys::counter_key(&sample))
         .arg(keys::buckets_key(&sample))
+        .arg(keys::rollup_key(&sample))
         .args([
-            "60000",
-            &bucket.to_string(),
-            &w.oldest_kept(bucket).to_string(),
-        ])
-        .args([w.bucket_ttl_ms().to_string(), "1".to_owned()]);
+            "60000".to_owned(),
+            bucket.to_string(),
+            w.oldest_kept(bucket).to_string(),
+            w.bucket_ttl_ms().to_string(),
+            rollup.step_index(now_ms).to_string(),
+            rollup.oldest_kept(now_ms).to_string(),
+            rollup.ttl_ms().to_string(),
+            "1".to_owned(),
+        ]);
     let output = command
         .output()
         .context("cannot run redis-benchmark (apt-get install redis-tools)")?;

@@ -70,7 +70,8 @@ pub async fn run(store: &StoreArgs, args: &GatewayBenchArgs) -> Result<ExitCode>
     std::fs::write(
         &config,
         format!(
-            "server:\n  listen: \"127.0.0.1:{gateway_port}\"\nllm_providers:\n  - id: \"mock\"\n    base_url: \"http://127.0.0.1:{mock_port}/v1\"\n    keys:\n      - {{id: \"k1\", secret: \"bench-1\"}}\n      - {{id: \"k2\", secret: \"bench-2\"}}\n      - {{id: \"k3\", secret: \"bench-3\"}}\n      - {{id: \"k4\", secret: \"bench-4\"}}\n    limits:\n      req_per_min: 100000000\n      tokens_per_min: 100000000000\n    pricing: {{input_per_1m: 0.15, output_per_1m: 0.6}}\n    models: [\"gpt-4o-mini\"]\napi_keys:\n  - id: \"bench\"\n    key: \"bench-client-key\"\n"
+            "server:\n  listen: \"127.0.0.1:{gateway_port}\"\nstorage:\n  runtime:\n    rollup_keep_secs: {}\nllm_providers:\n  - id: \"mock\"\n    base_url: \"http://127.0.0.1:{mock_port}/v1\"\n    keys:\n      - {{id: \"k1\", secret: \"bench-1\"}}\n      - {{id: \"k2\", secret: \"bench-2\"}}\n      - {{id: \"k3\", secret: \"bench-3\"}}\n      - {{id: \"k4\", secret: \"bench-4\"}}\n    limits:\n      req_per_min: 100000000\n      tokens_per_min: 100000000000\n    pricing: {{input_per_1m: 0.15, output_per_1m: 0.6}}\n    models: [\"gpt-4o-mini\"]\napi_keys:\n  - id: \"bench\"\n    key: \"bench-client-key\"\n",
+            args.rollup_keep_secs
         ),
     )?;
     let gateway = spawn(&[

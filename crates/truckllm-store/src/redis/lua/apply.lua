@@ -62,13 +62,15 @@ local function read_write_args(at)
   W.rollup_ttl = tonumber(ARGV[at + 6])
 end
 
--- Adds a delta to a roll-up (a hash of step index -> total), dropping steps past retention the
--- first time a new step is opened.
-local function add_to_rollup(rollup, delta)
+-- Adds a delta to a roll-up (a hash of step index -> total). `opened` says this write opened a
+-- new window bucket, which happens at most once a second per series and at every step
+-- boundary (a step is a whole number of buckets): only then are steps past retention dropped
+-- and the TTL renewed, so a steady stream of writes costs one HINCRBYFLOAT here.
+local function add_to_rollup(rollup, delta, opened)
   if W.rollup_ttl <= 0 or tonumber(delta) == 0 or tonumber(W.step) < W.oldest_step then
     return
   end
-  if redis.call('HEXISTS', rollup, W.step) == 0 then
+  if opened then
     for _, field in ipairs(redis.call('HKEYS', rollup)) do
       if tonumber(field) < W.oldest_step then
         redis.call('HDEL', rollup, field)
@@ -76,20 +78,29 @@ local function add_to_rollup(rollup, delta)
     end
   end
   redis.call('HINCRBYFLOAT', rollup, W.step, delta)
-  redis.call('PEXPIRE', rollup, W.rollup_ttl)
+  if opened then
+    redis.call('PEXPIRE', rollup, W.rollup_ttl)
+  end
 end
 
 -- Adds a delta to one metric: the counter (the seed's usage:{p:k}:metric, TTL refreshed), the
--- bucket and running sum if the bucket is still kept, and the roll-up.
+-- bucket and running sum if the bucket is still kept, and the roll-up. The buckets' TTL is
+-- renewed when a bucket opens: it then outlasts every window that bucket is in.
 local function apply(counter, buckets, rollup, delta)
   local value = redis.call('INCRBYFLOAT', counter, delta)
   redis.call('PEXPIRE', counter, W.ttl)
+  local opened = true
   if tonumber(W.bucket) >= W.oldest then
-    prune_if_new(buckets, W.bucket, W.oldest)
+    opened = redis.call('HEXISTS', buckets, W.bucket) == 0
+    if opened then
+      prune(buckets, W.oldest)
+    end
     redis.call('HINCRBYFLOAT', buckets, W.bucket, delta)
     redis.call('HINCRBYFLOAT', buckets, 's', delta)
-    redis.call('PEXPIRE', buckets, W.bucket_ttl)
+    if opened then
+      redis.call('PEXPIRE', buckets, W.bucket_ttl)
+    end
   end
-  add_to_rollup(rollup, delta)
+  add_to_rollup(rollup, delta, opened)
   return value
 end
