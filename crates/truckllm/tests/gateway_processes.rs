@@ -1,39 +1,18 @@
 //! Real gateway processes: limits hold across two gateways sharing one Redis, and a graceful
 //! shutdown lets a request in flight finish and flushes its usage.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::Process;
 use futures_util::StreamExt;
 use truckllm_testkit::{RedisServer, free_port};
 
-/// A `truckllm` child process, killed on drop.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `truckllm ARGS` and waits for its first line on stdout (its "listening" banner).
+/// Starts `truckllm ARGS` and waits for its banner.
 fn spawn(args: &[&str]) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_truckllm"))
-        .args(args)
-        .env_remove("TRUCKLLM_STORE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn truckllm");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("banner");
-    assert!(line.contains("http://"), "unexpected banner: {line}");
-    // Keep reading so the child never writes into a closed pipe.
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    Process(child)
+    Process::spawn(args, &[])
 }
 
 fn config(
@@ -186,20 +165,13 @@ fn graceful_shutdown_finishes_requests_and_flushes_usage() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let pid = gateway.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    gateway.terminate();
     assert_eq!(
         request.join().expect("thread"),
         200,
         "the request in flight finished"
     );
-    let status = gateway.0.wait().expect("gateway exits");
+    let status = gateway.wait();
     assert!(status.success(), "clean exit: {status:?}");
     assert_eq!(
         redis.cli(&["GET", "usage:{mock:only}:req"]),

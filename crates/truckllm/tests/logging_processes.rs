@@ -3,57 +3,18 @@
 //! receiver in this test and a real `prometheus-pushgateway`; `truckllm logs search|stats`
 //! read the gateway's files back.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
+use common::Process;
 use serde_json::Value;
 use truckllm_testkit::{Pushgateway, RedisServer, free_port};
-
-/// A `truckllm` child process, stopped with SIGTERM (graceful) by [`Process::stop`], killed on
-/// drop otherwise.
-struct Process(Child);
-
-impl Process {
-    fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_truckllm"))
-            .args(args)
-            .envs(env.iter().copied())
-            .env_remove("TRUCKLLM_STORE")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn truckllm");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("banner");
-        assert!(line.contains("://"), "unexpected banner: {line}");
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        Process(child)
-    }
-
-    fn stop(mut self) {
-        let pid = self.0.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(sent.success());
-        let status = self.0.wait().expect("wait");
-        assert!(status.success(), "graceful exit: {status}");
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Every record the webhook receiver got, with the signature checked.
 type Received = Arc<Mutex<Vec<Value>>>;

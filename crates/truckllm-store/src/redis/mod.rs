@@ -233,6 +233,29 @@ impl RedisStore {
         ]
     }
 
+    /// The keys SCAN finds for `pattern` that `parse` reads as a series whose name starts
+    /// with `prefix`, sorted by series, each once (a cluster may report a key twice).
+    async fn series_keys(
+        &self,
+        pattern: Option<String>,
+        parse: fn(&str) -> Option<Series>,
+        prefix: &str,
+    ) -> Result<Vec<(String, Series)>> {
+        let Some(pattern) = pattern else {
+            return Ok(Vec::new());
+        };
+        let mut found: Vec<(String, Series)> = self
+            .scan_keys(&pattern)
+            .await?
+            .into_iter()
+            .filter_map(|key| parse(&key).map(|s| (key, s)))
+            .filter(|(_, s)| s.to_string().starts_with(prefix))
+            .collect();
+        found.sort_by(|a, b| a.1.cmp(&b.1));
+        found.dedup_by(|a, b| a.0 == b.0);
+        Ok(found)
+    }
+
     async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>> {
         let nodes: Vec<Option<(String, u16)>> = if self.conn.is_cluster() {
             self.primaries().await?.into_iter().map(Some).collect()
@@ -548,18 +571,9 @@ impl RuntimeStore for RedisStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
-        let Some(pattern) = keys::scan_pattern(prefix) else {
-            return Ok(Vec::new());
-        };
-        let mut found: Vec<(String, Series)> = self
-            .scan_keys(&pattern)
-            .await?
-            .into_iter()
-            .filter_map(|key| keys::parse_counter_key(&key).map(|s| (key, s)))
-            .filter(|(_, s)| s.to_string().starts_with(prefix))
-            .collect();
-        found.sort_by(|a, b| a.1.cmp(&b.1));
-        found.dedup_by(|a, b| a.0 == b.0);
+        let found = self
+            .series_keys(keys::scan_pattern(prefix), keys::parse_counter_key, prefix)
+            .await?;
         let mut listed = Vec::with_capacity(found.len());
         for chunk in found.chunks(SCAN_COUNT) {
             let series: Vec<Series> = chunk.iter().map(|(_, s)| s.clone()).collect();
@@ -587,18 +601,13 @@ impl RuntimeStore for RedisStore {
     }
 
     async fn rollups(&self, prefix: &str, since_ms: u64) -> Result<Vec<SeriesRollup>> {
-        let Some(pattern) = keys::rollup_scan_pattern(prefix) else {
-            return Ok(Vec::new());
-        };
-        let mut found: Vec<(String, Series)> = self
-            .scan_keys(&pattern)
-            .await?
-            .into_iter()
-            .filter_map(|key| keys::parse_rollup_key(&key).map(|s| (key, s)))
-            .filter(|(_, s)| s.to_string().starts_with(prefix))
-            .collect();
-        found.sort_by(|a, b| a.1.cmp(&b.1));
-        found.dedup_by(|a, b| a.0 == b.0);
+        let found = self
+            .series_keys(
+                keys::rollup_scan_pattern(prefix),
+                keys::parse_rollup_key,
+                prefix,
+            )
+            .await?;
         let policy = self.options.rollup;
         let step_ms = policy.step_ms();
         // Steps past retention are pruned on the next write; until then they are not shown.
