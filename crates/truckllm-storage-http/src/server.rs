@@ -73,6 +73,24 @@ impl Audit {
         self.logger.shutdown(Duration::from_secs(5)).await;
     }
 
+    /// A change from version `old` to `new`.
+    fn record_change(
+        &self,
+        who: &str,
+        action: &str,
+        target: &str,
+        status: StatusCode,
+        old: u64,
+        new: u64,
+    ) {
+        self.logger.emit(
+            AuditRecord::new(AuditCategory::Config, action, who, "ok")
+                .target(target)
+                .status(status.as_u16())
+                .versions(Some(old), Some(new)),
+        );
+    }
+
     fn record(&self, who: &str, action: &str, target: &str, status: StatusCode) {
         let (category, outcome) = match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (AuditCategory::Access, "denied"),
@@ -669,10 +687,18 @@ async fn put_config(State(s): State<Arc<ServerState>>, headers: HeaderMap, body:
         let mut response =
             axum::Json(json!({"version": version, "previous": current})).into_response();
         response.headers_mut().insert(header::ETAG, etag(version));
-        Ok(response)
+        Ok((response, current, version))
     }
     .await;
-    audited(&s, &who, "config.put", "config", reply)
+    // A config change is audited with its old and new version.
+    match reply {
+        Ok((response, old, new)) => {
+            s.audit
+                .record_change(&who, "config.put", "config", response.status(), old, new);
+            Ok(response)
+        }
+        Err(e) => audited(&s, &who, "config.put", "config", Err(e)),
+    }
 }
 
 /// Loads a rustls server config from PEM files.

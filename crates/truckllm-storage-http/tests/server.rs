@@ -343,11 +343,13 @@ async fn the_http_config_store_loads_saves_and_detects_stale_versions() {
             ..FileStoreOptions::default()
         },
     ));
+    let audit_path = dir.path().join("audit.jsonl");
+    let audit = Audit::to_file(&audit_path).expect("audit");
     let state = Arc::new(ServerState {
         store: Arc::new(MemoryStore::new()),
         config: Some(Arc::clone(&file)),
         tokens: Tokens::parse(TOKENS, &env).expect("tokens"),
-        audit: Audit::default(),
+        audit: audit.clone(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -392,4 +394,31 @@ async fn the_http_config_store_loads_saves_and_detects_stale_versions() {
     let reader = truckllm_storage_http::HttpConfigStore::new(&base, Some("dash-secret".into()))
         .expect("client");
     assert!(reader.load().await.is_err(), "no config scope, no config");
+
+    // The change is audited with its old and new version; the stale save as failed.
+    audit.flush().await;
+    let records: Vec<Value> = std::fs::read_to_string(&audit_path)
+        .expect("audit")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let changes: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["action"] == "config.put")
+        .collect();
+    assert_eq!(changes.len(), 2, "{records:#?}");
+    assert_eq!(
+        (
+            &changes[0]["category"],
+            &changes[0]["old_version"],
+            &changes[0]["new_version"]
+        ),
+        (
+            &serde_json::json!("config"),
+            &serde_json::json!(1),
+            &serde_json::json!(2)
+        )
+    );
+    assert_eq!(changes[1]["outcome"], "failed");
+    assert_eq!(changes[1]["status"], 412, "a stale If-Match is a 412");
 }
