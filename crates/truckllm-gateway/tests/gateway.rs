@@ -5,7 +5,6 @@ mod common;
 use std::time::Duration;
 
 use common::{Backend, Mock, TestGateway, config};
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use truckllm_gateway::mock::MockOptions;
 use truckllm_store::Metric;
@@ -133,20 +132,8 @@ async fn a_client_leaving_mid_stream_is_still_counted() {
         Backend::Memory,
     )
     .await;
-    let mut request = hello("gpt-4o-mini");
-    request["stream"] = json!(true);
-    request["max_tokens"] = json!(50);
-    let response = gw
-        .http
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .json(&request)
-        .send()
-        .await
-        .expect("send");
-    let mut body = response.bytes_stream();
-    let first = body.next().await.expect("a first chunk").expect("bytes");
+    let first = gw.leave_a_stream_after_its_first_chunk().await;
     assert!(!first.is_empty());
-    drop(body);
     // The request counts; with no usage seen the 50-token estimate stands.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while gw.usage("mock", "k1", Metric::Req).await < 1.0 {

@@ -181,19 +181,7 @@ async fn a_client_that_leaves_mid_stream_is_recorded_as_disconnected() {
         Backend::Memory,
     )
     .await;
-    let mut body = hello("gpt-4o-mini");
-    body["stream"] = json!(true);
-    body["max_tokens"] = json!(50);
-    let response = gw
-        .http
-        .post(format!("{}/v1/chat/completions", gw.url))
-        .json(&body)
-        .send()
-        .await
-        .expect("stream");
-    let mut chunks = response.bytes_stream();
-    chunks.next().await.expect("a first chunk").expect("bytes");
-    drop(chunks);
+    gw.leave_a_stream_after_its_first_chunk().await;
     gw.stop().await;
 
     let records = read_lines(&logs.path().join("requests.jsonl"));

@@ -163,6 +163,27 @@ impl TestGateway {
         (status, headers, json)
     }
 
+    /// Starts a streaming chat completion for 50 tokens, reads its first chunk and goes away
+    /// (drops the stream): a client that leaves mid-stream. Returns the first chunk.
+    pub async fn leave_a_stream_after_its_first_chunk(&self) -> bytes::Bytes {
+        use futures_util::StreamExt;
+        let body = serde_json::json!({
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": "three words here"}],
+            "max_tokens": 50,
+            "stream": true,
+        });
+        let response = self
+            .http
+            .post(format!("{}/v1/chat/completions", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("stream");
+        let mut chunks = response.bytes_stream();
+        chunks.next().await.expect("a first chunk").expect("bytes")
+    }
+
     /// Waits for every usage settlement, then reads a counter.
     pub async fn usage(&self, provider: &str, key: &str, metric: truckllm_store::Metric) -> f64 {
         self.gateway.flush().await;
