@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One command per benchmark: builds the release binary, starts a private redis-server on a
 # free loopback port, runs `truckllm bench WHAT` against it, and stops the server.
-#   bash bench/run.sh store   [--seconds 5 --tasks 32 --batch 16]   store vs redis-benchmark
-#   bash bench/run.sh gateway [--seconds 10 --rate 1000]            gateway vs direct upstream
+#   bash bench/run.sh store   [--seconds 5 --tasks 32 --batch 16 --rollup-keep-secs 0]  store vs redis-benchmark
+#   bash bench/run.sh gateway [--seconds 10 --rate 1000 --rollup-keep-secs 0]  gateway vs direct upstream
 #   bash bench/run.sh http    [--seconds 5]                         HTTP store (client -> storage
 #                                                                   server -> Redis) vs Redis direct
 #   bash bench/run.sh outage  [--rate 200 --down 10]                a Redis outage under gateway load

@@ -62,13 +62,17 @@ pub fn storage_record(event: &StorageEvent) -> AuditRecord {
     }
 }
 
-/// Forwards every event of `events` to `logger` as `to_record` makes it.
+/// Forwards every event of `events` to `logger` as `to_record` makes it; with no sink
+/// configured there is nothing to forward to, and no task is started.
 pub fn forward<E: Clone + Send + 'static>(
     mut events: broadcast::Receiver<E>,
     logger: Logger,
     to_record: fn(&E) -> AuditRecord,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+) -> Option<tokio::task::JoinHandle<()>> {
+    if !logger.is_enabled() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
         loop {
             match events.recv().await {
                 Ok(event) => logger.emit(to_record(&event)),
@@ -82,5 +86,5 @@ pub fn forward<E: Clone + Send + 'static>(
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }
-    })
+    }))
 }

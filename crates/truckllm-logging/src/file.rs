@@ -25,6 +25,28 @@ use crate::sink::{Batching, LogSink, SinkError};
 /// The time source, injectable so rotation by age can be tested without waiting.
 pub type Now = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
+/// Where a file sink writes audit records: `audit_path`, or `audit.jsonl` beside `path`.
+pub fn audit_path_of(config: &FileSinkConfig) -> PathBuf {
+    match &config.audit_path {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(&config.path).with_file_name("audit.jsonl"),
+    }
+}
+
+/// A file sink for audit records only, in `audit_path` (its request log, never written by a
+/// process that emits no request records, is never created).
+pub fn audit_only(audit_path: &Path) -> FileSinkConfig {
+    FileSinkConfig {
+        audit_path: Some(audit_path.display().to_string()),
+        ..FileSinkConfig::at(
+            audit_path
+                .with_extension("requests.jsonl")
+                .display()
+                .to_string(),
+        )
+    }
+}
+
 /// The system clock.
 pub fn system_now() -> Now {
     Arc::new(SystemTime::now)
@@ -318,10 +340,7 @@ impl FileSink {
     pub fn open(config: &FileSinkConfig, now: Now) -> Result<Self, SinkError> {
         let rotation = Rotation::from_config(config);
         let path = PathBuf::from(&config.path);
-        let audit_path = match &config.audit_path {
-            Some(p) => PathBuf::from(p),
-            None => path.with_file_name("audit.jsonl"),
-        };
+        let audit_path = audit_path_of(config);
         for p in [&path, &audit_path] {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {

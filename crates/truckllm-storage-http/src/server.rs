@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use truckllm_config::schema::{FileSinkConfig, LogSinkConfig};
+use truckllm_config::schema::LogSinkConfig;
 use truckllm_config::{Config, ConfigError, ConfigStore, SaveMeta};
 use truckllm_logging::{AuditCategory, AuditRecord, Logger};
 use truckllm_store::{
@@ -56,10 +56,7 @@ impl Audit {
     /// Audit records as JSON lines in `path` (a file sink with no request log). Needs a Tokio
     /// runtime: the sink runs as a task.
     pub fn to_file(path: &std::path::Path) -> Result<Self, truckllm_logging::SinkError> {
-        let sink = FileSinkConfig {
-            audit_path: Some(path.display().to_string()),
-            ..FileSinkConfig::at(path.with_extension("requests.jsonl").display().to_string())
-        };
+        let sink = truckllm_logging::file::audit_only(path);
         truckllm_logging::start(&[LogSinkConfig::File(sink)]).map(Self::new)
     }
 

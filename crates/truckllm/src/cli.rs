@@ -398,6 +398,10 @@ pub struct StoreBenchArgs {
     /// Distinct provider keys the load is spread over.
     #[arg(long, default_value_t = 64)]
     pub keys: usize,
+    /// Roll-up retention for the store and for redis-benchmark's script arguments (0 turns
+    /// roll-ups off, to measure what they cost).
+    #[arg(long, default_value_t = 3600)]
+    pub rollup_keep_secs: u64,
 }
 
 fn parse_metric(s: &str) -> Result<Metric, String> {

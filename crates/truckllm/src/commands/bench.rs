@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use truckllm_store::redis::{keys, scripts::Scripts};
 use truckllm_store::{
-    Clock, Increment, LimitCheck, Metric, ProviderKey, ReserveRequest, RuntimeStore, Series,
-    SystemClock,
+    Clock, Increment, LimitCheck, Metric, ProviderKey, ReserveRequest, RollupPolicy, RuntimeStore,
+    Series, StoreOptions, SystemClock,
 };
 
-use super::open;
+use super::open_url_with;
 use crate::cli::{StoreArgs, StoreBenchArgs};
 
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +46,7 @@ pub async fn store(args: &StoreArgs, bench: &StoreBenchArgs) -> Result<ExitCode>
     if bench.tasks == 0 || bench.batch == 0 || bench.keys == 0 {
         bail!("--tasks, --batch and --keys must be at least 1");
     }
-    let store = open(args).await?;
+    let store = open_url_with(args, args.url(), store_options(bench)).await?;
     let keys: Vec<ProviderKey> = (0..bench.keys)
         .map(|i| ProviderKey::new("bench", format!("key{i}")))
         .collect::<Result<_, _>>()?;
@@ -201,6 +201,17 @@ impl RedisTarget {
     }
 }
 
+/// The store's options: the defaults, with the roll-up retention of `--rollup-keep-secs`.
+fn store_options(bench: &StoreBenchArgs) -> StoreOptions {
+    StoreOptions {
+        rollup: RollupPolicy {
+            keep: Duration::from_secs(bench.rollup_keep_secs),
+            ..RollupPolicy::default()
+        },
+        ..StoreOptions::default()
+    }
+}
+
 /// Runs redis-benchmark on the store's increment script and returns its requests per second.
 fn redis_benchmark(
     target: &RedisTarget,
@@ -212,7 +223,7 @@ fn redis_benchmark(
     let sample = ProviderKey::new("rb", "key__rand_int__")?.series(Metric::Req);
     // The write arguments of `apply.lua` (`read_write_args`), as the store sends them.
     let w = truckllm_store::Windowing::default();
-    let rollup = truckllm_store::RollupPolicy::default();
+    let rollup = store_options(bench).rollup;
     let now_ms = SystemClock.now_ms();
     let bucket = w.bucket_index(now_ms);
     let requests = (requests as u64).clamp(10_000, 5_000_000);

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use truckllm_config::schema::LogSinkConfig;
+use truckllm_config::schema::{FileSinkConfig, LogSinkConfig};
+use truckllm_logging::file::audit_path_of;
 use truckllm_logging::search::{self, Filter, GroupBy, Stats};
 
 use crate::cli::{LogFilterArgs, LogsCommand};
@@ -27,7 +28,8 @@ pub fn run(config: &Path, command: LogsCommand) -> Result<ExitCode> {
 /// The request and audit log paths: `--file`, else the first file sink of the config.
 fn log_paths(config: &Path, args: &LogFilterArgs) -> Result<(PathBuf, PathBuf)> {
     if let Some(file) = &args.file {
-        return Ok((file.clone(), file.with_file_name("audit.jsonl")));
+        let sink = FileSinkConfig::at(file.display().to_string());
+        return Ok((file.clone(), audit_path_of(&sink)));
     }
     let text = std::fs::read_to_string(config).with_context(|| {
         format!(
@@ -49,12 +51,7 @@ fn log_paths(config: &Path, args: &LogFilterArgs) -> Result<(PathBuf, PathBuf)> 
     if sink.path.contains("${") {
         bail!("the file sink's path uses a variable; give the log with --file PATH");
     }
-    let path = PathBuf::from(&sink.path);
-    let audit = sink
-        .audit_path
-        .as_ref()
-        .map_or_else(|| path.with_file_name("audit.jsonl"), PathBuf::from);
-    Ok((path, audit))
+    Ok((PathBuf::from(&sink.path), audit_path_of(sink)))
 }
 
 fn filter_of(args: &LogFilterArgs) -> Filter {

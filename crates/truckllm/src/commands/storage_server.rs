@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use tokio::net::TcpListener;
-use truckllm_config::schema::{FileSinkConfig, LogSinkConfig};
+use truckllm_config::schema::LogSinkConfig;
 use truckllm_config::{
     ConfigStore, FileConfigStore, FileStoreOptions, MasterKey, ProcessEnv, load_str,
 };
@@ -110,10 +110,9 @@ fn log_sinks(args: &StorageServerArgs) -> Result<Vec<LogSinkConfig>> {
         sinks.extend(loaded.resolved.storage.logging);
     }
     if let Some(path) = &args.audit_log {
-        sinks.push(LogSinkConfig::File(FileSinkConfig {
-            audit_path: Some(path.display().to_string()),
-            ..FileSinkConfig::at(path.with_extension("requests.jsonl").display().to_string())
-        }));
+        sinks.push(LogSinkConfig::File(truckllm_logging::file::audit_only(
+            path,
+        )));
     }
     Ok(sinks)
 }
