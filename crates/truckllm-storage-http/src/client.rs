@@ -574,34 +574,57 @@ impl RuntimeStore for HttpStore {
 
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome, StoreError> {
         request.amounts(&self.inner.windowing)?;
-        let body = ReserveBody {
-            provider: request.key.provider().to_owned(),
-            key_id: request.key.key_id().to_owned(),
-            checks: request.checks.iter().map(CheckRef::from_check).collect(),
-            id: request.id.clone(),
-        };
         let r: ReserveResponse = self
             .inner
             .json(
                 "reserve",
                 Method::POST,
                 "/reserve",
+                Some(&ReserveBody::from_request(request)),
+                None,
+                false,
+            )
+            .await?;
+        r.to_outcome()
+    }
+
+    /// One `POST /batch/reserve`; like `reserve`, never retried blindly.
+    async fn reserve_many(
+        &self,
+        requests: &[ReserveRequest],
+    ) -> Result<Vec<ReserveOutcome>, StoreError> {
+        for request in requests {
+            request.amounts(&self.inner.windowing)?;
+        }
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let body = BatchReserveBody {
+            reservations: requests.iter().map(ReserveBody::from_request).collect(),
+        };
+        let r: BatchReserveResponse = self
+            .inner
+            .json(
+                "reserve_many",
+                Method::POST,
+                "/batch/reserve",
                 Some(&body),
                 None,
                 false,
             )
             .await?;
-        match (r.granted, r.reservation, r.denial) {
-            (true, Some(reservation), _) => {
-                Ok(ReserveOutcome::Granted(reservation.to_reservation()?))
-            }
-            (false, _, Some(denial)) => Ok(ReserveOutcome::Denied(denial.to_denial()?)),
-            _ => Err(StoreError::Protocol {
+        if r.outcomes.len() != requests.len() {
+            return Err(StoreError::Protocol {
                 backend: BACKEND,
-                operation: "reserve",
-                detail: "incomplete answer".into(),
-            }),
+                operation: "reserve_many",
+                detail: format!(
+                    "{} answers to {} reservations",
+                    r.outcomes.len(),
+                    requests.len()
+                ),
+            });
         }
+        r.outcomes.iter().map(ReserveResponse::to_outcome).collect()
     }
 
     async fn reconcile(

@@ -10,12 +10,15 @@
 //! - `GET /health`.
 //!
 //! Beyond the seed: `GET /usage?prefix=P` (listing), `POST /batch/get`, `POST /batch/increment`,
-//! `POST /reserve`, `POST /reconcile`. Path segments are percent-decoded, so ids may hold `:`,
+//! `POST /reserve`, `POST /batch/reserve`, `POST /reconcile`. Path segments are percent-decoded, so ids may hold `:`,
 //! `/`, `{` or spaces. Bearer tokens authenticate every route but `/health`.
 //! `docs/storage-api.openapi.yaml` documents it all.
 
 use serde::{Deserialize, Serialize};
-use truckllm_store::{Denial, LimitCheck, Metric, ProviderKey, Reservation, Series, StoreError};
+use truckllm_store::{
+    Denial, LimitCheck, Metric, ProviderKey, Reservation, ReserveOutcome, ReserveRequest, Series,
+    StoreError,
+};
 
 /// Makes an increment exactly-once: the server applies a repeated key only once.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -201,6 +204,19 @@ pub struct ReserveResponse {
     pub denial: Option<DenialRef>,
 }
 
+/// `POST /batch/reserve`: reservations decided in order, as `RuntimeStore::reserve_many`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchReserveBody {
+    pub reservations: Vec<ReserveBody>,
+}
+
+/// One answer per reservation of a [`BatchReserveBody`], in its order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchReserveResponse {
+    pub outcomes: Vec<ReserveResponse>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReconcileBody {
@@ -262,6 +278,60 @@ impl ReservationRef {
             at_ms: self.at_ms,
             reserved: parse_metric_amounts(&self.reserved)?,
         })
+    }
+}
+
+impl ReserveBody {
+    pub fn from_request(request: &ReserveRequest) -> Self {
+        Self {
+            provider: request.key.provider().to_owned(),
+            key_id: request.key.key_id().to_owned(),
+            checks: request.checks.iter().map(CheckRef::from_check).collect(),
+            id: request.id.clone(),
+        }
+    }
+
+    pub fn to_request(&self) -> Result<ReserveRequest, StoreError> {
+        Ok(ReserveRequest {
+            key: ProviderKey::new(self.provider.clone(), self.key_id.clone())?,
+            checks: self
+                .checks
+                .iter()
+                .map(CheckRef::to_check)
+                .collect::<Result<_, _>>()?,
+            id: self.id.clone(),
+        })
+    }
+}
+
+impl ReserveResponse {
+    pub fn from_outcome(outcome: &ReserveOutcome) -> Self {
+        match outcome {
+            ReserveOutcome::Granted(r) => Self {
+                granted: true,
+                reservation: Some(ReservationRef::from_reservation(r)),
+                denial: None,
+            },
+            ReserveOutcome::Denied(d) => Self {
+                granted: false,
+                reservation: None,
+                denial: Some(DenialRef::from_denial(d)),
+            },
+        }
+    }
+
+    pub fn to_outcome(&self) -> Result<ReserveOutcome, StoreError> {
+        match (self.granted, &self.reservation, &self.denial) {
+            (true, Some(reservation), _) => {
+                Ok(ReserveOutcome::Granted(reservation.to_reservation()?))
+            }
+            (false, _, Some(denial)) => Ok(ReserveOutcome::Denied(denial.to_denial()?)),
+            _ => Err(StoreError::Protocol {
+                backend: "http",
+                operation: "reserve",
+                detail: "incomplete answer".into(),
+            }),
+        }
     }
 }
 

@@ -25,8 +25,7 @@ use truckllm_config::schema::LogSinkConfig;
 use truckllm_config::{Config, ConfigError, ConfigStore, SaveMeta};
 use truckllm_logging::{AuditCategory, AuditRecord, Logger};
 use truckllm_store::{
-    Clock, Increment, RequestClock, ReserveOutcome, ReserveRequest, RuntimeStore, Series,
-    StoreError, SystemClock,
+    Clock, Increment, RequestClock, ReserveRequest, RuntimeStore, Series, StoreError, SystemClock,
 };
 
 use crate::protocol::*;
@@ -170,6 +169,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/batch/get"),
     ("post", "/batch/increment"),
     ("post", "/reserve"),
+    ("post", "/batch/reserve"),
     ("post", "/reconcile"),
     ("get", "/config"),
     ("put", "/config"),
@@ -192,6 +192,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/batch/get", post(batch_get))
         .route("/batch/increment", post(batch_increment))
         .route("/reserve", post(reserve))
+        .route("/batch/reserve", post(batch_reserve))
         .route("/reconcile", post(reconcile))
         .route("/config", get(get_config).put(put_config))
         .fallback(|| async {
@@ -554,37 +555,34 @@ async fn batch_increment(
 async fn reserve(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
     let token = authorize(&s, &headers, Scope::Write, &[], "reserve", "reserve")?;
     let body: ReserveBody = read_json(body).await?;
-    let key = truckllm_store::ProviderKey::new(body.provider.clone(), body.key_id.clone())?;
-    let target = key.encoded();
-    check_providers(&s, token, &[key.provider()], "reserve", &target)?;
-    let reply = async {
-        let checks = body
-            .checks
-            .iter()
-            .map(CheckRef::to_check)
-            .collect::<Result<Vec<_>, _>>()?;
-        let request = ReserveRequest {
-            key,
-            checks,
-            id: body.id.clone(),
-        };
-        let outcome = RequestClock::scope(now_of(&headers), s.store.reserve(&request)).await?;
-        let response = match outcome {
-            ReserveOutcome::Granted(r) => ReserveResponse {
-                granted: true,
-                reservation: Some(ReservationRef::from_reservation(&r)),
-                denial: None,
-            },
-            ReserveOutcome::Denied(d) => ReserveResponse {
-                granted: false,
-                reservation: None,
-                denial: Some(DenialRef::from_denial(&d)),
-            },
-        };
-        Ok(axum::Json(response).into_response())
-    }
-    .await;
+    let request = body.to_request()?;
+    let target = request.key.encoded();
+    check_providers(&s, token, &[request.key.provider()], "reserve", &target)?;
+    let reply = RequestClock::scope(now_of(&headers), s.store.reserve(&request))
+        .await
+        .map_err(HttpError::from)
+        .map(|outcome| axum::Json(ReserveResponse::from_outcome(&outcome)).into_response());
     audited(&s, &token.name, "reserve", &target, reply)
+}
+
+async fn batch_reserve(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
+    let token = authorize(&s, &headers, Scope::Write, &[], "batch.reserve", "batch")?;
+    let BatchReserveBody { reservations } = read_json(body).await?;
+    let requests: Vec<ReserveRequest> = reservations
+        .iter()
+        .map(ReserveBody::to_request)
+        .collect::<Result<_, _>>()?;
+    let providers: Vec<&str> = requests.iter().map(|r| r.key.provider()).collect();
+    let target = format!("{} reservations", requests.len());
+    check_providers(&s, token, &providers, "batch.reserve", &target)?;
+    let reply = RequestClock::scope(now_of(&headers), s.store.reserve_many(&requests))
+        .await
+        .map_err(HttpError::from)
+        .map(|outcomes| {
+            let outcomes = outcomes.iter().map(ReserveResponse::from_outcome).collect();
+            axum::Json(BatchReserveResponse { outcomes }).into_response()
+        });
+    audited(&s, &token.name, "batch.reserve", &target, reply)
 }
 
 async fn reconcile(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {

@@ -271,6 +271,71 @@ async fn bad_input_is_a_json_4xx_and_changes_nothing() {
     );
 }
 
+/// `POST /batch/reserve` decides in order, and a batch with one bad reservation, or one the
+/// token may not make, is refused whole: nothing reserved.
+#[tokio::test]
+async fn batch_reserve_decides_in_order_and_refuses_bad_batches_whole() {
+    let s = start(false).await;
+    let b = &s.base;
+    let one = |key: &str, limit: &str| {
+        format!(
+            r#"{{"provider":"openai","key_id":"{key}","checks":[{{"metric":"req","limit":{limit},"window_seconds":60,"amount":1}}]}}"#
+        )
+    };
+    let req = |key: &str| Series::new("openai", key, Metric::Req).expect("series");
+    for bad in [
+        one("k2", "NaN"),
+        one("k2", "1e999"),
+        one("k2", "-1"),
+        r#"{"provider":"openai","key_id":"k2","checks":[{"metric":"bogus","limit":1,"window_seconds":60,"amount":1}]}"#.to_owned(),
+        r#"{"provider":"openai","key_id":"k2","checks":[{"metric":"req","limit":1,"window_seconds":0,"amount":1}]}"#.to_owned(),
+        r#"{"provider":"","key_id":"k2","checks":[]}"#.to_owned(),
+    ] {
+        let body = format!(r#"{{"reservations":[{},{bad}]}}"#, one("k1", "5"));
+        let (status, text) = send(b, "POST", "/batch/reserve", Some("gw-secret"), Some(&body)).await;
+        assert_eq!(status, 400, "{bad}: {text}");
+        assert!(text.contains("\"message\""), "{text}");
+    }
+    let valid = format!(r#"{{"reservations":[{}]}}"#, one("k1", "5"));
+    assert_eq!(
+        send(
+            b,
+            "POST",
+            "/batch/reserve",
+            Some("dash-secret"),
+            Some(&valid)
+        )
+        .await
+        .0,
+        403,
+        "a read-only token cannot reserve"
+    );
+    assert_eq!(
+        s.store.get(&req("k1")).await.expect("get"),
+        0.0,
+        "refused batches reserved nothing"
+    );
+
+    let body = format!(
+        r#"{{"reservations":[{},{},{}]}}"#,
+        one("k1", "2"),
+        one("k1", "2"),
+        one("k1", "2")
+    );
+    let (status, text) = send(b, "POST", "/batch/reserve", Some("gw-secret"), Some(&body)).await;
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).expect("json");
+    let granted: Vec<bool> = answer["outcomes"]
+        .as_array()
+        .expect("outcomes")
+        .iter()
+        .map(|o| o["granted"] == true)
+        .collect();
+    assert_eq!(granted, [true, true, false], "{text}");
+    assert_eq!(answer["outcomes"][2]["denial"]["used"], 2.0, "{text}");
+    assert_eq!(s.store.get(&req("k1")).await.expect("get"), 2.0);
+}
+
 #[tokio::test]
 async fn percent_encoded_segments_reach_the_right_series() {
     let s = start(false).await;

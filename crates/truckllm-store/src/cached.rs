@@ -283,6 +283,15 @@ impl<S: RuntimeStore> RuntimeStore for CachedStore<S> {
         }
         Ok(outcome)
     }
+    async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {
+        let outcomes = self.inner.reserve_many(requests).await?;
+        for (request, outcome) in requests.iter().zip(&outcomes) {
+            if matches!(outcome, ReserveOutcome::Granted(_)) {
+                self.forget_key(&request.key);
+            }
+        }
+        Ok(outcomes)
+    }
     async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {
         let key = reservation.key.clone();
         self.inner.reconcile(reservation, actual).await?;

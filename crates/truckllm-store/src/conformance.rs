@@ -90,6 +90,8 @@ macro_rules! conformance_tests {
             check_reserve_limits,
             check_reserve_under_contention,
             check_reserve_id_marks_the_batch,
+            check_reserve_many,
+            check_reserve_many_under_contention,
             check_reconcile,
             check_reconcile_once,
             check_ttl,
@@ -554,6 +556,143 @@ pub async fn check_reserve_id_marks_the_batch(store: &Arc<dyn RuntimeStore>, ctx
     );
     request.id = Some("bad id".into());
     assert_invalid(store.reserve(&request).await, "bad reservation id");
+}
+
+/// `reserve_many` decides in order as one `reserve` each would: later requests see what
+/// earlier ones of the same call were granted, a denied one adds nothing, keys are independent,
+/// ids are marked only for grants, and one invalid request fails the call and reserves nothing.
+pub async fn check_reserve_many(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let key1 = req_and_tokens(ctx, 2.0, 250.0, 100.0);
+    let key2 = ReserveRequest {
+        key: ctx.key("openai", "key2"),
+        ..req_and_tokens(ctx, 1.0, 1e9, 10.0)
+    };
+    let small = req_and_tokens(ctx, 100.0, 250.0, 50.0);
+    let mut with_id = key2.clone();
+    with_id.id = Some("many-denied".into());
+    let outcomes = store
+        .reserve_many(&[
+            key1.clone(),
+            key2.clone(),
+            key1.clone(),
+            with_id,
+            key1.clone(),
+            small,
+        ])
+        .await
+        .expect("reserve_many");
+    let granted: Vec<bool> = outcomes
+        .iter()
+        .map(|o| matches!(o, ReserveOutcome::Granted(_)))
+        .collect();
+    assert_eq!(
+        granted,
+        [true, true, true, false, false, true],
+        "in order: {outcomes:?}"
+    );
+    match &outcomes[4] {
+        ReserveOutcome::Denied(d) => {
+            assert_eq!(d.metric, Metric::Req, "{d:?}");
+            assert_eq!(d.used, 2.0, "the earlier grants of the call count: {d:?}");
+            assert!(d.retry_after > Duration::ZERO && d.retry_after <= Duration::from_secs(61));
+        }
+        other => panic!("third key1 request granted: {other:?}"),
+    }
+    if let ReserveOutcome::Granted(r) = &outcomes[5] {
+        assert_eq!(r.key, ctx.key("openai", "key1"));
+        assert_eq!(r.reserved, vec![(Metric::Req, 1.0), (Metric::Tokens, 50.0)]);
+    }
+    let window = |metric, key: &str| {
+        let series = ctx.series("openai", key, metric);
+        async move {
+            store
+                .window(&series, Duration::from_secs(60))
+                .await
+                .expect("window")
+        }
+    };
+    assert_eq!(window(Metric::Req, "key1").await, 3.0);
+    assert_eq!(window(Metric::Tokens, "key1").await, 250.0);
+    assert_eq!(
+        window(Metric::Req, "key2").await,
+        1.0,
+        "the denial added nothing"
+    );
+
+    // Ids: a granted request's id is marked, a denied one's is not.
+    let mut fresh = ReserveRequest {
+        key: ctx.key("openai", "key3"),
+        ..req_and_tokens(ctx, 1.0, 1e9, 10.0)
+    };
+    fresh.id = Some("many-granted".into());
+    let outcomes = store
+        .reserve_many(std::slice::from_ref(&fresh))
+        .await
+        .expect("reserve_many");
+    assert!(matches!(outcomes[0], ReserveOutcome::Granted(_)));
+    for (id, key, expected) in [("many-granted", "key3", 1.0), ("many-denied", "key2", 2.0)] {
+        let req = ctx.series("openai", key, Metric::Req);
+        store
+            .increment_many_once(id, &[Increment::new(req.clone(), 1.0)])
+            .await
+            .expect("replay");
+        assert_eq!(
+            store.get(&req).await.expect("get"),
+            expected,
+            "replay of {id}"
+        );
+    }
+
+    // One bad request: the call fails and reserves nothing.
+    let bad = req_and_tokens(ctx, f64::NAN, 1.0, 1.0);
+    let fits = ReserveRequest {
+        key: ctx.key("openai", "key4"),
+        ..req_and_tokens(ctx, 100.0, 1e9, 1.0)
+    };
+    assert_invalid(
+        store.reserve_many(&[fits, bad]).await,
+        "NaN limit in a batch",
+    );
+    assert_eq!(window(Metric::Req, "key4").await, 0.0, "nothing reserved");
+    assert!(
+        store
+            .reserve_many(&[])
+            .await
+            .expect("empty batch")
+            .is_empty()
+    );
+}
+
+/// Concurrent batches and single reservations together admit exactly the limit.
+pub async fn check_reserve_many_under_contention(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let request = req_and_tokens(ctx, 60.0, 1e9, 10.0);
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let store = Arc::clone(store);
+            let batch = vec![request.clone(); 10];
+            let single = request.clone();
+            tokio::spawn(async move {
+                let batches = join_all((0..3).map(|_| store.reserve_many(&batch))).await;
+                let singles = join_all((0..10).map(|_| store.reserve(&single))).await;
+                let mut granted = 0;
+                for outcome in batches
+                    .into_iter()
+                    .flat_map(|b| b.expect("reserve_many"))
+                    .chain(singles.into_iter().map(|o| o.expect("reserve")))
+                {
+                    granted += usize::from(matches!(outcome, ReserveOutcome::Granted(_)));
+                }
+                granted
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for task in tasks {
+        granted += task.await.expect("task");
+    }
+    assert_eq!(granted, 60, "exactly the limit of 160 requests is admitted");
+    let req = ctx.series("openai", "key1", Metric::Req);
+    assert_eq!(store.get(&req).await.expect("get"), 60.0);
 }
 
 /// Reconcile moves a reservation to what was used, in the bucket it was made in.

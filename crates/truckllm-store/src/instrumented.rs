@@ -46,6 +46,7 @@ enum Op {
     IncrementMany,
     IncrementManyOnce,
     Reserve,
+    ReserveMany,
     Reconcile,
     ReconcileOnce,
     List,
@@ -54,7 +55,7 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 14] = [
+    const ALL: [Op; 15] = [
         Op::Get,
         Op::Set,
         Op::Increment,
@@ -64,6 +65,7 @@ impl Op {
         Op::IncrementMany,
         Op::IncrementManyOnce,
         Op::Reserve,
+        Op::ReserveMany,
         Op::Reconcile,
         Op::ReconcileOnce,
         Op::List,
@@ -82,6 +84,7 @@ impl Op {
             Op::IncrementMany => "increment_many",
             Op::IncrementManyOnce => "increment_many_once",
             Op::Reserve => "reserve",
+            Op::ReserveMany => "reserve_many",
             Op::Reconcile => "reconcile",
             Op::ReconcileOnce => "reconcile_once",
             Op::List => "list",
@@ -202,6 +205,10 @@ impl<S: RuntimeStore> RuntimeStore for InstrumentedStore<S> {
     }
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
         self.observe(Op::Reserve, self.inner.reserve(request)).await
+    }
+    async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {
+        self.observe(Op::ReserveMany, self.inner.reserve_many(requests))
+            .await
     }
     async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {
         self.observe(Op::Reconcile, self.inner.reconcile(reservation, actual))

@@ -222,6 +222,56 @@ impl MemoryStore {
             .filter(|m| m.buckets_expire_at_ms > now)
             .map_or(0.0, |m| m.buckets.range(first..).map(|(_, v)| v).sum())
     }
+    /// Reserves one request whose amounts [`ReserveRequest::amounts`] has checked.
+    fn reserve_validated(
+        &self,
+        request: &ReserveRequest,
+        amounts: Vec<(Metric, f64)>,
+    ) -> Result<ReserveOutcome> {
+        let w = self.options.windowing;
+        self.with_key(&request.key, |state, now| {
+            for check in &request.checks {
+                let buckets = w.buckets_in(check.window)?;
+                let used = self.window_sum(Some(state), check.metric, buckets, now);
+                if !fits(used, check.amount, check.limit) {
+                    let first = Windowing::first_in_window(w.bucket_index(now), buckets);
+                    let mut in_window: Vec<(u64, f64)> = state
+                        .metric(check.metric)
+                        .buckets
+                        .range(first..)
+                        .map(|(i, v)| (*i, *v))
+                        .collect();
+                    let wait = retry_after_ms(
+                        &mut in_window,
+                        used,
+                        check.amount,
+                        check.limit,
+                        buckets,
+                        w.bucket_ms(),
+                        now,
+                    );
+                    return Ok(ReserveOutcome::Denied(Denial {
+                        metric: check.metric,
+                        limit: check.limit,
+                        used,
+                        requested: check.amount,
+                        retry_after: Duration::from_millis(wait),
+                    }));
+                }
+            }
+            for (metric, amount) in &amounts {
+                self.add(state, *metric, *amount, now, now);
+            }
+            if let Some(id) = &request.id {
+                state.first_application(id, now);
+            }
+            Ok(ReserveOutcome::Granted(Reservation {
+                key: request.key.clone(),
+                at_ms: now,
+                reserved: amounts,
+            }))
+        })
+    }
 }
 
 impl Default for MemoryStore {
@@ -398,50 +448,21 @@ impl RuntimeStore for MemoryStore {
     }
 
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
+        let amounts = request.amounts(&self.options.windowing)?;
+        self.reserve_validated(request, amounts)
+    }
+
+    async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {
         let w = self.options.windowing;
-        let amounts = request.amounts(&w)?;
-        self.with_key(&request.key, |state, now| {
-            for check in &request.checks {
-                let buckets = w.buckets_in(check.window)?;
-                let used = self.window_sum(Some(state), check.metric, buckets, now);
-                if !fits(used, check.amount, check.limit) {
-                    let first = Windowing::first_in_window(w.bucket_index(now), buckets);
-                    let mut in_window: Vec<(u64, f64)> = state
-                        .metric(check.metric)
-                        .buckets
-                        .range(first..)
-                        .map(|(i, v)| (*i, *v))
-                        .collect();
-                    let wait = retry_after_ms(
-                        &mut in_window,
-                        used,
-                        check.amount,
-                        check.limit,
-                        buckets,
-                        w.bucket_ms(),
-                        now,
-                    );
-                    return Ok(ReserveOutcome::Denied(Denial {
-                        metric: check.metric,
-                        limit: check.limit,
-                        used,
-                        requested: check.amount,
-                        retry_after: Duration::from_millis(wait),
-                    }));
-                }
-            }
-            for (metric, amount) in &amounts {
-                self.add(state, *metric, *amount, now, now);
-            }
-            if let Some(id) = &request.id {
-                state.first_application(id, now);
-            }
-            Ok(ReserveOutcome::Granted(Reservation {
-                key: request.key.clone(),
-                at_ms: now,
-                reserved: amounts.clone(),
-            }))
-        })
+        let amounts: Vec<_> = requests
+            .iter()
+            .map(|r| r.amounts(&w))
+            .collect::<Result<_>>()?;
+        requests
+            .iter()
+            .zip(amounts)
+            .map(|(request, amounts)| self.reserve_validated(request, amounts))
+            .collect()
     }
 
     async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {

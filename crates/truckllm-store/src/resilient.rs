@@ -545,6 +545,37 @@ impl<S: RuntimeStore + 'static> RuntimeStore for ResilientStore<S> {
             None => self.reserve_in_memory(request, Some(id)).await,
         }
     }
+    /// Each request carries an id (its own, or a fresh one), as with
+    /// [`reserve`](RuntimeStore::reserve), so the replay of any fallback grant is skipped if
+    /// the backend granted that request too.
+    async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {
+        let windowing = self.shared.fallback.windowing();
+        for request in requests {
+            request.amounts(&windowing)?;
+        }
+        let with_ids: Vec<ReserveRequest> = requests
+            .iter()
+            .map(|r| ReserveRequest {
+                id: Some(r.id.clone().unwrap_or_else(|| self.new_id())),
+                ..r.clone()
+            })
+            .collect();
+        // A call that failed may have landed: its grants are journaled under their ids.
+        let tried = !self.is_degraded();
+        if tried
+            && let Some(outcomes) = self
+                .try_inner("reserve_many", self.shared.inner.reserve_many(&with_ids))
+                .await?
+        {
+            return Ok(outcomes);
+        }
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for (request, with_id) in requests.iter().zip(&with_ids) {
+            let journal_id = if tried { with_id.id.clone() } else { None };
+            outcomes.push(self.reserve_in_memory(request, journal_id).await?);
+        }
+        Ok(outcomes)
+    }
     /// Sent as [`reconcile_once`](RuntimeStore::reconcile_once) with a fresh id, so a
     /// settlement that timed out but landed is not applied again by the replay.
     async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {

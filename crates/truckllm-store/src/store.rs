@@ -81,6 +81,13 @@ pub trait RuntimeStore: Send + Sync + Debug + Display {
     /// Atomically checks every limit of one key and reserves every amount, or denies.
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome>;
 
+    /// Many reservations in one round trip, decided in input order exactly as if
+    /// [`reserve`](Self::reserve) were called for each in turn: each is checked against the
+    /// usage plus what the earlier ones of the call were granted, and each is granted or denied
+    /// on its own. Answers come back in input order. If any request is invalid the call fails
+    /// with [`StoreError::InvalidInput`] and reserves nothing.
+    async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>>;
+
     /// Settles a reservation with what was actually used: each reserved metric moves by
     /// `actual - reserved` in the bucket it was reserved in; metrics not reserved are added.
     async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()>;
@@ -340,6 +347,9 @@ impl<T: RuntimeStore + ?Sized> RuntimeStore for std::sync::Arc<T> {
     }
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
         (**self).reserve(request).await
+    }
+    async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {
+        (**self).reserve_many(requests).await
     }
     async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {
         (**self).reconcile(reservation, actual).await

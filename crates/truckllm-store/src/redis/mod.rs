@@ -350,6 +350,64 @@ impl RedisStore {
             .collect()
     }
 
+    /// One `reserve.lua` call for the requests at `members` (all of one provider key): the
+    /// metrics they name, their distinct batch markers, then each request's marker, amounts
+    /// and checks (see the script's header).
+    fn reserve_call(
+        &self,
+        requests: &[ReserveRequest],
+        amounts: &[Vec<(Metric, f64)>],
+        members: &[usize],
+        now_ms: u64,
+    ) -> Result<ScriptCall<'_>> {
+        let w = self.options.windowing;
+        let key = &requests[members[0]].key;
+        let mut metrics: Vec<Metric> = Vec::new();
+        let mut markers: Vec<&str> = Vec::new();
+        let mut per_request: Vec<String> = Vec::new();
+        for &i in members {
+            let marker = match &requests[i].id {
+                Some(id) => position_or_push(&mut markers, id.as_str()),
+                None => 0,
+            };
+            per_request.push(marker.to_string());
+            per_request.push(amounts[i].len().to_string());
+            for (metric, amount) in &amounts[i] {
+                per_request.push(position_or_push(&mut metrics, *metric).to_string());
+                per_request.push(amount.to_string());
+            }
+            per_request.push(requests[i].checks.len().to_string());
+            for check in &requests[i].checks {
+                per_request.push(position_or_push(&mut metrics, check.metric).to_string());
+                per_request.push(check.limit.to_string());
+                per_request.push(w.buckets_in(check.window)?.to_string());
+            }
+        }
+        let mut keys = Vec::with_capacity(metrics.len() * 3 + markers.len());
+        for metric in &metrics {
+            let series = key.series(*metric);
+            keys.push(keys::counter_key(&series));
+            keys.push(keys::buckets_key(&series));
+            keys.push(keys::rollup_key(&series));
+        }
+        keys.extend(markers.iter().map(|id| keys::batch_marker_key(key, id)));
+        let mut args = self.write_args(now_ms, w.oldest_kept(w.bucket_index(now_ms)));
+        args.extend([
+            w.bucket_ms().to_string(),
+            now_ms.to_string(),
+            metrics.len().to_string(),
+            crate::window::duration_ms(crate::store::BATCH_ID_TTL).to_string(),
+            members.len().to_string(),
+        ]);
+        args.extend(per_request);
+        Ok(ScriptCall {
+            script: &self.scripts.reserve,
+            tag: keys::hash_tag(key),
+            keys,
+            args,
+        })
+    }
+
     fn parse_reserve(
         &self,
         value: Value,
@@ -498,48 +556,50 @@ impl RuntimeStore for RedisStore {
     }
 
     async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        let w = self.options.windowing;
-        let amounts = request.amounts(&w)?;
-        let now_ms = self.options.clock.now_ms();
-        let now_bucket = w.bucket_index(now_ms);
-        let mut args = self.write_args(now_ms, w.oldest_kept(now_bucket));
-        args.push(w.bucket_ms().to_string());
-        args.push(now_ms.to_string());
-        args.push(amounts.len().to_string());
-        args.push(crate::window::duration_ms(crate::store::BATCH_ID_TTL).to_string());
-        let mut keys = Vec::with_capacity(amounts.len() * 3 + 1);
-        for (metric, amount) in &amounts {
-            let series = request.key.series(*metric);
-            keys.push(keys::counter_key(&series));
-            keys.push(keys::buckets_key(&series));
-            keys.push(keys::rollup_key(&series));
-            args.push(amount.to_string());
-        }
-        if let Some(id) = &request.id {
-            keys.push(keys::batch_marker_key(&request.key, id));
-        }
-        for check in &request.checks {
-            let position = amounts
-                .iter()
-                .position(|(m, _)| *m == check.metric)
-                .map_or(0, |p| p + 1);
-            args.push(position.to_string());
-            args.push(check.limit.to_string());
-            args.push(w.buckets_in(check.window)?.to_string());
-        }
-        let call = ScriptCall {
-            script: &self.scripts.reserve,
-            tag: keys::hash_tag(&request.key),
-            keys,
-            args,
-        };
-        let mut answers = self
-            .run_scripts("reserve", std::slice::from_ref(&call))
-            .await?;
-        let answer = answers
+        let mut outcomes = self.reserve_many(std::slice::from_ref(request)).await?;
+        outcomes
             .pop()
-            .ok_or_else(|| self.protocol("reserve", "no answer".into()))?;
-        self.parse_reserve(answer, request, amounts, now_ms)
+            .ok_or_else(|| self.protocol("reserve", "no answer".into()))
+    }
+
+    async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {
+        let w = self.options.windowing;
+        let amounts: Vec<Vec<(Metric, f64)>> = requests
+            .iter()
+            .map(|r| r.amounts(&w))
+            .collect::<Result<_>>()?;
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now_ms = self.options.clock.now_ms();
+        let groups = group_requests_by_key(requests);
+        let calls: Vec<ScriptCall<'_>> = groups
+            .iter()
+            .map(|members| self.reserve_call(requests, &amounts, members, now_ms))
+            .collect::<Result<_>>()?;
+        let answers = self.run_scripts("reserve", &calls).await?;
+        let mut outcomes: Vec<Option<ReserveOutcome>> = vec![None; requests.len()];
+        for (members, answer) in groups.iter().zip(answers) {
+            let per_request: Vec<Value> = self.parse("reserve", answer)?;
+            if per_request.len() != members.len() {
+                return Err(self.protocol(
+                    "reserve",
+                    format!(
+                        "{} answers to {} requests",
+                        per_request.len(),
+                        members.len()
+                    ),
+                ));
+            }
+            for (&i, value) in members.iter().zip(per_request) {
+                outcomes[i] =
+                    Some(self.parse_reserve(value, &requests[i], amounts[i].clone(), now_ms)?);
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.ok_or_else(|| self.protocol("reserve", "missing answer".into())))
+            .collect()
     }
 
     async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {
@@ -649,6 +709,32 @@ impl RuntimeStore for RedisStore {
 
     fn connection_stats(&self) -> ConnectionStats {
         self.conn.stats()
+    }
+}
+
+/// Indices of the requests of each provider key, keys in first-seen order, requests in input
+/// order.
+fn group_requests_by_key(requests: &[ReserveRequest]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut index: HashMap<&crate::series::ProviderKey, usize> = HashMap::new();
+    for (i, request) in requests.iter().enumerate() {
+        let g = *index.entry(&request.key).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(i);
+    }
+    groups
+}
+
+/// The 1-based position of `item` in `items`, appending it if absent.
+fn position_or_push<T: PartialEq>(items: &mut Vec<T>, item: T) -> usize {
+    match items.iter().position(|x| *x == item) {
+        Some(p) => p + 1,
+        None => {
+            items.push(item);
+            items.len()
+        }
     }
 }
 
