@@ -5,7 +5,8 @@
 //! and whether a retry may help ([`StoreError::is_retryable`]); layers above never re-guess it.
 
 /// Errors of the runtime store.
-#[derive(Debug, thiserror::Error)]
+/// Cloneable, so one failed batch call can answer each of its callers.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The caller passed something the store cannot accept (a NaN, an empty name, an unknown

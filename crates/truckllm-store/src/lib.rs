@@ -10,13 +10,15 @@
 //! - Backends, one per module: [`memory`] (the embedded default) and [`redis`] (production).
 //! - Wrappers that add one behaviour to any store: [`instrumented`] (Prometheus metrics),
 //!   [`resilient`] (serve from memory during an outage, replay exactly once after it),
-//!   [`cached`] (bounded cache for hot reads, write-through).
+//!   [`cached`] (bounded cache for hot reads, write-through), [`coalescing`] (concurrent
+//!   reservations share one `reserve_many` round trip).
 //! - [`url`]: opens a store from a URL (`memory:`, `redis://`, `rediss://`, `redis+cluster://`).
 //! - [`conformance`]: the one suite every backend and wrapper must pass.
 //! - [`error`]: the one error type, which knows whether the caller or the backend was at fault.
 
 pub mod cached;
 pub mod clock;
+pub mod coalescing;
 pub mod conformance;
 pub mod error;
 pub mod instrumented;
@@ -30,6 +32,7 @@ pub mod window;
 
 pub use cached::CachedStore;
 pub use clock::{Clock, ManualClock, RequestClock, SharedClock, SystemClock};
+pub use coalescing::{CoalescingOptions, CoalescingStore};
 pub use error::StoreError;
 pub use instrumented::InstrumentedStore;
 pub use memory::MemoryStore;

@@ -1,14 +1,15 @@
 //! The conformance suite against every backend and wrapper: memory, Redis (a real
 //! `redis-server` started per test on a free loopback port), a real three-primary Redis
-//! Cluster, and the instrumented wrapper around memory and Redis.
+//! Cluster, and the wrappers (instrumented, resilient, cached, coalescing) around them,
+//! including the stack `truckllm serve` runs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use truckllm_store::conformance::{Context, Expiry};
 use truckllm_store::{
-    CachedStore, InstrumentedStore, MemoryStore, RedisOptions, RedisStore, ResilientOptions,
-    ResilientStore, RuntimeStore, StoreOptions,
+    CachedStore, CoalescingOptions, CoalescingStore, InstrumentedStore, MemoryStore, RedisOptions,
+    RedisStore, ResilientOptions, ResilientStore, RuntimeStore, StoreOptions,
 };
 use truckllm_testkit::{RedisCluster, RedisServer};
 
@@ -149,6 +150,60 @@ mod cached_redis {
                 clock,
             ));
             (store, server)
+        },
+        REDIS_TTL,
+        Expiry::RealTime
+    );
+}
+
+mod coalescing_memory {
+    use super::*;
+    truckllm_store::conformance_tests!(
+        |ctx: Context| async move {
+            let inner = MemoryStore::with_options(options(&ctx), 10_000);
+            let store: Arc<dyn RuntimeStore> =
+                Arc::new(CoalescingStore::new(inner, CoalescingOptions::default()));
+            (store, ())
+        },
+        Duration::from_secs(60),
+        Expiry::Clock
+    );
+}
+
+/// The stack `truckllm serve` runs on a shared store: coalesced reservations over the
+/// resilient and instrumented wrappers.
+mod gateway_stack_redis {
+    use super::*;
+    truckllm_store::conformance_tests!(
+        |ctx: Context| async move {
+            let (inner, server) = redis_store(&ctx).await;
+            let resilient = ResilientStore::new(
+                InstrumentedStore::new(inner),
+                options(&ctx),
+                ResilientOptions::default(),
+            );
+            let store: Arc<dyn RuntimeStore> = Arc::new(CoalescingStore::new(
+                resilient,
+                CoalescingOptions::default(),
+            ));
+            (store, server)
+        },
+        REDIS_TTL,
+        Expiry::RealTime
+    );
+}
+
+mod coalescing_redis_cluster {
+    use super::*;
+    truckllm_store::conformance_tests!(
+        |ctx: Context| async move {
+            let cluster = RedisCluster::start();
+            let store = RedisStore::connect(&cluster.url(), options(&ctx), RedisOptions::default())
+                .await
+                .expect("connect to the test cluster");
+            let store: Arc<dyn RuntimeStore> =
+                Arc::new(CoalescingStore::new(store, CoalescingOptions::default()));
+            (store, cluster)
         },
         REDIS_TTL,
         Expiry::RealTime

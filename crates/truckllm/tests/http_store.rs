@@ -1,5 +1,6 @@
 //! The runtime store conformance suite through HTTP: an `HttpStore` client against a real
-//! `truckllm storage-server` process, backed by memory, and again backed by a real Redis.
+//! `truckllm storage-server` process, backed by memory, and again backed by a real Redis (also
+//! with the client coalescing reservations, as a gateway does).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -111,6 +112,25 @@ mod through_redis {
             let redis = RedisServer::start();
             let (server, url) = start_server(Some(redis.url()), REDIS_TTL.as_secs(), Some(redis));
             let store: Arc<dyn RuntimeStore> = Arc::new(client(&url, &ctx).await);
+            (store, server)
+        },
+        REDIS_TTL,
+        Expiry::RealTime
+    );
+}
+
+/// The client side of a gateway on the storage server: concurrent reservations coalesced into
+/// `POST /batch/reserve`.
+mod coalescing_through_redis {
+    use super::*;
+    use truckllm_store::{CoalescingOptions, CoalescingStore};
+    truckllm_store::conformance_tests!(
+        |ctx: Context| async move {
+            let redis = RedisServer::start();
+            let (server, url) = start_server(Some(redis.url()), REDIS_TTL.as_secs(), Some(redis));
+            let client = client(&url, &ctx).await;
+            let store: Arc<dyn RuntimeStore> =
+                Arc::new(CoalescingStore::new(client, CoalescingOptions::default()));
             (store, server)
         },
         REDIS_TTL,

@@ -15,8 +15,8 @@ use truckllm_gateway::bootstrap::{demo_config, runtime_store_url};
 use truckllm_gateway::mock::{MockOptions, MockUpstream};
 use truckllm_gateway::{Gateway, UpstreamOptions};
 use truckllm_store::{
-    InstrumentedStore, OutageLimits, ResilientOptions, ResilientStore, RollupPolicy, RuntimeStore,
-    StoreOptions,
+    CoalescingOptions, CoalescingStore, InstrumentedStore, OutageLimits, ResilientOptions,
+    ResilientStore, RollupPolicy, RuntimeStore, StoreOptions,
 };
 
 use super::open_url_with;
@@ -114,7 +114,11 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
         };
         let resilient = ResilientStore::new(instrumented, store_options, options);
         forward(resilient.subscribe(), logger.clone(), storage_record);
-        Arc::new(resilient)
+        // Concurrent requests' reservations share round trips (one script run per key).
+        Arc::new(CoalescingStore::new(
+            resilient,
+            CoalescingOptions::default(),
+        ))
     };
     let gateway = Gateway::new(
         Arc::clone(&live),
