@@ -119,6 +119,12 @@ pub struct RuntimeStorageConfig {
     /// store is slow but alive, since a slow store is then treated as down.
     #[serde(default = "default_call_timeout_ms")]
     pub call_timeout_ms: u64,
+    /// The gateway writes usage corrections (actual usage minus the reserved estimate),
+    /// summed per key, at most this often; 0 writes each batch as soon as the last is done.
+    /// Longer means fewer store calls under load, and corrections that land later (the
+    /// estimate stands in the windows meanwhile). Read at start.
+    #[serde(default = "default_settle_interval_ms")]
+    pub settle_interval_ms: u64,
     /// Roll-ups for performance analysis: usage totals per `rollup_step_secs` (default a
     /// minute), kept `rollup_keep_secs` (default an hour; 0 turns roll-ups off). Read with
     /// `truckllm usage export`.
@@ -130,6 +136,10 @@ pub struct RuntimeStorageConfig {
 
 fn default_call_timeout_ms() -> u64 {
     300
+}
+
+fn default_settle_interval_ms() -> u64 {
+    10
 }
 
 fn default_rollup_step_secs() -> u64 {
@@ -170,6 +180,7 @@ impl Default for RuntimeStorageConfig {
             outage_limits: OutageLimitsConfig::default(),
             expected_instances: 1,
             call_timeout_ms: default_call_timeout_ms(),
+            settle_interval_ms: default_settle_interval_ms(),
             rollup_step_secs: default_rollup_step_secs(),
             rollup_keep_secs: default_rollup_keep_secs(),
         }

@@ -107,6 +107,12 @@ fn check_storage(config: &Config, problems: &mut Problems) {
     if config.storage.runtime.call_timeout_ms == 0 {
         problems.add("storage.runtime.call_timeout_ms", "must be at least 1");
     }
+    if config.storage.runtime.settle_interval_ms > 1000 {
+        problems.add(
+            "storage.runtime.settle_interval_ms",
+            "must be at most 1000 (usage corrections would land too late for the limits)",
+        );
+    }
     let runtime = &config.storage.runtime;
     if runtime.rollup_keep_secs > 0 {
         if runtime.rollup_step_secs == 0 || runtime.rollup_step_secs > runtime.rollup_keep_secs {

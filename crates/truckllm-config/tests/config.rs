@@ -470,10 +470,11 @@ fn runtime_timeouts_and_rollups_have_defaults_and_reject_nonsense() {
     assert_eq!(
         (
             runtime.call_timeout_ms,
+            runtime.settle_interval_ms,
             runtime.rollup_step_secs,
             runtime.rollup_keep_secs
         ),
-        (300, 60, 3600)
+        (300, 10, 60, 3600)
     );
     let off = load_str(
         "storage:\n  runtime:\n    rollup_keep_secs: 0\n    rollup_step_secs: 0\n",
@@ -485,6 +486,10 @@ fn runtime_timeouts_and_rollups_have_defaults_and_reject_nonsense() {
         (
             "    call_timeout_ms: 0\n",
             "storage.runtime.call_timeout_ms",
+        ),
+        (
+            "    settle_interval_ms: 5000\n",
+            "storage.runtime.settle_interval_ms",
         ),
         (
             "    rollup_step_secs: 7200\n",

@@ -145,7 +145,10 @@ impl Gateway {
             upstream,
             prometheus,
             settlements: TaskTracker::new(),
-            usage: UsageRecorder::start(Arc::clone(&store)),
+            usage: UsageRecorder::start(
+                Arc::clone(&store),
+                Duration::from_millis(running.resolved.storage.runtime.settle_interval_ms),
+            ),
             store,
             logger,
         }))
