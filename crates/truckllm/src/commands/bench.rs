@@ -1,8 +1,8 @@
 //! `truckllm bench store`: store throughput against `redis-benchmark` in the same run.
 //!
-//! Four workloads run through the store API from `--tasks` concurrent tasks for `--seconds`
-//! each: unbatched and batched increments, unbatched and batched window reads, spread over
-//! `--keys` provider keys. Then `redis-benchmark` runs the very increment script the store
+//! Six workloads run through the store API from `--tasks` concurrent tasks for `--seconds`
+//! each: unbatched and batched increments, unbatched and batched window reads, and
+//! reservations alone and coalesced, spread over `--keys` provider keys. Then `redis-benchmark` runs the very increment script the store
 //! uses (EVALSHA, same keys shape, same arguments) against the same server, unpipelined and
 //! with `-P --batch`, and the report gives store ÷ raw Redis ratios.
 
@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use truckllm_store::redis::{keys, scripts::Scripts};
 use truckllm_store::{
-    Clock, Increment, LimitCheck, Metric, ProviderKey, ReserveRequest, RollupPolicy, RuntimeStore,
-    Series, StoreOptions, SystemClock,
+    Clock, CoalescingOptions, CoalescingStore, Increment, LimitCheck, Metric, ProviderKey,
+    ReserveRequest, RollupPolicy, RuntimeStore, Series, StoreOptions, SystemClock,
 };
 
 use super::open_url_with;
@@ -28,6 +28,9 @@ enum Workload {
     WindowBatch,
     /// A gateway's pre-call step: check and reserve req/min and tokens/min of one key.
     Reserve,
+    /// The same through [`CoalescingStore`], as `truckllm serve` runs it: concurrent
+    /// reservations share `reserve_many` calls.
+    ReserveCoalesced,
 }
 
 impl Workload {
@@ -38,6 +41,7 @@ impl Workload {
             Workload::Window => "window(60s), unbatched".into(),
             Workload::WindowBatch => format!("window_many(60s), batch {batch}"),
             Workload::Reserve => "reserve (req/min + tokens/min), unbatched".into(),
+            Workload::ReserveCoalesced => "reserve, coalesced (as serve runs it)".into(),
         }
     }
 }
@@ -63,6 +67,7 @@ pub async fn store(args: &StoreArgs, bench: &StoreBenchArgs) -> Result<ExitCode>
         Workload::Window,
         Workload::WindowBatch,
         Workload::Reserve,
+        Workload::ReserveCoalesced,
     ] {
         let rate = measure(&store, &keys, workload, bench, duration).await?;
         println!("| {} | {rate:.0} |", workload.label(bench.batch));
@@ -98,11 +103,18 @@ async fn measure(
     bench: &StoreBenchArgs,
     duration: Duration,
 ) -> Result<f64> {
+    let store: Arc<dyn RuntimeStore> = match workload {
+        Workload::ReserveCoalesced => Arc::new(CoalescingStore::new(
+            Arc::clone(store),
+            CoalescingOptions::default(),
+        )),
+        _ => Arc::clone(store),
+    };
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..bench.tasks)
         .map(|task| {
-            let store = Arc::clone(store);
+            let store = Arc::clone(&store);
             let batch: Vec<Series> = (0..bench.batch)
                 .map(|i| keys[(task * bench.batch + i) % keys.len()].series(Metric::Req))
                 .collect();
@@ -143,7 +155,9 @@ async fn run_task(
                 .window_many(batch, window)
                 .await
                 .map(|v| v.len() as u64)?,
-            Workload::Reserve => store.reserve(&reserve_request(series)).await.map(|_| 1)?,
+            Workload::Reserve | Workload::ReserveCoalesced => {
+                store.reserve(&reserve_request(series)).await.map(|_| 1)?
+            }
         };
     }
     Ok(ops)
