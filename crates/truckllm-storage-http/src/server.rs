@@ -555,33 +555,41 @@ async fn batch_increment(
 async fn reserve(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
     let token = authorize(&s, &headers, Scope::Write, &[], "reserve", "reserve")?;
     let body: ReserveBody = read_json(body).await?;
-    let request = body.to_request()?;
-    let target = request.key.encoded();
-    check_providers(&s, token, &[request.key.provider()], "reserve", &target)?;
-    let reply = RequestClock::scope(now_of(&headers), s.store.reserve(&request))
-        .await
-        .map_err(HttpError::from)
-        .map(|outcome| axum::Json(ReserveResponse::from_outcome(&outcome)).into_response());
+    let key = truckllm_store::ProviderKey::new(body.provider.clone(), body.key_id.clone())?;
+    let target = key.encoded();
+    check_providers(&s, token, &[key.provider()], "reserve", &target)?;
+    let reply = async {
+        let request = body.to_request()?;
+        let outcome = RequestClock::scope(now_of(&headers), s.store.reserve(&request)).await?;
+        Ok(axum::Json(ReserveResponse::from_outcome(&outcome)).into_response())
+    }
+    .await;
     audited(&s, &token.name, "reserve", &target, reply)
 }
 
+/// Many reservations: every provider they touch is checked before any is made, and a bad one
+/// refuses the whole batch.
 async fn batch_reserve(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
     let token = authorize(&s, &headers, Scope::Write, &[], "batch.reserve", "batch")?;
     let BatchReserveBody { reservations } = read_json(body).await?;
-    let requests: Vec<ReserveRequest> = reservations
+    let keys = reservations
         .iter()
-        .map(ReserveBody::to_request)
-        .collect::<Result<_, _>>()?;
-    let providers: Vec<&str> = requests.iter().map(|r| r.key.provider()).collect();
-    let target = format!("{} reservations", requests.len());
+        .map(|r| truckllm_store::ProviderKey::new(r.provider.clone(), r.key_id.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let providers: Vec<&str> = keys.iter().map(|k| k.provider()).collect();
+    let target = format!("{} reservations", reservations.len());
     check_providers(&s, token, &providers, "batch.reserve", &target)?;
-    let reply = RequestClock::scope(now_of(&headers), s.store.reserve_many(&requests))
-        .await
-        .map_err(HttpError::from)
-        .map(|outcomes| {
-            let outcomes = outcomes.iter().map(ReserveResponse::from_outcome).collect();
-            axum::Json(BatchReserveResponse { outcomes }).into_response()
-        });
+    let reply = async {
+        let requests = reservations
+            .iter()
+            .map(ReserveBody::to_request)
+            .collect::<Result<Vec<ReserveRequest>, _>>()?;
+        let outcomes =
+            RequestClock::scope(now_of(&headers), s.store.reserve_many(&requests)).await?;
+        let outcomes = outcomes.iter().map(ReserveResponse::from_outcome).collect();
+        Ok(axum::Json(BatchReserveResponse { outcomes }).into_response())
+    }
+    .await;
     audited(&s, &token.name, "batch.reserve", &target, reply)
 }
 

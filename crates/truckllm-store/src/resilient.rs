@@ -553,6 +553,13 @@ impl<S: RuntimeStore + 'static> RuntimeStore for ResilientStore<S> {
         for request in requests {
             request.amounts(&windowing)?;
         }
+        if self.is_degraded() {
+            let mut outcomes = Vec::with_capacity(requests.len());
+            for request in requests {
+                outcomes.push(self.reserve_in_memory(request, None).await?);
+            }
+            return Ok(outcomes);
+        }
         let with_ids: Vec<ReserveRequest> = requests
             .iter()
             .map(|r| ReserveRequest {
@@ -560,19 +567,16 @@ impl<S: RuntimeStore + 'static> RuntimeStore for ResilientStore<S> {
                 ..r.clone()
             })
             .collect();
-        // A call that failed may have landed: its grants are journaled under their ids.
-        let tried = !self.is_degraded();
-        if tried
-            && let Some(outcomes) = self
-                .try_inner("reserve_many", self.shared.inner.reserve_many(&with_ids))
-                .await?
+        if let Some(outcomes) = self
+            .try_inner("reserve_many", self.shared.inner.reserve_many(&with_ids))
+            .await?
         {
             return Ok(outcomes);
         }
+        // The call may have landed: each grant is journaled under its request's id.
         let mut outcomes = Vec::with_capacity(requests.len());
         for (request, with_id) in requests.iter().zip(&with_ids) {
-            let journal_id = if tried { with_id.id.clone() } else { None };
-            outcomes.push(self.reserve_in_memory(request, journal_id).await?);
+            outcomes.push(self.reserve_in_memory(request, with_id.id.clone()).await?);
         }
         Ok(outcomes)
     }

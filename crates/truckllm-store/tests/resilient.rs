@@ -72,6 +72,27 @@ async fn an_outage_is_served_from_memory_and_replayed_exactly_once() {
         }
     }
     assert_eq!(granted, 5);
+    // A batch during the outage is decided from memory too, in order, at the same share.
+    let batch = vec![
+        ReserveRequest {
+            key: ProviderKey::new("openai", "key2").expect("key"),
+            checks: vec![LimitCheck {
+                limit: 6.0,
+                ..request.checks[0].clone()
+            }],
+            id: None,
+        };
+        4
+    ];
+    let outcomes = store
+        .reserve_many(&batch)
+        .await
+        .expect("reserve_many during outage");
+    let granted: Vec<bool> = outcomes
+        .iter()
+        .map(|o| matches!(o, ReserveOutcome::Granted(_)))
+        .collect();
+    assert_eq!(granted, [true, true, true, false], "6 over 2 instances: 3");
 
     server.restart();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -93,6 +114,11 @@ async fn an_outage_is_served_from_memory_and_replayed_exactly_once() {
         server.cli(&["GET", "usage:{openai:key1}:tokens"]),
         "5",
         "the outage's reservations were replayed"
+    );
+    assert_eq!(
+        server.cli(&["GET", "usage:{openai:key2}:tokens"]),
+        "3",
+        "the outage's batched reservations were replayed"
     );
     assert_eq!(store.get(&req).await.expect("read from Redis again"), 200.0);
     assert_eq!(store.get(&tokens).await.expect("read"), 5.0);
