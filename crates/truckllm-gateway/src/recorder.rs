@@ -5,8 +5,8 @@
 //! settlements arriving meanwhile join the next batch, so under load the store sees one call
 //! per busy key per interval instead of one per request; an idle gateway's first settlement is
 //! written at once. Totals are exact; they land up to one interval (plus a round trip) later,
-//! and until then the reservation's estimate stands in the windows. [`UsageRecorder::flush`] waits until everything recorded so
-//! far is in the store (shutdown and tests use it).
+//! and until then the reservation's estimate stands in the windows. [`UsageRecorder::flush`]
+//! waits until everything recorded so far is in the store (shutdown and tests use it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -282,20 +282,43 @@ pub fn check_batch_id(batch_id: &str) -> Result<()> {
 /// Deltas for several metrics of one provider key.
 pub(crate) type KeyDeltas = (ProviderKey, Vec<(Metric, f64)>);
 
+/// Indices of `items` grouped by provider key: keys in first-seen order, items in input order.
+pub(crate) fn group_indices_by_key<T>(
+    items: &[T],
+    key_of: impl Fn(&T) -> &ProviderKey,
+) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut index: HashMap<&ProviderKey, usize> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let g = *index.entry(key_of(item)).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(i);
+    }
+    groups
+}
+
 /// Groups increments by provider key, keeping the first-seen order of keys; returns the groups
 /// and, per input, its (group, position) so answers can be put back in input order.
 pub(crate) fn group_by_key(increments: &[Increment]) -> (Vec<KeyDeltas>, Vec<(usize, usize)>) {
-    let mut groups: Vec<KeyDeltas> = Vec::new();
-    let mut index: HashMap<&ProviderKey, usize> = HashMap::new();
-    let mut places = Vec::with_capacity(increments.len());
-    for inc in increments {
-        let g = *index.entry(inc.series.key()).or_insert_with(|| {
-            groups.push((inc.series.key().clone(), Vec::new()));
-            groups.len() - 1
-        });
-        places.push((g, groups[g].1.len()));
-        groups[g].1.push((inc.series.metric(), inc.delta));
-    }
+    let mut places = vec![(0, 0); increments.len()];
+    let groups = group_indices_by_key(increments, |inc| inc.series.key())
+        .into_iter()
+        .enumerate()
+        .map(|(g, members)| {
+            let key = increments[members[0]].series.key().clone();
+            let deltas = members
+                .iter()
+                .enumerate()
+                .map(|(position, &i)| {
+                    places[i] = (g, position);
+                    (increments[i].series.metric(), increments[i].delta)
+                })
+                .collect();
+            (key, deltas)
+        })
+        .collect();
     (groups, places)
 }
 

@@ -27,7 +27,7 @@ use crate::series::{Metric, Series, check_value};
 use crate::store::{
     ConnectionStats, Denial, Increment, KeyDeltas, ListedSeries, Reservation, ReserveOutcome,
     ReserveRequest, Result, RollupPoint, RuntimeStore, SeriesRollup, check_batch_id,
-    check_increments, group_by_key,
+    check_increments, group_by_key, group_indices_by_key,
 };
 use crate::url::redact_url;
 use crate::window::{StoreOptions, Windowing};
@@ -572,7 +572,7 @@ impl RuntimeStore for RedisStore {
             return Ok(Vec::new());
         }
         let now_ms = self.options.clock.now_ms();
-        let groups = group_requests_by_key(requests);
+        let groups = group_indices_by_key(requests, |r| &r.key);
         let calls: Vec<ScriptCall<'_>> = groups
             .iter()
             .map(|members| self.reserve_call(requests, &amounts, members, now_ms))
@@ -710,21 +710,6 @@ impl RuntimeStore for RedisStore {
     fn connection_stats(&self) -> ConnectionStats {
         self.conn.stats()
     }
-}
-
-/// Indices of the requests of each provider key, keys in first-seen order, requests in input
-/// order.
-fn group_requests_by_key(requests: &[ReserveRequest]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut index: HashMap<&crate::series::ProviderKey, usize> = HashMap::new();
-    for (i, request) in requests.iter().enumerate() {
-        let g = *index.entry(&request.key).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
-        groups[g].push(i);
-    }
-    groups
 }
 
 /// The 1-based position of `item` in `items`, appending it if absent.
