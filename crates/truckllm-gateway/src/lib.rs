@@ -14,6 +14,8 @@
 //! - [`usage`]: token usage from JSON bodies and SSE streams, without re-serialising.
 //! - [`state`]: the shared gateway state and the runtime built from each config version.
 //! - [`metrics`]: the gateway's Prometheus metrics.
+//! - [`upstream`]: the pooled HTTP client that calls providers (TLS, connect and read
+//!   timeouts).
 //! - [`mock`]: the mock upstream used by tests, the demo and benchmarks.
 //! - [`bootstrap`]: store URLs from config, and the demo config.
 //! - [`error`]: errors in the OpenAI error shape.
@@ -42,6 +44,7 @@ pub mod routing;
 pub mod snapshot;
 pub mod state;
 pub mod trace;
+pub mod upstream;
 pub mod usage;
 
 pub use error::ApiError;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use futures_util::{Stream, StreamExt};
@@ -30,6 +30,7 @@ use crate::routing::{Key, Target};
 use crate::snapshot::WINDOW;
 use crate::state::{Gateway, Runtime};
 use crate::trace::{self, Trace};
+use crate::upstream::{ReadBody, UpstreamError, UpstreamResponse};
 use crate::usage::{self, SseScanner, Usage};
 use truckllm_logging::{AuditCategory, AuditRecord};
 
@@ -54,7 +55,7 @@ impl Endpoint {
         }
     }
 
-    fn url(self, provider: &crate::routing::Provider) -> &reqwest::Url {
+    fn url(self, provider: &crate::routing::Provider) -> &Uri {
         match self {
             Endpoint::Chat => &provider.chat_url,
             Endpoint::Embeddings => &provider.embeddings_url,
@@ -523,29 +524,23 @@ async fn attempt_all(
 
 async fn send(
     gw: &Gateway,
-    url: &reqwest::Url,
+    url: &Uri,
     key: &Key,
     body: Bytes,
-) -> reqwest::Result<reqwest::Response> {
-    gw.upstream
-        .post(url.clone())
-        .bearer_auth(key.secret.expose())
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
+) -> Result<UpstreamResponse, UpstreamError> {
+    gw.upstream.post_json(url, key.secret.expose(), body).await
 }
 
 enum Sent {
     Transport(String),
-    Retryable(reqwest::Response),
-    ClientError(reqwest::Response),
-    Success(reqwest::Response),
+    Retryable(UpstreamResponse),
+    ClientError(UpstreamResponse),
+    Success(UpstreamResponse),
 }
 
-fn classify(sent: reqwest::Result<reqwest::Response>) -> Sent {
+fn classify(sent: Result<UpstreamResponse, UpstreamError>) -> Sent {
     match sent {
-        Err(e) => Sent::Transport(e.without_url().to_string()),
+        Err(e) => Sent::Transport(e.to_string()),
         Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS || r.status().is_server_error() => {
             Sent::Retryable(r)
         }
@@ -566,7 +561,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 fn response_headers(
     builder: axum::http::response::Builder,
-    upstream: &reqwest::Response,
+    upstream: &UpstreamResponse,
     provider: &str,
     key: &str,
 ) -> axum::http::response::Builder {
@@ -580,20 +575,14 @@ fn response_headers(
     builder
 }
 
-async fn read_body(response: reqwest::Response) -> Result<Bytes, String> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_RESPONSE_BYTES)
-    {
-        return Err(format!("response larger than {MAX_RESPONSE_BYTES} bytes"));
-    }
+async fn read_body(response: UpstreamResponse) -> Result<Bytes, String> {
     response
-        .bytes()
+        .bytes(MAX_RESPONSE_BYTES)
         .await
-        .map_err(|e| e.without_url().to_string())
+        .map_err(|e| e.to_string())
 }
 
-async fn pass_through(response: reqwest::Response, provider: &str, key: &str) -> Response {
+async fn pass_through(response: UpstreamResponse, provider: &str, key: &str) -> Response {
     let builder = response_headers(Response::builder(), &response, provider, key);
     match read_body(response).await {
         Ok(bytes) => builder
@@ -604,7 +593,7 @@ async fn pass_through(response: reqwest::Response, provider: &str, key: &str) ->
 }
 
 async fn complete(
-    response: reqwest::Response,
+    response: UpstreamResponse,
     attempt: Attempt,
     provider: &crate::routing::Provider,
     key: &str,
@@ -633,7 +622,7 @@ async fn complete(
 }
 
 fn stream_back(
-    response: reqwest::Response,
+    response: UpstreamResponse,
     attempt: Attempt,
     strip_usage: bool,
     provider: &str,
@@ -644,7 +633,7 @@ fn stream_back(
         .header(header::CACHE_CONTROL, "no-cache");
     let metered = Metered {
         trace,
-        inner: Box::pin(response.bytes_stream()),
+        inner: response.into_stream(),
         scanner: SseScanner::default(),
         strip_usage,
         usage: None,
@@ -661,7 +650,7 @@ fn stream_back(
 /// as abandoned if the client goes away first.
 struct Metered {
     trace: Trace,
-    inner: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    inner: ReadBody,
     scanner: SseScanner,
     strip_usage: bool,
     usage: Option<Usage>,
@@ -713,9 +702,7 @@ impl Stream for Metered {
                     if let Some(attempt) = this.attempt.take() {
                         attempt.settle(Outcome::UpstreamFailure);
                     }
-                    return Poll::Ready(Some(Err(std::io::Error::other(
-                        e.without_url().to_string(),
-                    ))));
+                    return Poll::Ready(Some(Err(std::io::Error::other(e.to_string()))));
                 }
                 Poll::Ready(None) => {
                     this.done = true;

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::http::Uri;
 use truckllm_config::Config;
 use truckllm_config::Secret;
 use truckllm_config::schema::{Limits, Pricing};
@@ -23,8 +24,8 @@ pub struct Provider {
     /// Base URL with the version path and no trailing slash.
     pub base_url: String,
     /// `{base_url}/chat/completions` and `{base_url}/embeddings`, parsed once.
-    pub chat_url: reqwest::Url,
-    pub embeddings_url: reqwest::Url,
+    pub chat_url: Uri,
+    pub embeddings_url: Uri,
     pub keys: Vec<Key>,
     pub pricing: Pricing,
     pub models: Vec<String>,
@@ -80,7 +81,7 @@ impl Routes {
                 .collect::<Result<Vec<_>, String>>()?;
             let base_url = p.base_url.trim_end_matches('/').to_owned();
             let url = |path: &str| {
-                reqwest::Url::parse(&format!("{base_url}{path}"))
+                upstream_uri(&format!("{base_url}{path}"))
                     .map_err(|e| format!("provider {}: bad base_url {base_url:?}: {e}", p.id))
             };
             providers.push(Provider {
@@ -186,5 +187,14 @@ impl Routes {
                 .cloned(),
         );
         names
+    }
+}
+
+/// An endpoint URL the upstream client can call: absolute, `http` or `https`.
+fn upstream_uri(url: &str) -> Result<Uri, String> {
+    let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some() => Ok(uri),
+        _ => Err("expected an absolute http:// or https:// URL".into()),
     }
 }

@@ -20,6 +20,7 @@ use crate::metrics::{KeyMetrics, ProviderMetrics};
 use crate::recorder::UsageRecorder;
 use crate::routing::Routes;
 use crate::snapshot::Snapshot;
+use crate::upstream::UpstreamClient;
 
 /// Everything derived from one config version.
 #[derive(Debug)]
@@ -95,7 +96,7 @@ pub struct Gateway {
     live: Arc<LiveConfig>,
     runtime: ArcSwap<Runtime>,
     pub store: Arc<dyn RuntimeStore>,
-    pub upstream: reqwest::Client,
+    pub upstream: UpstreamClient,
     pub prometheus: Option<PrometheusHandle>,
     /// Background writes that are not usage (shared cooldowns); awaited on shutdown.
     pub settlements: TaskTracker,
@@ -124,15 +125,7 @@ impl Gateway {
     ) -> Result<Arc<Self>, String> {
         let running = live.current();
         let runtime = Runtime::build(running.version, &running.resolved)?;
-        let upstream = reqwest::Client::builder()
-            .connect_timeout(upstream.connect_timeout)
-            .read_timeout(upstream.read_timeout)
-            .pool_max_idle_per_host(upstream.max_idle_per_host)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the upstream HTTP client: {e}"))?;
+        let upstream = UpstreamClient::new(upstream)?;
         // Config versions applied or rejected become audit records and alerts.
         crate::alerts::forward(
             live.subscribe(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::{Backend, Mock, TestGateway, config};
 use serde_json::{Value, json};
+use truckllm_gateway::UpstreamOptions;
 use truckllm_gateway::mock::MockOptions;
 use truckllm_store::Metric;
 
@@ -144,6 +145,92 @@ async fn a_client_leaving_mid_stream_is_still_counted() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(gw.usage("mock", "k1", Metric::Tokens).await, 50.0);
+    gw.stop().await;
+}
+
+fn read_timeout(ms: u64) -> UpstreamOptions {
+    UpstreamOptions {
+        read_timeout: Duration::from_millis(ms),
+        ..UpstreamOptions::default()
+    }
+}
+
+fn stream_of(max_tokens: u32) -> Value {
+    json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "three words here"}],
+           "max_tokens": max_tokens, "stream": true})
+}
+
+#[tokio::test]
+async fn a_provider_slower_than_the_read_timeout_is_a_502() {
+    let mock = Mock::start(MockOptions {
+        latency: Duration::from_secs(3),
+        ..MockOptions::default()
+    })
+    .await;
+    let policy = "policy:\n  retry:\n    max_attempts: 1\n";
+    let gw = TestGateway::start_with_upstream(
+        &config(&mock.url, 1, "", policy),
+        Backend::Memory,
+        read_timeout(200),
+    )
+    .await;
+    let (status, _, body) = gw.chat(None, hello("gpt-4o-mini")).await;
+    assert_eq!(status, 502, "{body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains("read timeout"), "{message}");
+    assert!(!message.contains("secret-k1"), "{message}");
+    assert_eq!(gw.usage("mock", "k1", Metric::Errors).await, 1.0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_that_keeps_sending_outlives_the_read_timeout() {
+    // Nine chunks 150 ms apart: over a second in all, each gap well inside 600 ms.
+    let mock = Mock::start(MockOptions {
+        chunk_delay: Duration::from_millis(150),
+        ..MockOptions::default()
+    })
+    .await;
+    let gw = TestGateway::start_with_upstream(
+        &config(&mock.url, 1, "", ""),
+        Backend::Memory,
+        read_timeout(600),
+    )
+    .await;
+    let (status, _, text) = gw.post("/v1/chat/completions", None, &stream_of(9)).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("upstream."), "the last word arrived: {text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert_eq!(gw.usage("mock", "k1", Metric::CompletionTokens).await, 9.0);
+    assert_eq!(gw.usage("mock", "k1", Metric::Errors).await, 0.0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_that_stalls_past_the_read_timeout_is_cut_and_counted_as_an_error() {
+    let mock = Mock::start(MockOptions {
+        chunk_delay: Duration::from_secs(2),
+        ..MockOptions::default()
+    })
+    .await;
+    let gw = TestGateway::start_with_upstream(
+        &config(&mock.url, 1, "", ""),
+        Backend::Memory,
+        read_timeout(300),
+    )
+    .await;
+    let response = gw
+        .http
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .json(&stream_of(9))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(response.status(), 200);
+    let read = response.text().await;
+    assert!(read.is_err(), "the stream was cut, not ended: {read:?}");
+    assert_eq!(gw.usage("mock", "k1", Metric::Errors).await, 1.0);
+    assert_eq!(gw.usage("mock", "k1", Metric::Req).await, 1.0);
     gw.stop().await;
 }
 

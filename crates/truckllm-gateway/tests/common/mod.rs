@@ -73,6 +73,15 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn start(config: &str, backend: Backend) -> Self {
+        Self::start_with_upstream(config, backend, UpstreamOptions::default()).await
+    }
+
+    /// As [`TestGateway::start`], with its own upstream client settings (timeouts).
+    pub async fn start_with_upstream(
+        config: &str,
+        backend: Backend,
+        upstream: UpstreamOptions,
+    ) -> Self {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("config.yaml");
@@ -104,14 +113,8 @@ impl TestGateway {
         };
         let logger =
             truckllm_logging::start(&live.current().resolved.storage.logging).expect("log sinks");
-        let gateway = Gateway::new(
-            live,
-            Arc::clone(&store),
-            &UpstreamOptions::default(),
-            None,
-            logger,
-        )
-        .expect("gateway");
+        let gateway =
+            Gateway::new(live, Arc::clone(&store), &upstream, None, logger).expect("gateway");
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind gateway");

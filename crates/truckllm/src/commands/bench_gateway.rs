@@ -8,7 +8,11 @@
 //! - latency at a fixed rate (open loop; each latency counts from the request's scheduled
 //!   start, so a stall is not hidden), direct and through the gateway on the same ticks of the
 //!   same run, p50 and p99;
-//! - the gateway's peak resident memory (VmHWM) after the load.
+//! - the gateway's peak resident memory (VmHWM) after the load;
+//! - CPU time per request during the throughput runs, of mock-upstream (direct and through
+//!   the gateway), the gateway and, on a Redis store, redis-server. Throughput ratios on a
+//!   shared 2-core machine swing with its neighbours; CPU per request hardly does, so it is
+//!   the figure to compare changes by.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -60,7 +64,7 @@ pub async fn run(store: &StoreArgs, args: &GatewayBenchArgs) -> Result<ExitCode>
     let store_url = store.url().to_owned();
     let dir = tempfile::tempdir()?;
     let mock_port = free_port()?;
-    let _mock = spawn(&[
+    let mock = spawn(&[
         "mock-upstream",
         "--listen",
         &format!("127.0.0.1:{mock_port}"),
@@ -101,8 +105,28 @@ pub async fn run(store: &StoreArgs, args: &GatewayBenchArgs) -> Result<ExitCode>
     closed_loop(&client, &direct, args.concurrency, Duration::from_secs(1)).await?;
     closed_loop(&client, &through, args.concurrency, Duration::from_secs(1)).await?;
 
+    let redis = redis_cpu_probe(&store_url);
+    let mock_before = process_cpu_secs(mock.0.id());
     let direct_rps = closed_loop(&client, &direct, args.concurrency, duration).await?;
+    let mock_direct = cpu_us_per_request(
+        mock_before,
+        process_cpu_secs(mock.0.id()),
+        direct_rps,
+        duration,
+    );
+    let cpu_before = [
+        process_cpu_secs(mock.0.id()),
+        process_cpu_secs(gateway_pid),
+        redis.now().await,
+    ];
     let gateway_rps = closed_loop(&client, &through, args.concurrency, duration).await?;
+    let cpu_after = [
+        process_cpu_secs(mock.0.id()),
+        process_cpu_secs(gateway_pid),
+        redis.now().await,
+    ];
+    let [mock_through, gateway_cpu, redis_cpu] =
+        [0, 1, 2].map(|i| cpu_us_per_request(cpu_before[i], cpu_after[i], gateway_rps, duration));
     let [direct_lat, gateway_lat] =
         open_loop(&client, [&direct, &through], args.rate, duration).await?;
     let rss_kib = peak_rss_kib(gateway_pid).unwrap_or(0);
@@ -138,7 +162,15 @@ pub async fn run(store: &StoreArgs, args: &GatewayBenchArgs) -> Result<ExitCode>
         direct_lat.errors, gateway_lat.errors
     );
     println!(
-        "\ngateway peak RSS (VmHWM): {:.1} MiB",
+        "\nCPU per request in the throughput runs (µs): mock-upstream {} direct, {} through the \
+         gateway; gateway {}; redis-server {}",
+        show_us(mock_direct),
+        show_us(mock_through),
+        show_us(gateway_cpu),
+        show_us(redis_cpu)
+    );
+    println!(
+        "gateway peak RSS (VmHWM): {:.1} MiB",
         rss_kib as f64 / 1024.0
     );
     println!("targets: throughput ratio >= 0.25, added p99 <= 1 ms at 1000 req/s, RSS <= 50 MiB");
@@ -275,4 +307,62 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// User plus system CPU time a process has used, in seconds, from /proc (Linux ticks are
+/// 1/100 s).
+fn process_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+fn cpu_us_per_request(
+    before: Option<f64>,
+    after: Option<f64>,
+    rps: f64,
+    duration: Duration,
+) -> Option<f64> {
+    let requests = rps * duration.as_secs_f64();
+    (requests > 0.0).then_some((after? - before?) / requests * 1e6)
+}
+
+fn show_us(us: Option<f64>) -> String {
+    us.map_or_else(|| "n/a".to_owned(), |us| format!("{us:.1}"))
+}
+
+/// Reads redis-server's own CPU time (`INFO cpu`) when the store is a Redis URL.
+struct RedisCpuProbe(Option<redis::Client>);
+
+fn redis_cpu_probe(store_url: &str) -> RedisCpuProbe {
+    RedisCpuProbe(
+        store_url
+            .starts_with("redis://")
+            .then(|| redis::Client::open(store_url).ok())
+            .flatten(),
+    )
+}
+
+impl RedisCpuProbe {
+    async fn now(&self) -> Option<f64> {
+        let mut conn = self
+            .0
+            .as_ref()?
+            .get_multiplexed_async_connection()
+            .await
+            .ok()?;
+        let info: String = redis::cmd("INFO")
+            .arg("cpu")
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        Some(field("used_cpu_sys:")? + field("used_cpu_user:")?)
+    }
 }
