@@ -90,6 +90,7 @@ macro_rules! conformance_tests {
             check_reserve_limits,
             check_reserve_under_contention,
             check_reserve_id_marks_the_batch,
+            check_batch_ids_are_remembered_for_their_ttl,
             check_reserve_many,
             check_reserve_many_under_contention,
             check_reconcile,
@@ -509,6 +510,41 @@ pub async fn check_reserve_under_contention(store: &Arc<dyn RuntimeStore>, ctx: 
         50.0
     );
     assert_eq!(store.get(&req).await.expect("get"), 50.0);
+}
+
+/// An applied batch id, from `increment_many_once` or a granted reservation, is remembered
+/// until [`BATCH_ID_TTL`](crate::store::BATCH_ID_TTL) has passed on the store's clock, however
+/// the backend keeps its markers (Redis rotates them through half-hour hashes). The replays
+/// write to another metric of the same key, whose counter nothing else touches.
+pub async fn check_batch_ids_are_remembered_for_their_ttl(
+    store: &Arc<dyn RuntimeStore>,
+    ctx: &Context,
+) {
+    let req = ctx.series("openai", "key1", Metric::Req);
+    store
+        .increment_many_once("late-1", &[Increment::new(req.clone(), 1.0)])
+        .await
+        .expect("apply");
+    let mut request = req_and_tokens(ctx, 1e9, 1e9, 10.0);
+    request.id = Some("late-2".into());
+    assert!(matches!(
+        store.reserve(&request).await.expect("reserve"),
+        ReserveOutcome::Granted(_)
+    ));
+    let errors = ctx.series("openai", "key1", Metric::Errors);
+    let ttl = crate::store::BATCH_ID_TTL;
+    // Across more than one half-hour boundary, to the last minute of the id's hour.
+    for step in [ttl / 2, ttl / 2 - Duration::from_secs(60)] {
+        ctx.clock.advance(step);
+        for id in ["late-1", "late-2"] {
+            let seen = store
+                .increment_many_once(id, &[Increment::new(errors.clone(), 5.0)])
+                .await
+                .expect("replay");
+            assert_eq!(seen, vec![0.0], "{id} is still remembered");
+        }
+    }
+    assert_eq!(store.get(&errors).await.expect("get"), 0.0);
 }
 
 /// A granted reservation with an id marks that id as applied: replaying its amounts with

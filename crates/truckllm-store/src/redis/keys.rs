@@ -4,7 +4,9 @@
 //! - Window buckets: `usage-buckets:{provider:key_id}:metric`, a hash of bucket index to float.
 //! - Roll-ups: `usage-rollup:{provider:key_id}:metric`, a hash of step index to float, kept
 //!   for the roll-up retention.
-//! - Applied batch ids: `usage-batch:{provider:key_id}:id`, kept an hour (exactly-once batches).
+//! - Applied batch ids (exactly-once batches): `usage-batch:{provider:key_id}:g<generation>`, a
+//!   hash of id to `1` per half hour of application, kept until an hour after its half hour
+//!   ends (see [`MarkerGenerations`]).
 //!
 //! The braces are a Redis Cluster hash tag: every key of one provider key lands in one slot, so
 //! the scripts that touch several metrics of a key stay single-slot. Provider and key ids are
@@ -12,6 +14,7 @@
 //! intended and distinct names never share a key.
 
 use crate::series::{ProviderKey, Series, decode_segment};
+use crate::store::BATCH_ID_TTL;
 
 pub const COUNTER_PREFIX: &str = "usage:";
 pub const BUCKETS_PREFIX: &str = "usage-buckets:";
@@ -47,9 +50,51 @@ pub fn rollup_key(series: &Series) -> String {
     )
 }
 
-/// Marks a batch id as applied to one provider key (`usage-batch:{provider:key_id}:id`).
-pub fn batch_marker_key(key: &ProviderKey, batch_id: &str) -> String {
-    format!("{BATCH_PREFIX}{}:{batch_id}", hash_tag(key))
+/// The hash of batch ids applied to one provider key during one marker generation
+/// (`usage-batch:{provider:key_id}:g<generation>`).
+pub fn batch_markers_key(key: &ProviderKey, generation: u64) -> String {
+    format!("{BATCH_PREFIX}{}:g{generation}", hash_tag(key))
+}
+
+/// Where applied batch ids are remembered, as seen at one instant.
+///
+/// An id applied at time `t` becomes a field of the hash of generation `t / G`, where `G` is
+/// half of [`BATCH_ID_TTL`]; each write sets that hash to expire `BATCH_ID_TTL` after its
+/// generation ends. So an id is remembered for at least `BATCH_ID_TTL`, and a check at `now`
+/// finds every id applied in the last `BATCH_ID_TTL` in the current generation or the two
+/// before it. One hash field (about 40 bytes) per id, written with one `HSET` per script,
+/// instead of one key with its own expiry per id.
+#[derive(Debug, Clone, Copy)]
+pub struct MarkerGenerations {
+    now_ms: u64,
+}
+
+impl MarkerGenerations {
+    const GENERATION_MS: u64 = BATCH_ID_TTL.as_millis() as u64 / 2;
+
+    pub fn at(now_ms: u64) -> Self {
+        Self { now_ms }
+    }
+
+    fn current(self) -> u64 {
+        self.now_ms / Self::GENERATION_MS
+    }
+
+    /// The hash new ids go in.
+    pub fn current_key(self, key: &ProviderKey) -> String {
+        batch_markers_key(key, self.current())
+    }
+
+    /// The hashes a check must look in: the current generation's first, then the two before.
+    pub fn check_keys(self, key: &ProviderKey) -> [String; 3] {
+        let g = self.current();
+        [g, g.saturating_sub(1), g.saturating_sub(2)].map(|g| batch_markers_key(key, g))
+    }
+
+    /// The `PEXPIRE` for the current hash: `BATCH_ID_TTL` after its generation ends.
+    pub fn current_ttl_ms(self) -> u64 {
+        (self.current() + 1) * Self::GENERATION_MS + BATCH_ID_TTL.as_millis() as u64 - self.now_ms
+    }
 }
 
 /// Parses a counter key back into its series; `None` for keys of any other shape.
@@ -142,5 +187,30 @@ mod tests {
         );
         assert_eq!(scan_pattern("a:b:to").as_deref(), Some("usage:{a:b}:to*"));
         assert_eq!(scan_pattern("a:b:c:d"), None);
+    }
+
+    #[test]
+    fn an_applied_id_stays_in_the_hashes_a_check_reads_for_its_whole_ttl() {
+        let key = ProviderKey::new("openai", "key1").expect("valid");
+        let ttl = BATCH_ID_TTL.as_millis() as u64;
+        for applied_at in [0, 1, 1_799_999, 1_800_000, 5_000_123, 1_764_000_000_000] {
+            let at = MarkerGenerations::at(applied_at);
+            let hash = at.current_key(&key);
+            assert!(hash.starts_with("usage-batch:{openai:key1}:g"), "{hash}");
+            let expires_at = applied_at + at.current_ttl_ms();
+            assert!(at.current_ttl_ms() > ttl, "the hash outlives the id's hour");
+            assert!(
+                at.current_ttl_ms() <= ttl + ttl / 2,
+                "and not by more than half an hour"
+            );
+            for later in [0, 1, ttl / 2, ttl - 1] {
+                let check = MarkerGenerations::at(applied_at + later);
+                assert!(
+                    check.check_keys(&key).contains(&hash),
+                    "found {later} ms later"
+                );
+                assert!(applied_at + later < expires_at, "and not yet expired");
+            }
+        }
     }
 }

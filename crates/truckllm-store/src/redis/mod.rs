@@ -209,11 +209,13 @@ impl RedisStore {
         batch_id: &str,
     ) -> Vec<ScriptCall<'a>> {
         let mut calls = self.increment_calls(groups, at_ms);
-        let marker_ttl = crate::window::duration_ms(crate::store::BATCH_ID_TTL).to_string();
+        let markers = keys::MarkerGenerations::at(self.options.clock.now_ms());
+        let marker_ttl = markers.current_ttl_ms().to_string();
         for (call, (key, _)) in calls.iter_mut().zip(groups) {
             call.script = &self.scripts.increment_once;
-            call.keys.insert(0, keys::batch_marker_key(key, batch_id));
-            call.args.insert(0, marker_ttl.clone());
+            call.keys.splice(0..0, markers.check_keys(key));
+            call.args
+                .splice(0..0, [batch_id.to_owned(), marker_ttl.clone()]);
         }
         calls
     }
@@ -351,8 +353,8 @@ impl RedisStore {
     }
 
     /// One `reserve.lua` call for the requests at `members` (all of one provider key): the
-    /// metrics they name, their distinct batch markers, then each request's marker, amounts
-    /// and checks (see the script's header).
+    /// metrics they name, the hash their ids are marked in if any carries one, then each
+    /// request's id, amounts and checks (see the script's header).
     fn reserve_call(
         &self,
         requests: &[ReserveRequest],
@@ -363,14 +365,11 @@ impl RedisStore {
         let w = self.options.windowing;
         let key = &requests[members[0]].key;
         let mut metrics: Vec<Metric> = Vec::new();
-        let mut markers: Vec<&str> = Vec::new();
+        let mut any_id = false;
         let mut per_request: Vec<String> = Vec::new();
         for &i in members {
-            let marker = match &requests[i].id {
-                Some(id) => position_or_push(&mut markers, id.as_str()),
-                None => 0,
-            };
-            per_request.push(marker.to_string());
+            any_id |= requests[i].id.is_some();
+            per_request.push(requests[i].id.clone().unwrap_or_default());
             per_request.push(amounts[i].len().to_string());
             for (metric, amount) in &amounts[i] {
                 per_request.push(position_or_push(&mut metrics, *metric).to_string());
@@ -383,20 +382,23 @@ impl RedisStore {
                 per_request.push(w.buckets_in(check.window)?.to_string());
             }
         }
-        let mut keys = Vec::with_capacity(metrics.len() * 3 + markers.len());
+        let markers = keys::MarkerGenerations::at(now_ms);
+        let mut keys = Vec::with_capacity(metrics.len() * 3 + 1);
         for metric in &metrics {
             let series = key.series(*metric);
             keys.push(keys::counter_key(&series));
             keys.push(keys::buckets_key(&series));
             keys.push(keys::rollup_key(&series));
         }
-        keys.extend(markers.iter().map(|id| keys::batch_marker_key(key, id)));
+        if any_id {
+            keys.push(markers.current_key(key));
+        }
         let mut args = self.write_args(now_ms, w.oldest_kept(w.bucket_index(now_ms)));
         args.extend([
             w.bucket_ms().to_string(),
             now_ms.to_string(),
             metrics.len().to_string(),
-            crate::window::duration_ms(crate::store::BATCH_ID_TTL).to_string(),
+            markers.current_ttl_ms().to_string(),
             members.len().to_string(),
         ]);
         args.extend(per_request);

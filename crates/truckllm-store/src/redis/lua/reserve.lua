@@ -3,9 +3,10 @@
 -- plus what earlier requests of this call were granted; a denied request adds nothing. The
 -- granted amounts are then written once per metric. Atomic.
 -- KEYS: counter, buckets, rollup per metric used by any request (metric position p is keys
---       3p-2 .. 3p), then the distinct batch markers of the requests that carry an id.
+--       3p-2 .. 3p), then, if any request carries an id, the current marker generation's
+--       hash of applied ids (see MarkerGenerations in keys.rs).
 -- ARGV: the 7 write arguments (see read_write_args), bucket_ms, now_ms, metric count m,
---       marker_ttl_ms, request count; then per request: marker number (0: none),
+--       the marker hash's TTL (ms), request count; then per request: its id ('' for none),
 --       amount count, (position, amount) per amount, check count,
 --       (position, limit, window_buckets) per check.
 -- Returns one answer per request: {1} when granted, or {0, check_number, used, retry_after_ms}.
@@ -14,7 +15,7 @@ local now_bucket = tonumber(W.bucket)
 local bucket_ms = tonumber(ARGV[8])
 local now_ms = tonumber(ARGV[9])
 local metrics = tonumber(ARGV[10])
-local marker_ttl = ARGV[11]
+local markers_ttl = ARGV[11]
 local requests = tonumber(ARGV[12])
 
 -- What earlier requests of this call were granted, per metric position; `touched` marks the
@@ -60,10 +61,11 @@ local function retry_after(p, window_buckets, usage, amount, limit)
 end
 
 local out = {}
-local markers = {}
+-- HSET arguments: id, '1' per granted request that carries an id.
+local marked = {}
 local at = 13
 for r = 1, requests do
-  local marker = tonumber(ARGV[at])
+  local id = ARGV[at]
   local amounts = {}
   local n_amounts = tonumber(ARGV[at + 1])
   at = at + 2
@@ -92,8 +94,9 @@ for r = 1, requests do
       granted[p] = granted[p] + amount
       touched[p] = true
     end
-    if marker > 0 then
-      markers[marker] = true
+    if id ~= '' then
+      marked[#marked + 1] = id
+      marked[#marked + 1] = '1'
     end
     out[r] = {1}
   end
@@ -104,7 +107,9 @@ for p = 1, metrics do
     apply(KEYS[3 * p - 2], KEYS[3 * p - 1], KEYS[3 * p], granted[p])
   end
 end
-for marker in pairs(markers) do
-  redis.call('SET', KEYS[3 * metrics + marker], '1', 'PX', marker_ttl)
+if #marked > 0 then
+  local markers = KEYS[3 * metrics + 1]
+  redis.call('HSET', markers, unpack(marked))
+  redis.call('PEXPIRE', markers, markers_ttl)
 end
 return out
