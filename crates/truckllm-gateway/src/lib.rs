@@ -48,4 +48,4 @@ pub mod upstream;
 pub mod usage;
 
 pub use error::ApiError;
-pub use state::{Gateway, UpstreamOptions};
+pub use state::{Gateway, UpstreamOptions, UpstreamProxy};

@@ -79,6 +79,7 @@ pub struct UpstreamOptions {
     /// Longest wait for the next bytes of a response; streams may run longer in total.
     pub read_timeout: Duration,
     pub max_idle_per_host: usize,
+    pub proxy: UpstreamProxy,
 }
 
 impl Default for UpstreamOptions {
@@ -87,6 +88,29 @@ impl Default for UpstreamOptions {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(120),
             max_idle_per_host: 256,
+            proxy: UpstreamProxy::FromEnvironment,
+        }
+    }
+}
+
+/// Whether provider connections go through an egress proxy.
+#[derive(Clone)]
+pub enum UpstreamProxy {
+    /// As `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` say (curl's reading).
+    FromEnvironment,
+    /// Never.
+    Direct,
+    /// Every connection through this proxy URL (`http://[user:password@]host:port`).
+    All(String),
+}
+
+impl std::fmt::Debug for UpstreamProxy {
+    // The URL may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::FromEnvironment => f.write_str("FromEnvironment"),
+            Self::Direct => f.write_str("Direct"),
+            Self::All(_) => f.write_str("All(..)"),
         }
     }
 }

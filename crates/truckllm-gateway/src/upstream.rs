@@ -9,6 +9,11 @@
 //! Two timeouts: connect, and read. The read timeout is the longest wait for the response
 //! head or for the next chunk of its body, never for the whole response, so a long stream that
 //! keeps sending is not cut.
+//!
+//! Egress proxies: by default the usual variables are honoured as curl reads them
+//! (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, lower case too). A proxied
+//! connection is an HTTP `CONNECT` tunnel to the provider, with TLS to the provider inside it,
+//! so the proxy sees neither the key nor the prompt.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,10 +29,12 @@ use hyper::body::{Body as _, Incoming};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::{Instant, Sleep};
 
-use crate::state::UpstreamOptions;
+use crate::state::{UpstreamOptions, UpstreamProxy};
 
 /// Why a call to a provider failed before a complete answer. Messages never carry the URL's
 /// query, credentials or the key's secret.
@@ -64,7 +71,7 @@ impl UpstreamError {
 /// The pooled provider client; cheap to clone.
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<ProxyConnector>, Full<Bytes>>,
     read_timeout: Duration,
 }
 
@@ -89,8 +96,10 @@ impl UpstreamClient {
             .map_err(|e| format!("cannot set up TLS for upstream calls: {e}"))?
             .https_or_http()
             .enable_all_versions()
-            .wrap_connector(http);
+            .wrap_connector(ProxyConnector::new(http, &options.proxy));
+        // The pool needs a timer to close connections idle past the timeout.
         let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(options.max_idle_per_host)
             .pool_idle_timeout(Duration::from_secs(90))
             .build(https);
@@ -241,5 +250,91 @@ impl Stream for ReadBody {
                 }
             }
         }
+    }
+}
+
+/// Opens a provider's TCP connection directly, or through a `CONNECT` tunnel where the proxy
+/// rules send it.
+#[derive(Clone)]
+pub struct ProxyConnector {
+    direct: HttpConnector,
+    rules: Option<Arc<Matcher>>,
+}
+
+type ConnectResult = Result<
+    <HttpConnector as tower::Service<Uri>>::Response,
+    Box<dyn std::error::Error + Send + Sync>,
+>;
+
+impl ProxyConnector {
+    fn new(direct: HttpConnector, proxy: &UpstreamProxy) -> Self {
+        let rules = match proxy {
+            UpstreamProxy::FromEnvironment => Some(Matcher::from_env()),
+            UpstreamProxy::Direct => None,
+            UpstreamProxy::All(url) => Some(Matcher::builder().all(url.clone()).build()),
+        };
+        Self {
+            direct,
+            rules: rules.map(Arc::new),
+        }
+    }
+}
+
+impl tower::Service<Uri> for ProxyConnector {
+    type Response = <HttpConnector as tower::Service<Uri>>::Response;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = Pin<Box<dyn Future<Output = ConnectResult> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.direct.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let proxy = self.rules.as_ref().and_then(|rules| rules.intercept(&dst));
+        let Some(proxy) = proxy else {
+            let connecting = self.direct.call(dst);
+            return Box::pin(async move { connecting.await.map_err(Into::into) });
+        };
+        let mut tunnel = Tunnel::new(proxy.uri().clone(), self.direct.clone());
+        if let Some(auth) = proxy.basic_auth() {
+            tunnel = tunnel.with_auth(auth.clone());
+        }
+        let connecting = tunnel.call(with_port(dst));
+        Box::pin(async move { connecting.await.map_err(Into::into) })
+    }
+}
+
+/// `dst` with its port spelled out (the tunnel would otherwise ask for 443 even for `http`).
+fn with_port(dst: Uri) -> Uri {
+    if dst.port().is_some() {
+        return dst;
+    }
+    let port = if dst.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    let (Some(scheme), Some(authority)) = (dst.scheme_str(), dst.authority()) else {
+        return dst;
+    };
+    format!("{scheme}://{authority}:{port}/")
+        .parse()
+        .unwrap_or(dst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tunnels_are_asked_for_the_scheme_s_port_when_the_url_has_none() {
+        let port = |url: &str| with_port(url.parse().expect("uri")).port_u16();
+        assert_eq!(port("http://llm.internal/v1/chat/completions"), Some(80));
+        assert_eq!(
+            port("https://api.openai.com/v1/chat/completions"),
+            Some(443)
+        );
+        assert_eq!(port("http://127.0.0.1:8000/v1/embeddings"), Some(8000));
+        assert_eq!(port("https://[::1]/v1"), Some(443));
     }
 }

@@ -4,10 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, Mock, TestGateway, config};
+use common::{Backend, ConnectProxy, Mock, TestGateway, config};
 use serde_json::{Value, json};
-use truckllm_gateway::UpstreamOptions;
 use truckllm_gateway::mock::MockOptions;
+use truckllm_gateway::{UpstreamOptions, UpstreamProxy};
 use truckllm_store::Metric;
 
 fn hello(model: &str) -> Value {
@@ -151,6 +151,7 @@ async fn a_client_leaving_mid_stream_is_still_counted() {
 fn read_timeout(ms: u64) -> UpstreamOptions {
     UpstreamOptions {
         read_timeout: Duration::from_millis(ms),
+        proxy: UpstreamProxy::Direct,
         ..UpstreamOptions::default()
     }
 }
@@ -231,6 +232,58 @@ async fn a_stream_that_stalls_past_the_read_timeout_is_cut_and_counted_as_an_err
     assert!(read.is_err(), "the stream was cut, not ended: {read:?}");
     assert_eq!(gw.usage("mock", "k1", Metric::Errors).await, 1.0);
     assert_eq!(gw.usage("mock", "k1", Metric::Req).await, 1.0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn provider_calls_go_through_the_egress_proxy_in_one_pooled_tunnel() {
+    let mock = Mock::start(MockOptions::default()).await;
+    let proxy = ConnectProxy::start().await;
+    let gw = TestGateway::start_with_upstream(
+        &config(&mock.url, 1, "", ""),
+        Backend::Memory,
+        UpstreamOptions {
+            proxy: UpstreamProxy::All(proxy.url.clone()),
+            ..UpstreamOptions::default()
+        },
+    )
+    .await;
+    for _ in 0..3 {
+        let (status, _, body) = gw.chat(None, hello("gpt-4o-mini")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let provider = mock.url.trim_start_matches("http://").to_owned();
+    assert_eq!(
+        proxy.targets(),
+        vec![provider],
+        "one tunnel, to the provider, reused"
+    );
+    assert_eq!(mock.stats("secret-k1").requests, 3);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_proxy_is_a_502_that_does_not_show_its_password() {
+    let mock = Mock::start(MockOptions::default()).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let policy = "policy:\n  retry:\n    max_attempts: 1\n";
+    let gw = TestGateway::start_with_upstream(
+        &config(&mock.url, 1, "", policy),
+        Backend::Memory,
+        UpstreamOptions {
+            proxy: UpstreamProxy::All(format!("http://egress:hunter2@127.0.0.1:{port}")),
+            ..UpstreamOptions::default()
+        },
+    )
+    .await;
+    let (status, _, body) = gw.chat(None, hello("gpt-4o-mini")).await;
+    assert_eq!(status, 502, "{body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.contains("tunnel"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+    assert_eq!(mock.total_requests(), 0);
     gw.stop().await;
 }
 

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use truckllm_config::{FileConfigStore, FileStoreOptions, LiveConfig};
 use truckllm_gateway::mock::{KeyStats, MockOptions, MockUpstream};
-use truckllm_gateway::{Gateway, UpstreamOptions};
+use truckllm_gateway::{Gateway, UpstreamOptions, UpstreamProxy};
 use truckllm_store::{MemoryStore, RedisOptions, RedisStore, RuntimeStore, StoreOptions};
 use truckllm_testkit::RedisServer;
 
@@ -54,6 +54,65 @@ impl Mock {
     }
 }
 
+/// A minimal HTTP `CONNECT` proxy on a free loopback port that records the targets it opened
+/// tunnels to, as an egress proxy in front of the providers.
+pub struct ConnectProxy {
+    pub url: String,
+    targets: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let targets = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = Arc::clone(&targets);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(Self::tunnel(client, Arc::clone(&seen)));
+            }
+        });
+        Self { url, targets }
+    }
+
+    /// The `host:port` of every tunnel opened so far.
+    pub fn targets(&self) -> Vec<String> {
+        self.targets.lock().expect("lock").clone()
+    }
+
+    async fn tunnel(
+        mut client: tokio::net::TcpStream,
+        seen: Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> std::io::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = client.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let Some(target) = head
+            .strip_prefix("CONNECT ")
+            .and_then(|r| r.split(' ').next())
+        else {
+            return client
+                .write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+                .await;
+        };
+        seen.lock().expect("lock").push(target.to_owned());
+        let mut upstream = tokio::net::TcpStream::connect(target).await?;
+        client
+            .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .await?;
+        tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+        Ok(())
+    }
+}
+
 /// Which runtime store the gateway uses.
 pub enum Backend {
     Memory,
@@ -73,7 +132,12 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn start(config: &str, backend: Backend) -> Self {
-        Self::start_with_upstream(config, backend, UpstreamOptions::default()).await
+        // Direct, so a proxy set in the test machine's environment cannot reroute the mock.
+        let upstream = UpstreamOptions {
+            proxy: UpstreamProxy::Direct,
+            ..UpstreamOptions::default()
+        };
+        Self::start_with_upstream(config, backend, upstream).await
     }
 
     /// As [`TestGateway::start`], with its own upstream client settings (timeouts).
