@@ -451,6 +451,38 @@ fn chat_within(port: u16, max_secs: u32) -> u16 {
     String::from_utf8_lossy(&output.stdout).parse().unwrap_or(0)
 }
 
+/// `serve` sends provider calls through the egress proxy its environment names, and not to
+/// hosts in `NO_PROXY`. The proxy here is a closed port, so a call that obeys it fails.
+#[test]
+fn serve_takes_its_egress_proxy_from_the_environment() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mock_port = free_port();
+    let _mock = spawn(&[
+        "mock-upstream",
+        "--listen",
+        &format!("127.0.0.1:{mock_port}"),
+    ]);
+    let upstream = format!("http://127.0.0.1:{mock_port}");
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let memory = "    type: \"memory\"\n";
+    let ask = |no_proxy: &str| {
+        let port = free_port();
+        let path = config_with(dir.path(), memory, &upstream, port, "");
+        let env = [
+            ("HTTP_PROXY", nowhere.as_str()),
+            ("http_proxy", nowhere.as_str()),
+            ("NO_PROXY", no_proxy),
+            ("no_proxy", no_proxy),
+        ];
+        let _gateway = Process::spawn(&["serve", "--config", path.to_str().expect("utf-8")], &env);
+        chat(port)
+    };
+    assert_eq!(ask(""), 502, "the call went to the (closed) proxy");
+    assert_eq!(mock_requests(mock_port), 0);
+    assert_eq!(ask("127.0.0.1"), 200, "NO_PROXY lets it go direct");
+    assert_eq!(mock_requests(mock_port), 1);
+}
+
 #[test]
 fn a_blackholed_or_resetting_redis_never_hangs_the_gateway() {
     let redis = RedisServer::start();

@@ -19,6 +19,13 @@ fn the_openai_python_sdk_works_against_the_demo() {
     let port = free_port();
     let mut gateway = Command::new(env!("CARGO_BIN_EXE_truckllm"))
         .args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+        // The demo's provider is in-process: an egress proxy in the environment (here one
+        // nothing listens on) must not reroute it.
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("http_proxy", "http://127.0.0.1:9")
+        .env("ALL_PROXY", "http://127.0.0.1:9")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -13,7 +13,7 @@ use truckllm_config::{FileConfigStore, FileStoreOptions, LiveConfig, MasterKey, 
 use truckllm_gateway::alerts::{forward, storage_record};
 use truckllm_gateway::bootstrap::{demo_config, runtime_store_url};
 use truckllm_gateway::mock::{MockOptions, MockUpstream};
-use truckllm_gateway::{Gateway, UpstreamOptions};
+use truckllm_gateway::{Gateway, UpstreamOptions, UpstreamProxy};
 use truckllm_store::{
     CoalescingOptions, CoalescingStore, InstrumentedStore, OutageLimits, ResilientOptions,
     ResilientStore, RollupPolicy, RuntimeStore, StoreOptions,
@@ -120,10 +120,19 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
             CoalescingOptions::default(),
         ))
     };
+    let upstream = UpstreamOptions {
+        // The demo's provider runs in this process: no egress proxy may stand in between.
+        proxy: if args.demo {
+            UpstreamProxy::Direct
+        } else {
+            UpstreamProxy::FromEnvironment
+        },
+        ..UpstreamOptions::default()
+    };
     let gateway = Gateway::new(
         Arc::clone(&live),
         Arc::clone(&store),
-        &UpstreamOptions::default(),
+        &upstream,
         Some(prometheus),
         logger,
     )
