@@ -8,6 +8,8 @@
 #   bash bench/run.sh outage  [--rate 200 --down 10]                a Redis outage under gateway load
 #                                                                   (starts and kills its own Redis)
 #   bash bench/run.sh logs    [--mb 50]                             log search and stats speed
+#   bash bench/run.sh markers                                       Redis memory per applied batch
+#                                                                   id: hash field vs key per id
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:?usage: bash bench/run.sh store|gateway [options]}
@@ -26,6 +28,22 @@ trap 'kill "$(cat "$dir/redis.pid")" 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/^Mem:/{print $2}') GiB, $(redis-server --version | cut -d' ' -f1-3)"
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+if [ "$what" = markers ]; then
+  # 10,000 ids shaped as the resilient wrapper makes them, once as fields of one hash (the
+  # layout in use) and once as a key each with an expiry (the layout before); growth of
+  # used_memory per id.
+  used() { redis-cli -p "$port" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p'; }
+  ids() { python3 -c 'for i in range(10000): print(f"r{0x1234abcd5678ef90:016x}-{i}")'; }
+  before=$(used)
+  ids | awk '{printf "HSET usage-batch:{openai:key1}:g979 %s 1\n", $1}' | redis-cli -p "$port" >/dev/null
+  redis-cli -p "$port" pexpire 'usage-batch:{openai:key1}:g979' 4200000 >/dev/null
+  middle=$(used)
+  ids | awk '{printf "SET usage-batch:{openai:key1}:%s 1 PX 3600000\n", $1}' | redis-cli -p "$port" >/dev/null
+  after=$(used)
+  echo "bytes per applied id, hash field (in use): $(( (middle - before) / 10000 ))"
+  echo "bytes per applied id, key with expiry (before): $(( (after - middle) / 10000 ))"
+  exit
+fi
 if [ "$what" != http ]; then
   ./target/release/truckllm --store "redis://127.0.0.1:$port" bench "$what" "$@"
   exit

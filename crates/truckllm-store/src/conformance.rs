@@ -514,7 +514,7 @@ pub async fn check_reserve_under_contention(store: &Arc<dyn RuntimeStore>, ctx: 
 
 /// An applied batch id, from `increment_many_once` or a granted reservation, is remembered
 /// until [`BATCH_ID_TTL`](crate::store::BATCH_ID_TTL) has passed on the store's clock, however
-/// the backend keeps its markers (Redis rotates them through half-hour hashes). The replays
+/// the backend keeps its markers (Redis rotates them through ten-minute hashes). The replays
 /// write to another metric of the same key, whose counter nothing else touches.
 pub async fn check_batch_ids_are_remembered_for_their_ttl(
     store: &Arc<dyn RuntimeStore>,
@@ -533,7 +533,7 @@ pub async fn check_batch_ids_are_remembered_for_their_ttl(
     ));
     let errors = ctx.series("openai", "key1", Metric::Errors);
     let ttl = crate::store::BATCH_ID_TTL;
-    // Across more than one half-hour boundary, to the last minute of the id's hour.
+    // Across several of Redis's ten-minute generations, to the last minute of the id's hour.
     for step in [ttl / 2, ttl / 2 - Duration::from_secs(60)] {
         ctx.clock.advance(step);
         for id in ["late-1", "late-2"] {

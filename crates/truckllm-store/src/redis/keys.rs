@@ -5,8 +5,8 @@
 //! - Roll-ups: `usage-rollup:{provider:key_id}:metric`, a hash of step index to float, kept
 //!   for the roll-up retention.
 //! - Applied batch ids (exactly-once batches): `usage-batch:{provider:key_id}:g<generation>`, a
-//!   hash of id to `1` per half hour of application, kept until an hour after its half hour
-//!   ends (see [`MarkerGenerations`]).
+//!   hash of id to `1` per ten minutes of application, kept until an hour after its ten minutes
+//!   end (see [`MarkerGenerations`]).
 //!
 //! The braces are a Redis Cluster hash tag: every key of one provider key lands in one slot, so
 //! the scripts that touch several metrics of a key stay single-slot. Provider and key ids are
@@ -59,18 +59,20 @@ pub fn batch_markers_key(key: &ProviderKey, generation: u64) -> String {
 /// Where applied batch ids are remembered, as seen at one instant.
 ///
 /// An id applied at time `t` becomes a field of the hash of generation `t / G`, where `G` is
-/// half of [`BATCH_ID_TTL`]; each write sets that hash to expire `BATCH_ID_TTL` after its
-/// generation ends. So an id is remembered for at least `BATCH_ID_TTL`, and a check at `now`
-/// finds every id applied in the last `BATCH_ID_TTL` in the current generation or the two
-/// before it. One hash field (about 40 bytes) per id, written with one `HSET` per script,
-/// instead of one key with its own expiry per id.
+/// a sixth of [`BATCH_ID_TTL`] (ten minutes); each write sets that hash to expire
+/// `BATCH_ID_TTL` after its generation ends. So an id is remembered for at least
+/// `BATCH_ID_TTL` and at most `G` longer, and a check at `now` finds every id applied in the
+/// last `BATCH_ID_TTL` in the current generation or the six before it. One hash field per id,
+/// written with one `HSET` per script, instead of a key with its own expiry per id.
 #[derive(Debug, Clone, Copy)]
 pub struct MarkerGenerations {
     now_ms: u64,
 }
 
 impl MarkerGenerations {
-    const GENERATION_MS: u64 = BATCH_ID_TTL.as_millis() as u64 / 2;
+    /// Generations per `BATCH_ID_TTL`.
+    const PER_TTL: u64 = 6;
+    const GENERATION_MS: u64 = BATCH_ID_TTL.as_millis() as u64 / Self::PER_TTL;
 
     pub fn at(now_ms: u64) -> Self {
         Self { now_ms }
@@ -85,10 +87,13 @@ impl MarkerGenerations {
         batch_markers_key(key, self.current())
     }
 
-    /// The hashes a check must look in: the current generation's first, then the two before.
-    pub fn check_keys(self, key: &ProviderKey) -> [String; 3] {
+    /// The hashes a check must look in: the current generation's first, then the ones before
+    /// it that may still hold an id applied within `BATCH_ID_TTL`.
+    pub fn check_keys(self, key: &ProviderKey) -> Vec<String> {
         let g = self.current();
-        [g, g.saturating_sub(1), g.saturating_sub(2)].map(|g| batch_markers_key(key, g))
+        (0..=Self::PER_TTL)
+            .map(|back| batch_markers_key(key, g.saturating_sub(back)))
+            .collect()
     }
 
     /// The `PEXPIRE` for the current hash: `BATCH_ID_TTL` after its generation ends.
@@ -193,17 +198,17 @@ mod tests {
     fn an_applied_id_stays_in_the_hashes_a_check_reads_for_its_whole_ttl() {
         let key = ProviderKey::new("openai", "key1").expect("valid");
         let ttl = BATCH_ID_TTL.as_millis() as u64;
-        for applied_at in [0, 1, 1_799_999, 1_800_000, 5_000_123, 1_764_000_000_000] {
+        for applied_at in [0, 1, 599_999, 600_000, 5_000_123, 1_764_000_000_000] {
             let at = MarkerGenerations::at(applied_at);
             let hash = at.current_key(&key);
             assert!(hash.starts_with("usage-batch:{openai:key1}:g"), "{hash}");
             let expires_at = applied_at + at.current_ttl_ms();
             assert!(at.current_ttl_ms() > ttl, "the hash outlives the id's hour");
             assert!(
-                at.current_ttl_ms() <= ttl + ttl / 2,
-                "and not by more than half an hour"
+                at.current_ttl_ms() <= ttl + ttl / 6,
+                "and not by more than ten minutes"
             );
-            for later in [0, 1, ttl / 2, ttl - 1] {
+            for later in [0, 1, ttl / 6, ttl / 2, ttl - 1] {
                 let check = MarkerGenerations::at(applied_at + later);
                 assert!(
                     check.check_keys(&key).contains(&hash),

@@ -213,9 +213,16 @@ impl RedisStore {
         let marker_ttl = markers.current_ttl_ms().to_string();
         for (call, (key, _)) in calls.iter_mut().zip(groups) {
             call.script = &self.scripts.increment_once;
-            call.keys.splice(0..0, markers.check_keys(key));
-            call.args
-                .splice(0..0, [batch_id.to_owned(), marker_ttl.clone()]);
+            let hashes = markers.check_keys(key);
+            call.args.splice(
+                0..0,
+                [
+                    batch_id.to_owned(),
+                    marker_ttl.clone(),
+                    hashes.len().to_string(),
+                ],
+            );
+            call.keys.splice(0..0, hashes);
         }
         calls
     }
