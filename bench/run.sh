@@ -12,7 +12,7 @@
 #                                                                   id: hash field vs key per id
 set -euo pipefail
 cd "$(dirname "$0")/.."
-what=${1:?usage: bash bench/run.sh store|gateway [options]}
+what=${1:?usage: bash bench/run.sh store|gateway|http|outage|logs|markers [options]}
 shift
 cargo build --release -p truckllm --locked
 if [ "$what" = outage ] || [ "$what" = logs ]; then
