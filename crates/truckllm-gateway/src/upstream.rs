@@ -12,8 +12,8 @@
 //!
 //! Egress proxies: by default the usual variables are honoured as curl reads them
 //! (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, lower case too). A proxied
-//! connection is an HTTP `CONNECT` tunnel to the provider, with TLS to the provider inside it,
-//! so the proxy sees neither the key nor the prompt.
+//! connection is an HTTP `CONNECT` tunnel to the provider; for an `https` provider TLS runs
+//! inside it, so the proxy sees neither the key nor the prompt.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -107,26 +107,27 @@ pub async fn run(store: &StoreArgs, args: &GatewayBenchArgs) -> Result<ExitCode>
 
     let redis = redis_cpu_probe(&store_url);
     let mock_before = process_cpu_secs(mock.0.id());
-    let direct_rps = closed_loop(&client, &direct, args.concurrency, duration).await?;
+    let direct_run = closed_loop(&client, &direct, args.concurrency, duration).await?;
+    let direct_rps = direct_run.rate();
     let mock_direct = cpu_us_per_request(
         mock_before,
         process_cpu_secs(mock.0.id()),
-        direct_rps,
-        duration,
+        direct_run.requests,
     );
     let cpu_before = [
         process_cpu_secs(mock.0.id()),
         process_cpu_secs(gateway_pid),
         redis.now().await,
     ];
-    let gateway_rps = closed_loop(&client, &through, args.concurrency, duration).await?;
+    let gateway_run = closed_loop(&client, &through, args.concurrency, duration).await?;
+    let gateway_rps = gateway_run.rate();
     let cpu_after = [
         process_cpu_secs(mock.0.id()),
         process_cpu_secs(gateway_pid),
         redis.now().await,
     ];
     let [mock_through, gateway_cpu, redis_cpu] =
-        [0, 1, 2].map(|i| cpu_us_per_request(cpu_before[i], cpu_after[i], gateway_rps, duration));
+        [0, 1, 2].map(|i| cpu_us_per_request(cpu_before[i], cpu_after[i], gateway_run.requests));
     let [direct_lat, gateway_lat] =
         open_loop(&client, [&direct, &through], args.rate, duration).await?;
     let rss_kib = peak_rss_kib(gateway_pid).unwrap_or(0);
@@ -198,13 +199,25 @@ async fn call(client: &reqwest::Client, target: &Target) -> Result<()> {
     Ok(())
 }
 
-/// Requests per second with `concurrency` requests always in flight.
+/// What a closed-loop run completed, and in how long.
+struct ClosedLoop {
+    requests: u64,
+    elapsed: Duration,
+}
+
+impl ClosedLoop {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Runs `duration` with `concurrency` requests always in flight.
 async fn closed_loop(
     client: &reqwest::Client,
     target: &Target,
     concurrency: usize,
     duration: Duration,
-) -> Result<f64> {
+) -> Result<ClosedLoop> {
     let started = Instant::now();
     let deadline = started + duration;
     let target = Arc::new(Target {
@@ -229,7 +242,10 @@ async fn closed_loop(
     for worker in workers {
         total += worker.await??;
     }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
+    Ok(ClosedLoop {
+        requests: total,
+        elapsed: started.elapsed(),
+    })
 }
 
 struct Latency {
@@ -319,14 +335,8 @@ fn process_cpu_secs(pid: u32) -> Option<f64> {
     Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
-fn cpu_us_per_request(
-    before: Option<f64>,
-    after: Option<f64>,
-    rps: f64,
-    duration: Duration,
-) -> Option<f64> {
-    let requests = rps * duration.as_secs_f64();
-    (requests > 0.0).then_some((after? - before?) / requests * 1e6)
+fn cpu_us_per_request(before: Option<f64>, after: Option<f64>, requests: u64) -> Option<f64> {
+    (requests > 0).then_some((after? - before?) / requests as f64 * 1e6)
 }
 
 fn show_us(us: Option<f64>) -> String {
