@@ -504,6 +504,10 @@ pub struct PolicyConfig {
     /// Tokens reserved for a request that names no `max_tokens`.
     #[serde(default = "default_estimate")]
     pub default_max_tokens: u32,
+    /// Longest stream event (SSE) accepted from a provider, in bytes; a provider that sends a
+    /// longer one without ending it has its stream cut as broken.
+    #[serde(default = "default_max_stream_event")]
+    pub max_stream_event_bytes: u32,
 }
 
 impl Default for PolicyConfig {
@@ -514,8 +518,13 @@ impl Default for PolicyConfig {
             fallback: true,
             cooldown: CooldownPolicy::default(),
             default_max_tokens: default_estimate(),
+            max_stream_event_bytes: default_max_stream_event(),
         }
     }
+}
+
+fn default_max_stream_event() -> u32 {
+    4 << 20
 }
 
 fn yes() -> bool {

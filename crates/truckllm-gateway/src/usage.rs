@@ -50,37 +50,82 @@ pub struct Event {
     pub usage_only: bool,
 }
 
-/// Frames an SSE byte stream into events, whatever the chunk boundaries.
-#[derive(Debug, Default)]
+/// Default cap on one SSE event (`policy.max_stream_event_bytes`).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 << 20;
+
+/// A provider sent an event longer than the cap without ending it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the provider sent a stream event over {limit} bytes without ending it")]
+pub struct EventTooLarge {
+    pub limit: usize,
+}
+
+/// Frames an SSE byte stream into events, whatever the chunk boundaries. Each received byte is
+/// searched once (the buffer keeps how far it has been searched), and an unfinished event may
+/// grow to a cap, past which the stream is broken: a provider cannot make the gateway buffer
+/// or rescan without bound.
+#[derive(Debug)]
 pub struct SseScanner {
     buffer: BytesMut,
+    /// Bytes of `buffer` already searched for an event end.
+    searched: usize,
+    max_event: usize,
+}
+
+impl Default for SseScanner {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_EVENT_BYTES)
+    }
 }
 
 impl SseScanner {
+    /// A scanner that refuses events over `max_event` bytes.
+    pub fn new(max_event: usize) -> Self {
+        Self {
+            buffer: BytesMut::new(),
+            searched: 0,
+            max_event,
+        }
+    }
+
     /// Adds received bytes; returns every event now complete.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<Event> {
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Event>, EventTooLarge> {
         self.buffer.extend_from_slice(chunk);
         let mut events = Vec::new();
-        while let Some(end) = event_end(&self.buffer) {
-            let bytes = self.buffer.split_to(end).freeze();
-            events.push(inspect(bytes));
+        loop {
+            // A terminator may straddle the previous chunk's end: look back 3 bytes.
+            let from = self.searched.saturating_sub(3);
+            match event_end(&self.buffer[from..]) {
+                Some(end) => {
+                    let bytes = self.buffer.split_to(from + end).freeze();
+                    self.searched = 0;
+                    events.push(inspect(bytes));
+                }
+                None => {
+                    self.searched = self.buffer.len();
+                    break;
+                }
+            }
         }
-        events
+        if self.buffer.len() > self.max_event {
+            return Err(EventTooLarge {
+                limit: self.max_event,
+            });
+        }
+        Ok(events)
     }
 
     /// Whatever is left when the stream ends (an unterminated last event), as is.
     pub fn finish(&mut self) -> Option<Bytes> {
+        self.searched = 0;
         (!self.buffer.is_empty()).then(|| self.buffer.split().freeze())
     }
 }
 
 /// Index just past the first blank line (`\n\n` or `\r\n\r\n`).
 fn event_end(buffer: &[u8]) -> Option<usize> {
-    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    let crlf = buffer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4);
+    let lf = memchr::memmem::find(buffer, b"\n\n").map(|i| i + 2);
+    let crlf = memchr::memmem::find(buffer, b"\r\n\r\n").map(|i| i + 4);
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -119,7 +164,7 @@ fn inspect(bytes: Bytes) -> Event {
 }
 
 fn memfind(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 #[cfg(test)]
@@ -150,7 +195,7 @@ mod tests {
             let mut scanner = SseScanner::default();
             let mut events = Vec::new();
             for chunk in stream.chunks(split) {
-                events.extend(scanner.push(chunk));
+                events.extend(scanner.push(chunk).expect("small events"));
             }
             assert_eq!(events.len(), 3, "split {split}");
             let joined: Vec<u8> = events.iter().flat_map(|e| e.bytes.to_vec()).collect();
@@ -159,5 +204,35 @@ mod tests {
             assert!(!events[0].usage_only && events[0].usage.is_none());
             assert!(scanner.finish().is_none());
         }
+    }
+
+    #[test]
+    fn a_terminator_split_across_chunks_ends_its_event() {
+        let mut scanner = SseScanner::default();
+        assert!(scanner.push(b"data: a\r\n").expect("ok").is_empty());
+        assert!(scanner.push(b"\r").expect("ok").is_empty());
+        let events = scanner.push(b"\ndata: b\n").expect("ok");
+        assert_eq!(events.len(), 1);
+        assert_eq!(&events[0].bytes[..], b"data: a\r\n\r\n");
+        assert_eq!(scanner.finish().as_deref(), Some(&b"data: b\n"[..]));
+    }
+
+    #[test]
+    fn an_event_that_never_ends_is_refused_past_the_cap() {
+        let mut scanner = SseScanner::new(1024);
+        let mut refused = None;
+        for i in 0..100 {
+            match scanner.push(&[b'x'; 100]) {
+                Ok(events) => assert!(events.is_empty()),
+                Err(e) => {
+                    refused = Some((i, e));
+                    break;
+                }
+            }
+        }
+        assert_eq!(refused, Some((10, EventTooLarge { limit: 1024 })));
+        let mut scanner = SseScanner::new(1024);
+        let ok = scanner.push(&[b"data: ", &[b'y'; 1000][..], b"\n\n"].concat());
+        assert_eq!(ok.map(|e| e.len()), Ok(1), "an event at the cap passes");
     }
 }
