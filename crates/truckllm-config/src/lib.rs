@@ -16,6 +16,7 @@
 pub mod error;
 pub mod interpolate;
 pub mod load;
+pub mod metrics;
 pub mod reload;
 pub mod schema;
 pub mod secret;

@@ -21,6 +21,10 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// samples would pile up between scrapes.
 pub fn install() -> Result<PrometheusHandle, String> {
     let handle = build()?;
+    describe();
+    truckllm_store::metrics::describe();
+    truckllm_logging::metrics::describe();
+    truckllm_config::metrics::describe();
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -47,6 +51,53 @@ fn build() -> Result<PrometheusHandle, String> {
         .map_err(|e| e.to_string())?
         .install_recorder()
         .map_err(|e| e.to_string())
+}
+
+/// Refusal codes counted from start-up, so alerts on them have a series before the first one.
+const REJECTION_CODES: &[&str] = &[
+    "invalid_api_key",
+    "model_not_allowed",
+    "model_not_found",
+    "rate_limit_exceeded",
+    "route_not_found",
+    "store_unavailable",
+];
+
+/// Describes the gateway's metric families and creates the refusal counters at zero.
+fn describe() {
+    use metrics::{describe_counter, describe_histogram};
+    describe_counter!(
+        "truckllm_requests_total",
+        "Requests answered by a provider key, by provider, key and outcome (success, upstream_error, client_error)."
+    );
+    describe_counter!(
+        "truckllm_tokens_total",
+        "Tokens used, by provider, key and kind (prompt, completion)."
+    );
+    describe_histogram!(
+        "truckllm_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time from request to the provider's complete answer, by provider."
+    );
+    describe_counter!(
+        "truckllm_upstream_errors_total",
+        "Provider answers that failed (5xx, 429, transport errors), by provider and key."
+    );
+    describe_counter!(
+        "truckllm_rate_limited_total",
+        "Times a key was at its limit, by the gateway's count or the provider's 429, by provider and key."
+    );
+    describe_counter!(
+        "truckllm_retries_total",
+        "Attempts after the first on another key or target, by provider."
+    );
+    describe_counter!(
+        "truckllm_rejected_total",
+        "Requests refused before reaching a provider, by error code."
+    );
+    for code in REJECTION_CODES {
+        metrics::counter!("truckllm_rejected_total", "code" => *code).absolute(0);
+    }
 }
 
 /// Handles for one key.

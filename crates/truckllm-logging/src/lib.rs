@@ -8,6 +8,7 @@
 
 pub mod file;
 pub mod logger;
+pub mod metrics;
 pub mod pushgateway;
 pub mod record;
 pub mod search;

@@ -23,6 +23,7 @@ pub mod conformance;
 pub mod error;
 pub mod instrumented;
 pub mod memory;
+pub mod metrics;
 pub mod redis;
 pub mod resilient;
 pub mod series;

@@ -70,6 +70,7 @@ fn the_openai_python_sdk_works_against_the_demo() {
         "store metrics"
     );
     assert!(!metrics.contains("demo-secret"), "no secret in any label");
+    assert_promtool_accepts(&metrics);
     assert!(
         output.status.success(),
         "SDK checks failed:\n{}\n{}",
@@ -77,4 +78,32 @@ fn the_openai_python_sdk_works_against_the_demo() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package) finds nothing to complain about:
+/// every family has HELP and TYPE, names and labels follow the conventions.
+fn assert_promtool_accepts(metrics: &str) {
+    use std::io::Write;
+    let promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut promtool) = promtool else {
+        panic!("promtool is needed: `apt-get install prometheus` (or run `bash .ci/run`)");
+    };
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(metrics.as_bytes())
+        .expect("write metrics");
+    let checked = promtool.wait_with_output().expect("promtool");
+    assert!(
+        checked.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
 }
