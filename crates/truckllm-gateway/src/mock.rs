@@ -5,7 +5,9 @@
 //!
 //! Knobs: latency before answering, a delay between stream chunks, a share of 500s, a share of
 //! 429s with `Retry-After`, and a per-key requests-per-minute cap (429 past it, like a real
-//! provider). `GET /mock/stats` reports what each key (by bearer token) was asked and answered.
+//! provider). `GET /mock/stats` reports what each key was asked and answered, by the key's
+//! [`key_label`] (a short SHA-256 fingerprint): the mock never shows a secret it received.
+//! Embeddings honour `encoding_format: "base64"` (little-endian `f32`s, as OpenAI sends them).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -214,14 +216,23 @@ async fn models() -> Response {
     .into_response()
 }
 
-/// The bearer token, if any.
+/// How the mock names a key in its stats: `sha256:` and the first 12 hex digits of the
+/// secret's SHA-256, enough to tell keys apart and nothing to call a provider with.
+pub fn key_label(secret: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(secret.as_bytes());
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// The bearer token's label ([`key_label`]), if a token was sent.
 fn key_of(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .filter(|t| !t.is_empty())
-        .map(str::to_owned)
+        .map(key_label)
 }
 
 fn words(value: &Value) -> u64 {
@@ -393,10 +404,30 @@ async fn embeddings(
         s.ok += 1;
         s.prompt_tokens += prompt;
     });
+    let base64 = match request.get("encoding_format") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(f)) if f == "float" => false,
+        Some(Value::String(f)) if f == "base64" => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &format!("`encoding_format` must be \"float\" or \"base64\", not {other}"),
+            );
+        }
+    };
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
-        .map(|(i, text)| json!({"object": "embedding", "index": i, "embedding": vector(text)}))
+        .map(|(i, text)| {
+            let embedding = vector(text);
+            let embedding = if base64 {
+                Value::String(encode_f32s(&embedding))
+            } else {
+                json!(embedding)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
         .collect();
     axum::Json(json!({
         "object": "list",
@@ -405,6 +436,16 @@ async fn embeddings(
         "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
     }))
     .into_response()
+}
+
+/// An embedding as OpenAI's `base64` format carries it: the vector's `f32`s, little-endian.
+fn encode_f32s(vector: &[f64]) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = vector
+        .iter()
+        .flat_map(|v| (*v as f32).to_le_bytes())
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// A deterministic 8-dimensional unit vector for a text.

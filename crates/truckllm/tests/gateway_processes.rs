@@ -86,7 +86,9 @@ fn mock_requests(mock_port: u16) -> u64 {
         .output()
         .expect("curl");
     let stats: serde_json::Value = serde_json::from_slice(&output.stdout).expect("stats json");
-    stats["secret-only"]["requests"].as_u64().unwrap_or(0)
+    stats[truckllm_gateway::mock::key_label("secret-only")]["requests"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 #[test]

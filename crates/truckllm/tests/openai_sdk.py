@@ -36,12 +36,28 @@ chunks = list(client.chat.completions.create(
 ))
 assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 4, chunks[-1]
 
-# Embeddings and models.
+# Embeddings: the SDK asks for base64 unless told otherwise and decodes it; both forms must
+# give the same unit vectors.
 emb = client.embeddings.create(model="text-embedding-3-small", input=["one two", "three"])
 assert len(emb.data) == 2 and len(emb.data[0].embedding) == 8, emb
 assert emb.usage.prompt_tokens == 3, emb.usage
+floats = client.embeddings.create(
+    model="text-embedding-3-small", input=["one two", "three"], encoding_format="float",
+)
+for decoded, plain in zip(emb.data, floats.data):
+    assert all(abs(a - b) < 1e-6 for a, b in zip(decoded.embedding, plain.embedding)), (decoded, plain)
+    assert abs(sum(v * v for v in decoded.embedding) - 1.0) < 1e-5, decoded
+
+# Models: listed, and retrieved one by one.
 ids = [m.id for m in client.models.list()]
 assert "mock:gpt-4o-mini" in ids and "fast" in ids, ids
+model = client.models.retrieve("mock:gpt-4o-mini")
+assert model.id == "mock:gpt-4o-mini" and model.owned_by == "mock", model
+try:
+    client.models.retrieve("mock:no-such-model")
+    raise AssertionError("unknown model retrieved")
+except openai.NotFoundError as e:
+    assert e.body["code"] == "model_not_found", e.body
 
 # Errors arrive as the SDK's typed exceptions.
 try:

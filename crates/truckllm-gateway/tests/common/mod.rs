@@ -44,7 +44,7 @@ impl Mock {
     pub fn stats(&self, key_secret: &str) -> KeyStats {
         self.mock
             .stats()
-            .get(key_secret)
+            .get(&truckllm_gateway::mock::key_label(key_secret))
             .cloned()
             .unwrap_or_default()
     }
