@@ -1,9 +1,14 @@
 //! The gateway's HTTP surface and its lifecycle.
 //!
-//! Routes: the OpenAI endpoints (each authenticates the client itself, see [`crate::proxy`]),
-//! and a short list that skips client auth: `/health` (liveness), `/ready` (the runtime store
-//! answers), `/metrics` (Prometheus). `/admin/config/reload` needs the admin key. Anything
-//! else is a 404 in the OpenAI error shape.
+//! [`routes`] is the one table of what the gateway serves and who may call each route
+//! ([`Access`]); [`router`] builds the router from it, so no route can be served without an
+//! access decision. Layers, outermost first:
+//! 1. [`trace::layer`]: a request id for every request, `x-request-id` on every answer;
+//! 2. per access class: [`auth::client`] (client key) or [`auth::admin`] (admin key); public
+//!    routes have none.
+//!
+//! Anything not in the table is a 404 that names the method and path, behind client auth (so
+//! the route list is not probed anonymously), logged and counted.
 //!
 //! [`serve`] runs until the shutdown future resolves, lets requests in flight finish, then
 //! waits for every usage settlement so nothing is lost.
@@ -11,33 +16,148 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use truckllm_logging::{AuditCategory, AuditRecord};
 
-use crate::error::ApiError;
-use crate::proxy;
+use crate::error::{ApiError, clip};
 use crate::state::Gateway;
+use crate::trace::{self, RequestId, Trace};
+use crate::{auth, proxy};
 
 /// How long log sinks get to deliver what is queued when the gateway stops.
 const LOG_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: liveness, readiness and metrics, for probes and scrapers that hold no key.
+    Public,
+    /// A client key ([`auth::client`]).
+    Client,
+    /// The admin key ([`auth::admin`]).
+    Admin,
+}
+
+/// One served route.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub method: Method,
+    /// The axum path pattern (`/v1/models/{id}`).
+    pub path: &'static str,
+    pub access: Access,
+    /// The action named in audit and request records (`chat`, `models`, `config.reload`).
+    pub action: &'static str,
+}
+
+const fn route(method: Method, path: &'static str, access: Access, action: &'static str) -> Route {
+    Route {
+        method,
+        path,
+        access,
+        action,
+    }
+}
+
+/// Every route the gateway serves. The public ones are the explicit list of routes that skip
+/// authentication; keep it short.
+pub const ROUTES: &[Route] = &[
+    route(Method::GET, "/health", Access::Public, "health"),
+    route(Method::GET, "/ready", Access::Public, "ready"),
+    route(Method::GET, "/metrics", Access::Public, "metrics"),
+    route(Method::POST, "/v1/chat/completions", Access::Client, "chat"),
+    route(Method::POST, "/v1/embeddings", Access::Client, "embeddings"),
+    route(Method::GET, "/v1/models", Access::Client, "models"),
+    route(Method::GET, "/v1/models/{id}", Access::Client, "models"),
+    route(
+        Method::POST,
+        "/admin/config/reload",
+        Access::Admin,
+        "config.reload",
+    ),
+];
+
+/// The route `method path` matched, if it is one of [`ROUTES`].
+pub fn route_named(method: &Method, path: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|r| {
+        r.path == path && (r.method == method || *method == Method::HEAD && r.method == Method::GET)
+    })
+}
+
+/// The handler of each route in [`ROUTES`].
+fn handler(route: &Route) -> MethodRouter<Arc<Gateway>> {
+    match (route.method.as_str(), route.path) {
+        ("GET", "/health") => get(|| async { "ok" }),
+        ("GET", "/ready") => get(ready),
+        ("GET", "/metrics") => get(metrics),
+        ("POST", "/v1/chat/completions") => post(proxy::chat_completions),
+        ("POST", "/v1/embeddings") => post(proxy::embeddings),
+        ("GET", "/v1/models") => get(proxy::models),
+        ("GET", "/v1/models/{id}") => get(proxy::model),
+        ("POST", "/admin/config/reload") => post(reload),
+        _ => unreachable_route(route),
+    }
+}
+
+/// A table entry without a handler is a programming error caught by the route test; served,
+/// it answers 500 rather than panicking.
+fn unreachable_route(route: &Route) -> MethodRouter<Arc<Gateway>> {
+    let path = route.path;
+    axum::routing::any(move || async move {
+        ApiError::internal(format!("route {path} has no handler")).into_response()
+    })
+}
+
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(proxy::chat_completions))
-        .route("/v1/embeddings", post(proxy::embeddings))
-        .route("/v1/models", get(proxy::models))
-        .route("/health", get(|| async { "ok" }))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/admin/config/reload", post(reload))
-        .fallback(|| async { ApiError::not_found("no such route").into_response() })
+    let mut public = Router::new();
+    let mut client = Router::new();
+    let mut admin = Router::new();
+    for route in ROUTES {
+        let group = match route.access {
+            Access::Public => &mut public,
+            Access::Client => &mut client,
+            Access::Admin => &mut admin,
+        };
+        *group = std::mem::take(group).route(route.path, handler(route));
+    }
+    let client = client
+        .fallback(unknown_route)
+        .layer(from_fn_with_state(Arc::clone(&gateway), auth::client));
+    let admin = admin.layer(from_fn_with_state(Arc::clone(&gateway), auth::admin));
+    public
+        .merge(admin)
+        .merge(client)
+        .layer(axum::middleware::from_fn(trace::layer))
         .with_state(gateway)
+}
+
+/// A 404 that says which method and path had no route, logged and counted like any refusal.
+async fn unknown_route(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = clip(request.uri().path(), 200);
+    tracing::info!(%method, path = %path, "no such route");
+    let error = ApiError::not_found(format!(
+        "no route for {method} {path}; this gateway serves {}",
+        ROUTES
+            .iter()
+            .filter(|r| r.access == Access::Client)
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .with_code("route_not_found");
+    if let Some(id) = request.extensions().get::<RequestId>() {
+        let mut trace = Trace::start(&gw.logger, "unknown_route", &id.0);
+        trace.error(error.code);
+        trace.status(error.status.as_u16());
+    }
+    crate::metrics::rejected(error.code);
+    error.into_response()
 }
 
 /// Serves until `shutdown`, then drains requests and usage settlements.
@@ -80,24 +200,8 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     }
 }
 
-async fn reload(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+async fn reload(State(gw): State<Arc<Gateway>>) -> Response {
     let running = gw.live().current();
-    let Some(admin_key) = running.resolved.server.admin_key.as_ref() else {
-        return ApiError::not_found("the admin API is off: set server.admin_key").into_response();
-    };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !bool::from(presented.as_bytes().ct_eq(admin_key.expose().as_bytes())) {
-        gw.logger.emit(
-            AuditRecord::new(AuditCategory::Access, "config.reload", "admin", "denied")
-                .target("config")
-                .status(401),
-        );
-        return ApiError::unauthorized("invalid admin key").into_response();
-    }
     let old_version = running.version;
     let result = gw.live().reload("admin api").await;
     let audit = AuditRecord::new(

@@ -2,11 +2,13 @@
 //! loaded and compared in constant time. With no client keys configured the gateway runs in
 //! an explicit open mode (announced at start), where every caller is the anonymous client.
 
-use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
 use subtle::ConstantTimeEq;
 use truckllm_config::Config;
 use truckllm_config::schema::Limits;
 
+use crate::auth::digest;
 use crate::error::ApiError;
 
 /// One configured client, holding only the hash of its key.
@@ -43,8 +45,8 @@ impl Client {
 /// Every configured client, or open mode.
 #[derive(Debug, Clone)]
 pub struct Clients {
-    clients: Vec<Client>,
-    open: Client,
+    clients: Vec<Arc<Client>>,
+    open: Arc<Client>,
 }
 
 impl Clients {
@@ -56,28 +58,28 @@ impl Clients {
             .iter()
             .filter_map(|c| {
                 let key_hash = match (&c.key, &c.key_sha256) {
-                    (Some(key), _) => sha256(key.expose().as_bytes()),
+                    (Some(key), _) => digest(key.expose().as_bytes()),
                     (None, Some(hex)) => truckllm_config::secret::parse_sha256_hex(hex)?,
                     (None, None) => return None,
                 };
-                Some(Client {
+                Some(Arc::new(Client {
                     id: c.id.clone(),
                     key_hash,
                     allowed_providers: c.allowed_providers.clone(),
                     allowed_models: c.allowed_models.clone(),
                     limits: c.limits,
-                })
+                }))
             })
             .collect();
         Self {
             clients,
-            open: Client {
+            open: Arc::new(Client {
                 id: "anonymous".into(),
                 key_hash: [0; 32],
                 allowed_providers: vec!["*".into()],
                 allowed_models: vec!["*".into()],
                 limits: None,
-            },
+            }),
         }
     }
 
@@ -86,24 +88,19 @@ impl Clients {
         self.clients.is_empty()
     }
 
-    /// The client whose key is in `authorization` (`Bearer …`). Every stored hash is compared,
-    /// in constant time, whether or not an earlier one matched.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<&Client, ApiError> {
+    /// The client whose key was presented (see [`crate::auth::presented_key`]). Every stored
+    /// hash is compared, in constant time, whether or not an earlier one matched.
+    pub fn authenticate(&self, key: Option<&str>) -> Result<&Arc<Client>, ApiError> {
         if self.is_open() {
             return Ok(&self.open);
         }
-        let token = authorization
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("missing API key: send Authorization: Bearer <key>")
-            })?;
-        let presented = sha256(token.as_bytes());
-        let mut found: Option<&Client> = None;
+        let key = key.ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing API key: send Authorization: Bearer <key> (or x-api-key: <key>)",
+            )
+        })?;
+        let presented = digest(key.as_bytes());
+        let mut found: Option<&Arc<Client>> = None;
         for client in &self.clients {
             if bool::from(client.key_hash.ct_eq(&presented)) {
                 found = Some(client);
@@ -111,10 +108,6 @@ impl Clients {
         }
         found.ok_or_else(|| ApiError::unauthorized("invalid API key"))
     }
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
 }
 
 #[cfg(test)]
@@ -134,27 +127,26 @@ mod tests {
         let not_a_key = "d2a6d7cf3ad4ef6ff0e9a2d62b9bf3e80ac34a2d6cd1e3b9bb1b89d5e64b1c31";
         let yaml = format!(
             "{PROVIDERS}api_keys:\n  - id: one\n    key: plain-key\n  - id: two\n    key_sha256: \"{}\"\n",
-            hex(&sha256(b"hashed-key"))
+            hex(&digest(b"hashed-key"))
         );
         let c = clients(&yaml);
         assert!(!c.is_open());
         assert_eq!(
-            c.authenticate(Some("Bearer plain-key"))
+            c.authenticate(Some("plain-key"))
                 .map(|c| c.id.as_str())
                 .ok(),
             Some("one")
         );
         assert_eq!(
-            c.authenticate(Some("Bearer hashed-key"))
+            c.authenticate(Some("hashed-key"))
                 .map(|c| c.id.as_str())
                 .ok(),
             Some("two")
         );
         for bad in [
             None,
-            Some("Bearer "),
-            Some("Bearer wrong"),
-            Some("plain-key"),
+            Some("wrong"),
+            Some("Bearer plain-key"),
             Some(not_a_key),
         ] {
             let err = c.authenticate(bad).expect_err("rejected");
@@ -169,7 +161,7 @@ mod tests {
             "{PROVIDERS}aliases:\n  fast: [\"a:m1\"]\napi_keys:\n  - id: c\n    key: k\n    allowed_providers: [a]\n    allowed_models: [\"a:m1\", \"fast\", \"b:*\"]\n"
         );
         let c = clients(&yaml);
-        let client = c.authenticate(Some("Bearer k")).expect("auth");
+        let client = c.authenticate(Some("k")).expect("auth");
         assert!(client.may_use_provider("a") && !client.may_use_provider("b"));
         assert!(client.may_use_model("a", "m1", "a:m1"));
         assert!(!client.may_use_model("a", "m2", "a:m2"));

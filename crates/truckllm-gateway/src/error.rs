@@ -135,10 +135,33 @@ impl ApiError {
         )
     }
 
+    /// The same error under another machine-readable code.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+
     /// Whether the client caused it (4xx other than 429).
     pub fn is_client_fault(&self) -> bool {
         self.status.is_client_error() && self.status != StatusCode::TOO_MANY_REQUESTS
     }
+}
+
+/// At most `max` bytes of a client-supplied string, cut on a character boundary and marked, for
+/// quoting in messages and logs without letting a client flood them.
+pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!(
+        "{}…[{} more bytes]",
+        &text[..end],
+        text.len() - end
+    ))
 }
 
 impl IntoResponse for ApiError {
@@ -159,5 +182,18 @@ impl IntoResponse for ApiError {
             }
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_keeps_short_text_and_cuts_long_text_on_a_char_boundary() {
+        assert_eq!(clip("short", 10), "short");
+        let long = "é".repeat(10);
+        let clipped = clip(&long, 5);
+        assert_eq!(clipped, "éé…[16 more bytes]");
     }
 }

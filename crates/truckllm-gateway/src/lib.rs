@@ -31,6 +31,7 @@
 pub mod alerts;
 pub mod app;
 pub mod attempt;
+pub mod auth;
 pub mod balancer;
 pub mod bootstrap;
 pub mod clients;

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
@@ -24,12 +25,13 @@ use serde_json::{Map, Value, json};
 use truckllm_store::{LimitCheck, Metric, ProviderKey, ReserveOutcome, ReserveRequest};
 
 use crate::attempt::{Attempt, Outcome, settle_client_only};
+use crate::auth::Caller;
 use crate::clients::Client;
-use crate::error::ApiError;
+use crate::error::{ApiError, clip};
 use crate::routing::{Key, Target};
 use crate::snapshot::WINDOW;
 use crate::state::{Gateway, Runtime};
-use crate::trace::{self, Trace};
+use crate::trace::{RequestId, Trace};
 use crate::upstream::{ReadBody, UpstreamError, UpstreamResponse};
 use crate::usage::{self, SseScanner, Usage};
 use truckllm_logging::{AuditCategory, AuditRecord};
@@ -38,6 +40,11 @@ use truckllm_logging::{AuditCategory, AuditRecord};
 pub const MAX_REQUEST_BYTES: usize = 8 << 20;
 /// Largest non-streaming response body read from a provider.
 const MAX_RESPONSE_BYTES: u64 = 64 << 20;
+/// Longest model name accepted; longer names are refused, not copied into records.
+pub const MAX_MODEL_NAME_BYTES: usize = 256;
+/// Largest `max_tokens` accepted: far above any model's output, far below what would overflow
+/// a counter.
+pub const MAX_TOKENS_LIMIT: u64 = 100_000_000;
 /// Provider id under which per-client limits are counted in the store.
 pub const CLIENTS_NAMESPACE: &str = "_clients";
 
@@ -65,43 +72,49 @@ impl Endpoint {
 
 pub async fn chat_completions(
     State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Extension(id): Extension<RequestId>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(gw, headers, body, Endpoint::Chat).await
+    handle(gw, caller, &id, headers, body, Endpoint::Chat).await
 }
 
 pub async fn embeddings(
     State(gw): State<Arc<Gateway>>,
+    Extension(caller): Extension<Caller>,
+    Extension(id): Extension<RequestId>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(gw, headers, body, Endpoint::Embeddings).await
+    handle(gw, caller, &id, headers, body, Endpoint::Embeddings).await
 }
 
-/// Runs one proxied request with its trace, and answers with its request id.
-async fn handle(gw: Arc<Gateway>, headers: HeaderMap, body: Body, endpoint: Endpoint) -> Response {
-    let request_id = trace::request_id(&headers);
-    let mut trace = Trace::start(&gw.logger, endpoint.name(), &request_id);
-    let result = proxy(Arc::clone(&gw), headers, body, endpoint, &mut trace).await;
+/// Runs one proxied request with its trace.
+async fn handle(
+    gw: Arc<Gateway>,
+    caller: Caller,
+    request_id: &RequestId,
+    headers: HeaderMap,
+    body: Body,
+    endpoint: Endpoint,
+) -> Response {
+    let mut trace = Trace::start(&gw.logger, endpoint.name(), &request_id.0);
+    let result = proxy(Arc::clone(&gw), caller, headers, body, endpoint, &mut trace).await;
     if let Err(e) = &result {
         trace.error(e.code);
         audit_denial(&gw, e, endpoint.name());
     }
-    let mut response = respond(result);
+    let response = respond(result);
     trace.status(response.status().as_u16());
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response
-            .headers_mut()
-            .insert(trace::REQUEST_ID_HEADER, value);
-    }
     response
 }
 
-/// 401 and 403 leave an audit record of category `access`: the action refused (`chat`,
-/// `embeddings`, `models`), the status and why; never the key.
+/// A 403 leaves an audit record of category `access`: the action refused (`chat`,
+/// `embeddings`, `models`), the status and why; never the key. (401s are refused, and
+/// audited, by [`crate::auth`] before a handler runs.)
 fn audit_denial(gw: &Gateway, e: &ApiError, action: &str) {
-    if e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::FORBIDDEN {
+    if e.status == StatusCode::FORBIDDEN {
         gw.logger.emit(
             AuditRecord::new(AuditCategory::Access, action, "client", "denied")
                 .status(e.status.as_u16())
@@ -110,25 +123,33 @@ fn audit_denial(gw: &Gateway, e: &ApiError, action: &str) {
     }
 }
 
-pub async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    let rt = gw.runtime();
-    let client = match rt.clients.authenticate(authorization(&headers)) {
-        Ok(client) => client,
-        Err(e) => {
-            audit_denial(&gw, &e, "models");
-            return respond(Err(e));
-        }
-    };
-    let data: Vec<Value> = rt
+/// `GET /v1/models`: the models the caller may use.
+pub async fn models(Extension(caller): Extension<Caller>) -> Response {
+    let data: Vec<Value> = caller
+        .runtime
         .routes
-        .model_names(client)
-        .into_iter()
-        .map(|id| {
-            let owner = id.split_once(':').map_or("truckllm", |(p, _)| p).to_owned();
-            json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
-        })
+        .model_names(&caller.client)
+        .iter()
+        .map(|id| model_object(id))
         .collect();
     axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// `GET /v1/models/{id}`: one model the caller may use, else 404 as OpenAI answers.
+pub async fn model(Extension(caller): Extension<Caller>, Path(id): Path<String>) -> Response {
+    let names = caller.runtime.routes.model_names(&caller.client);
+    match names.iter().find(|name| name.as_str() == id) {
+        Some(name) => axum::Json(model_object(name)).into_response(),
+        None => respond(Err(ApiError::model_not_found(&clip(
+            &id,
+            MAX_MODEL_NAME_BYTES,
+        )))),
+    }
+}
+
+fn model_object(id: &str) -> Value {
+    let owner = id.split_once(':').map_or("truckllm", |(p, _)| p);
+    json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
 }
 
 fn respond(result: Result<Response, ApiError>) -> Response {
@@ -136,12 +157,6 @@ fn respond(result: Result<Response, ApiError>) -> Response {
         crate::metrics::rejected(e.code);
         e.into_response()
     })
-}
-
-fn authorization(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
 }
 
 /// What the request asks for, parsed once.
@@ -155,13 +170,17 @@ struct Request {
 
 async fn proxy(
     gw: Arc<Gateway>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
     endpoint: Endpoint,
     trace: &mut Trace,
 ) -> Result<Response, ApiError> {
-    let rt = gw.runtime();
-    let client = rt.clients.authenticate(authorization(&headers))?;
+    let Caller {
+        runtime: rt,
+        client,
+    } = caller;
+    let client = client.as_ref();
     trace.client(&client.id);
     let mut request = parse(&headers, body, endpoint, rt.policy.default_max_tokens).await?;
     trace.model(&request.model, request.stream);
@@ -212,6 +231,15 @@ async fn parse(
         )
     })?;
     let model = match body.get("model") {
+        Some(Value::String(m)) if m.len() > MAX_MODEL_NAME_BYTES => {
+            return Err(ApiError::bad_request(
+                "invalid_model",
+                format!(
+                    "`model` is {} bytes long; model names are at most {MAX_MODEL_NAME_BYTES} bytes",
+                    m.len()
+                ),
+            ));
+        }
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
         Some(_) => {
             return Err(ApiError::bad_request(
@@ -248,11 +276,10 @@ async fn parse(
         }
     }
     let estimate = match endpoint {
-        Endpoint::Chat => ["max_completion_tokens", "max_tokens"]
-            .iter()
-            .find_map(|k| body.get(*k).and_then(Value::as_f64))
-            .filter(|v| v.is_finite() && *v > 0.0)
-            .unwrap_or(f64::from(default_max_tokens)),
+        Endpoint::Chat => match max_tokens(&body)? {
+            Some(n) => n,
+            None => f64::from(default_max_tokens),
+        },
         Endpoint::Embeddings => (text_len(body.get("input")) as f64 / 4.0).ceil().max(1.0),
     };
     Ok(Request {
@@ -262,6 +289,28 @@ async fn parse(
         strip_usage: stream && !asked_usage,
         estimate,
     })
+}
+
+/// `max_completion_tokens` (or the older `max_tokens`): absent, or a whole number from 1 to
+/// [`MAX_TOKENS_LIMIT`]. Anything else is the client's error, answered before the store is
+/// asked to reserve it.
+fn max_tokens(body: &Map<String, Value>) -> Result<Option<f64>, ApiError> {
+    let Some((field, value)) = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| body.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
+    else {
+        return Ok(None);
+    };
+    match value.as_u64() {
+        Some(n) if (1..=MAX_TOKENS_LIMIT).contains(&n) => Ok(Some(n as f64)),
+        _ => Err(ApiError::bad_request(
+            "invalid_max_tokens",
+            format!(
+                "`{field}` must be a whole number from 1 to {MAX_TOKENS_LIMIT} (got {})",
+                clip(&value.to_string(), 64)
+            ),
+        )),
+    }
 }
 
 fn text_len(value: Option<&Value>) -> usize {
@@ -317,9 +366,16 @@ async fn reserve(
         id: None,
     };
     gw.store.reserve(&request).await.map_err(|e| {
-        ApiError::store_unavailable(format!(
-            "usage store unavailable, refusing to guess limits: {e}"
-        ))
+        if e.is_caller_fault() {
+            ApiError::bad_request(
+                "invalid_request",
+                format!("the request cannot be metered: {e}"),
+            )
+        } else {
+            ApiError::store_unavailable(format!(
+                "usage store unavailable, refusing to guess limits: {e}"
+            ))
+        }
     })
 }
 
@@ -489,6 +545,7 @@ async fn attempt_all(
                         stream_back(
                             response,
                             attempt,
+                            SseScanner::new(policy.max_stream_event_bytes as usize),
                             request.strip_usage,
                             &provider.id,
                             &key.id,
@@ -624,6 +681,7 @@ async fn complete(
 fn stream_back(
     response: UpstreamResponse,
     attempt: Attempt,
+    scanner: SseScanner,
     strip_usage: bool,
     provider: &str,
     key: &str,
@@ -634,7 +692,7 @@ fn stream_back(
     let metered = Metered {
         trace,
         inner: response.into_stream(),
-        scanner: SseScanner::default(),
+        scanner,
         strip_usage,
         usage: None,
         attempt: Some(attempt),
@@ -670,6 +728,19 @@ impl Drop for Metered {
     }
 }
 
+impl Metered {
+    /// Ends the stream as broken by the provider: recorded as an upstream failure, and the
+    /// upstream body is dropped with the stream, so nothing more is read from it.
+    fn broken(&mut self, cause: impl std::fmt::Display) -> std::io::Error {
+        self.done = true;
+        self.trace.error("stream_broken");
+        if let Some(attempt) = self.attempt.take() {
+            attempt.settle(Outcome::UpstreamFailure);
+        }
+        std::io::Error::other(cause.to_string())
+    }
+}
+
 impl Stream for Metered {
     type Item = Result<Bytes, std::io::Error>;
 
@@ -682,8 +753,12 @@ impl Stream for Metered {
             match this.inner.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(chunk))) => {
+                    let events = match this.scanner.push(&chunk) {
+                        Ok(events) => events,
+                        Err(too_large) => return Poll::Ready(Some(Err(this.broken(too_large)))),
+                    };
                     let mut out = BytesMut::new();
-                    for event in this.scanner.push(&chunk) {
+                    for event in events {
                         if event.usage.is_some() {
                             this.usage = event.usage;
                         }
@@ -697,12 +772,7 @@ impl Stream for Metered {
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    this.done = true;
-                    this.trace.error("stream_broken");
-                    if let Some(attempt) = this.attempt.take() {
-                        attempt.settle(Outcome::UpstreamFailure);
-                    }
-                    return Poll::Ready(Some(Err(std::io::Error::other(e.to_string()))));
+                    return Poll::Ready(Some(Err(this.broken(e))));
                 }
                 Poll::Ready(None) => {
                     this.done = true;

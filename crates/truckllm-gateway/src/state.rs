@@ -34,6 +34,8 @@ pub struct Runtime {
     pub provider_metrics: Vec<ProviderMetrics>,
     pub rotations: Vec<AtomicUsize>,
     pub snapshot: Snapshot,
+    /// SHA-256 of `server.admin_key`; `None` turns the admin API off.
+    pub admin_key_digest: Option<[u8; 32]>,
 }
 
 impl Runtime {
@@ -67,6 +69,11 @@ impl Runtime {
                 .map(|_| AtomicUsize::new(0))
                 .collect(),
             snapshot: Snapshot::default(),
+            admin_key_digest: config
+                .server
+                .admin_key
+                .as_ref()
+                .map(|key| crate::auth::digest(key.expose().as_bytes())),
             routes,
         })
     }

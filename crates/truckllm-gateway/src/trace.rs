@@ -27,6 +27,26 @@ static PROCESS_PREFIX: LazyLock<u64> = LazyLock::new(|| {
 });
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
+/// A request's id, put in its extensions by [`layer`] for handlers and refusals to name.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Gives every request an id ([`request_id`]) and every answer, whatever route or refusal
+/// produced it, the `x-request-id` header.
+pub async fn layer(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let id = request_id(request.headers());
+    let value = axum::http::HeaderValue::from_str(&id).ok();
+    request.extensions_mut().insert(RequestId(id));
+    let mut response = next.run(request).await;
+    if let Some(value) = value {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
 /// The client's request id if it is 1–128 characters of `[A-Za-z0-9._:-]`, else a new one.
 pub fn request_id(headers: &HeaderMap) -> String {
     let given = headers

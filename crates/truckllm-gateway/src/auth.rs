@@ -1,0 +1,145 @@
+//! Who may call which route, decided once per route by the router's layers instead of inside
+//! each handler (see [`crate::app::routes`] for the table).
+//!
+//! - [`client`]: client routes. The key comes from `Authorization: Bearer <key>` or
+//!   `x-api-key: <key>`; it is hashed and compared in constant time against every client
+//!   ([`crate::clients`]). The caller, and the runtime it was checked against, travel to the
+//!   handler as a [`Caller`] extension, so a handler cannot forget to authenticate and always
+//!   works with the config version that admitted it.
+//! - [`admin`]: `/admin/...`. The admin key's SHA-256 is computed when a config version is
+//!   applied; a presented key is hashed and the digests compared in constant time. A missing
+//!   header is refused without comparing anything. With no admin key configured the admin API
+//!   answers 404.
+//!
+//! Every refusal leaves an audit record (category `access`, the route's action, never the key),
+//! a request record, and a count in `truckllm_rejected_total{code}`.
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use truckllm_logging::{AuditCategory, AuditRecord};
+
+use crate::clients::Client;
+use crate::error::ApiError;
+use crate::state::{Gateway, Runtime};
+use crate::trace::{RequestId, Trace};
+
+/// The authenticated caller of a client route.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The runtime (config version) the caller was authenticated against.
+    pub runtime: Arc<Runtime>,
+    pub client: Arc<Client>,
+}
+
+/// The client key a request presents: `Authorization: Bearer <key>` (OpenAI's way, and
+/// Anthropic's with an auth token) or `x-api-key: <key>` (Anthropic's API-key way).
+pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        });
+    bearer
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+}
+
+/// SHA-256 of a key; keys are only ever compared as digests.
+pub fn digest(key: &[u8]) -> [u8; 32] {
+    Sha256::digest(key).into()
+}
+
+/// Client routes: authenticates the caller and hands it to the handler as a [`Caller`].
+pub async fn client(State(gw): State<Arc<Gateway>>, mut request: Request, next: Next) -> Response {
+    let runtime = gw.runtime();
+    let admitted = runtime
+        .clients
+        .authenticate(presented_key(request.headers()))
+        .map(Arc::clone);
+    match admitted {
+        Ok(client) => {
+            request.extensions_mut().insert(Caller { runtime, client });
+            next.run(request).await
+        }
+        Err(e) => refuse(&gw, &request, "client", e),
+    }
+}
+
+/// Admin routes: the admin key, compared as a digest.
+pub async fn admin(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
+    let runtime = gw.runtime();
+    let Some(expected) = runtime.admin_key_digest else {
+        return ApiError::not_found("the admin API is off: set server.admin_key").into_response();
+    };
+    let refusal = match presented_key(request.headers()) {
+        None => Some(ApiError::unauthorized(
+            "missing admin key: send Authorization: Bearer <admin key>",
+        )),
+        Some(key) if !bool::from(digest(key.as_bytes()).ct_eq(&expected)) => {
+            Some(ApiError::unauthorized("invalid admin key"))
+        }
+        Some(_) => None,
+    };
+    match refusal {
+        None => next.run(request).await,
+        Some(e) => refuse(&gw, &request, "admin", e),
+    }
+}
+
+/// Answers a refused request, leaving its audit record, request record and metric.
+fn refuse(gw: &Gateway, request: &Request, who: &str, error: ApiError) -> Response {
+    let action = action_of(request);
+    gw.logger.emit(
+        AuditRecord::new(AuditCategory::Access, action, who, "denied")
+            .status(error.status.as_u16())
+            .message(error.message.clone()),
+    );
+    if let Some(id) = request.extensions().get::<RequestId>() {
+        let mut trace = Trace::start(&gw.logger, action, &id.0);
+        trace.error(error.code);
+        trace.status(error.status.as_u16());
+    }
+    crate::metrics::rejected(error.code);
+    error.into_response()
+}
+
+/// The action a refused request asked for: its route's name, or `unknown_route`.
+fn action_of(request: &Request) -> &'static str {
+    let matched = request.extensions().get::<MatchedPath>();
+    matched
+        .and_then(|path| crate::app::route_named(request.method(), path.as_str()))
+        .map_or("unknown_route", |route| route.action)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn keys_are_read_from_bearer_or_x_api_key_and_blanks_are_none() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(presented_key(&headers), None);
+        headers.insert("x-api-key", HeaderValue::from_static("sk-a"));
+        assert_eq!(presented_key(&headers), Some("sk-a"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer sk-b"),
+        );
+        assert_eq!(presented_key(&headers), Some("sk-b"), "bearer first");
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer  "));
+        headers.remove("x-api-key");
+        assert_eq!(presented_key(&headers), None);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(presented_key(&headers), None);
+    }
+}
