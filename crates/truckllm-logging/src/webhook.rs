@@ -5,9 +5,9 @@
 //! `X-TruckLLM-Signature: sha256=<hex>`; receivers recompute it over the raw body. The batch id
 //! (also in `X-TruckLLM-Batch-Id`) stays the same across retries, so a receiver can drop a
 //! batch it already has. Failed POSTs (transport errors, timeouts, 408, 429, 5xx) are retried
-//! with exponential backoff and jitter, honouring `Retry-After` (in seconds, capped at the
-//! longest backoff; anything else, however large or malformed, is ignored), for as long as the process
-//! runs: while the endpoint is down the sink's queue absorbs new records and only what
+//! with exponential backoff and jitter, honouring `Retry-After` (seconds, however large,
+//! capped at the longest backoff; a date or a malformed value is ignored), for as long as the
+//! process runs: while the endpoint is down the sink's queue absorbs new records and only what
 //! overflows it is lost, and counted. Other 4xx answers mean the batch will never be taken; it
 //! is given up and counted.
 
