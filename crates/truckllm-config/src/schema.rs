@@ -275,10 +275,12 @@ pub struct FileSinkConfig {
     /// Rotate when the active file's first record is older than this many hours.
     #[serde(default = "default_max_age_hours")]
     pub max_age_hours: f64,
-    /// Rotated files kept per log (the oldest beyond this are deleted).
+    /// Rotated request files kept (the oldest beyond this are deleted). Audit files are
+    /// deleted by age only, so no volume of traffic can push audit records out.
     #[serde(default = "default_keep_files")]
     pub keep_files: usize,
-    /// Rotated files older than this many days are deleted (0 keeps them by count only).
+    /// Rotated files older than this many days are deleted (0: request files are kept by count
+    /// only, audit files for good).
     #[serde(default = "default_keep_days")]
     pub keep_days: f64,
     #[serde(default)]
@@ -286,6 +288,10 @@ pub struct FileSinkConfig {
     /// Records queued before new request records are dropped (and counted).
     #[serde(default = "default_queue_size")]
     pub queue_size: usize,
+    /// MiB of records each of the sink's queues (requests, audit) holds before new records are
+    /// dropped (and counted), however few they are.
+    #[serde(default = "default_queue_max_mb")]
+    pub queue_max_mb: f64,
 }
 
 impl FileSinkConfig {
@@ -300,6 +306,7 @@ impl FileSinkConfig {
             keep_days: default_keep_days(),
             fsync: FsyncPolicy::default(),
             queue_size: default_queue_size(),
+            queue_max_mb: default_queue_max_mb(),
         }
     }
 }
@@ -325,6 +332,9 @@ pub struct WebhookSinkConfig {
     /// counted.
     #[serde(default = "default_queue_size")]
     pub queue_size: usize,
+    /// MiB of records each queue holds before new records are dropped (and counted).
+    #[serde(default = "default_queue_max_mb")]
+    pub queue_max_mb: f64,
     /// Receive only alerts (storage degraded/recovered, reload failed, sink dropping).
     #[serde(default)]
     pub alerts_only: bool,
@@ -349,6 +359,10 @@ pub struct PushgatewaySinkConfig {
     /// Delete this instance's group from the Pushgateway on shutdown.
     #[serde(default)]
     pub delete_on_shutdown: bool,
+}
+
+fn default_queue_max_mb() -> f64 {
+    16.0
 }
 
 fn default_max_size_mb() -> f64 {

@@ -2,8 +2,12 @@
 //! [`RotatingFile`]. A file is rotated when the next line would take it past its size limit or
 //! when its first record is older than the age limit; a rotated file is renamed with the time
 //! of its rotation (`requests.2026-11-25T19-37-43.123Z.jsonl`), so names sort by age and
-//! [`rotated_files`] can find them for search. Retention deletes rotated files beyond a count
-//! and past an age. Writes and fsyncs run on the blocking pool, never on a request's thread.
+//! [`rotated_files`] can find them for search. Retention deletes rotated request files beyond
+//! a count and past an age, rotated audit files only past an age: traffic, however heavy (even
+//! a flood of denied requests, each of which leaves an audit record), never pushes audit
+//! records out. The two logs must be different files. Files are created readable by their
+//! owner only (0600; rotation renames, so rotated files keep it). Writes and fsyncs run on the
+//! blocking pool, never on a request's thread.
 //!
 //! Rotation and retention are written here rather than taken from `tracing-appender` (which
 //! rotates by time only) or `logroller`, because search depends on the naming and the age of
@@ -63,15 +67,36 @@ pub struct Rotation {
 }
 
 impl Rotation {
+    /// The request log's rotation and retention.
     pub fn from_config(config: &FileSinkConfig) -> Self {
         Self {
             max_bytes: (config.max_size_mb * 1024.0 * 1024.0).max(1.0) as u64,
-            max_age: Duration::from_secs_f64(config.max_age_hours.max(0.0) * 3600.0),
+            max_age: Duration::try_from_secs_f64(config.max_age_hours.max(0.0) * 3600.0)
+                .unwrap_or(Duration::MAX),
             keep_files: config.keep_files,
-            keep_age: (config.keep_days > 0.0)
-                .then(|| Duration::from_secs_f64(config.keep_days * 86_400.0)),
+            keep_age: (config.keep_days > 0.0).then(|| {
+                Duration::try_from_secs_f64(config.keep_days * 86_400.0).unwrap_or(Duration::MAX)
+            }),
         }
     }
+
+    /// The audit log's: rotated the same way, but its files are deleted by age only, never by
+    /// count, so no volume of records can push audit records out (`keep_days: 0` keeps them).
+    pub fn audit_from_config(config: &FileSinkConfig) -> Self {
+        Self {
+            keep_files: usize::MAX,
+            ..Self::from_config(config)
+        }
+    }
+}
+
+/// Opens `path` for appending, creating it readable and writable by its owner only.
+fn open_append(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 /// An append-only JSON lines file that rotates itself.
@@ -100,7 +125,7 @@ impl RotatingFile {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = open_append(path)?;
         let size = file.metadata()?.len();
         let first_at = if size > 0 {
             Some(first_record_time(path).unwrap_or_else(|| now()))
@@ -192,10 +217,7 @@ impl RotatingFile {
             at += Duration::from_millis(1);
         };
         std::fs::rename(&self.path, &target)?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        self.file = open_append(&self.path)?;
         self.size = 0;
         self.first_at = None;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -300,6 +322,34 @@ fn parse_stamp(stamp: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339(&format!("{date}T{}", time.replace('-', ":"))).ok()
 }
 
+/// Whether two paths name the same file: compared absolute and without `.`/`..`, or by
+/// identity when both exist (a symlink or hard link).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let absolute = |p: &Path| std::path::absolute(p).ok().map(|p| normalize(&p));
+    if absolute(a).is_some_and(|x| Some(x) == absolute(b)) {
+        return true;
+    }
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// `p` without `.` components and with each `..` taking off the component before it.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in p.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Request records to `path`, audit records to `audit_path`. Each file is opened when its
 /// first record comes (a storage server, which writes only audit records, leaves no empty
 /// request log); their directories are created up front, so a bad path fails at start.
@@ -341,6 +391,15 @@ impl FileSink {
         let rotation = Rotation::from_config(config);
         let path = PathBuf::from(&config.path);
         let audit_path = audit_path_of(config);
+        if same_file(&path, &audit_path) {
+            return Err(SinkError::io(
+                format!(
+                    "the file sink's request log and audit log are both {}; give `audit_path` another file",
+                    path.display()
+                ),
+                std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            ));
+        }
         for p in [&path, &audit_path] {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -348,7 +407,7 @@ impl FileSink {
                 })?;
             }
         }
-        let lazy = |path: PathBuf| LazyFile {
+        let lazy = |path: PathBuf, rotation: Rotation| LazyFile {
             path,
             rotation,
             now: Arc::clone(&now),
@@ -357,8 +416,8 @@ impl FileSink {
         Ok(Self {
             name: format!("file:{}", path.display()),
             files: Arc::new(Mutex::new(Files {
-                requests: lazy(path),
-                audit: lazy(audit_path),
+                requests: lazy(path, rotation),
+                audit: lazy(audit_path, Rotation::audit_from_config(config)),
             })),
             fsync: config.fsync,
             check_every: (rotation.max_age / 4)

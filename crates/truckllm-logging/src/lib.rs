@@ -15,14 +15,14 @@ pub mod search;
 pub mod sink;
 pub mod webhook;
 
-pub use logger::{Logger, SinkStats};
+pub use logger::{Logger, QueueLimits, SinkStats};
 pub use record::{AuditCategory, AuditRecord, LogRecord, RequestRecord, Severity};
 pub use sink::{LogSink, SinkError};
 
 use truckllm_config::schema::LogSinkConfig;
 
-/// A sink and the size of its queues.
-pub type QueuedSink = (Box<dyn LogSink>, usize);
+/// A sink and the bounds of its queues.
+pub type QueuedSink = (Box<dyn LogSink>, QueueLimits);
 
 /// Opens the sinks of `storage.logging`, each with its queue size.
 pub fn open_sinks(configs: &[LogSinkConfig], now: file::Now) -> Result<Vec<QueuedSink>, SinkError> {
@@ -32,15 +32,17 @@ pub fn open_sinks(configs: &[LogSinkConfig], now: file::Now) -> Result<Vec<Queue
             Ok(match config {
                 LogSinkConfig::File(c) => (
                     Box::new(file::FileSink::open(c, std::sync::Arc::clone(&now))?),
-                    c.queue_size,
+                    QueueLimits::new(c.queue_size, c.queue_max_mb),
                 ),
-                LogSinkConfig::Webhook(c) => {
-                    (Box::new(webhook::WebhookSink::new(c)?), c.queue_size)
-                }
+                LogSinkConfig::Webhook(c) => (
+                    Box::new(webhook::WebhookSink::new(c)?),
+                    QueueLimits::new(c.queue_size, c.queue_max_mb),
+                ),
                 // Aggregates only: a small queue drains into totals at once.
-                LogSinkConfig::Pushgateway(c) => {
-                    (Box::new(pushgateway::PushgatewaySink::new(c)?), 10_000)
-                }
+                LogSinkConfig::Pushgateway(c) => (
+                    Box::new(pushgateway::PushgatewaySink::new(c)?),
+                    QueueLimits::new(10_000, 16.0),
+                ),
             })
         })
         .collect()

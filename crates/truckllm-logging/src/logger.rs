@@ -4,13 +4,16 @@
 //! records, drained audit first by the sink's own worker task, which groups records into
 //! batches as the sink asks.
 //!
-//! When a queue is full, a request record is dropped for that sink and counted
-//! (`truckllm_log_dropped_total{sink,class="request"}`), and an alert says the sink is
-//! dropping (at most once a minute per sink). An audit record is never dropped silently: it is
-//! counted (`class="audit"`) and written whole to the process log at error level instead.
+//! Each queue is bounded twice, by records and by bytes (each record weighs its strings plus
+//! a fixed overhead, see [`LogRecord::weight`]), so a few large records cannot hold more memory
+//! than many small ones. When a queue is full by either bound, a request record is dropped for
+//! that sink and counted (`truckllm_log_dropped_total{sink,class="request"}`), and an alert
+//! says the sink is dropping (at most once a minute per sink). An audit record is never
+//! dropped silently: it is counted (`class="audit"`) and written whole to the process log at
+//! error level instead.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
@@ -22,6 +25,52 @@ use crate::sink::{LogSink, Wants};
 
 /// Least time between two "sink dropping" alerts for one sink.
 const DROP_ALERT_EVERY: Duration = Duration::from_secs(60);
+
+/// The bounds of one sink's queues (each of its two queues has both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Most records queued.
+    pub records: usize,
+    /// Most bytes queued, by [`LogRecord::weight`]. An empty queue takes one record of any
+    /// weight, so a bound below a record's weight still lets records through one at a time.
+    pub bytes: usize,
+}
+
+impl QueueLimits {
+    /// `records` records and `max_mb` MiB (at least 64 KiB; NaN and negatives count as 0).
+    pub fn new(records: usize, max_mb: f64) -> Self {
+        let bytes = (max_mb.max(0.0) * 1024.0 * 1024.0).clamp(64.0 * 1024.0, (1u64 << 40) as f64);
+        Self {
+            records,
+            bytes: bytes as usize,
+        }
+    }
+}
+
+/// The bytes held by one queue, reserved by [`Logger::emit`] and released by the worker as it
+/// takes records off.
+#[derive(Default)]
+struct QueuedBytes(AtomicUsize);
+
+impl QueuedBytes {
+    /// Reserves `weight` bytes if they fit under `max` (or the queue holds nothing).
+    fn reserve(&self, weight: usize, max: usize) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used == 0 || used.saturating_add(weight) <= max)
+                    .then(|| used.saturating_add(weight))
+            })
+            .is_ok()
+    }
+
+    fn release(&self, weight: usize) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(weight))
+            });
+    }
+}
 
 enum Item {
     Record(LogRecord),
@@ -77,6 +126,9 @@ struct SinkHandle {
     wants: Wants,
     requests: mpsc::Sender<Item>,
     audit: mpsc::Sender<Item>,
+    request_bytes: Arc<QueuedBytes>,
+    audit_bytes: Arc<QueuedBytes>,
+    max_bytes: usize,
     dropped_requests: metrics::Counter,
     dropped_audit: metrics::Counter,
     /// Request records dropped since the last alert about it.
@@ -91,7 +143,7 @@ impl Logger {
         Self::default()
     }
 
-    /// Starts one worker per sink, each with queues of `queue_size` records.
+    /// Starts one worker per sink, each with two queues bounded by its [`QueueLimits`].
     pub fn start(sinks: Vec<crate::QueuedSink>) -> Self {
         if sinks.is_empty() {
             return Self::disabled();
@@ -99,9 +151,11 @@ impl Logger {
         let stop = CancellationToken::new();
         let mut handles = Vec::new();
         let mut workers = Vec::new();
-        for (sink, queue_size) in sinks {
-            let (requests, requests_rx) = mpsc::channel(queue_size.max(1));
-            let (audit, audit_rx) = mpsc::channel(queue_size.max(1));
+        for (sink, limits) in sinks {
+            let (requests, requests_rx) = mpsc::channel(limits.records.max(1));
+            let (audit, audit_rx) = mpsc::channel(limits.records.max(1));
+            let request_bytes = Arc::new(QueuedBytes::default());
+            let audit_bytes = Arc::new(QueuedBytes::default());
             let kind = sink.kind();
             let counts = Arc::new(Counts::default());
             handles.push(SinkHandle {
@@ -110,6 +164,9 @@ impl Logger {
                 wants: sink.wants(),
                 requests,
                 audit,
+                request_bytes: Arc::clone(&request_bytes),
+                audit_bytes: Arc::clone(&audit_bytes),
+                max_bytes: limits.bytes,
                 dropped_requests: metrics::counter!("truckllm_log_dropped_total", "sink" => kind, "class" => "request"),
                 dropped_audit: metrics::counter!("truckllm_log_dropped_total", "sink" => kind, "class" => "audit"),
                 dropped_since_alert: AtomicU64::new(0),
@@ -120,6 +177,8 @@ impl Logger {
                 Queues {
                     requests: requests_rx,
                     audit: audit_rx,
+                    request_bytes,
+                    audit_bytes,
                 },
                 stop.clone(),
                 counts,
@@ -154,35 +213,24 @@ impl Logger {
         self.inner.is_some()
     }
 
-    /// Hands `record` to every sink that wants it, without waiting.
+    /// Hands `record` to every sink that wants it, without waiting. Its string fields are
+    /// capped first (see [`LogRecord::capped`]).
     pub fn emit(&self, record: impl Into<LogRecord>) {
-        let record = record.into();
+        let record = record.into().capped();
         if let LogRecord::Audit(audit) = &record {
             tracing::info!(target: "truckllm::audit", category = ?audit.category, action = %audit.action, actor = %audit.actor, outcome = %audit.outcome, target = audit.target.as_deref().unwrap_or(""), "audit");
         }
         let Some(inner) = &self.inner else {
             return;
         };
+        let weight = record.weight();
         for (i, sink) in inner.sinks.iter().enumerate() {
             if !sink.wants.accepts(&record) {
                 continue;
             }
-            let queue = if record.is_audit() {
-                &sink.audit
-            } else {
-                &sink.requests
-            };
-            let Err(e) = queue.try_send(Item::Record(record.clone())) else {
-                continue;
-            };
-            let Item::Record(lost) = (match e {
-                mpsc::error::TrySendError::Full(item) | mpsc::error::TrySendError::Closed(item) => {
-                    item
-                }
-            }) else {
-                continue;
-            };
-            self.dropped(inner, i, &lost);
+            if !sink.enqueue(&record, weight) {
+                self.dropped(inner, i, &record);
+            }
         }
     }
 
@@ -269,12 +317,43 @@ impl Logger {
     }
 }
 
+impl SinkHandle {
+    /// Queues `record` if both bounds of its queue allow; false if it was not queued.
+    fn enqueue(&self, record: &LogRecord, weight: usize) -> bool {
+        let (queue, bytes) = if record.is_audit() {
+            (&self.audit, &self.audit_bytes)
+        } else {
+            (&self.requests, &self.request_bytes)
+        };
+        if !bytes.reserve(weight, self.max_bytes) {
+            return false;
+        }
+        if queue.try_send(Item::Record(record.clone())).is_err() {
+            bytes.release(weight);
+            return false;
+        }
+        true
+    }
+}
+
 struct Queues {
     requests: mpsc::Receiver<Item>,
     audit: mpsc::Receiver<Item>,
+    request_bytes: Arc<QueuedBytes>,
+    audit_bytes: Arc<QueuedBytes>,
 }
 
 impl Queues {
+    /// Releases the bytes `record` held in its queue, now that the worker has it.
+    fn taken(&self, record: &LogRecord) {
+        let bytes = if record.is_audit() {
+            &self.audit_bytes
+        } else {
+            &self.request_bytes
+        };
+        bytes.release(record.weight());
+    }
+
     /// The next item, audit first, without waiting.
     fn try_next(&mut self) -> Option<Item> {
         self.audit
@@ -370,11 +449,17 @@ fn take(
     queues: &mut Queues,
 ) {
     match item {
-        Item::Record(record) => batch.push(record),
+        Item::Record(record) => {
+            queues.taken(&record);
+            batch.push(record);
+        }
         Item::Flush(ack) => {
             while let Ok(item) = queues.requests.try_recv() {
                 match item {
-                    Item::Record(record) => batch.push(record),
+                    Item::Record(record) => {
+                        queues.taken(&record);
+                        batch.push(record);
+                    }
                     Item::Flush(other) => acks.push(other),
                 }
             }

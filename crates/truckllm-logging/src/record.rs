@@ -3,6 +3,12 @@
 //! Both are JSON objects with a `schema` field naming their type and version, so readers can
 //! tell them apart and evolve with them. No record ever holds a secret: clients and keys
 //! appear by id.
+//!
+//! Many string fields come from clients (the model asked for, the request id, error text that
+//! quotes them), so every string field is capped at [`MAX_FIELD_BYTES`]: a longer one is cut
+//! on a character boundary and ends in `…[truncated N bytes]`. The cap is applied when a record
+//! becomes a [`LogRecord`] (the only way into [`crate::Logger::emit`]), so no caller can forget
+//! it, and a record never grows past a few KiB however large the client's strings were.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -13,6 +19,37 @@ use serde::{Deserialize, Serialize};
 pub const REQUEST_SCHEMA: &str = "truckllm.request/v1";
 /// `schema` of an audit record.
 pub const AUDIT_SCHEMA: &str = "truckllm.audit/v1";
+
+/// Most bytes a string field of a record keeps, the truncation marker included.
+pub const MAX_FIELD_BYTES: usize = 512;
+
+/// Caps `value` at [`MAX_FIELD_BYTES`]: cut on a character boundary and marked
+/// `…[truncated N bytes]`, N the bytes left out. A capped value is left alone by a second call.
+pub fn cap_field(value: &mut String) {
+    let len = value.len();
+    if len <= MAX_FIELD_BYTES {
+        return;
+    }
+    // The marker is longest when N has as many digits as the whole length.
+    let longest_marker = truncation_marker(len).len();
+    let mut cut = MAX_FIELD_BYTES.saturating_sub(longest_marker);
+    while !value.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let marker = truncation_marker(len - cut);
+    value.truncate(cut);
+    value.push_str(&marker);
+}
+
+fn truncation_marker(left_out: usize) -> String {
+    format!("…[truncated {left_out} bytes]")
+}
+
+fn cap_opt(value: &mut Option<String>) {
+    if let Some(v) = value {
+        cap_field(v);
+    }
+}
 
 /// A UTC timestamp with milliseconds, `2026-11-25T19:37:43.123Z`. Fixed width, so two
 /// timestamps compare as strings the way they compare as times.
@@ -87,6 +124,61 @@ impl RequestRecord {
     /// 4xx and 5xx answers, and streams the provider broke off.
     pub fn is_error(&self) -> bool {
         self.status >= 400 || self.error.is_some()
+    }
+
+    /// Caps every string field (see [`cap_field`]). The pattern names every field, so a new
+    /// one does not compile until it is sorted here.
+    pub fn cap_fields(&mut self) {
+        let Self {
+            schema,
+            ts,
+            request_id,
+            client,
+            endpoint,
+            model,
+            provider,
+            key,
+            upstream_model,
+            error,
+            stream: _,
+            status: _,
+            prompt_tokens: _,
+            completion_tokens: _,
+            latency_ms: _,
+            ttfb_ms: _,
+            cost: _,
+            retries: _,
+            rate_limited: _,
+        } = self;
+        for field in [schema, ts, request_id, endpoint, model] {
+            cap_field(field);
+        }
+        for field in [client, provider, key, upstream_model, error] {
+            cap_opt(field);
+        }
+    }
+
+    /// Whether some string field is over the cap.
+    fn needs_cap(&self) -> bool {
+        let long = |s: &str| s.len() > MAX_FIELD_BYTES;
+        [
+            &self.schema,
+            &self.ts,
+            &self.request_id,
+            &self.endpoint,
+            &self.model,
+        ]
+        .into_iter()
+        .any(|s| long(s))
+            || [
+                &self.client,
+                &self.provider,
+                &self.key,
+                &self.upstream_model,
+                &self.error,
+            ]
+            .into_iter()
+            .any(|s| s.as_deref().is_some_and(long))
     }
 }
 
@@ -208,6 +300,48 @@ impl AuditRecord {
     pub fn is_alert(&self) -> bool {
         self.category == AuditCategory::Alert
     }
+
+    /// Caps every string field (see [`cap_field`]). The pattern names every field, so a new
+    /// one does not compile until it is sorted here.
+    pub fn cap_fields(&mut self) {
+        let Self {
+            schema,
+            ts,
+            action,
+            actor,
+            target,
+            outcome,
+            message,
+            category: _,
+            status: _,
+            old_version: _,
+            new_version: _,
+            severity: _,
+        } = self;
+        for field in [schema, ts, action, actor, outcome] {
+            cap_field(field);
+        }
+        for field in [target, message] {
+            cap_opt(field);
+        }
+    }
+
+    /// Whether some string field is over the cap.
+    fn needs_cap(&self) -> bool {
+        let long = |s: &str| s.len() > MAX_FIELD_BYTES;
+        [
+            &self.schema,
+            &self.ts,
+            &self.action,
+            &self.actor,
+            &self.outcome,
+        ]
+        .into_iter()
+        .any(|s| long(s))
+            || [&self.target, &self.message]
+                .into_iter()
+                .any(|s| s.as_deref().is_some_and(long))
+    }
 }
 
 /// A record on its way to the sinks. Cloning is cheap: every sink shares one copy.
@@ -217,7 +351,51 @@ pub enum LogRecord {
     Audit(Arc<AuditRecord>),
 }
 
+/// Bytes a record is counted for in a sink's queue besides its strings.
+const RECORD_OVERHEAD_BYTES: usize = 256;
+
 impl LogRecord {
+    /// The record with every string field capped (see [`cap_field`]); copies only a record
+    /// that needs it. [`crate::Logger::emit`] applies it to every record, however it was built.
+    pub fn capped(mut self) -> Self {
+        match &mut self {
+            LogRecord::Request(r) if r.needs_cap() => Arc::make_mut(r).cap_fields(),
+            LogRecord::Audit(a) if a.needs_cap() => Arc::make_mut(a).cap_fields(),
+            _ => {}
+        }
+        self
+    }
+
+    /// About what the record weighs in a queue: its strings plus a fixed overhead. Cheap (no
+    /// encoding), for bounding queues by bytes.
+    pub fn weight(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_deref().map_or(0, str::len);
+        let strings = match self {
+            LogRecord::Request(r) => {
+                r.schema.len()
+                    + r.ts.len()
+                    + r.request_id.len()
+                    + r.endpoint.len()
+                    + r.model.len()
+                    + opt(&r.client)
+                    + opt(&r.provider)
+                    + opt(&r.key)
+                    + opt(&r.upstream_model)
+                    + opt(&r.error)
+            }
+            LogRecord::Audit(a) => {
+                a.schema.len()
+                    + a.ts.len()
+                    + a.action.len()
+                    + a.actor.len()
+                    + a.outcome.len()
+                    + opt(&a.target)
+                    + opt(&a.message)
+            }
+        };
+        strings + RECORD_OVERHEAD_BYTES
+    }
+
     pub fn is_audit(&self) -> bool {
         matches!(self, LogRecord::Audit(_))
     }
@@ -246,13 +424,15 @@ impl LogRecord {
 }
 
 impl From<RequestRecord> for LogRecord {
-    fn from(record: RequestRecord) -> Self {
+    fn from(mut record: RequestRecord) -> Self {
+        record.cap_fields();
         LogRecord::Request(Arc::new(record))
     }
 }
 
 impl From<AuditRecord> for LogRecord {
-    fn from(record: AuditRecord) -> Self {
+    fn from(mut record: AuditRecord) -> Self {
+        record.cap_fields();
         LogRecord::Audit(Arc::new(record))
     }
 }
@@ -292,6 +472,54 @@ mod tests {
         assert!(
             value.get("old_version").is_none(),
             "absent fields are left out"
+        );
+    }
+
+    #[test]
+    fn long_fields_are_cut_on_a_char_boundary_and_marked() {
+        // 3-byte characters, so the cut point falls inside one unless it is moved back.
+        let mut value = "€".repeat(3 * 1024 * 1024);
+        let len = value.len();
+        cap_field(&mut value);
+        assert!(value.len() <= MAX_FIELD_BYTES, "{}", value.len());
+        let (kept, marker) = value.split_once('…').expect("marked");
+        assert!(kept.chars().all(|c| c == '€'));
+        assert_eq!(marker, format!("[truncated {} bytes]", len - kept.len()));
+        let once = value.clone();
+        cap_field(&mut value);
+        assert_eq!(value, once, "capping twice changes nothing");
+        let mut short = "gpt-4o-mini".to_owned();
+        cap_field(&mut short);
+        assert_eq!(short, "gpt-4o-mini");
+    }
+
+    #[test]
+    fn every_string_field_is_capped_however_the_record_was_built() {
+        let huge = "m".repeat(8 << 20);
+        let mut request = RequestRecord::new(SystemTime::now(), huge.clone(), "chat");
+        request.model = huge.clone();
+        request.client = Some(huge.clone());
+        request.provider = Some(huge.clone());
+        request.key = Some(huge.clone());
+        request.upstream_model = Some(huge.clone());
+        request.error = Some(huge.clone());
+        let capped = LogRecord::Request(Arc::new(request)).capped();
+        assert!(
+            capped.to_json().len() < 8 * 1024,
+            "{}",
+            capped.to_json().len()
+        );
+        let audit = AuditRecord::new(AuditCategory::Access, huge.clone(), huge.clone(), "denied")
+            .target(huge.clone())
+            .message(huge);
+        let line = LogRecord::from(audit).to_json();
+        assert!(line.len() < 8 * 1024, "{}", line.len());
+        let value: serde_json::Value = serde_json::from_slice(&line).expect("json");
+        assert!(
+            value["message"]
+                .as_str()
+                .expect("message")
+                .ends_with(&format!("…[truncated {} bytes]", (8 << 20) - 484))
         );
     }
 

@@ -2,6 +2,10 @@
 //! the active one, filtered by time, provider, key, client, model, status and text. Lines are
 //! parsed into borrowed views (no copies of the strings), and a `--grep` text is looked for in
 //! the raw line before any parsing, so tens of megabytes read in well under a second.
+//!
+//! Records hold client strings, so what is shown of them on a terminal goes through
+//! [`printable`] (a table cell) or [`printable_json`] (a JSON line) first: no control character
+//! (an ANSI escape, a newline, a carriage return) or bidirectional override reaches the screen.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -13,6 +17,62 @@ use serde::{Deserialize, Serialize};
 
 use crate::file::rotated_files;
 use crate::record::timestamp;
+
+/// Characters never printed as they are: C0 and C1 controls and DEL (`char::is_control`:
+/// ANSI escapes start with ESC or CSI), and the bidirectional marks, embeddings, overrides and
+/// isolates and the line and paragraph separators, which reorder or break what is shown.
+fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `text` for a terminal: `\n`, `\r` and `\t` for those, `\u{1b}` for the other characters
+/// of [`unprintable`], the rest as it is (no copy when there is nothing to escape).
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(unprintable) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if unprintable(c) => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A JSON line for a terminal, still valid JSON with the same value: when it holds a character
+/// of [`unprintable`] (raw DEL, C1 controls and bidirectional marks are valid JSON), it is
+/// re-encoded compactly with those written as `\uXXXX`. A line that is not JSON goes through
+/// [`printable`].
+pub fn printable_json(line: &str) -> Cow<'_, str> {
+    if !line.chars().any(unprintable) {
+        return Cow::Borrowed(line);
+    }
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+        return Cow::Owned(printable(line).into_owned());
+    };
+    // Compact: nothing outside strings but tokens, and serde_json escapes C0 inside them, so
+    // what is left is inside strings, where `\uXXXX` means the same character.
+    let compact = value.to_string();
+    let mut out = String::with_capacity(compact.len() + 8);
+    for c in compact.chars() {
+        if unprintable(c) {
+            // All of them are in the Basic Multilingual Plane: one `\uXXXX` each.
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// Which statuses to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -404,6 +464,30 @@ mod tests {
         assert!("42".parse::<StatusFilter>().is_err());
         assert!("abc".parse::<StatusFilter>().is_err());
         assert!(StatusFilter::Class(5).matches(503) && !StatusFilter::Class(5).matches(429));
+    }
+
+    #[test]
+    fn client_strings_print_without_control_characters() {
+        let hostile = "gpt\u{1b}[2J\u{1b}]0;owned\u{7}\nfake line\r\u{9b}31m\u{202e}txt.exe\u{7f}";
+        let shown = printable(hostile);
+        assert!(!shown.chars().any(unprintable), "{shown}");
+        assert_eq!(
+            shown,
+            "gpt\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\nfake line\\r\\u{9b}31m\\u{202e}txt.exe\\u{7f}"
+        );
+        assert!(matches!(printable("gpt-4o-mini é 模型"), Cow::Borrowed(_)));
+
+        let line = serde_json::json!({"model": hostile, "n": 1}).to_string();
+        assert!(line.contains('\u{9b}'), "serde_json leaves C1 controls raw");
+        let shown = printable_json(&line);
+        assert!(!shown.chars().any(unprintable), "{shown}");
+        let back: serde_json::Value = serde_json::from_str(&shown).expect("still json");
+        assert_eq!(back["model"], hostile, "the same value");
+        assert!(matches!(
+            printable_json(r#"{"model":"é"}"#),
+            Cow::Borrowed(_)
+        ));
+        assert!(!printable_json("not json \u{1b}[31m").contains('\u{1b}'));
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! `X-TruckLLM-Signature: sha256=<hex>`; receivers recompute it over the raw body. The batch id
 //! (also in `X-TruckLLM-Batch-Id`) stays the same across retries, so a receiver can drop a
 //! batch it already has. Failed POSTs (transport errors, timeouts, 408, 429, 5xx) are retried
-//! with exponential backoff and jitter, honouring `Retry-After`, for as long as the process
-//! runs: while the endpoint is down the sink's queue absorbs new records and only what
+//! with exponential backoff and jitter, honouring `Retry-After` (seconds, however large,
+//! capped at the longest backoff; a date or a malformed value is ignored), for as long as the
+//! process runs: while the endpoint is down the sink's queue absorbs new records and only what
 //! overflows it is lost, and counted. Other 4xx answers mean the batch will never be taken; it
 //! is given up and counted.
 
@@ -46,6 +47,8 @@ pub struct WebhookSink {
     batch_prefix: String,
     retries: metrics::Counter,
     first_backoff: Duration,
+    /// Longest wait between two attempts, `Retry-After` included.
+    max_backoff: Duration,
 }
 
 impl WebhookSink {
@@ -79,12 +82,19 @@ impl WebhookSink {
             ),
             retries: metrics::counter!("truckllm_log_retries_total", "sink" => "webhook"),
             first_backoff: Duration::from_millis(100),
+            max_backoff: MAX_BACKOFF,
         })
     }
 
     /// The first wait between retries (tests shorten it).
     pub fn with_first_backoff(mut self, wait: Duration) -> Self {
         self.first_backoff = wait;
+        self
+    }
+
+    /// The longest wait between retries, `Retry-After` included (tests shorten it).
+    pub fn with_max_backoff(mut self, wait: Duration) -> Self {
+        self.max_backoff = wait;
         self
     }
 
@@ -130,7 +140,7 @@ impl WebhookSink {
                 {
                     Attempt::Retry {
                         reason: format!("endpoint answered {status}"),
-                        after: retry_after(response.headers()),
+                        after: retry_after(response.headers(), self.max_backoff),
                     }
                 } else {
                     Attempt::Refused(format!("endpoint answered {status}"))
@@ -173,13 +183,20 @@ fn redact(url: &reqwest::Url) -> String {
     shown.to_string()
 }
 
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(|s| Duration::from_secs_f64(s).min(MAX_BACKOFF))
+/// The wait a `Retry-After` header asks for, at most `cap`. Seconds, whole or fractional, of
+/// any size (`1e20` waits `cap`); an HTTP date, a negative or a malformed value is ignored.
+fn retry_after(headers: &reqwest::header::HeaderMap, cap: Duration) -> Option<Duration> {
+    let seconds = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| !s.is_nan() && *s >= 0.0)?;
+    // Clamp before converting (`Duration::from_secs_f64` panics past `u64::MAX` seconds), and
+    // convert without panicking all the same.
+    Some(Duration::try_from_secs_f64(seconds.min(cap.as_secs_f64())).map_or(cap, |d| d.min(cap)))
 }
 
 #[async_trait]
@@ -213,7 +230,7 @@ impl LogSink for WebhookSink {
         let body = self.body(&batch_id, batch);
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(self.first_backoff)
-            .with_max_delay(MAX_BACKOFF)
+            .with_max_delay(self.max_backoff)
             .with_jitter()
             .without_max_times()
             .build();
@@ -235,7 +252,7 @@ impl LogSink for WebhookSink {
                     reason: format!("shutting down; last attempt failed: {reason}"),
                 });
             }
-            let wait = after.unwrap_or_else(|| backoff.next().unwrap_or(MAX_BACKOFF));
+            let wait = after.unwrap_or_else(|| backoff.next().unwrap_or(self.max_backoff));
             tracing::warn!(sink = %self.name, batch_id, error = %reason, retry_in_ms = wait.as_millis() as u64, "webhook delivery failed; retrying");
             self.retries.increment(1);
             tokio::select! {
@@ -261,6 +278,27 @@ mod tests {
             sign(b"Jefe", b"what do ya want for nothing?"),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn retry_after_of_any_size_is_capped_and_garbage_ignored() {
+        let cap = Duration::from_secs(30);
+        let after = |value: &str| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(
+                reqwest::header::RETRY_AFTER,
+                value.parse().expect("header value"),
+            );
+            retry_after(&headers, cap)
+        };
+        assert_eq!(after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(after("0.5"), Some(Duration::from_millis(500)));
+        for huge in ["1e20", "inf", "18446744073709551616", "1e308"] {
+            assert_eq!(after(huge), Some(cap), "{huge}");
+        }
+        for ignored in ["-1", "NaN", "soon", "Wed, 21 Oct 2015 07:28:00 GMT"] {
+            assert_eq!(after(ignored), None, "{ignored}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use truckllm_config::schema::{
 use truckllm_logging::file::{FileSink, Now, RotatingFile, Rotation, rotated_files};
 use truckllm_logging::search::{self, Filter, GroupBy, Stats};
 use truckllm_logging::webhook::{SIGNATURE_HEADER, sign};
-use truckllm_logging::{AuditRecord, LogSink, Logger, RequestRecord, Severity};
+use truckllm_logging::{AuditRecord, LogSink, Logger, QueueLimits, RequestRecord, Severity};
 
 fn file_config(dir: &Path) -> FileSinkConfig {
     FileSinkConfig {
@@ -27,6 +27,7 @@ fn file_config(dir: &Path) -> FileSinkConfig {
         keep_days: 7.0,
         fsync: FsyncPolicy::Batch,
         queue_size: 10_000,
+        queue_max_mb: 16.0,
     }
 }
 
@@ -38,6 +39,7 @@ fn webhook_config(url: String) -> WebhookSinkConfig {
         flush_interval_ms: 50,
         timeout_ms: 5_000,
         queue_size: 10_000,
+        queue_max_mb: 16.0,
         alerts_only: false,
     }
 }
@@ -201,7 +203,7 @@ async fn search_reads_every_rotated_file_and_applies_each_filter() {
     config.keep_files = 1_000;
     let logger = Logger::start(vec![(
         Box::new(FileSink::open(&config, truckllm_logging::file::system_now()).expect("open")),
-        10_000,
+        QueueLimits::new(10_000, 16.0),
     )]);
     let base = SystemTime::now() - Duration::from_secs(3600);
     let providers = [("openai", "k1"), ("openai", "k2"), ("groq", "g1")];

@@ -366,3 +366,73 @@ fn logs_commands_reject_bad_filters_and_missing_logs_clearly() {
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 1);
     assert!(String::from_utf8_lossy(&output.stderr).contains("1 lines skipped: not records"));
 }
+
+/// Whether `text` would reach a terminal with a control character (other than the line ends
+/// of the output itself) or a bidirectional override in it.
+fn has_unprintable(text: &str) -> bool {
+    text.chars().any(|c| {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}')
+            || ('\u{2028}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    })
+}
+
+#[test]
+fn logs_search_and_stats_escape_control_characters_in_client_strings() {
+    let dir = tempfile::tempdir().expect("dir");
+    let log = dir.path().join("requests.jsonl");
+    let hostile = "gpt\u{1b}[2J\u{1b}]0;owned\u{7}\nfake row\r\u{9b}31m\u{202e}\u{7f}";
+    let request = serde_json::json!({
+        "schema": "truckllm.request/v1", "ts": "2026-11-25T10:00:00.000Z",
+        "request_id": hostile, "client": hostile, "model": hostile, "provider": hostile,
+        "key": hostile, "status": 403, "error": hostile,
+    });
+    std::fs::write(&log, format!("{request}\n")).expect("log");
+    let audit = serde_json::json!({
+        "schema": "truckllm.audit/v1", "ts": "2026-11-25T10:00:00.000Z", "category": "access",
+        "action": hostile, "actor": hostile, "target": hostile, "outcome": "denied",
+        "status": 403, "message": hostile,
+    });
+    std::fs::write(dir.path().join("audit.jsonl"), format!("{audit}\n")).expect("audit log");
+    let file = log.to_str().expect("utf-8");
+    // Each run: its arguments, the rows it prints, and for JSON the field holding a string.
+    let runs: [(&[&str], usize, Option<&str>); 6] = [
+        (&["logs", "search", "--file", file], 2, None),
+        (
+            &["logs", "search", "--file", file, "--json"],
+            1,
+            Some("model"),
+        ),
+        (&["logs", "search", "--file", file, "--audit"], 2, None),
+        (
+            &["logs", "search", "--file", file, "--audit", "--json"],
+            1,
+            Some("message"),
+        ),
+        (&["logs", "stats", "--file", file, "--by", "model"], 2, None),
+        (
+            &["logs", "stats", "--file", file, "--by", "client", "--json"],
+            1,
+            Some("group"),
+        ),
+    ];
+    for (args, rows, json_field) in runs {
+        let out = truckllm(args);
+        assert!(!has_unprintable(&out), "{args:?} printed {out:?}");
+        assert_eq!(
+            out.lines().count(),
+            rows,
+            "{args:?}: one row per record: {out}"
+        );
+        if let Some(field) = json_field {
+            let value: Value = serde_json::from_str(out.trim_end()).expect("still json");
+            assert_eq!(value[field], hostile, "{args:?}: the same value, escaped");
+        } else {
+            assert!(
+                out.contains("gpt\\u{1b}[2J"),
+                "{args:?}: shown escaped: {out}"
+            );
+        }
+    }
+}

@@ -1,5 +1,8 @@
 //! `truckllm logs search|stats`: reads the file sink's request log (or audit log), rotated
-//! files included, and prints matches as a table or JSON lines, or sums per group.
+//! files included, and prints matches as a table or JSON lines, or sums per group. Records
+//! hold client strings, so every string printed goes through [`search::printable`] or
+//! [`search::printable_json`]: no control character or bidirectional override reaches the
+//! terminal.
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -9,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use truckllm_config::schema::{FileSinkConfig, LogSinkConfig};
 use truckllm_logging::file::audit_path_of;
-use truckllm_logging::search::{self, Filter, GroupBy, Stats};
+use truckllm_logging::search::{self, Filter, GroupBy, Stats, printable, printable_json};
 
 use crate::cli::{LogFilterArgs, LogsCommand};
 
@@ -101,44 +104,44 @@ fn search_logs(
     let summary = if audit {
         search::scan_audit(&files, &filter, |r, raw| {
             push(if json {
-                String::from_utf8_lossy(raw).into_owned()
+                json_line(raw)
             } else {
                 format!(
                     "{}  {:<7} {:<22} {:<12} {:<8} {:<4} {}  {}",
-                    r.ts,
-                    r.category,
-                    r.action,
-                    r.actor,
-                    r.outcome,
+                    printable(&r.ts),
+                    printable(&r.category),
+                    printable(&r.action),
+                    printable(&r.actor),
+                    printable(&r.outcome),
                     r.status.map_or_else(|| "-".into(), |s| s.to_string()),
-                    r.target.as_deref().unwrap_or("-"),
-                    r.message.as_deref().unwrap_or("")
+                    printable(r.target.as_deref().unwrap_or("-")),
+                    printable(r.message.as_deref().unwrap_or(""))
                 )
             })
         })
     } else {
         search::scan_requests(&files, &filter, |r, raw| {
             push(if json {
-                String::from_utf8_lossy(raw).into_owned()
+                json_line(raw)
             } else {
                 format!(
                     "{}  {:<3} {:<24} {:<18} {:<12} {:>6} {:>6} {:>9.1}  {}{}",
-                    r.ts,
+                    printable(&r.ts),
                     r.status,
                     format!(
                         "{}/{}",
-                        r.provider.as_deref().unwrap_or("-"),
-                        r.key.as_deref().unwrap_or("-")
+                        printable(r.provider.as_deref().unwrap_or("-")),
+                        printable(r.key.as_deref().unwrap_or("-"))
                     ),
-                    r.model,
-                    r.client.as_deref().unwrap_or("-"),
+                    printable(&r.model),
+                    printable(r.client.as_deref().unwrap_or("-")),
                     r.prompt_tokens,
                     r.completion_tokens,
                     r.latency_ms.unwrap_or(f64::NAN),
-                    r.request_id,
+                    printable(&r.request_id),
                     r.error
                         .as_deref()
-                        .map_or_else(String::new, |e| format!("  {e}"))
+                        .map_or_else(String::new, |e| format!("  {}", printable(e)))
                 )
             })
         })
@@ -173,6 +176,11 @@ fn search_logs(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A raw record line, safe to print.
+fn json_line(raw: &[u8]) -> String {
+    printable_json(&String::from_utf8_lossy(raw)).into_owned()
+}
+
 fn stats(config: &Path, args: &LogFilterArgs, by: GroupBy, json: bool) -> Result<ExitCode> {
     let (path, _) = log_paths(config, args)?;
     let files = files_of(&path, args.since)?;
@@ -185,7 +193,7 @@ fn stats(config: &Path, args: &LogFilterArgs, by: GroupBy, json: bool) -> Result
         for (group, g) in &stats.groups {
             let mut value = serde_json::to_value(g)?;
             value["group"] = serde_json::Value::String(group.clone());
-            let _ = writeln!(out, "{value}");
+            let _ = writeln!(out, "{}", printable_json(&value.to_string()));
         }
     } else {
         let _ = writeln!(
@@ -207,7 +215,7 @@ fn stats(config: &Path, args: &LogFilterArgs, by: GroupBy, json: bool) -> Result
             let _ = writeln!(
                 out,
                 "{:<28} {:>8} {:>7} {:>7.2}% {:>8} {:>10} {:>10} {:>10.4} {:>8.1} {:>8.1} {:>8.1}",
-                group,
+                printable(group),
                 g.requests,
                 g.errors,
                 g.error_rate * 100.0,
