@@ -87,9 +87,10 @@ impl Problems {
         self.found.push((path.into(), message.into()));
     }
 
-    /// A number of seconds that must be finite and within `min..=max` (`min` excluded when
-    /// `above` is set); `range` says the range in words.
-    fn seconds(&mut self, path: String, value: f64, above: bool, max: f64, range: &str) {
+    /// A duration written as a number (of seconds, hours or days): finite, at least 0 (above
+    /// 0 when `above`), at most `max`, so that turning it into a `Duration` cannot panic;
+    /// `range` says the range in words.
+    fn duration(&mut self, path: String, value: f64, above: bool, max: f64, range: &str) {
         let low_ok = if above { value > 0.0 } else { value >= 0.0 };
         if !(value.is_finite() && low_ok && value <= max) {
             self.add(path, format!("must be {range}, got {value}"));
@@ -256,14 +257,14 @@ fn check_log_sink(at: &str, sink: &LogSinkConfig, problems: &mut Problems) {
                 );
             }
             positive(problems, "max_size_mb", file.max_size_mb);
-            problems.seconds(
+            problems.duration(
                 format!("{at}.max_age_hours"),
                 file.max_age_hours,
                 true,
                 24.0 * 366.0,
                 "above 0 and at most 8784 hours (a year)",
             );
-            problems.seconds(
+            problems.duration(
                 format!("{at}.keep_days"),
                 file.keep_days,
                 false,
@@ -292,7 +293,7 @@ fn check_log_sink(at: &str, sink: &LogSinkConfig, problems: &mut Problems) {
         }
         LogSinkConfig::Pushgateway(push) => {
             problems.url(&format!("{at}.url"), &push.url);
-            problems.seconds(
+            problems.duration(
                 format!("{at}.interval_secs"),
                 push.interval_secs,
                 true,
@@ -467,7 +468,7 @@ fn check_policy(config: &Config, problems: &mut Problems) {
     if policy.retry.max_attempts == 0 {
         problems.add("policy.retry.max_attempts", "must be at least 1");
     }
-    problems.seconds(
+    problems.duration(
         "policy.retry.deadline_secs".into(),
         policy.retry.deadline_secs,
         true,
@@ -477,7 +478,7 @@ fn check_policy(config: &Config, problems: &mut Problems) {
     if policy.cooldown.failures == 0 {
         problems.add("policy.cooldown.failures", "must be at least 1");
     }
-    problems.seconds(
+    problems.duration(
         "policy.cooldown.seconds".into(),
         policy.cooldown.seconds,
         false,

@@ -374,6 +374,8 @@ mod never_panics {
         #[test]
         fn on_arbitrary_text(text in ".{0,400}") {
             let _ = truckllm_config::load_str(&text, &super::env(), None);
+            let _ = truckllm_config::load::check_written(&text);
+            let _ = truckllm_config::secret::shown(&text);
         }
 
         #[test]
@@ -381,7 +383,9 @@ mod never_panics {
             "( {0,6})(-( )?)?[a-z_]{0,12}(: ?)?(\\$\\{[A-Z_]{0,8}(:-[a-z]{0,3})?\\}?|[0-9.e+-]{0,6}|\\[|\\{|\"|'|&a|\\*a|enc:v1:[A-Za-z0-9+/=]{0,20})?",
             0..20,
         )) {
-            let _ = truckllm_config::load_str(&lines.join("\n"), &super::env(), None);
+            let text = lines.join("\n");
+            let _ = truckllm_config::load_str(&text, &super::env(), None);
+            let _ = truckllm_config::load::check_written(&text);
         }
     }
 }
