@@ -28,6 +28,8 @@ struct Server {
     base: String,
     http: reqwest::Client,
     file: Arc<dyn ConfigStore>,
+    audit: Audit,
+    audit_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -41,11 +43,13 @@ async fn start() -> Server {
         FileStoreOptions::written_only(),
     ));
     let env: HashMap<String, String> = HashMap::new();
+    let audit_path = dir.path().join("audit.jsonl");
+    let audit = Audit::to_file(&audit_path).expect("audit");
     let state = Arc::new(ServerState {
         store: Arc::new(MemoryStore::new()),
         config: Some(Arc::clone(&file)),
         tokens: Tokens::parse(TOKENS, &env).expect("tokens"),
-        audit: Audit::default(),
+        audit: audit.clone(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -56,6 +60,8 @@ async fn start() -> Server {
         base,
         http: reqwest::Client::new(),
         file,
+        audit,
+        audit_path,
         _dir: dir,
     }
 }
@@ -111,6 +117,18 @@ async fn get_config_is_redacted_without_the_config_secrets_scope() {
             "config_secrets sees {secret}: {clear}"
         );
     }
+
+    // The clear read is audited, by token name, without the config.
+    server.audit.flush().await;
+    let audit = std::fs::read_to_string(&server.audit_path).expect("audit");
+    let clear_reads: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .filter(|r: &Value| r["action"] == "config.get_secrets")
+        .collect();
+    assert_eq!(clear_reads.len(), 1, "{audit}");
+    assert_eq!(clear_reads[0]["actor"], "gateway", "{audit}");
+    assert!(HIDDEN.iter().all(|s| !audit.contains(s)), "{audit}");
 }
 
 #[tokio::test]
