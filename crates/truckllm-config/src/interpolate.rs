@@ -36,29 +36,87 @@ impl Env for HashMap<String, String> {
     }
 }
 
-/// Replaces every `${…}` in `text`. The error message names the variable or the fault.
+/// One piece of a string: literal text, the `$${` escape, a `${…}` reference (its inside),
+/// or an unterminated `${` and everything after it.
+enum Piece<'a> {
+    Literal(&'a str),
+    Escape,
+    Reference(&'a str),
+    Unterminated(&'a str),
+}
+
+/// Splits `text` into [`Piece`]s, in order.
+fn pieces(text: &str) -> Vec<Piece<'_>> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    let mut literal_len = 0;
+    while let Some(offset) = rest[literal_len..].find('$') {
+        let start = literal_len + offset;
+        let tail = &rest[start..];
+        let (piece, used) = if tail.starts_with("$${") {
+            (Piece::Escape, 3)
+        } else if let Some(after) = tail.strip_prefix("${") {
+            match after.find('}') {
+                Some(end) => (Piece::Reference(&after[..end]), end + 3),
+                None => (Piece::Unterminated(tail), tail.len()),
+            }
+        } else {
+            literal_len = start + 1;
+            continue;
+        };
+        if start > 0 {
+            out.push(Piece::Literal(&rest[..start]));
+        }
+        out.push(piece);
+        rest = &tail[used..];
+        literal_len = 0;
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Literal(rest));
+    }
+    out
+}
+
+/// Replaces every `${…}` in `text`. The error message names the variable or the fault, never
+/// a value.
 pub fn interpolate(text: &str, env: &dyn Env) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find('$') {
-        out.push_str(&rest[..start]);
-        let tail = &rest[start..];
-        if let Some(after) = tail.strip_prefix("$${") {
-            out.push_str("${");
-            rest = after;
-        } else if let Some(after) = tail.strip_prefix("${") {
-            let end = after
-                .find('}')
-                .ok_or_else(|| format!("unterminated ${{ in {:?}", redact_context(text)))?;
-            out.push_str(&expand(&after[..end], env)?);
-            rest = &after[end + 1..];
-        } else {
-            out.push('$');
-            rest = &tail[1..];
+    for piece in pieces(text) {
+        match piece {
+            Piece::Literal(s) => out.push_str(s),
+            Piece::Escape => out.push_str("${"),
+            Piece::Reference(inner) => out.push_str(&expand(inner, env)?),
+            Piece::Unterminated(_) => return Err("unterminated ${ (a closing } is missing)".into()),
         }
     }
-    out.push_str(rest);
     Ok(out)
+}
+
+/// `text` as written, with each reference's inside passed through `reference` and the rest
+/// (literal text, `$${` escapes, an unterminated `${…`) through `literal`.
+pub fn map_references(
+    text: &str,
+    reference: &mut dyn FnMut(&str) -> String,
+    literal: &mut dyn FnMut(&str) -> String,
+) -> String {
+    let mut out = String::with_capacity(text.len());
+    for piece in pieces(text) {
+        match piece {
+            Piece::Literal(s) | Piece::Unterminated(s) => out.push_str(&literal(s)),
+            Piece::Escape => out.push_str(&literal("$${")),
+            Piece::Reference(inner) => out.push_str(&reference(inner)),
+        }
+    }
+    out
+}
+
+/// Whether `text` holds a `${…}` reference or is an `enc:` value: a value that only the
+/// process that runs the config can know.
+pub fn is_opaque(text: &str) -> bool {
+    text.starts_with(ENC_PREFIX)
+        || pieces(text)
+            .iter()
+            .any(|p| matches!(p, Piece::Reference(_)))
 }
 
 fn expand(inner: &str, env: &dyn Env) -> Result<String, String> {
@@ -81,14 +139,6 @@ fn expand(inner: &str, env: &dyn Env) -> Result<String, String> {
         (None, None) => Err(format!(
             "environment variable {name} is not set (write ${{{name}:-default}} to give a default)"
         )),
-    }
-}
-
-/// Only the shape of a string that failed, never its contents beyond the `${` part.
-fn redact_context(text: &str) -> String {
-    match text.find("${") {
-        Some(i) => format!("…{}", &text[i..text.len().min(i + 24)]),
-        None => "…".into(),
     }
 }
 
@@ -123,8 +173,12 @@ pub fn resolve(
             .map(|plain| plain.to_string())
             .map_err(|e| ConfigError::Interpolation(problem(e.to_string())))
     })?;
-    serde_json::from_value(value)
-        .map_err(|e| ConfigError::Other(format!("resolved config no longer fits the schema: {e}")))
+    // The serde message would quote the resolved value; say only that it happened.
+    serde_json::from_value(value).map_err(|_| {
+        ConfigError::Other(
+            "the config no longer fits the schema once references are resolved".into(),
+        )
+    })
 }
 
 /// Calls `f` on every string of `value`, with its field path, replacing it by the result.

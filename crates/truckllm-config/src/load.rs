@@ -1,12 +1,19 @@
 //! From YAML text to a checked config: parse (schema errors with path, line, column and a
 //! did-you-mean), resolve (`${ENV}`, `enc:v1:`), validate (values that must hold together).
+//! [`check_written`] checks a config without resolving it, for a store that keeps configs for
+//! others.
+//!
+//! A problem names the field and shows its value as written, redacted ([`Config::redacted`]):
+//! never a resolved or decrypted value.
+
+use serde_json::Value;
 
 use crate::error::{ConfigError, Position, Problem};
-use crate::interpolate::{Env, resolve};
+use crate::interpolate::{Env, interpolate, resolve, walk};
 use crate::schema::Config;
 use crate::secret::MasterKey;
-use crate::spans::SpanIndex;
-use crate::validate::validate;
+use crate::spans::{SpanIndex, string_at};
+use crate::validate::{placeholders, validate, validate_written};
 
 /// Largest config file accepted.
 pub const MAX_CONFIG_BYTES: usize = 4 << 20;
@@ -25,19 +32,78 @@ pub fn load_str(
     key: Option<&MasterKey>,
 ) -> Result<LoadedConfig, ConfigError> {
     let raw = parse(yaml)?;
-    let spans = SpanIndex::build(yaml);
-    let resolved = resolve(&raw, env, key, Some(&spans))?;
-    let problems: Vec<Problem> = validate(&resolved)
-        .into_iter()
-        .map(|(path, message)| Problem {
-            position: spans.position(&path),
-            path,
-            message,
-        })
-        .collect();
-    if problems.is_empty() {
-        Ok(LoadedConfig { raw, resolved })
-    } else {
+    let context = Context::of(yaml, &raw);
+    context.fail_on(placeholders(&raw))?;
+    let resolved = resolve(&raw, env, key, Some(&context.spans))?;
+    context.fail_on(validate(&resolved))?;
+    Ok(LoadedConfig { raw, resolved })
+}
+
+/// Parses and checks YAML text as written, never reading the environment or decrypting:
+/// `${…}` references must be well formed, and fields holding a reference or an `enc:` value are
+/// not checked further (see [`validate_written`]).
+pub fn check_written(yaml: &str) -> Result<Config, ConfigError> {
+    let raw = parse(yaml)?;
+    let context = Context::of(yaml, &raw);
+    context.fail_on(placeholders(&raw))?;
+    check_reference_syntax(&raw, &context.spans)?;
+    context.fail_on(validate_written(&raw))?;
+    Ok(raw)
+}
+
+/// Interpolates every string with a stand-in value for every variable: only malformed
+/// references fail.
+fn check_reference_syntax(raw: &Config, spans: &SpanIndex) -> Result<(), ConfigError> {
+    struct AnyVariable;
+    impl Env for AnyVariable {
+        fn var(&self, _: &str) -> Option<String> {
+            Some("set".into())
+        }
+    }
+    let mut value = serde_json::to_value(raw)
+        .map_err(|_| ConfigError::Other("cannot walk the config".into()))?;
+    walk(&mut value, String::new(), &mut |path, text| {
+        interpolate(text, &AnyVariable).map_err(|message| {
+            ConfigError::Interpolation(Problem {
+                position: spans.position(path),
+                path: path.to_owned(),
+                message,
+            })
+        })?;
+        Ok(text.to_owned())
+    })
+}
+
+/// What turns `(path, message)` pairs into problems: positions, and the redacted config as
+/// written, whose values the problems show.
+struct Context {
+    spans: SpanIndex,
+    shown: Value,
+}
+
+impl Context {
+    fn of(yaml: &str, raw: &Config) -> Self {
+        Self {
+            spans: SpanIndex::build(yaml),
+            shown: serde_json::to_value(raw.redacted()).unwrap_or(Value::Null),
+        }
+    }
+
+    fn fail_on(&self, found: Vec<(String, String)>) -> Result<(), ConfigError> {
+        if found.is_empty() {
+            return Ok(());
+        }
+        let problems = found
+            .into_iter()
+            .map(|(path, message)| Problem {
+                position: self.spans.position(&path),
+                message: match string_at(&self.shown, &path) {
+                    Some(written) => format!("{message} (as written: {written:?})"),
+                    None => message,
+                },
+                path,
+            })
+            .collect();
         Err(ConfigError::Invalid(problems))
     }
 }

@@ -606,9 +606,24 @@ fn default_cooldown() -> f64 {
 }
 
 impl Config {
-    /// A copy safe to print: `${ENV}` and `enc:` references stay, literal secrets become
-    /// `[REDACTED]`.
+    /// A copy safe to print: `${ENV}` and `enc:` references stay, literal secrets, the
+    /// defaults of references (`${VAR:-[REDACTED]}`) and URL passwords
+    /// (`redis://:[REDACTED]@host`) become `[REDACTED]`.
     pub fn redacted(&self) -> Config {
+        let secrets_hidden = self.secrets_redacted();
+        let Ok(mut value) = serde_json::to_value(&secrets_hidden) else {
+            return Config::default();
+        };
+        let _ = crate::interpolate::walk(&mut value, String::new(), &mut |_, text| {
+            Ok(crate::secret::shown(text))
+        });
+        // Only strings changed, to strings, so this fits the schema; were it not to, the
+        // default config reveals nothing.
+        serde_json::from_value(value).unwrap_or_default()
+    }
+
+    /// Secret fields: literal values become `[REDACTED]`, references lose their defaults.
+    fn secrets_redacted(&self) -> Config {
         let hide = |s: &Secret| Secret::new(s.to_string());
         let hide_opt = |s: &Option<Secret>| s.as_ref().map(hide);
         let mut out = self.clone();

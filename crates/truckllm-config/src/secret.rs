@@ -1,8 +1,10 @@
 //! Secrets: a string type that never prints itself, and `enc:v1:` encryption at rest.
 //!
 //! A [`Secret`] holds what the file says: a `${ENV}` reference, an `enc:v1:…` value, or (not
-//! recommended) a literal. Debug and Display print references as written and everything else as
-//! `[REDACTED]`, so logs, errors and `config show` never leak a secret. Memory is zeroed on drop.
+//! recommended) a literal. Debug and Display print references as written (with any
+//! `:-default` hidden) and everything else as `[REDACTED]`, so logs, errors and `config show`
+//! never leak a secret. Memory is zeroed on drop. [`shown`] does the same for any string that
+//! is not a secret field: reference defaults and URL passwords become `[REDACTED]`.
 //!
 //! `enc:v1:` values are AES-256-GCM: `enc:v1:` + base64(12-byte nonce ‖ ciphertext ‖ tag), with a
 //! fixed associated data string. The 32-byte master key comes from `TRUCKLLM_MASTER_KEY`
@@ -22,6 +24,8 @@ use zeroize::Zeroizing;
 
 use crate::error::ConfigError;
 
+/// What a hidden value prints as.
+pub const REDACTED: &str = "[REDACTED]";
 /// Prefix of encrypted values.
 pub const ENC_PREFIX: &str = "enc:v1:";
 /// Environment variable holding the base64 master key.
@@ -47,10 +51,11 @@ impl Secret {
         &self.0
     }
 
-    /// Whether the value is a `${ENV}` reference or an `enc:` value, safe to show.
+    /// Whether the value is only `${ENV}` references (no literal text around them) or an
+    /// `enc:` value: safe to show once reference defaults are hidden.
     pub fn is_reference(&self) -> bool {
         let v = self.0.as_str();
-        (v.starts_with("${") && v.ends_with('}')) || v.starts_with(ENC_PREFIX)
+        v.starts_with(ENC_PREFIX) || (v.contains("${") && only_references(v))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -67,11 +72,65 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_reference() {
-            f.write_str(&self.0)
+            f.write_str(&shown(&self.0))
         } else {
-            f.write_str("[REDACTED]")
+            f.write_str(REDACTED)
         }
     }
+}
+
+/// Whether `text` holds nothing but `${…}` references (and no `$${` escapes).
+fn only_references(text: &str) -> bool {
+    let mut literal = false;
+    crate::interpolate::map_references(text, &mut |_| String::new(), &mut |piece| {
+        literal |= !piece.is_empty();
+        String::new()
+    });
+    !literal
+}
+
+/// A non-secret string as it may be shown: each reference's `:-default` (when not empty) and
+/// the password of each URL (`redis://:pass@host`) replaced by `[REDACTED]`.
+pub fn shown(text: &str) -> String {
+    let references = crate::interpolate::map_references(
+        text,
+        &mut |inner| match inner.split_once(":-") {
+            Some((name, default)) if !default.is_empty() => format!("${{{name}:-{REDACTED}}}"),
+            _ => format!("${{{inner}}}"),
+        },
+        &mut str::to_owned,
+    );
+    redact_url_passwords(&references)
+}
+
+/// Replaces the password of every `scheme://user:password@host` in `text` by `[REDACTED]`.
+/// Errs on the side of hiding: the userinfo runs to the last `@` before whitespace.
+pub fn redact_url_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(char::is_whitespace).unwrap_or(tail.len());
+        let (word, after) = tail.split_at(end);
+        match word.rfind('@').map(|at| word.split_at(at)) {
+            Some((userinfo, host)) => {
+                match userinfo.split_once(':') {
+                    Some((user, password)) if !password.is_empty() => {
+                        out.push_str(user);
+                        out.push(':');
+                        out.push_str(REDACTED);
+                    }
+                    _ => out.push_str(userinfo),
+                }
+                out.push_str(host);
+            }
+            None => out.push_str(word),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Parses a SHA-256 written as 64 hex digits (a stored key or token hash).
@@ -235,5 +294,35 @@ mod tests {
         assert_eq!(Secret::new("sk-123").to_string(), "[REDACTED]");
         assert_eq!(Secret::new("${OPENAI_KEY}").to_string(), "${OPENAI_KEY}");
         assert_eq!(Secret::new("enc:v1:abc").to_string(), "enc:v1:abc");
+        assert_eq!(Secret::new("${A}${B}").to_string(), "${A}${B}");
+        assert_eq!(Secret::new("${A:-}").to_string(), "${A:-}");
+        assert_eq!(
+            Secret::new("${ADMIN:-letmein}").to_string(),
+            "${ADMIN:-[REDACTED]}"
+        );
+        assert_eq!(Secret::new("${A}sk-literal${B}").to_string(), "[REDACTED]");
+        assert_eq!(Secret::new("$${A}").to_string(), "[REDACTED]");
+    }
+
+    #[test]
+    fn shown_hides_defaults_and_url_passwords() {
+        assert_eq!(
+            shown("redis://:pass@host:6379/0"),
+            "redis://:[REDACTED]@host:6379/0"
+        );
+        assert_eq!(shown("rediss://user:pa/ss@h"), "rediss://user:[REDACTED]@h");
+        assert_eq!(shown("redis://user@h"), "redis://user@h");
+        assert_eq!(
+            shown("https://api.openai.com/v1"),
+            "https://api.openai.com/v1"
+        );
+        assert_eq!(
+            shown("${REDIS_URL:-redis://:pass@h}"),
+            "${REDIS_URL:-[REDACTED]}"
+        );
+        assert_eq!(shown("x${A}y$${B}"), "x${A}y$${B}");
+        assert_eq!(shown("${A:-}"), "${A:-}");
+        assert_eq!(shown("${open"), "${open");
+        assert_eq!(shown("redis://:pw${X}@h"), "redis://:[REDACTED]@h");
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use serde_json::Value;
 use serde_saphyr::granit_parser::{Event, Parser};
 
 use crate::error::Position;
@@ -84,6 +85,25 @@ impl SpanIndex {
     }
 }
 
+/// The string at `path` (`llm_providers[0].keys[1].id`) in a config turned into JSON, if
+/// there is one. A map key holding `.` or `[` is not found.
+pub fn string_at<'v>(value: &'v Value, path: &str) -> Option<&'v str> {
+    let mut at = value;
+    if path.is_empty() {
+        return at.as_str();
+    }
+    for segment in path.split('.') {
+        let (name, indices) = segment.split_at(segment.find('[').unwrap_or(segment.len()));
+        if !name.is_empty() {
+            at = at.get(name)?;
+        }
+        for index in indices.split('[').skip(1) {
+            at = at.get(index.strip_suffix(']')?.parse::<usize>().ok()?)?;
+        }
+    }
+    at.as_str()
+}
+
 fn join(parent: &str, key: &str) -> String {
     if parent.is_empty() {
         key.to_owned()
@@ -110,5 +130,16 @@ mod tests {
             "falls back to the parent"
         );
         assert_eq!(at("nowhere"), None);
+    }
+
+    #[test]
+    fn string_at_follows_fields_and_indices() {
+        let value = serde_json::json!({"a": {"b": [{"c": "x"}, "y"]}, "m": {"k": ["t"]}});
+        assert_eq!(string_at(&value, "a.b[0].c"), Some("x"));
+        assert_eq!(string_at(&value, "a.b[1]"), Some("y"));
+        assert_eq!(string_at(&value, "m.k[0]"), Some("t"));
+        assert_eq!(string_at(&value, "a.b[2]"), None);
+        assert_eq!(string_at(&value, "a.b"), None);
+        assert_eq!(string_at(&value, "a.b[x]"), None);
     }
 }

@@ -1,30 +1,110 @@
-//! Checks that need the whole (resolved) config: unique ids, well-formed URLs and addresses,
-//! positive limits, and references to providers and aliases that exist. Each problem is a field
-//! path and a message; [`crate::load`] adds the line and column.
+//! Checks that need the whole config: unique ids, well-formed URLs and addresses, positive
+//! limits, durations in range, an admin key long enough, and references to providers and
+//! aliases that exist. Each problem is a field path and a message; [`crate::load`] adds the
+//! line and column and the value as written.
+//!
+//! Messages never quote a value: checks run on the resolved config, where a string may be an
+//! environment variable or a decrypted secret. [`crate::load`] shows the value as written
+//! (the `${VAR}` reference, the `enc:` value, or `[REDACTED]` for a literal secret).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
+use crate::interpolate::{is_opaque, walk};
 use crate::schema::{Config, ConfigKind, Limits, LogSinkConfig, RuntimeKind};
+use crate::secret::REDACTED;
+use crate::spans::string_at;
 
-/// Every problem found, as `(field path, message)`; empty when the config holds together.
+/// Shortest admin key accepted, in bytes.
+pub const MIN_ADMIN_KEY_BYTES: usize = 16;
+const MINUTE_MS: u64 = 60_000;
+const DAY_SECS: f64 = 86_400.0;
+const MAX_ROLLUP_KEEP_SECS: u64 = 30 * 86_400;
+
+/// Every problem of a resolved config, as `(field path, message)`; empty when the config holds
+/// together.
 pub fn validate(config: &Config) -> Vec<(String, String)> {
-    let mut problems = Problems::default();
+    check(config, false)
+}
+
+/// Every problem of a config as written, treating `${…}` references and `enc:` values as
+/// opaque: a field whose value holds one is not checked, nor is a reference to a provider when
+/// some provider id is opaque. For a store that keeps configs it must not resolve.
+pub fn validate_written(raw: &Config) -> Vec<(String, String)> {
+    let Ok(value) = serde_json::to_value(raw) else {
+        return vec![(String::new(), "cannot walk the config".into())];
+    };
+    check(raw, true)
+        .into_iter()
+        .filter(|(path, _)| !string_at(&value, path).is_some_and(is_opaque))
+        .collect()
+}
+
+/// Every string that holds the `[REDACTED]` placeholder: a redacted config sent back as is
+/// would otherwise replace real secrets with the placeholder.
+pub fn placeholders(raw: &Config) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    if let Ok(mut value) = serde_json::to_value(raw) {
+        let _ = walk(&mut value, String::new(), &mut |path, text| {
+            if text.contains(REDACTED) {
+                found.push((
+                    path.to_owned(),
+                    format!(
+                        "holds the placeholder {REDACTED} of a redacted config (GET /config, \
+                         config show): write the real value, a ${{VAR}} reference or an enc:v1: \
+                         value"
+                    ),
+                ));
+            }
+            Ok(text.to_owned())
+        });
+    }
+    found
+}
+
+fn check(config: &Config, opaque: bool) -> Vec<(String, String)> {
+    let mut problems = Problems {
+        found: Vec::new(),
+        opaque,
+    };
     check_server(config, &mut problems);
     check_storage(config, &mut problems);
     check_providers(config, &mut problems);
     check_aliases(config, &mut problems);
     check_clients(config, &mut problems);
     check_policy(config, &mut problems);
-    problems.0
+    problems.found
 }
 
-#[derive(Default)]
-struct Problems(Vec<(String, String)>);
+struct Problems {
+    found: Vec<(String, String)>,
+    /// Checking a config as written: references and `enc:` values stand for unknown values.
+    opaque: bool,
+}
 
 impl Problems {
     fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push((path.into(), message.into()));
+        self.found.push((path.into(), message.into()));
+    }
+
+    /// A duration written as a number (of seconds, hours or days): finite, at least 0 (above
+    /// 0 when `above`), at most `max`, so that turning it into a `Duration` cannot panic;
+    /// `range` says the range in words.
+    fn duration(&mut self, path: String, value: f64, above: bool, max: f64, range: &str) {
+        let low_ok = if above { value > 0.0 } else { value >= 0.0 };
+        if !(value.is_finite() && low_ok && value <= max) {
+            self.add(path, format!("must be {range}, got {value}"));
+        }
+    }
+
+    /// A whole number (of milliseconds or seconds) within `min..=max`.
+    fn whole(&mut self, path: String, value: u64, min: u64, max: u64, unit: &str) {
+        if !(min..=max).contains(&value) {
+            self.add(
+                path,
+                format!("must be from {min} to {max} {unit}, got {value}"),
+            );
+        }
     }
 
     fn url(&mut self, path: &str, url: &str) {
@@ -56,34 +136,39 @@ impl Problems {
             if id.trim().is_empty() {
                 self.add(path, format!("{what} id must not be empty"));
             } else if !seen.insert(id) {
-                self.add(path, format!("duplicate {what} id {id:?}"));
+                self.add(path, format!("duplicate {what} id"));
             }
         }
     }
 }
 
-/// An absolute `http://` or `https://` URL with a host and no whitespace.
+/// An absolute `http://` or `https://` URL with a host and no whitespace. The message does not
+/// quote the URL (it may hold a password or come from the environment).
 pub fn check_http_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+        .ok_or_else(|| "is not an http:// or https:// URL".to_owned())?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() || host.starts_with(':') || url.chars().any(char::is_whitespace) {
-        return Err(format!(
-            "{url:?} is not a valid URL: it needs a host and no spaces"
-        ));
+        return Err("is not a valid URL: it needs a host and no spaces".into());
     }
     Ok(())
 }
 
 fn check_server(config: &Config, problems: &mut Problems) {
     if config.server.listen.parse::<SocketAddr>().is_err() {
+        problems.add("server.listen", "is not an address like 127.0.0.1:2906");
+    }
+    if let Some(key) = &config.server.admin_key
+        && key.expose().len() < MIN_ADMIN_KEY_BYTES
+    {
         problems.add(
-            "server.listen",
+            "server.admin_key",
             format!(
-                "{:?} is not an address like 127.0.0.1:2906",
-                config.server.listen
+                "must be at least {MIN_ADMIN_KEY_BYTES} bytes (an empty or short key, e.g. from \
+                 an unset ${{VAR:-}}, would leave the admin API open or guessable); make one \
+                 with `openssl rand -hex 32`, or leave admin_key out to turn the admin API off"
             ),
         );
     }
@@ -104,9 +189,13 @@ fn check_storage(config: &Config, problems: &mut Problems) {
     if runtime.expected_instances == 0 {
         problems.add("storage.runtime.expected_instances", "must be at least 1");
     }
-    if config.storage.runtime.call_timeout_ms == 0 {
-        problems.add("storage.runtime.call_timeout_ms", "must be at least 1");
-    }
+    problems.whole(
+        "storage.runtime.call_timeout_ms".into(),
+        runtime.call_timeout_ms,
+        1,
+        MINUTE_MS,
+        "milliseconds",
+    );
     if config.storage.runtime.settle_interval_ms > 1000 {
         problems.add(
             "storage.runtime.settle_interval_ms",
@@ -114,6 +203,13 @@ fn check_storage(config: &Config, problems: &mut Problems) {
         );
     }
     let runtime = &config.storage.runtime;
+    problems.whole(
+        "storage.runtime.rollup_keep_secs".into(),
+        runtime.rollup_keep_secs,
+        0,
+        MAX_ROLLUP_KEEP_SECS,
+        "seconds (30 days; 0 turns roll-ups off)",
+    );
     if runtime.rollup_keep_secs > 0 {
         if runtime.rollup_step_secs == 0 || runtime.rollup_step_secs > runtime.rollup_keep_secs {
             problems.add(
@@ -161,10 +257,20 @@ fn check_log_sink(at: &str, sink: &LogSinkConfig, problems: &mut Problems) {
                 );
             }
             positive(problems, "max_size_mb", file.max_size_mb);
-            positive(problems, "max_age_hours", file.max_age_hours);
-            if !(file.keep_days.is_finite() && file.keep_days >= 0.0) {
-                problems.add(format!("{at}.keep_days"), "must be 0 (off) or more");
-            }
+            problems.duration(
+                format!("{at}.max_age_hours"),
+                file.max_age_hours,
+                true,
+                24.0 * 366.0,
+                "above 0 and at most 8784 hours (a year)",
+            );
+            problems.duration(
+                format!("{at}.keep_days"),
+                file.keep_days,
+                false,
+                3660.0,
+                "0 (off) to 3660 days (ten years)",
+            );
             if file.queue_size == 0 {
                 problems.add(format!("{at}.queue_size"), "must be at least 1");
             }
@@ -174,22 +280,31 @@ fn check_log_sink(at: &str, sink: &LogSinkConfig, problems: &mut Problems) {
             for (field, value) in [
                 ("batch_size", webhook.batch_size as u64),
                 ("queue_size", webhook.queue_size as u64),
-                ("timeout_ms", webhook.timeout_ms),
             ] {
                 if value == 0 {
                     problems.add(format!("{at}.{field}"), "must be at least 1");
                 }
             }
+            let ms = "milliseconds";
+            let timeout = format!("{at}.timeout_ms");
+            problems.whole(timeout, webhook.timeout_ms, 1, 10 * MINUTE_MS, ms);
+            let flush = format!("{at}.flush_interval_ms");
+            problems.whole(flush, webhook.flush_interval_ms, 0, 60 * MINUTE_MS, ms);
         }
         LogSinkConfig::Pushgateway(push) => {
             problems.url(&format!("{at}.url"), &push.url);
-            positive(problems, "interval_secs", push.interval_secs);
+            problems.duration(
+                format!("{at}.interval_secs"),
+                push.interval_secs,
+                true,
+                DAY_SECS,
+                "above 0 and at most 86400 seconds (a day)",
+            );
             if push.job.trim().is_empty() {
                 problems.add(format!("{at}.job"), "must not be empty");
             }
-            if push.timeout_ms == 0 {
-                problems.add(format!("{at}.timeout_ms"), "must be at least 1");
-            }
+            let timeout = format!("{at}.timeout_ms");
+            problems.whole(timeout, push.timeout_ms, 1, 10 * MINUTE_MS, "milliseconds");
         }
     }
 }
@@ -209,6 +324,13 @@ fn check_providers(config: &Config, problems: &mut Problems) {
             problems.add(
                 format!("{path}.id"),
                 "must not contain ':' (models are named provider:model)",
+            );
+        }
+        if provider.id.starts_with('_') {
+            problems.add(
+                format!("{path}.id"),
+                "must not start with '_': such ids are reserved for the gateway's own usage \
+                 counters (client limits are counted under `_clients`)",
             );
         }
         problems.url(&format!("{path}.base_url"), &provider.base_url);
@@ -247,19 +369,29 @@ fn check_providers(config: &Config, problems: &mut Problems) {
 }
 
 /// Whether `target` (`provider:model`) names a configured provider (and model, if listed).
-fn target_problem(config: &Config, target: &str) -> Option<String> {
+fn target_problem(config: &Config, opaque: bool, target: &str) -> Option<String> {
     let Some((provider, model)) = target.split_once(':') else {
-        return Some(format!("{target:?} is not of the form provider:model"));
+        return Some("is not of the form provider:model".into());
     };
     let Some(p) = config.llm_providers.iter().find(|p| p.id == provider) else {
-        return Some(format!("unknown provider {provider:?} in {target:?}"));
+        return (!any_opaque_id(config, opaque))
+            .then(|| "names a provider that is not configured".into());
     };
-    if model != "*" && !p.models.is_empty() && !p.models.iter().any(|m| m == model) {
-        return Some(format!(
-            "provider {provider:?} does not list model {model:?}"
-        ));
+    let opaque_models = opaque && p.models.iter().any(|m| is_opaque(m));
+    if model != "*"
+        && !p.models.is_empty()
+        && !opaque_models
+        && !p.models.iter().any(|m| m == model)
+    {
+        return Some("names a model its provider does not list in models".into());
     }
     None
+}
+
+/// Whether some provider id is a reference, when checking a config as written: a provider
+/// name that matches no id may then match that one.
+fn any_opaque_id(config: &Config, opaque: bool) -> bool {
+    opaque && config.llm_providers.iter().any(|p| is_opaque(&p.id))
 }
 
 fn check_aliases(config: &Config, problems: &mut Problems) {
@@ -272,7 +404,7 @@ fn check_aliases(config: &Config, problems: &mut Problems) {
             problems.add(&path, "an alias needs at least one provider:model target");
         }
         for (i, target) in targets.iter().enumerate() {
-            if let Some(message) = target_problem(config, target) {
+            if let Some(message) = target_problem(config, problems.opaque, target) {
                 problems.add(format!("{path}[{i}]"), message);
             }
         }
@@ -308,10 +440,13 @@ fn check_clients(config: &Config, problems: &mut Problems) {
             _ => {}
         }
         for (j, provider) in client.allowed_providers.iter().enumerate() {
-            if provider != "*" && !config.llm_providers.iter().any(|p| &p.id == provider) {
+            if provider != "*"
+                && !config.llm_providers.iter().any(|p| &p.id == provider)
+                && !any_opaque_id(config, problems.opaque)
+            {
                 problems.add(
                     format!("{path}.allowed_providers[{j}]"),
-                    format!("unknown provider {provider:?}"),
+                    "names a provider that is not configured",
                 );
             }
         }
@@ -319,7 +454,7 @@ fn check_clients(config: &Config, problems: &mut Problems) {
             let known_alias = config.aliases.contains_key(model);
             if model != "*"
                 && !known_alias
-                && let Some(message) = target_problem(config, model)
+                && let Some(message) = target_problem(config, problems.opaque, model)
             {
                 problems.add(format!("{path}.allowed_models[{j}]"), message);
             }
@@ -333,15 +468,23 @@ fn check_policy(config: &Config, problems: &mut Problems) {
     if policy.retry.max_attempts == 0 {
         problems.add("policy.retry.max_attempts", "must be at least 1");
     }
-    if !(policy.retry.deadline_secs.is_finite() && policy.retry.deadline_secs > 0.0) {
-        problems.add("policy.retry.deadline_secs", "must be a number above 0");
-    }
+    problems.duration(
+        "policy.retry.deadline_secs".into(),
+        policy.retry.deadline_secs,
+        true,
+        DAY_SECS,
+        "above 0 and at most 86400 seconds (a day)",
+    );
     if policy.cooldown.failures == 0 {
         problems.add("policy.cooldown.failures", "must be at least 1");
     }
-    if !(policy.cooldown.seconds.is_finite() && policy.cooldown.seconds >= 0.0) {
-        problems.add("policy.cooldown.seconds", "must be 0 or more");
-    }
+    problems.duration(
+        "policy.cooldown.seconds".into(),
+        policy.cooldown.seconds,
+        false,
+        DAY_SECS,
+        "0 to 86400 seconds (a day)",
+    );
     if policy.default_max_tokens == 0 {
         problems.add("policy.default_max_tokens", "must be at least 1");
     }

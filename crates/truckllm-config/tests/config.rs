@@ -45,11 +45,11 @@ fn validation_names_field_line_and_reason() {
     let cases = [
         (
             "llm_providers:\n  - id: a\n    base_url: https://a/v1\n    keys: [{id: k, secret: s}]\n  - id: a\n    base_url: https://b/v1\n    keys: [{id: k, secret: s}]\n",
-            "llm_providers[1].id (line 5, column 5): duplicate provider id \"a\"",
+            "llm_providers[1].id (line 5, column 5): duplicate provider id (as written: \"a\")",
         ),
         (
             "llm_providers:\n  - id: a\n    base_url: not-a-url\n    keys: [{id: k, secret: s}]\n",
-            "llm_providers[0].base_url (line 3, column 5): \"not-a-url\" is not an http:// or https:// URL",
+            "llm_providers[0].base_url (line 3, column 5): is not an http:// or https:// URL (as written: \"not-a-url\")",
         ),
         (
             "llm_providers:\n  - id: a\n    base_url: https://a/v1\n    keys: [{id: k, secret: s}]\n    limits:\n      req_per_min: 0\n",
@@ -57,15 +57,15 @@ fn validation_names_field_line_and_reason() {
         ),
         (
             "api_keys:\n  - id: c\n    key: x\n    allowed_providers: [nope]\n",
-            "api_keys[0].allowed_providers[0] (line 4, column 25): unknown provider \"nope\"",
+            "api_keys[0].allowed_providers[0] (line 4, column 25): names a provider that is not configured (as written: \"nope\")",
         ),
         (
             "aliases:\n  fast: [\"ghost:m\"]\n",
-            "aliases.fast[0] (line 2, column 10): unknown provider \"ghost\" in \"ghost:m\"",
+            "aliases.fast[0] (line 2, column 10): names a provider that is not configured (as written: \"ghost:m\")",
         ),
         (
             "server:\n  listen: nowhere\n",
-            "server.listen (line 2, column 3): \"nowhere\" is not an address",
+            "server.listen (line 2, column 3): is not an address like 127.0.0.1:2906 (as written: \"nowhere\")",
         ),
     ];
     for (yaml, expected) in cases {
@@ -88,7 +88,7 @@ fn unset_variables_are_named_and_encrypted_values_need_the_right_key() {
     );
 
     let key = MasterKey::generate();
-    let sealed = key.encrypt("admin-secret").expect("encrypt");
+    let sealed = key.encrypt("admin-secret-of-16-bytes").expect("encrypt");
     let yaml = format!("server:\n  admin_key: \"{sealed}\"\n");
     let loaded = load_str(&yaml, &env(), Some(&key)).expect("decrypts");
     assert_eq!(
@@ -98,7 +98,7 @@ fn unset_variables_are_named_and_encrypted_values_need_the_right_key() {
             .admin_key
             .as_ref()
             .map(|s| s.expose()),
-        Some("admin-secret")
+        Some("admin-secret-of-16-bytes")
     );
     assert_eq!(
         loaded.raw.server.admin_key.as_ref().map(|s| s.expose()),
@@ -374,6 +374,8 @@ mod never_panics {
         #[test]
         fn on_arbitrary_text(text in ".{0,400}") {
             let _ = truckllm_config::load_str(&text, &super::env(), None);
+            let _ = truckllm_config::load::check_written(&text);
+            let _ = truckllm_config::secret::shown(&text);
         }
 
         #[test]
@@ -381,7 +383,9 @@ mod never_panics {
             "( {0,6})(-( )?)?[a-z_]{0,12}(: ?)?(\\$\\{[A-Z_]{0,8}(:-[a-z]{0,3})?\\}?|[0-9.e+-]{0,6}|\\[|\\{|\"|'|&a|\\*a|enc:v1:[A-Za-z0-9+/=]{0,20})?",
             0..20,
         )) {
-            let _ = truckllm_config::load_str(&lines.join("\n"), &super::env(), None);
+            let text = lines.join("\n");
+            let _ = truckllm_config::load_str(&text, &super::env(), None);
+            let _ = truckllm_config::load::check_written(&text);
         }
     }
 }

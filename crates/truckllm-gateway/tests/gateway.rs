@@ -631,7 +631,12 @@ async fn round_robin_spreads_and_least_loaded_follows_the_snapshot() {
 #[tokio::test]
 async fn an_admin_reload_applies_a_new_config() {
     let mock = Mock::start(MockOptions::default()).await;
-    let base = config(&mock.url, 1, "", "server:\n  admin_key: \"admin-secret\"\n");
+    let base = config(
+        &mock.url,
+        1,
+        "",
+        "server:\n  admin_key: \"admin-secret-key\"\n",
+    );
     let gw = TestGateway::start(&base, Backend::Memory).await;
     assert_eq!(gw.chat(None, hello("fast")).await.0, 404);
     let path = gw.dir.path().join("config.yaml");
@@ -651,7 +656,7 @@ async fn an_admin_reload_applies_a_new_config() {
     let ok = gw
         .http
         .post(format!("{}/admin/config/reload", gw.url))
-        .bearer_auth("admin-secret")
+        .bearer_auth("admin-secret-key")
         .send()
         .await
         .expect("send");
@@ -661,7 +666,7 @@ async fn an_admin_reload_applies_a_new_config() {
     let rejected = gw
         .http
         .post(format!("{}/admin/config/reload", gw.url))
-        .bearer_auth("admin-secret")
+        .bearer_auth("admin-secret-key")
         .send()
         .await
         .expect("send");

@@ -228,7 +228,7 @@ async fn admin_actions_config_changes_and_failed_reloads_are_audited() {
     let mock = Mock::start(MockOptions::default()).await;
     let logs = tempfile::tempdir().expect("dir");
     let extra = format!(
-        "server:\n  admin_key: \"admin-secret\"\n{}",
+        "server:\n  admin_key: \"admin-secret-key\"\n{}",
         file_sink(logs.path())
     );
     let base = config(&mock.url, 1, "", &extra);
@@ -246,9 +246,15 @@ async fn admin_actions_config_changes_and_failed_reloads_are_audited() {
         format!("{base}aliases:\n  fast: [\"mock:gpt-4o-mini\"]\n"),
     )
     .expect("edit");
-    assert_eq!(reload("admin-secret").await.expect("send").status(), 200);
+    assert_eq!(
+        reload("admin-secret-key").await.expect("send").status(),
+        200
+    );
     std::fs::write(&path, "llm_providers: [oops\n").expect("break");
-    assert_eq!(reload("admin-secret").await.expect("send").status(), 400);
+    assert_eq!(
+        reload("admin-secret-key").await.expect("send").status(),
+        400
+    );
     gw.stop().await;
 
     let audit = read_lines(&logs.path().join("audit.jsonl"));
@@ -283,5 +289,9 @@ async fn admin_actions_config_changes_and_failed_reloads_are_audited() {
         (&json!("alert"), &json!("warning"))
     );
     assert_eq!(alert["old_version"].as_u64(), Some(new), "the kept version");
-    assert!(!audit.iter().any(|a| a.to_string().contains("admin-secret")));
+    assert!(
+        !audit
+            .iter()
+            .any(|a| a.to_string().contains("admin-secret-key"))
+    );
 }

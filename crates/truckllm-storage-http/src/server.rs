@@ -654,10 +654,19 @@ fn etag(version: u64) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
+/// The current config, redacted (literal secrets, reference defaults and URL passwords as
+/// `[REDACTED]`) unless the token also holds `config_secrets`; a clear read is audited.
 async fn get_config(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Reply {
-    authorize(&s, &headers, Scope::Config, &[], "config.get", "config")?;
+    let token = authorize(&s, &headers, Scope::Config, &[], "config.get", "config")?;
     let current = config_store(&s)?.load().await.map_err(config_error)?;
     let config = truckllm_config::parse(&current.text).map_err(config_error)?;
+    let config = if token.has(Scope::ConfigSecrets) {
+        s.audit
+            .record(&token.name, "config.get_secrets", "config", StatusCode::OK);
+        config
+    } else {
+        config.redacted()
+    };
     let mut response = axum::Json(config).into_response();
     response
         .headers_mut()

@@ -11,6 +11,11 @@
 //!     providers: ["openai"]            # optional; absent = all providers
 //! ```
 //!
+//! Scopes: `read` and `write` (usage), `config` (`GET/PUT /config`; `GET` shows secrets as
+//! `[REDACTED]`), and `config_secrets`, which with `config` makes `GET /config` return the
+//! config as stored, secrets and all: give it to gateways that load their config from this
+//! server, not to dashboards or editors.
+//!
 //! Tokens are hashed (SHA-256) on load and compared in constant time; only names appear in
 //! logs and audit records.
 
@@ -26,6 +31,8 @@ pub enum Scope {
     Read,
     Write,
     Config,
+    /// With `config`: `GET /config` returns literal secrets instead of `[REDACTED]`.
+    ConfigSecrets,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,5 +1,6 @@
 //! `truckllm config …` end to end, on real files: validate, show (redacted), history, diff,
-//! rollback, backup/restore, and the master-key commands.
+//! rollback, backup/restore, and the master-key commands; and `storage-server`'s config
+//! store, which never resolves a config it keeps.
 
 use std::io::Write;
 use std::path::Path;
@@ -18,6 +19,7 @@ fn truckllm(dir: &Path, args: &[&str], envs: &[(&str, &str)], stdin: Option<&str
         .env("OPENAI_KEY_1", "sk-plain-one")
         .env("OPENAI_KEY_2", "sk-plain-two")
         .env("TRUCKLLM_CLIENT_KEY", "client-plain")
+        .env("TRUCKLLM_ADMIN_KEY", "admin-plain-0123456789")
         .envs(envs.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -195,4 +197,143 @@ fn encrypt_value_and_rotate_key() {
         None,
     ));
     assert!(!after.contains("sk-sealed"));
+}
+
+#[test]
+fn show_hides_url_passwords_and_reference_defaults() {
+    let dir = setup();
+    let d = dir.path();
+    let text = EXAMPLE
+        .replace(
+            "type: \"memory\"            # redis",
+            "type: \"redis\"\n    addr: \"redis://:cli-redis-pass@cache:6379\"  # redis",
+        )
+        .replace(
+            "${LOCAL_LLM_KEY:-unused}",
+            "${LOCAL_LLM_KEY:-cli-default-secret}",
+        );
+    assert_ne!(text, EXAMPLE);
+    std::fs::write(d.join("configs/config.yaml"), &text).expect("write");
+    for args in [&["config", "show"][..], &["config", "show", "--json"][..]] {
+        let shown = ok(truckllm(d, args, &[], None));
+        assert!(
+            !shown.contains("cli-redis-pass") && !shown.contains("cli-default-secret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("redis://:[REDACTED]@cache:6379")
+                && shown.contains("${LOCAL_LLM_KEY:-[REDACTED]}"),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
+fn the_example_has_no_default_admin_key() {
+    let dir = setup();
+    let unset = fails(truckllm(
+        dir.path(),
+        &["config", "validate"],
+        &[("TRUCKLLM_ADMIN_KEY", "")],
+        None,
+    ));
+    assert!(unset.contains("TRUCKLLM_ADMIN_KEY is not set"), "{unset}");
+    let short = fails(truckllm(
+        dir.path(),
+        &["config", "validate"],
+        &[("TRUCKLLM_ADMIN_KEY", "short-admin")],
+        None,
+    ));
+    assert!(
+        short.contains("server.admin_key") && !short.contains("short-admin"),
+        "{short}"
+    );
+}
+
+/// `storage-server` with a master key and other secrets in its environment: a `config`-scope
+/// token that PUTs references to them, or an `enc:` value, gets no value back, and the store
+/// keeps what was written.
+#[tokio::test]
+async fn storage_server_never_resolves_or_decrypts_a_put_config() {
+    use std::io::{BufRead, BufReader};
+
+    let dir = setup();
+    let d = dir.path();
+    let master = truckllm_config::MasterKey::generate();
+    let master_b64 = master.to_base64();
+    let sealed = master.encrypt("decrypted-by-the-server").expect("encrypt");
+    std::fs::write(
+        d.join("tokens.yaml"),
+        "tokens:\n  - name: editor\n    token: \"editor-token\"\n    scopes: [config]\n",
+    )
+    .expect("tokens");
+    let port = truckllm_testkit::free_port();
+    let mut child = Stopped(
+        Command::new(env!("CARGO_BIN_EXE_truckllm"))
+            .current_dir(d)
+            .args([
+                "storage-server",
+                "--insecure-plain-http",
+                "--store",
+                "memory:",
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--tokens",
+                "tokens.yaml",
+                "--config-store",
+                "configs/config.yaml",
+            ])
+            .env("TRUCKLLM_MASTER_KEY", &master_b64)
+            .env("OTHER_SERVICE_TOKEN", "other-service-token-value")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn storage-server"),
+    );
+    let mut banner = String::new();
+    BufReader::new(child.0.stdout.take().expect("stdout"))
+        .read_line(&mut banner)
+        .expect("banner");
+    assert!(banner.contains("storage server on"), "{banner}");
+
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/config");
+    for listen in [
+        "${TRUCKLLM_MASTER_KEY}",
+        "${OTHER_SERVICE_TOKEN}",
+        "x${TRUCKLLM_MASTER_KEY}",
+        sealed.as_str(),
+    ] {
+        let body = serde_json::json!({"server": {"listen": listen}});
+        let response = http
+            .put(&url)
+            .bearer_auth("editor-token")
+            .json(&body)
+            .send()
+            .await
+            .expect("put");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        for secret in [
+            master_b64.as_str(),
+            "other-service-token-value",
+            "decrypted-by-the-server",
+        ] {
+            assert!(!text.contains(secret), "{listen}: {status} {text}");
+        }
+        assert!(status.is_success(), "opaque values are saved: {text}");
+        let saved = std::fs::read_to_string(d.join("configs/config.yaml")).expect("read");
+        assert!(saved.contains(listen), "kept as written: {saved}");
+    }
+}
+
+/// A child process stopped when dropped, also when a test fails.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

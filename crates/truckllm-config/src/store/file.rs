@@ -24,8 +24,21 @@ use super::{
 };
 use crate::error::ConfigError;
 use crate::interpolate::{Env, ProcessEnv};
-use crate::load::{MAX_CONFIG_BYTES, load_str, parse};
+use crate::load::{MAX_CONFIG_BYTES, check_written, load_str, parse};
 use crate::secret::MasterKey;
+
+/// How a store checks a config before saving it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Validation {
+    /// Resolve references and decrypt `enc:` values with the store's `env` and `master_key`,
+    /// then validate: the store of the process that runs the config.
+    #[default]
+    Resolve,
+    /// Check syntax, schema and structure as written ([`check_written`]), never reading the
+    /// environment or decrypting: a store that keeps configs for others (the storage server),
+    /// whose environment and key are not the gateway's and must not leak through errors.
+    Written,
+}
 
 /// What the file store checks saves against, and how much history it keeps.
 #[derive(Clone)]
@@ -34,6 +47,7 @@ pub struct FileStoreOptions {
     /// Environment used to check that a saved config resolves.
     pub env: Arc<dyn Env + Send + Sync>,
     pub master_key: Option<Arc<MasterKey>>,
+    pub validation: Validation,
 }
 
 impl Default for FileStoreOptions {
@@ -42,6 +56,20 @@ impl Default for FileStoreOptions {
             history: 20,
             env: Arc::new(ProcessEnv),
             master_key: None,
+            validation: Validation::Resolve,
+        }
+    }
+}
+
+impl FileStoreOptions {
+    /// Options of a store that checks configs as written only ([`Validation::Written`]): no
+    /// environment, no master key.
+    pub fn written_only() -> Self {
+        Self {
+            env: Arc::new(std::collections::HashMap::<String, String>::new()),
+            master_key: None,
+            validation: Validation::Written,
+            ..Self::default()
         }
     }
 }
@@ -113,8 +141,13 @@ impl FileConfigStore {
     }
 
     fn check(&self, text: &str) -> Result<()> {
-        let key = self.options.master_key.as_deref();
-        load_str(text, self.options.env.as_ref(), key).map(drop)
+        match self.options.validation {
+            Validation::Resolve => {
+                let key = self.options.master_key.as_deref();
+                load_str(text, self.options.env.as_ref(), key).map(drop)
+            }
+            Validation::Written => check_written(text).map(drop),
+        }
     }
 
     fn entry_paths(&self, version: u64) -> (PathBuf, PathBuf) {

@@ -48,6 +48,7 @@ pub fn env() -> HashMap<String, String> {
         ("OPENAI_KEY_1", "sk-one-secret"),
         ("OPENAI_KEY_2", "sk-two-secret"),
         ("TRUCKLLM_CLIENT_KEY", "client-secret"),
+        ("TRUCKLLM_ADMIN_KEY", "admin-key-of-32-bytes-0123456789"),
     ]
     .iter()
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -61,6 +62,7 @@ pub fn store_in(dir: &Path, key: Option<MasterKey>) -> FileConfigStore {
             history: 5,
             env: Arc::new(env()),
             master_key: key.map(Arc::new),
+            ..FileStoreOptions::default()
         },
     )
 }

@@ -59,11 +59,10 @@ pub async fn run(store_args: &StoreArgs, args: &StorageServerArgs) -> Result<Exi
     } else {
         instrumented
     };
+    // The stored config is the gateways', checked as written: this server never resolves
+    // `${VAR}` from its own environment nor decrypts `enc:` values (errors would echo them).
     let config: Option<Arc<dyn ConfigStore>> = args.config_store.as_ref().map(|path| {
-        let options = FileStoreOptions {
-            master_key: MasterKey::from_env().ok().flatten().map(Arc::new),
-            ..FileStoreOptions::default()
-        };
+        let options = FileStoreOptions::written_only();
         Arc::new(FileConfigStore::new(path, options)) as Arc<dyn ConfigStore>
     });
     let audit = Audit::new(
