@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
@@ -304,22 +304,22 @@ impl Inner {
         if status.is_success() {
             return Ok(bytes);
         }
-        let message = serde_json::from_slice::<ErrorBody>(&bytes)
-            .map(|b| b.error.message)
-            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
-        Err(match status {
-            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => StoreError::invalid(message),
-            s if s.is_server_error() => StoreError::unavailable(
-                BACKEND,
-                operation,
-                &format!("server answered {s}: {message}"),
+        // The error type maps the answer back, so a full store or an exhausted quota stays
+        // what it is (not an outage) and a 5xx stays retryable.
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(b) => (Some(b.error.code), b.error.message),
+            Err(_) => (
+                None,
+                String::from_utf8_lossy(&bytes).chars().take(200).collect(),
             ),
-            s => StoreError::Protocol {
-                backend: BACKEND,
-                operation,
-                detail: format!("server answered {s}: {message}"),
-            },
-        })
+        };
+        Err(StoreError::from_wire(
+            BACKEND,
+            operation,
+            status.as_u16(),
+            code.as_deref(),
+            message,
+        ))
     }
 
     async fn json<T: DeserializeOwned, B: Serialize>(
@@ -440,30 +440,6 @@ fn transport_error(operation: &'static str, e: reqwest::Error) -> StoreError {
     }
 }
 
-/// A copy of an error for each waiter of a failed batch.
-fn copy_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::InvalidInput { message } => StoreError::invalid(message.clone()),
-        StoreError::Timeout {
-            operation,
-            after_ms,
-            ..
-        } => StoreError::Timeout {
-            backend: BACKEND,
-            operation,
-            after_ms: *after_ms,
-        },
-        StoreError::Protocol {
-            operation, detail, ..
-        } => StoreError::Protocol {
-            backend: BACKEND,
-            operation,
-            detail: detail.clone(),
-        },
-        other => StoreError::unavailable(BACKEND, "increment", other),
-    }
-}
-
 /// Coalesces queued single increments into batch calls.
 async fn batch_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Waiter>) {
     while let Some(first) = rx.recv().await {
@@ -479,7 +455,7 @@ async fn batch_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Waiter>) {
         for (i, (_, reply)) in waiters.into_iter().enumerate() {
             let answer = match &result {
                 Ok(values) => Ok(values[i]),
-                Err(e) => Err(copy_error(e)),
+                Err(e) => Err(e.clone()),
             };
             let _ = reply.send(answer);
         }

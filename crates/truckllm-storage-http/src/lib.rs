@@ -4,8 +4,9 @@
 //! # Layout
 //!
 //! - [`protocol`]: paths, headers and JSON bodies, shared by both sides.
-//! - [`tokens`]: the server's bearer tokens, scopes and provider limits.
-//! - [`server`]: routes, auth, audit records, TLS.
+//! - [`tokens`]: the server's bearer tokens, scopes, provider limits and quotas.
+//! - [`server`]: routes, the auth layer (every route but `PUBLIC_ROUTES`), the caller's
+//!   clock, audit records, TLS.
 //! - [`client`]: [`HttpStore`], with connection reuse, timeouts, safe retries, idempotent
 //!   increments, coalesced batches and a circuit breaker.
 //! - [`config_client`]: [`HttpConfigStore`], the `ConfigStore` over `GET/PUT /config`.

@@ -1,12 +1,15 @@
 //! `truckllm storage-server`: the HTTP storage protocol served from any runtime store (memory,
 //! Redis) and, optionally, a config store.
 //!
-//! Every route but `/health` needs a bearer token with the right scope (`read`, `write`,
-//! `config`) and, for tokens limited to some providers, a provider they may touch: 401 for a
-//! missing or unknown token, 403 outside its scope. Every write and every denied request leaves
-//! an audit record (who, what, when, outcome). Bad input gets a 4xx with a JSON error and
-//! changes nothing. Store calls run on the caller's clock (`x-truckllm-time-ms`), see
-//! [`RequestClock`].
+//! Every route but those in [`PUBLIC_ROUTES`] (`/health`) sits behind one auth layer and needs
+//! a bearer token; each handler then checks the scope (`read`, `write`, `config`) and, for
+//! tokens limited to some providers, that it may touch the providers named: 401 for a missing
+//! or unknown token, 403 outside its scope. Writes are charged against the token's quota of
+//! provider keys (507 `quota_exceeded` past it; a full store is 507 `store_full`). Every write
+//! and every denied request leaves an audit record (who, what, when, outcome). Bad input gets
+//! a 4xx with a JSON error and changes nothing. Store calls place window buckets by the
+//! caller's clock (`x-truckllm-time-ms`, at most [`MAX_CLOCK_SKEW`] from ours, else 400), see
+//! [`RequestClock`]; the store expires and evicts by its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,8 +18,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
@@ -25,7 +30,8 @@ use truckllm_config::schema::LogSinkConfig;
 use truckllm_config::{Config, ConfigError, ConfigStore, SaveMeta};
 use truckllm_logging::{AuditCategory, AuditRecord, Logger};
 use truckllm_store::{
-    Clock, Increment, RequestClock, ReserveRequest, RuntimeStore, Series, StoreError, SystemClock,
+    Clock, Increment, ProviderKey, RequestClock, ReserveRequest, RuntimeStore, Series, StoreError,
+    SystemClock,
 };
 
 use crate::protocol::*;
@@ -129,18 +135,11 @@ impl HttpError {
 }
 
 impl From<StoreError> for HttpError {
+    /// Status and code as the error itself decides ([`StoreError::wire`]).
     fn from(e: StoreError) -> Self {
-        if e.is_caller_fault() {
-            Self::bad(e.to_string())
-        } else if e.is_retryable() {
-            Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                e.to_string(),
-            )
-        } else {
-            Self::new(StatusCode::BAD_GATEWAY, "store_error", e.to_string())
-        }
+        let wire = e.wire();
+        let status = StatusCode::from_u16(wire.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        Self::new(status, wire.code, e.to_string())
     }
 }
 
@@ -175,10 +174,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/config"),
 ];
 
-/// The routes (see [`ROUTES`]).
+/// The routes of [`ROUTES`] anyone may call without a token. Every other route is protected.
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
+    // Load balancers and orchestrators probe it; it tells nothing but the store's health.
+    ("get", "/health"),
+];
+
+/// Most a caller's `x-truckllm-time-ms` may differ from the server's clock.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// The routes (see [`ROUTES`]). Auth is the default: each route is protected unless it is
+/// added to the public router (and listed in [`PUBLIC_ROUTES`]).
 pub fn router(state: Arc<ServerState>) -> Router {
-    Router::new()
-        .route("/health", get(health))
+    let public = Router::new().route("/health", get(health));
+    let protected = Router::new()
         .route("/usage", get(list))
         .route("/rollups", get(rollups))
         .route(
@@ -195,46 +204,131 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/batch/reserve", post(batch_reserve))
         .route("/reconcile", post(reconcile))
         .route("/config", get(get_config).put(put_config))
+        // Runs on every route above, before its handler reads path, query or body:
+        // 401 without a known token, 400 for a caller's clock out of bounds, then the
+        // handler on the caller's clock with the token as its `Caller`.
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authenticate,
+        ));
+    public
+        .merge(protected)
+        // Unknown routes are 404 for everyone (no token needed to learn that).
         .fallback(|| async {
             HttpError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
         })
         .with_state(state)
 }
 
-/// Checks the caller: token, scope, and each provider touched. Denials are audited.
-fn authorize<'a>(
-    state: &'a ServerState,
-    headers: &HeaderMap,
-    scope: Scope,
-    providers: &[&str],
-    action: &str,
-    target: &str,
-) -> Result<&'a Token, HttpError> {
-    let authorization = headers
+fn unauthorized() -> HttpError {
+    HttpError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing or unknown bearer token",
+    )
+}
+
+/// The auth layer of every protected route: checks the bearer token (a denial is audited),
+/// reads the caller's clock, and runs the rest of the request on that clock with the token
+/// in the request as its [`Caller`].
+async fn authenticate(
+    State(s): State<Arc<ServerState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let authorization = request
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let Some(token) = state.tokens.authenticate(authorization) else {
-        state
-            .audit
-            .record("-", action, target, StatusCode::UNAUTHORIZED);
-        return Err(HttpError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or unknown bearer token",
-        ));
+    let Some(token) = s.tokens.authenticate(authorization).cloned() else {
+        let target = format!("{} {}", request.method(), request.uri().path());
+        s.audit
+            .record("-", "authenticate", &target, StatusCode::UNAUTHORIZED);
+        return unauthorized().into_response();
     };
-    if !token.has(scope) {
-        state
-            .audit
-            .record(&token.name, action, target, StatusCode::FORBIDDEN);
+    let now = match caller_time(request.headers()) {
+        Ok(now) => now,
+        Err(e) => return e.into_response(),
+    };
+    request.extensions_mut().insert(Caller(token));
+    RequestClock::scope(now, next.run(request)).await
+}
+
+/// The caller's clock (`x-truckllm-time-ms`), or ours when it sends none. It places window
+/// buckets only (the store expires by its own clock), and may stray from ours by at most
+/// [`MAX_CLOCK_SKEW`].
+fn caller_time(headers: &HeaderMap) -> Result<u64, HttpError> {
+    let ours = SystemClock.now_ms();
+    let Some(value) = headers.get(TIME_HEADER) else {
+        return Ok(ours);
+    };
+    let theirs: u64 = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| {
+            HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_time",
+                format!("{TIME_HEADER} must be whole Unix milliseconds"),
+            )
+        })?;
+    let skew = theirs.abs_diff(ours);
+    if u128::from(skew) > MAX_CLOCK_SKEW.as_millis() {
         return Err(HttpError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("token `{}` lacks the {scope:?} scope", token.name),
+            StatusCode::BAD_REQUEST,
+            "clock_skew",
+            format!(
+                "{TIME_HEADER} is {skew} ms from the server's clock; at most {} ms is accepted (run NTP)",
+                MAX_CLOCK_SKEW.as_millis()
+            ),
         ));
     }
-    check_providers(state, token, providers, action, target)?;
-    Ok(token)
+    Ok(theirs)
+}
+
+/// The caller of a protected route, as the auth layer found it. A handler that takes a
+/// `Caller` cannot run unauthenticated: outside the layer it answers 401.
+#[derive(Debug, Clone)]
+struct Caller(Arc<Token>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, HttpError> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(unauthorized)
+    }
+}
+
+impl Caller {
+    /// Checks the scope, and each provider touched (those the path names; bodies are checked
+    /// with [`check_providers`] once read). Denials are audited.
+    fn require(
+        &self,
+        state: &ServerState,
+        scope: Scope,
+        providers: &[&str],
+        action: &str,
+        target: &str,
+    ) -> Result<&Token, HttpError> {
+        let token = &self.0;
+        if !token.has(scope) {
+            state
+                .audit
+                .record(&token.name, action, target, StatusCode::FORBIDDEN);
+            return Err(HttpError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("token `{}` lacks the {scope:?} scope", token.name),
+            ));
+        }
+        check_providers(state, token, providers, action, target)?;
+        Ok(token)
+    }
 }
 
 /// Checks that `token` may touch every provider (once the body says which). Denials are
@@ -259,13 +353,14 @@ fn check_providers(
     Ok(())
 }
 
-/// The caller's clock, or ours.
-fn now_of(headers: &HeaderMap) -> u64 {
-    headers
-        .get(TIME_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| SystemClock.now_ms())
+/// Charges the keys a write touches against its token's quota (by the server's clock).
+fn charge(s: &ServerState, token: &Token, keys: &[&ProviderKey]) -> Result<(), HttpError> {
+    token.charge(keys, SystemClock.now_ms()).map_err(|e| {
+        HttpError::from(StoreError::QuotaExceeded {
+            backend: s.store.backend(),
+            detail: e.to_string(),
+        })
+    })
 }
 
 async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, HttpError> {
@@ -341,19 +436,13 @@ async fn health(State(s): State<Arc<ServerState>>) -> Response {
 
 async fn get_usage(
     State(s): State<Arc<ServerState>>,
+    caller: Caller,
     path: Result<Path<(String, String, String)>, PathRejection>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Reply {
     let series = series_of(path)?;
-    authorize(
-        &s,
-        &headers,
-        Scope::Read,
-        &[series.provider()],
-        "usage.get",
-        &series.to_string(),
-    )?;
+    let target = series.to_string();
+    caller.require(&s, Scope::Read, &[series.provider()], "usage.get", &target)?;
     let value = match query.get("window") {
         Some(w) => {
             let secs: f64 = w
@@ -362,92 +451,77 @@ async fn get_usage(
             if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
                 return Err(HttpError::bad(format!("window={w} is out of range")));
             }
-            RequestClock::scope(
-                now_of(&headers),
-                s.store.window(&series, Duration::from_secs_f64(secs)),
-            )
-            .await?
+            s.store
+                .window(&series, Duration::from_secs_f64(secs))
+                .await?
         }
-        None => RequestClock::scope(now_of(&headers), s.store.get(&series)).await?,
+        None => s.store.get(&series).await?,
     };
     Ok(number(value))
 }
 
 async fn put_usage(
     State(s): State<Arc<ServerState>>,
+    caller: Caller,
     path: Result<Path<(String, String, String)>, PathRejection>,
-    headers: HeaderMap,
     body: Body,
 ) -> Reply {
     let series = series_of(path)?;
-    let who = authorize(
-        &s,
-        &headers,
-        Scope::Write,
-        &[series.provider()],
-        "usage.set",
-        &series.to_string(),
-    )?
-    .name
-    .clone();
+    let target = series.to_string();
+    let token = caller.require(&s, Scope::Write, &[series.provider()], "usage.set", &target)?;
     let reply = async {
         let SetBody { value } = read_json(body).await?;
-        RequestClock::scope(now_of(&headers), s.store.set(&series, value)).await?;
+        charge(&s, token, &[series.key()])?;
+        s.store.set(&series, value).await?;
         Ok(number(value))
     }
     .await;
-    audited(&s, &who, "usage.set", &series.to_string(), reply)
+    audited(&s, &token.name, "usage.set", &target, reply)
 }
 
 async fn increment(
     State(s): State<Arc<ServerState>>,
+    caller: Caller,
     path: Result<Path<(String, String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
     let series = series_of(path)?;
-    let who = authorize(
-        &s,
-        &headers,
-        Scope::Write,
-        &[series.provider()],
-        "usage.increment",
-        &series.to_string(),
-    )?
-    .name
-    .clone();
+    let target = series.to_string();
+    let action = "usage.increment";
+    let token = caller.require(&s, Scope::Write, &[series.provider()], action, &target)?;
     let reply = async {
         let IncrementBody { delta } = read_json(body).await?;
         let increments = [Increment::new(series.clone(), delta)];
-        let values = apply_increments(&s, &headers, &increments).await?;
+        let values = apply_increments(&s, token, &headers, &increments).await?;
         Ok(number(values.first().copied().unwrap_or_default()))
     }
     .await;
-    audited(&s, &who, "usage.increment", &series.to_string(), reply)
+    audited(&s, &token.name, action, &target, reply)
 }
 
 async fn apply_increments(
     s: &ServerState,
+    token: &Token,
     headers: &HeaderMap,
     increments: &[Increment],
 ) -> Result<Vec<f64>, HttpError> {
-    let call = async {
-        match idempotency_key(headers) {
-            Some(key) => s.store.increment_many_once(&key, increments).await,
-            None => s.store.increment_many(increments).await,
-        }
-    };
-    Ok(RequestClock::scope(now_of(headers), call).await?)
+    let keys: Vec<&ProviderKey> = increments.iter().map(|i| i.series.key()).collect();
+    charge(s, token, &keys)?;
+    Ok(match idempotency_key(headers) {
+        Some(key) => s.store.increment_many_once(&key, increments).await?,
+        None => s.store.increment_many(increments).await?,
+    })
 }
 
 async fn list(
     State(s): State<Arc<ServerState>>,
+    caller: Caller,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Reply {
     let prefix = query.get("prefix").cloned().unwrap_or_default();
-    let token = authorize(&s, &headers, Scope::Read, &[], "usage.list", &prefix)?;
-    let listed = RequestClock::scope(now_of(&headers), s.store.list(&prefix)).await?;
+    let token = caller.require(&s, Scope::Read, &[], "usage.list", &prefix)?;
+    let listed = s.store.list(&prefix).await?;
     let series = listed
         .into_iter()
         .filter(|l| token.may_touch(l.series.provider()))
@@ -464,8 +538,8 @@ async fn list(
 
 async fn rollups(
     State(s): State<Arc<ServerState>>,
+    caller: Caller,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
 ) -> Reply {
     let prefix = query.get("prefix").cloned().unwrap_or_default();
     let since_ms = match query.get("since_ms") {
@@ -476,8 +550,8 @@ async fn rollups(
             ))
         })?,
     };
-    let token = authorize(&s, &headers, Scope::Read, &[], "usage.rollups", &prefix)?;
-    let found = RequestClock::scope(now_of(&headers), s.store.rollups(&prefix, since_ms)).await?;
+    let token = caller.require(&s, Scope::Read, &[], "usage.rollups", &prefix)?;
+    let found = s.store.rollups(&prefix, since_ms).await?;
     let series = found
         .into_iter()
         .filter(|r| token.may_touch(r.series.provider()))
@@ -502,8 +576,8 @@ fn parse_series(refs: &[SeriesRef]) -> Result<Vec<Series>, HttpError> {
         .collect()
 }
 
-async fn batch_get(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
-    let token = authorize(&s, &headers, Scope::Read, &[], "batch.get", "batch")?;
+async fn batch_get(State(s): State<Arc<ServerState>>, caller: Caller, body: Body) -> Reply {
+    let token = caller.require(&s, Scope::Read, &[], "batch.get", "batch")?;
     let BatchGetBody {
         series,
         window_seconds,
@@ -520,24 +594,25 @@ async fn batch_get(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: 
     let values = match window_seconds {
         Some(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {
             let window = Duration::from_secs_f64(secs);
-            RequestClock::scope(now_of(&headers), s.store.window_many(&series, window)).await?
+            s.store.window_many(&series, window).await?
         }
         Some(secs) => {
             return Err(HttpError::bad(format!(
                 "window_seconds {secs} is out of range"
             )));
         }
-        None => RequestClock::scope(now_of(&headers), s.store.get_many(&series)).await?,
+        None => s.store.get_many(&series).await?,
     };
     Ok(axum::Json(ValuesResponse { values }).into_response())
 }
 
 async fn batch_increment(
     State(s): State<Arc<ServerState>>,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
-    let token = authorize(&s, &headers, Scope::Write, &[], "batch.increment", "batch")?;
+    let token = caller.require(&s, Scope::Write, &[], "batch.increment", "batch")?;
     let BatchIncrementBody { increments } = read_json(body).await?;
     let increments: Vec<Increment> = increments
         .iter()
@@ -546,21 +621,22 @@ async fn batch_increment(
     let providers: Vec<&str> = increments.iter().map(|i| i.series.provider()).collect();
     let target = format!("{} increments", increments.len());
     check_providers(&s, token, &providers, "batch.increment", &target)?;
-    let reply = apply_increments(&s, &headers, &increments)
+    let reply = apply_increments(&s, token, &headers, &increments)
         .await
         .map(|values| axum::Json(ValuesResponse { values }).into_response());
     audited(&s, &token.name, "batch.increment", &target, reply)
 }
 
-async fn reserve(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
-    let token = authorize(&s, &headers, Scope::Write, &[], "reserve", "reserve")?;
+async fn reserve(State(s): State<Arc<ServerState>>, caller: Caller, body: Body) -> Reply {
+    let token = caller.require(&s, Scope::Write, &[], "reserve", "reserve")?;
     let body: ReserveBody = read_json(body).await?;
-    let key = truckllm_store::ProviderKey::new(body.provider.clone(), body.key_id.clone())?;
+    let key = ProviderKey::new(body.provider.clone(), body.key_id.clone())?;
     let target = key.encoded();
     check_providers(&s, token, &[key.provider()], "reserve", &target)?;
     let reply = async {
         let request = body.to_request()?;
-        let outcome = RequestClock::scope(now_of(&headers), s.store.reserve(&request)).await?;
+        charge(&s, token, &[&key])?;
+        let outcome = s.store.reserve(&request).await?;
         Ok(axum::Json(ReserveResponse::from_outcome(&outcome)).into_response())
     }
     .await;
@@ -569,12 +645,12 @@ async fn reserve(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Bo
 
 /// Many reservations: every provider they touch is checked before any is made, and a bad one
 /// refuses the whole batch.
-async fn batch_reserve(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
-    let token = authorize(&s, &headers, Scope::Write, &[], "batch.reserve", "batch")?;
+async fn batch_reserve(State(s): State<Arc<ServerState>>, caller: Caller, body: Body) -> Reply {
+    let token = caller.require(&s, Scope::Write, &[], "batch.reserve", "batch")?;
     let BatchReserveBody { reservations } = read_json(body).await?;
     let keys = reservations
         .iter()
-        .map(|r| truckllm_store::ProviderKey::new(r.provider.clone(), r.key_id.clone()))
+        .map(|r| ProviderKey::new(r.provider.clone(), r.key_id.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     let providers: Vec<&str> = keys.iter().map(|k| k.provider()).collect();
     let target = format!("{} reservations", reservations.len());
@@ -584,8 +660,8 @@ async fn batch_reserve(State(s): State<Arc<ServerState>>, headers: HeaderMap, bo
             .iter()
             .map(ReserveBody::to_request)
             .collect::<Result<Vec<ReserveRequest>, _>>()?;
-        let outcomes =
-            RequestClock::scope(now_of(&headers), s.store.reserve_many(&requests)).await?;
+        charge(&s, token, &keys.iter().collect::<Vec<_>>())?;
+        let outcomes = s.store.reserve_many(&requests).await?;
         let outcomes = outcomes.iter().map(ReserveResponse::from_outcome).collect();
         Ok(axum::Json(BatchReserveResponse { outcomes }).into_response())
     }
@@ -593,8 +669,13 @@ async fn batch_reserve(State(s): State<Arc<ServerState>>, headers: HeaderMap, bo
     audited(&s, &token.name, "batch.reserve", &target, reply)
 }
 
-async fn reconcile(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
-    let token = authorize(&s, &headers, Scope::Write, &[], "reconcile", "reconcile")?;
+async fn reconcile(
+    State(s): State<Arc<ServerState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let token = caller.require(&s, Scope::Write, &[], "reconcile", "reconcile")?;
     let body: ReconcileBody = read_json(body).await?;
     let reservation = body.reservation.to_reservation()?;
     let target = reservation.key.encoded();
@@ -607,13 +688,11 @@ async fn reconcile(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: 
     )?;
     let reply = async {
         let actual = parse_metric_amounts(&body.actual)?;
-        let call = async {
-            match idempotency_key(&headers) {
-                Some(key) => s.store.reconcile_once(&key, reservation, &actual).await,
-                None => s.store.reconcile(reservation, &actual).await,
-            }
-        };
-        RequestClock::scope(now_of(&headers), call).await?;
+        charge(&s, token, &[&reservation.key])?;
+        match idempotency_key(&headers) {
+            Some(key) => s.store.reconcile_once(&key, reservation, &actual).await?,
+            None => s.store.reconcile(reservation, &actual).await?,
+        }
         Ok(StatusCode::NO_CONTENT.into_response())
     }
     .await;
@@ -656,8 +735,8 @@ fn etag(version: u64) -> HeaderValue {
 
 /// The current config, redacted (literal secrets, reference defaults and URL passwords as
 /// `[REDACTED]`) unless the token also holds `config_secrets`; a clear read is audited.
-async fn get_config(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Reply {
-    let token = authorize(&s, &headers, Scope::Config, &[], "config.get", "config")?;
+async fn get_config(State(s): State<Arc<ServerState>>, caller: Caller) -> Reply {
+    let token = caller.require(&s, Scope::Config, &[], "config.get", "config")?;
     let current = config_store(&s)?.load().await.map_err(config_error)?;
     let config = truckllm_config::parse(&current.text).map_err(config_error)?;
     let config = if token.has(Scope::ConfigSecrets) {
@@ -674,8 +753,14 @@ async fn get_config(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Re
     Ok(response)
 }
 
-async fn put_config(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Body) -> Reply {
-    let who = authorize(&s, &headers, Scope::Config, &[], "config.put", "config")?
+async fn put_config(
+    State(s): State<Arc<ServerState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let who = caller
+        .require(&s, Scope::Config, &[], "config.put", "config")?
         .name
         .clone();
     let reply = async {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use truckllm_config::{ConfigStore, FileConfigStore, FileStoreOptions};
-use truckllm_storage_http::server::{ROUTES, ServerState, router, serve};
+use truckllm_storage_http::server::{PUBLIC_ROUTES, ROUTES, ServerState, router, serve};
 use truckllm_storage_http::{Audit, Tokens};
 use truckllm_store::{MemoryStore, RuntimeStore};
 
@@ -44,6 +44,32 @@ async fn the_server_matches_its_openapi_document() {
         documented, served,
         "documented routes and served routes differ"
     );
+    let documented_public: BTreeSet<(String, String)> = documented
+        .iter()
+        .filter(|(m, p)| {
+            paths[p][m]["security"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+        })
+        .cloned()
+        .collect();
+    let public: BTreeSet<(String, String)> = PUBLIC_ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(
+        documented_public, public,
+        "the public routes are those documented without security"
+    );
+    for (method, path) in &documented {
+        let writes_usage = method != "get" && path != "/batch/get" && path != "/config";
+        if writes_usage {
+            assert!(
+                paths[path][method]["responses"].get("507").is_some(),
+                "{method} {path} documents 507 (quota exceeded, store full)"
+            );
+        }
+    }
 
     let dir = tempfile::tempdir().expect("dir");
     let config_path = dir.path().join("config.yaml");
@@ -119,7 +145,7 @@ async fn the_server_matches_its_openapi_document() {
     }
 
     // And without a token, every protected route says 401 as documented.
-    for (method, path) in documented.iter().filter(|(_, p)| p != "/health") {
+    for (method, path) in documented.difference(&public) {
         let url = format!(
             "{base}{}",
             path.replace("{provider}", "openai")

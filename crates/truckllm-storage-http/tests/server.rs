@@ -20,16 +20,20 @@ struct Server {
 }
 
 async fn start(tls: bool) -> Server {
+    start_with(tls, TOKENS, MemoryStore::new()).await
+}
+
+async fn start_with(tls: bool, tokens: &str, store: MemoryStore) -> Server {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().expect("dir");
     let audit_path = dir.path().join("audit.jsonl");
-    let store: Arc<dyn RuntimeStore> = Arc::new(MemoryStore::new());
+    let store: Arc<dyn RuntimeStore> = Arc::new(store);
     let env: HashMap<String, String> = HashMap::new();
     let audit = Audit::to_file(&audit_path).expect("audit");
     let state = Arc::new(ServerState {
         store: Arc::clone(&store),
         config: None,
-        tokens: Tokens::parse(TOKENS, &env).expect("tokens"),
+        tokens: Tokens::parse(tokens, &env).expect("tokens"),
         audit: audit.clone(),
     });
     let tls_config = tls.then(|| {

@@ -11,7 +11,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A source of wall-clock time in milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync + Debug {
+    /// Now, for placing events in time: window buckets, roll-up steps, reservations.
     fn now_ms(&self) -> u64;
+
+    /// Now, for expiring and evicting stored data: the store's own time. The same as
+    /// [`Clock::now_ms`] except for [`RequestClock`], whose `now_ms` is the caller's.
+    fn expiry_ms(&self) -> u64 {
+        self.now_ms()
+    }
 }
 
 /// The real clock.
@@ -73,6 +80,10 @@ tokio::task_local! {
 /// the time the request carried; elsewhere it is the system clock. A storage server built on
 /// it places window buckets by its callers' clocks, as the Redis scripts do for each gateway,
 /// so instances that talk to Redis directly and through the server agree.
+///
+/// Expiry and eviction ([`Clock::expiry_ms`]) always run on the system clock: a caller that
+/// claims a later time must not expire other callers' counters, windows or batch ids. The
+/// server bounds how far a caller's time may stray from its own (see the storage server).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RequestClock;
 
@@ -88,6 +99,10 @@ impl Clock for RequestClock {
         REQUEST_NOW_MS
             .try_with(|now| *now)
             .unwrap_or_else(|_| SystemClock.now_ms())
+    }
+
+    fn expiry_ms(&self) -> u64 {
+        SystemClock.now_ms()
     }
 }
 
@@ -105,6 +120,15 @@ mod tests {
         assert!(
             outside > 1_700_000_000_000,
             "system time outside a scope: {outside}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_request_clock_expires_by_the_system_clock_whatever_the_caller_says() {
+        let expiry = RequestClock::scope(u64::MAX, async { RequestClock.expiry_ms() }).await;
+        assert!(
+            expiry < u64::MAX / 2 && expiry > 1_700_000_000_000,
+            "{expiry}"
         );
     }
 }

@@ -1,8 +1,10 @@
 //! The one error type every runtime store returns.
 //!
 //! Backends map their own failures into [`StoreError`] with context (which backend, which
-//! operation). The error decides once whether the caller was at fault ([`StoreError::is_caller_fault`])
-//! and whether a retry may help ([`StoreError::is_retryable`]); layers above never re-guess it.
+//! operation). The error decides once whether the caller was at fault ([`StoreError::is_caller_fault`]),
+//! whether a retry may help ([`StoreError::is_retryable`]; only these are outages), and how the
+//! storage protocol carries it ([`StoreError::wire`], [`StoreError::from_wire`]); layers above
+//! never re-guess it.
 
 /// Errors of the runtime store.
 /// Cloneable, so one failed batch call can answer each of its callers.
@@ -39,15 +41,32 @@ pub enum StoreError {
         detail: String,
     },
 
-    /// A bounded store is full of live data and cannot take a new series.
-    #[error(
-        "{backend} store is full ({capacity} series); new series are refused until old ones expire"
-    )]
+    /// A bounded store is full of live data and cannot take a new series. Not an outage:
+    /// the store answers, and every series it holds still works.
+    #[error("{backend} store is full: {detail}")]
     Capacity {
         backend: &'static str,
-        capacity: usize,
+        detail: String,
+    },
+
+    /// The caller holds as many series as its share of the store allows (a storage-server
+    /// token's `quota`); new ones are refused until some expire. Not an outage either.
+    #[error("{backend} store refused a new series: {detail}")]
+    QuotaExceeded {
+        backend: &'static str,
+        detail: String,
     },
 }
+
+/// How the HTTP storage protocol carries an error: status and machine code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireError {
+    pub status: u16,
+    pub code: &'static str,
+}
+
+/// 507 Insufficient Storage: the store (or the caller's share of it) is full.
+const INSUFFICIENT_STORAGE: u16 = 507;
 
 impl StoreError {
     /// Shorthand for [`StoreError::InvalidInput`].
@@ -83,12 +102,59 @@ impl StoreError {
         matches!(self, StoreError::InvalidInput { .. })
     }
 
-    /// True when the same call may succeed later (the backend was down or slow).
+    /// True when the same call may succeed later (the backend was down or slow). These, and
+    /// only these, are outages: the resilient wrapper degrades on them.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
             StoreError::Unavailable { .. } | StoreError::Timeout { .. }
         )
+    }
+
+    /// The status and code the storage server answers with.
+    pub fn wire(&self) -> WireError {
+        let (status, code) = match self {
+            StoreError::InvalidInput { .. } => (400, "invalid_input"),
+            StoreError::Unavailable { .. } | StoreError::Timeout { .. } => {
+                (503, "store_unavailable")
+            }
+            StoreError::Protocol { .. } => (502, "store_error"),
+            StoreError::Capacity { .. } => (INSUFFICIENT_STORAGE, "store_full"),
+            StoreError::QuotaExceeded { .. } => (INSUFFICIENT_STORAGE, "quota_exceeded"),
+        };
+        WireError { status, code }
+    }
+
+    /// The error an HTTP client reads from a storage server's error answer (the inverse of
+    /// [`StoreError::wire`]); `code` is the answer's `error.code`, if it had one.
+    pub fn from_wire(
+        backend: &'static str,
+        operation: &'static str,
+        status: u16,
+        code: Option<&str>,
+        message: String,
+    ) -> Self {
+        match (status, code) {
+            (INSUFFICIENT_STORAGE, Some("store_full")) => StoreError::Capacity {
+                backend,
+                detail: message,
+            },
+            (INSUFFICIENT_STORAGE, Some("quota_exceeded")) => StoreError::QuotaExceeded {
+                backend,
+                detail: message,
+            },
+            (400 | 413, _) => StoreError::invalid(message),
+            (500..=599, _) => StoreError::unavailable(
+                backend,
+                operation,
+                &format!("server answered {status}: {message}"),
+            ),
+            _ => StoreError::Protocol {
+                backend,
+                operation,
+                detail: format!("server answered {status}: {message}"),
+            },
+        }
     }
 }
 
@@ -105,5 +171,37 @@ mod tests {
         );
         assert!(e.is_retryable());
         assert!(!e.is_caller_fault());
+    }
+
+    #[test]
+    fn a_full_store_crosses_the_wire_as_itself_and_is_no_outage() {
+        let full = StoreError::Capacity {
+            backend: "memory",
+            detail: "10 keys".into(),
+        };
+        let quota = StoreError::QuotaExceeded {
+            backend: "memory",
+            detail: "token `t` holds 5".into(),
+        };
+        for e in [full, quota] {
+            let wire = e.wire();
+            assert_eq!(wire.status, 507, "{e}");
+            let back = StoreError::from_wire(
+                "http",
+                "increment",
+                wire.status,
+                Some(wire.code),
+                e.to_string(),
+            );
+            assert_eq!(back.wire(), wire, "{back}");
+            assert!(!back.is_retryable() && !back.is_caller_fault(), "{back}");
+        }
+        let down = StoreError::from_wire("http", "get", 503, Some("store_unavailable"), "x".into());
+        assert!(down.is_retryable());
+        let odd = StoreError::from_wire("http", "get", 507, None, "proxy says full".into());
+        assert!(
+            odd.is_retryable(),
+            "a 507 without our code is some other server's 5xx"
+        );
     }
 }

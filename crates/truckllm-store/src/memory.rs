@@ -9,6 +9,11 @@
 //! only while there is room, since live limits outrank analytics. When it is full of live
 //! data, a new key is refused with [`StoreError::Capacity`] rather than silently evicting live
 //! counts.
+//!
+//! Two readings of "now" (see [`Now`]): writes and windows are placed by [`Clock::now_ms`]
+//! (behind a storage server, the caller's clock), while expiry, sweeps and eviction run on
+//! [`Clock::expiry_ms`] (the store's own), so no caller can expire another's data by claiming
+//! a later time.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::clock::Clock;
 use crate::error::StoreError;
 use crate::series::{Metric, ProviderKey, Series, check_value};
 use crate::store::{
@@ -44,6 +50,15 @@ pub struct MemoryStore {
     capacity: usize,
     keys: AtomicUsize,
     writes: AtomicU64,
+}
+
+/// "Now", read twice from the store's clock.
+#[derive(Debug, Clone, Copy)]
+struct Now {
+    /// Where writes land and windows end ([`Clock::now_ms`]).
+    event: u64,
+    /// What has expired ([`Clock::expiry_ms`]).
+    store: u64,
 }
 
 #[derive(Default)]
@@ -92,9 +107,18 @@ impl MemoryStore {
         self.keys.load(Ordering::Relaxed)
     }
 
-    /// "Now" by this store's clock.
+    /// "Now" by this store's clock, for placing events.
     pub(crate) fn now_ms(&self) -> u64 {
         self.options.clock.now_ms()
+    }
+
+    /// "Now" by this store's clock, both readings.
+    fn now(&self) -> Now {
+        let clock: &dyn Clock = self.options.clock.as_ref();
+        Now {
+            event: clock.now_ms(),
+            store: clock.expiry_ms(),
+        }
     }
 
     fn shard_of(&self, key: &ProviderKey) -> usize {
@@ -115,15 +139,15 @@ impl MemoryStore {
     fn with_key<T>(
         &self,
         key: &ProviderKey,
-        f: impl FnOnce(&mut KeyState, u64) -> Result<T>,
+        f: impl FnOnce(&mut KeyState, Now) -> Result<T>,
     ) -> Result<T> {
         self.maybe_sweep();
-        let now = self.now_ms();
+        let now = self.now();
         let index = self.shard_of(key);
         let mut shard = self.lock(index);
         if !shard.keys.contains_key(key) {
             drop(shard);
-            self.make_room(now)?;
+            self.make_room(now.store)?;
             shard = self.lock(index);
             if !shard.keys.contains_key(key) {
                 shard.keys.insert(key.clone(), KeyState::default());
@@ -138,12 +162,13 @@ impl MemoryStore {
     }
 
     /// Runs `f` on the state of `key` if it exists, without creating it.
-    fn read_key<T>(&self, key: &ProviderKey, f: impl FnOnce(Option<&KeyState>, u64) -> T) -> T {
-        let now = self.now_ms();
+    fn read_key<T>(&self, key: &ProviderKey, f: impl FnOnce(Option<&KeyState>, Now) -> T) -> T {
+        let now = self.now();
         let shard = self.lock(self.shard_of(key));
         f(shard.keys.get(key), now)
     }
 
+    /// Sweeps when full; `now` is the store's own time ([`Now::store`]).
     fn make_room(&self, now: u64) -> Result<()> {
         if self.keys.load(Ordering::Relaxed) < self.capacity {
             return Ok(());
@@ -169,7 +194,10 @@ impl MemoryStore {
         } else {
             Err(StoreError::Capacity {
                 backend: BACKEND,
-                capacity: self.capacity,
+                detail: format!(
+                    "{} provider keys of live data; new keys are refused until old ones expire",
+                    self.capacity
+                ),
             })
         }
     }
@@ -178,7 +206,7 @@ impl MemoryStore {
         let writes = self.writes.fetch_add(1, Ordering::Relaxed);
         if writes.is_multiple_of(SWEEP_EVERY) {
             let index = (writes / SWEEP_EVERY) as usize % SHARDS;
-            self.sweep_shard(index, self.now_ms());
+            self.sweep_shard(index, self.now().store);
         }
     }
 
@@ -190,36 +218,39 @@ impl MemoryStore {
         self.keys.fetch_sub(removed, Ordering::Relaxed);
     }
 
-    fn add(&self, state: &mut KeyState, metric: Metric, delta: f64, at_ms: u64, now: u64) -> f64 {
+    /// Adds `delta` at `at_ms` (never later than now: a future instant would sit in every
+    /// window until it came).
+    fn add(&self, state: &mut KeyState, metric: Metric, delta: f64, at_ms: u64, now: Now) -> f64 {
         let w = self.options.windowing;
+        let at_ms = at_ms.min(now.event);
         let m = state.metric_mut(metric);
-        m.expire(now);
+        m.expire(now.store);
         let value = m.counter.map_or(0.0, |(v, _)| v) + delta;
-        m.counter = Some((value, now + self.options.ttl_ms()));
-        let oldest_kept = w.oldest_kept(w.bucket_index(now));
+        m.counter = Some((value, now.store.saturating_add(self.options.ttl_ms())));
+        let oldest_kept = w.oldest_kept(w.bucket_index(now.event));
         let bucket = w.bucket_index(at_ms);
         if bucket >= oldest_kept {
             *m.buckets.entry(bucket).or_default() += delta;
             m.buckets = m.buckets.split_off(&oldest_kept);
-            m.buckets_expire_at_ms = now + w.bucket_ttl_ms();
+            m.buckets_expire_at_ms = now.store.saturating_add(w.bucket_ttl_ms());
         }
         let rollup = self.options.rollup;
-        let oldest_step = rollup.oldest_kept(now);
+        let oldest_step = rollup.oldest_kept(now.event);
         let step = rollup.step_index(at_ms);
         if rollup.is_on() && delta != 0.0 && step >= oldest_step {
             *m.rollup.entry(step).or_default() += delta;
             m.rollup = m.rollup.split_off(&oldest_step);
-            m.rollup_expire_at_ms = now + rollup.ttl_ms();
+            m.rollup_expire_at_ms = now.store.saturating_add(rollup.ttl_ms());
         }
         value
     }
 
-    fn window_sum(&self, state: Option<&KeyState>, metric: Metric, buckets: u64, now: u64) -> f64 {
+    fn window_sum(&self, state: Option<&KeyState>, metric: Metric, buckets: u64, now: Now) -> f64 {
         let w = self.options.windowing;
-        let first = Windowing::first_in_window(w.bucket_index(now), buckets);
+        let first = Windowing::first_in_window(w.bucket_index(now.event), buckets);
         state
             .map(|s| s.metric(metric))
-            .filter(|m| m.buckets_expire_at_ms > now)
+            .filter(|m| m.buckets_expire_at_ms > now.store)
             .map_or(0.0, |m| m.buckets.range(first..).map(|(_, v)| v).sum())
     }
     /// Reserves one request whose amounts [`ReserveRequest::amounts`] has checked.
@@ -234,7 +265,7 @@ impl MemoryStore {
                 let buckets = w.buckets_in(check.window)?;
                 let used = self.window_sum(Some(state), check.metric, buckets, now);
                 if !fits(used, check.amount, check.limit) {
-                    let first = Windowing::first_in_window(w.bucket_index(now), buckets);
+                    let first = Windowing::first_in_window(w.bucket_index(now.event), buckets);
                     let mut in_window: Vec<(u64, f64)> = state
                         .metric(check.metric)
                         .buckets
@@ -248,7 +279,7 @@ impl MemoryStore {
                         check.limit,
                         buckets,
                         w.bucket_ms(),
-                        now,
+                        now.event,
                     );
                     return Ok(ReserveOutcome::Denied(Denial {
                         metric: check.metric,
@@ -260,14 +291,14 @@ impl MemoryStore {
                 }
             }
             for (metric, amount) in &amounts {
-                self.add(state, *metric, *amount, now, now);
+                self.add(state, *metric, *amount, now.event, now);
             }
             if let Some(id) = &request.id {
-                state.first_application(id, now);
+                state.first_application(id, now.store);
             }
             Ok(ReserveOutcome::Granted(Reservation {
                 key: request.key.clone(),
-                at_ms: now,
+                at_ms: now.event,
                 reserved: amounts,
             }))
         })
@@ -318,7 +349,8 @@ impl KeyState {
             return false;
         }
         let ttl = crate::window::duration_ms(crate::store::BATCH_ID_TTL);
-        self.applied_batches.insert(batch_id.to_owned(), now + ttl);
+        self.applied_batches
+            .insert(batch_id.to_owned(), now.saturating_add(ttl));
         true
     }
 }
@@ -358,7 +390,7 @@ impl RuntimeStore for MemoryStore {
     async fn get(&self, series: &Series) -> Result<f64> {
         Ok(self.read_key(series.key(), |state, now| {
             state
-                .and_then(|s| s.metric(series.metric()).live_counter(now))
+                .and_then(|s| s.metric(series.metric()).live_counter(now.store))
                 .map_or(0.0, |(v, _)| v)
         }))
     }
@@ -367,7 +399,8 @@ impl RuntimeStore for MemoryStore {
         check_value("value", value)?;
         let ttl = self.options.ttl_ms();
         self.with_key(series.key(), |state, now| {
-            state.metric_mut(series.metric()).counter = Some((value, now + ttl));
+            state.metric_mut(series.metric()).counter =
+                Some((value, now.store.saturating_add(ttl)));
             Ok(())
         })
     }
@@ -375,7 +408,7 @@ impl RuntimeStore for MemoryStore {
     async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
         check_value("delta", delta)?;
         self.with_key(series.key(), |state, now| {
-            Ok(self.add(state, series.metric(), delta, now, now))
+            Ok(self.add(state, series.metric(), delta, now.event, now))
         })
     }
 
@@ -411,7 +444,7 @@ impl RuntimeStore for MemoryStore {
         let mut values = Vec::with_capacity(increments.len());
         for inc in increments {
             values.push(self.with_key(inc.series.key(), |state, now| {
-                Ok(self.add(state, inc.series.metric(), inc.delta, now, now))
+                Ok(self.add(state, inc.series.metric(), inc.delta, now.event, now))
             })?);
         }
         Ok(values)
@@ -428,16 +461,16 @@ impl RuntimeStore for MemoryStore {
         let mut per_group = Vec::with_capacity(groups.len());
         for (key, deltas) in &groups {
             per_group.push(self.with_key(key, |state, now| {
-                let apply = state.first_application(batch_id, now);
+                let apply = state.first_application(batch_id, now.store);
                 Ok(deltas
                     .iter()
                     .map(|&(metric, delta)| {
                         if apply {
-                            self.add(state, metric, delta, now, now)
+                            self.add(state, metric, delta, now.event, now)
                         } else {
                             state
                                 .metric(metric)
-                                .live_counter(now)
+                                .live_counter(now.store)
                                 .map_or(0.0, |(v, _)| v)
                         }
                     })
@@ -487,7 +520,7 @@ impl RuntimeStore for MemoryStore {
         check_batch_id(settle_id)?;
         let deltas = reservation.deltas(actual)?;
         self.with_key(&reservation.key, |state, now| {
-            if state.first_application(settle_id, now) {
+            if state.first_application(settle_id, now.store) {
                 for (metric, delta) in &deltas {
                     self.add(state, *metric, *delta, reservation.at_ms, now);
                 }
@@ -499,7 +532,7 @@ impl RuntimeStore for MemoryStore {
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         let mut listed = Vec::new();
         for index in 0..SHARDS {
-            let now = self.now_ms();
+            let now = self.now().store;
             let shard = self.lock(index);
             for (key, state) in &shard.keys {
                 for metric in Metric::ALL {
@@ -511,7 +544,7 @@ impl RuntimeStore for MemoryStore {
                         listed.push(ListedSeries {
                             series,
                             value,
-                            ttl: Some(Duration::from_millis(expires - now)),
+                            ttl: Some(Duration::from_millis(expires.saturating_sub(now))),
                         });
                     }
                 }
@@ -525,15 +558,15 @@ impl RuntimeStore for MemoryStore {
         let policy = self.options.rollup;
         let mut found = Vec::new();
         for index in 0..SHARDS {
-            let now = self.now_ms();
+            let now = self.now();
             let first = policy
-                .oldest_kept(now)
+                .oldest_kept(now.event)
                 .max(since_ms.div_ceil(policy.step_ms()));
             let shard = self.lock(index);
             for (key, state) in &shard.keys {
                 for metric in Metric::ALL {
                     let m = state.metric(metric);
-                    if m.rollup_expire_at_ms <= now {
+                    if m.rollup_expire_at_ms <= now.store {
                         continue;
                     }
                     let series = key.series(metric);
@@ -623,5 +656,30 @@ mod tests {
             1,
             "expired keys were evicted, their roll-ups first among what is left"
         );
+    }
+
+    /// A caller's clock (behind a storage server) places writes but never expires others'
+    /// data: a write "ten days ahead" into a full store finds nothing expired and is refused,
+    /// and the live keys keep their counts.
+    #[tokio::test]
+    async fn a_caller_claiming_a_later_time_expires_nothing() {
+        use crate::clock::{RequestClock, SystemClock};
+        let options = StoreOptions {
+            clock: Arc::new(RequestClock),
+            ..StoreOptions::default()
+        };
+        let store = MemoryStore::with_options(options, 2);
+        let series = |p: &str| Series::new(p, "k", Metric::Req).expect("valid");
+        store.increment(&series("a"), 1.0).await.expect("a");
+        store.increment(&series("b"), 1.0).await.expect("b");
+        let ahead = SystemClock.now_ms() + 10 * 86_400_000;
+        let full = RequestClock::scope(ahead, store.increment(&series("c"), 1.0)).await;
+        assert!(matches!(full, Err(StoreError::Capacity { .. })), "{full:?}");
+        let far = RequestClock::scope(u64::MAX, store.increment(&series("a"), 1.0)).await;
+        assert_eq!(far.expect("u64::MAX is only a placement"), 2.0);
+        for p in ["a", "b"] {
+            assert!(store.get(&series(p)).await.expect("get") >= 1.0, "{p} kept");
+        }
+        assert_eq!(store.key_count(), 2);
     }
 }

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use truckllm_storage_http::{HttpOptions, HttpStore};
-use truckllm_store::{Increment, Metric, RuntimeStore, Series};
+use truckllm_store::{
+    Clock, Increment, LimitCheck, Metric, ProviderKey, ReserveOutcome, ReserveRequest,
+    ResilientOptions, ResilientStore, RuntimeStore, Series, StoreError, StoreOptions, SystemClock,
+};
 use truckllm_testkit::{RedisServer, free_port};
 
 const TOKEN: &str = "fault-token";
@@ -22,17 +25,20 @@ struct Server {
 
 impl Server {
     fn start(redis: &RedisServer) -> Self {
+        let tokens =
+            format!("tokens:\n  - name: t\n    token: \"{TOKEN}\"\n    scopes: [read, write]\n");
+        Self::start_with(redis.url(), &tokens)
+    }
+
+    /// A server on `store_url` (`memory:` or Redis) with these tokens.
+    fn start_with(store_url: String, tokens_yaml: &str) -> Self {
         let dir = tempfile::tempdir().expect("dir");
         let tokens = dir.path().join("tokens.yaml");
-        std::fs::write(
-            &tokens,
-            format!("tokens:\n  - name: t\n    token: \"{TOKEN}\"\n    scopes: [read, write]\n"),
-        )
-        .expect("tokens");
+        std::fs::write(&tokens, tokens_yaml).expect("tokens");
         let mut server = Self {
             child: None,
             port: free_port(),
-            redis_url: redis.url(),
+            redis_url: store_url,
             tokens,
             _dir: dir,
         };
@@ -194,4 +200,112 @@ async fn a_server_restart_mid_run_loses_and_duplicates_nothing() {
         redis.cli(&["GET", "usage:{p:b}:tokens"]),
         (10 * BATCHES).to_string()
     );
+}
+
+/// The hardening issue's scenario on a real `truckllm storage-server` (memory store, 10,000
+/// keys): a token limited to one provider writes new keys in batches, as many as would fill
+/// the store. It is stopped at its default quota (1000 keys) with 507 `quota_exceeded`, a
+/// refusal its client does not count as an outage; and a gateway's resilient HTTP store still
+/// gets new keys and enforces `req_per_min: 2` on the shared store, never degrading.
+#[tokio::test]
+async fn a_tenant_cannot_fill_the_store_and_a_gateway_keeps_its_limits() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let tokens = "tokens:\n  - name: gateway\n    token: gw\n    scopes: [read, write]\n  - name: tenant\n    token: tenant\n    scopes: [read, write]\n    providers: [tenant]\n";
+    let server = Server::start_with("memory:".into(), tokens);
+    let with_token = |token: &str| HttpOptions {
+        token: Some(token.into()),
+        ..HttpOptions::default()
+    };
+    let tenant = HttpStore::connect(&server.url(), with_token("tenant"))
+        .await
+        .expect("connect");
+    let mut accepted = 0;
+    let mut refusal = None;
+    for batch in 0..20 {
+        let increments: Vec<Increment> = (0..500)
+            .map(|i| {
+                let key = format!("k{}", batch * 500 + i);
+                Increment::new(
+                    Series::new("tenant", key, Metric::Req).expect("series"),
+                    1.0,
+                )
+            })
+            .collect();
+        match tenant.increment_many(&increments).await {
+            Ok(_) => accepted += increments.len(),
+            Err(e) => {
+                refusal = Some(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(accepted, 1000, "the tenant's default quota");
+    assert!(
+        matches!(&refusal, Some(e @ StoreError::QuotaExceeded { .. }) if !e.is_retryable()),
+        "{refusal:?}"
+    );
+
+    let http = HttpStore::connect(&server.url(), with_token("gw"))
+        .await
+        .expect("connect");
+    let gateway = ResilientStore::new(http, StoreOptions::default(), ResilientOptions::default());
+    let request = ReserveRequest {
+        key: ProviderKey::new("openai", "new-key").expect("key"),
+        checks: vec![LimitCheck {
+            metric: Metric::Req,
+            limit: 2.0,
+            window: Duration::from_secs(60),
+            amount: 1.0,
+        }],
+        id: None,
+    };
+    let mut granted = 0;
+    for _ in 0..6 {
+        if matches!(
+            gateway.reserve(&request).await.expect("reserve"),
+            ReserveOutcome::Granted(_)
+        ) {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 2, "req_per_min: 2 holds on the shared store");
+    assert!(!gateway.is_degraded());
+}
+
+/// The caller's clock may stray five minutes from the server's, no more: a batch "ten days
+/// ahead" (or at `u64::MAX`) is refused with 400 and changes nothing.
+#[tokio::test]
+async fn a_caller_clock_far_from_the_servers_is_refused() {
+    let tokens =
+        format!("tokens:\n  - name: t\n    token: \"{TOKEN}\"\n    scopes: [read, write]\n");
+    let server = Server::start_with("memory:".into(), &tokens);
+    let http = reqwest::Client::new();
+    let batch =
+        r#"{"increments":[{"series":{"provider":"p","key_id":"k","metric":"req"},"delta":1}]}"#;
+    let ahead = SystemClock.now_ms() + 10 * 86_400_000;
+    for time in [ahead.to_string(), u64::MAX.to_string()] {
+        let response = http
+            .post(format!("{}/batch/increment", server.url()))
+            .bearer_auth(TOKEN)
+            .header("x-truckllm-time-ms", &time)
+            .header("content-type", "application/json")
+            .body(batch)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status().as_u16(), 400, "time {time}");
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "clock_skew", "{body}");
+    }
+    let store = HttpStore::connect(
+        &server.url(),
+        HttpOptions {
+            token: Some(TOKEN.into()),
+            ..HttpOptions::default()
+        },
+    )
+    .await
+    .expect("connect");
+    let s = Series::new("p", "k", Metric::Req).expect("series");
+    assert_eq!(store.get(&s).await.expect("get"), 0.0, "nothing changed");
 }
