@@ -361,3 +361,43 @@ async fn embeddings_in_base64_decode_to_the_float_vectors() {
     assert_eq!(status, 400, "an unknown format is refused");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_rejected_reload_names_the_field_but_never_the_resolved_secret() {
+    use std::collections::HashMap;
+    let mock = Mock::start(MockOptions::default()).await;
+    let logs = tempfile::tempdir().expect("dir");
+    let secret = "resolved-secret-value-7f3a9c";
+    let env = HashMap::from([("PROVIDER_SECRET".to_owned(), secret.to_owned())]);
+    let sink = format!(
+        "storage:\n  logging:\n    - type: \"file\"\n      path: \"{}\"\n",
+        logs.path().join("requests.jsonl").display()
+    );
+    let valid = config(&mock.url, 1, "", &format!("{}{sink}", clients_and_admin()));
+    let upstream = truckllm_gateway::UpstreamOptions {
+        proxy: truckllm_gateway::UpstreamProxy::Direct,
+        ..Default::default()
+    };
+    let gw = TestGateway::start_with_env(&valid, Backend::Memory, upstream, env).await;
+    // The secret, resolved from the environment, lands in a field that rejects it.
+    let invalid = valid.replace("server:\n", "server:\n  listen: \"${PROVIDER_SECRET}\"\n");
+    std::fs::write(gw.dir.path().join("config.yaml"), invalid).expect("write config");
+    let response = gw
+        .http
+        .post(format!("{}/admin/config/reload", gw.url))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(response.status(), 400);
+    let body = response.text().await.expect("body");
+    assert!(body.contains("server.listen"), "the field is named: {body}");
+    assert!(!body.contains(secret), "the resolved value is not: {body}");
+    gw.stop().await;
+    let audit = std::fs::read_to_string(logs.path().join("audit.jsonl")).expect("audit log");
+    assert!(audit.contains("config.reload"), "{audit}");
+    assert!(
+        !audit.contains(secret),
+        "nor in audit records or alerts: {audit}"
+    );
+}

@@ -146,11 +146,20 @@ impl TestGateway {
         backend: Backend,
         upstream: UpstreamOptions,
     ) -> Self {
+        Self::start_with_env(config, backend, upstream, HashMap::new()).await
+    }
+
+    /// As [`TestGateway::start_with_upstream`], with the environment `${VAR}`s resolve from.
+    pub async fn start_with_env(
+        config: &str,
+        backend: Backend,
+        upstream: UpstreamOptions,
+        env: HashMap<String, String>,
+    ) -> Self {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, config).expect("write config");
-        let env: HashMap<String, String> = HashMap::new();
         let file_store = FileConfigStore::new(
             &path,
             FileStoreOptions {
