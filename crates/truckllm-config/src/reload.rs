@@ -225,8 +225,15 @@ impl LiveConfig {
     }
 
     /// Reloads on every change to the store's file (or, for a store that is not a file, every
-    /// `storage.config.poll_secs`) and on SIGHUP, until the returned guard is dropped.
+    /// `storage.config.poll_secs` of the running config) and on SIGHUP, until the returned
+    /// guard is dropped.
     pub fn watch(self: &Arc<Self>) -> Result<WatchGuard, ConfigError> {
+        let every = self.current().resolved.storage.config.poll_secs;
+        self.watch_polling(Duration::from_secs(every.max(1)))
+    }
+
+    /// As [`LiveConfig::watch`], polling a store that is not a file every `poll`.
+    pub fn watch_polling(self: &Arc<Self>, poll: Duration) -> Result<WatchGuard, ConfigError> {
         let (tx, rx) = mpsc::channel::<Trigger>(16);
         let (debouncer, marker) = match self.store.watched_path() {
             Some(path) => {
@@ -237,8 +244,7 @@ impl LiveConfig {
         };
         let mut tasks = vec![spawn_sighup(tx.clone())?];
         if debouncer.is_none() {
-            let every = self.current().resolved.storage.config.poll_secs.max(1);
-            tasks.push(spawn_poll(Duration::from_secs(every), tx.clone()));
+            tasks.push(spawn_poll(poll, tx.clone()));
         }
         let (synced_tx, synced) = watch::channel(0);
         tasks.push(tokio::spawn(run_worker(Arc::clone(self), rx, synced_tx)));
