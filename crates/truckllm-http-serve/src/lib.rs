@@ -25,11 +25,11 @@
 //!
 //! # Layout
 //!
-//! - [`conn`]: one connection: TLS handshake, hyper's builder, idle and shutdown watch.
-//! - [`request`]: the per-request wrapper: body deadline, `408`, in-flight accounting.
+//! - `conn.rs`: one connection: TLS handshake, hyper's builder, idle and shutdown watch.
+//! - `request.rs`: the per-request wrapper: body deadline, `408`, in-flight accounting.
 
-pub mod conn;
-pub mod request;
+mod conn;
+mod request;
 
 use std::future::Future;
 use std::sync::Arc;
