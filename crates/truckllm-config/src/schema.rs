@@ -44,6 +44,14 @@ pub struct ServerConfig {
     /// Key for the admin API (config reload, usage). Without it the admin API is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_key: Option<Secret>,
+    /// Serve without client keys on purpose: with no `api_keys`, anyone who can reach the
+    /// gateway may use every provider. A reload that removes the last client key is refused
+    /// unless this is true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open_mode: bool,
+    /// Bounds on client connections (slow or idle clients). Read at start.
+    #[serde(default, skip_serializing_if = "ServerLimitsConfig::is_default")]
+    pub limits: ServerLimitsConfig,
 }
 
 impl Default for ServerConfig {
@@ -51,8 +59,76 @@ impl Default for ServerConfig {
         Self {
             listen: default_listen(),
             admin_key: None,
+            open_mode: false,
+            limits: ServerLimitsConfig::default(),
         }
     }
+}
+
+/// `server.limits`: what one client connection may hold. Only reading a request is bounded;
+/// a streamed response is never cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerLimitsConfig {
+    /// Seconds to send a complete request head; also how long a kept-alive HTTP/1 connection
+    /// may wait for its next request.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds to send a request's whole body after its head (then `408`).
+    #[serde(default = "default_body_read_timeout_secs")]
+    pub body_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// Seconds to complete a TLS handshake.
+    #[serde(default = "default_tls_handshake_timeout_secs")]
+    pub tls_handshake_timeout_secs: u64,
+    /// Client connections served at once; more are refused (`503`).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+impl ServerLimitsConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for ServerLimitsConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: default_header_read_timeout_secs(),
+            body_read_timeout_secs: default_body_read_timeout_secs(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+            tls_handshake_timeout_secs: default_tls_handshake_timeout_secs(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+/// The default of `server.limits.header_read_timeout_secs` (and of the storage server's flag).
+pub fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+
+/// The default of `server.limits.body_read_timeout_secs`.
+pub fn default_body_read_timeout_secs() -> u64 {
+    60
+}
+
+/// The default of `server.limits.idle_timeout_secs`.
+pub fn default_idle_timeout_secs() -> u64 {
+    60
+}
+
+/// The default of `server.limits.tls_handshake_timeout_secs`.
+pub fn default_tls_handshake_timeout_secs() -> u64 {
+    10
+}
+
+/// The default of `server.limits.max_connections`.
+pub fn default_max_connections() -> usize {
+    4096
 }
 
 fn default_listen() -> String {
@@ -213,6 +289,13 @@ pub struct ConfigStorageConfig {
     /// How many past versions the file store keeps.
     #[serde(default = "default_history")]
     pub history: usize,
+    /// HTTP store: seconds between checks for a new version (a file store is watched instead).
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: u64,
+}
+
+fn default_poll_secs() -> u64 {
+    5
 }
 
 impl Default for ConfigStorageConfig {
@@ -223,6 +306,7 @@ impl Default for ConfigStorageConfig {
             addr: None,
             api_key: None,
             history: default_history(),
+            poll_secs: default_poll_secs(),
         }
     }
 }

@@ -160,15 +160,24 @@ async fn unknown_route(State(gw): State<Arc<Gateway>>, request: Request) -> Resp
     error.into_response()
 }
 
-/// Serves until `shutdown`, then drains requests and usage settlements.
+/// Serves until `shutdown` within the connection limits of `server.limits` (read at start),
+/// then drains requests and usage settlements.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(Arc::clone(&gateway)))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let config = gateway.live().current().resolved.server.limits;
+    let secs = |s: u64| std::time::Duration::from_secs(s.max(1));
+    let limits = truckllm_http_serve::Limits {
+        header_read_timeout: secs(config.header_read_timeout_secs),
+        body_read_timeout: secs(config.body_read_timeout_secs),
+        idle_timeout: secs(config.idle_timeout_secs),
+        tls_handshake_timeout: secs(config.tls_handshake_timeout_secs),
+        max_connections: config.max_connections.max(1),
+    };
+    let app = router(Arc::clone(&gateway));
+    truckllm_http_serve::serve(listener, app, None, limits, shutdown).await?;
     gateway.flush().await;
     gateway.logger.shutdown(LOG_SHUTDOWN_GRACE).await;
     Ok(())

@@ -817,34 +817,33 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
-/// Serves `app` on `listener`, over TLS when `tls` is given, until `shutdown` resolves.
+/// Serves `app` on `listener`, over TLS when `tls` is given, until `shutdown` resolves, with
+/// the default connection limits; see [`serve_with`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let Some(tls) = tls else {
-        return axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
-    };
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, _) = accepted?;
-                let acceptor = acceptor.clone();
-                let app = app.clone();
-                tokio::spawn(async move {
-                    let Ok(stream) = acceptor.accept(tcp).await else { return };
-                    let service = hyper_util::service::TowerToHyperService::new(app);
-                    let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                    let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
-                });
-            }
-            () = &mut shutdown => return Ok(()),
-        }
-    }
+    serve_with(
+        listener,
+        app,
+        tls,
+        truckllm_http_serve::Limits::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// Serves `app` on `listener`, over TLS when `tls` is given, within `limits` (header, body,
+/// idle and TLS-handshake timeouts, a connection cap), until `shutdown` resolves; then lets
+/// requests in flight finish.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    limits: truckllm_http_serve::Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    truckllm_http_serve::serve(listener, app, tls, limits, shutdown).await
 }

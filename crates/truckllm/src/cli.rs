@@ -255,6 +255,22 @@ pub struct StorageServerArgs {
     /// across a window bucket; writes invalidate. 0 (the default) turns the cache off.
     #[arg(long, default_value_t = 0)]
     pub cache_ms: u64,
+    /// Seconds a client has to send a request head (and a kept-alive connection to send its
+    /// next one); a slow client is disconnected.
+    #[arg(long, default_value_t = truckllm_config::schema::default_header_read_timeout_secs())]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send a request body after its head (then 408).
+    #[arg(long, default_value_t = truckllm_config::schema::default_body_read_timeout_secs())]
+    pub body_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight.
+    #[arg(long, default_value_t = truckllm_config::schema::default_idle_timeout_secs())]
+    pub idle_timeout_secs: u64,
+    /// Seconds a client has to complete the TLS handshake.
+    #[arg(long, default_value_t = truckllm_config::schema::default_tls_handshake_timeout_secs())]
+    pub tls_handshake_timeout_secs: u64,
+    /// Client connections served at once; more are refused.
+    #[arg(long, default_value_t = truckllm_config::schema::default_max_connections())]
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Args)]

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
-use truckllm_config::schema::OutageLimitsConfig;
+use truckllm_config::schema::{ConfigKind, OutageLimitsConfig};
 use truckllm_config::{FileConfigStore, FileStoreOptions, LiveConfig, MasterKey, ProcessEnv};
 use truckllm_gateway::alerts::{forward, storage_record};
 use truckllm_gateway::bootstrap::{demo_config, runtime_store_url};
 use truckllm_gateway::mock::{MockOptions, MockUpstream};
 use truckllm_gateway::{Gateway, UpstreamOptions, UpstreamProxy};
+use truckllm_storage_http::HttpConfigStore;
 use truckllm_store::{
     CoalescingOptions, CoalescingStore, InstrumentedStore, OutageLimits, ResilientOptions,
     ResilientStore, RollupPolicy, RuntimeStore, StoreOptions,
@@ -53,18 +54,8 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
         config.to_owned()
     };
 
-    let master_key = MasterKey::from_env()?.map(Arc::new);
-    let file_store = FileConfigStore::new(
-        &config_path,
-        FileStoreOptions {
-            master_key: master_key.clone(),
-            ..FileStoreOptions::default()
-        },
-    );
-    let live = LiveConfig::start(Arc::new(file_store), Arc::new(ProcessEnv), master_key)
-        .await
-        .with_context(|| format!("cannot start with config {}", config_path.display()))?;
-    let _watch = live.watch()?;
+    let (live, source, poll) = start_config(&config_path, store_args).await?;
+    let _watch = live.watch_polling(poll)?;
     let running = live.current();
 
     let url = match &store_args.store {
@@ -154,14 +145,17 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
     let addr = listener.local_addr()?;
     let rt = gateway.runtime();
     say!(
-        "TruckLLM gateway on http://{addr}/v1 (config {} version {}, store {store}, {} providers)",
-        config_path.display(),
+        "TruckLLM gateway on http://{addr}/v1 (config {source} version {}, store {store}, {} providers)",
         running.version,
         rt.routes.providers.len()
     );
-    if rt.clients.is_open() {
+    if rt.clients.is_open() && running.resolved.server.open_mode {
         warn!(
-            "WARNING: OPEN MODE. No api_keys are configured, so anyone who can reach {addr} can use every provider. Add api_keys to the config to require client keys."
+            "WARNING: OPEN MODE (server.open_mode: true). No api_keys are configured, so anyone who can reach {addr} can use every provider."
+        );
+    } else if rt.clients.is_open() {
+        warn!(
+            "WARNING: OPEN MODE. No api_keys are configured, so anyone who can reach {addr} can use every provider. Add api_keys to require client keys, or set server.open_mode: true to say that open mode is meant."
         );
     }
     if args.demo {
@@ -174,6 +168,48 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
     truckllm_gateway::app::serve(listener, gateway, shutdown_signal()).await?;
     say!("TruckLLM gateway stopped; usage flushed");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The running config and where it comes from: the file at `path`, or, when that file says
+/// `storage.config.type: http`, the storage server it names (the file is then only read for
+/// that; SIGHUP, the admin API and a poll every `storage.config.poll_secs` reload from the
+/// server).
+async fn start_config(
+    path: &Path,
+    store_args: &StoreArgs,
+) -> Result<(Arc<LiveConfig>, String, Duration)> {
+    let master_key = MasterKey::from_env()?.map(Arc::new);
+    let file_store = FileConfigStore::new(
+        path,
+        FileStoreOptions {
+            master_key: master_key.clone(),
+            ..FileStoreOptions::default()
+        },
+    );
+    let env = Arc::new(ProcessEnv);
+    let local = LiveConfig::start(Arc::new(file_store), env.clone(), master_key.clone())
+        .await
+        .with_context(|| format!("cannot start with config {}", path.display()))?;
+    let bootstrap = &local.current().resolved.storage.config;
+    let poll = Duration::from_secs(bootstrap.poll_secs.max(1));
+    if bootstrap.kind != ConfigKind::Http {
+        return Ok((local, path.display().to_string(), poll));
+    }
+    let addr = bootstrap
+        .addr
+        .clone()
+        .context("storage.config.addr: the http config store needs the storage server's URL")?;
+    let token = bootstrap
+        .api_key
+        .as_ref()
+        .map(|k| k.expose().to_owned())
+        .or_else(|| store_args.store_token.clone());
+    let remote = HttpConfigStore::new(&addr, token)?;
+    let shown = truckllm_store::redact_url(&addr);
+    let live = LiveConfig::start(Arc::new(remote), env, master_key)
+        .await
+        .with_context(|| format!("cannot load the config from the storage server {shown}"))?;
+    Ok((live, shown, poll))
 }
 
 /// Starts an in-process mock provider and writes the demo config beside it.

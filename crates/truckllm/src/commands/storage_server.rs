@@ -9,7 +9,7 @@ use truckllm_config::schema::LogSinkConfig;
 use truckllm_config::{
     ConfigStore, FileConfigStore, FileStoreOptions, MasterKey, ProcessEnv, load_str,
 };
-use truckllm_storage_http::server::{ServerState, router, serve, tls_config};
+use truckllm_storage_http::server::{ServerState, router, serve_with, tls_config};
 use truckllm_storage_http::{Audit, Tokens};
 use truckllm_store::{
     CachedStore, InstrumentedStore, RedisOptions, RequestClock, RollupPolicy, RuntimeStore,
@@ -86,15 +86,28 @@ pub async fn run(store_args: &StoreArgs, args: &StorageServerArgs) -> Result<Exi
             listener.local_addr()?
         );
     }
-    serve(
+    serve_with(
         listener,
         router(state),
         tls,
+        connection_limits(args),
         super::serve::shutdown_signal(),
     )
     .await?;
     audit.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The connection limits of the flags; every bound is at least 1.
+fn connection_limits(args: &StorageServerArgs) -> truckllm_http_serve::Limits {
+    let secs = |s: u64| std::time::Duration::from_secs(s.max(1));
+    truckllm_http_serve::Limits {
+        header_read_timeout: secs(args.header_read_timeout_secs),
+        body_read_timeout: secs(args.body_read_timeout_secs),
+        idle_timeout: secs(args.idle_timeout_secs),
+        tls_handshake_timeout: secs(args.tls_handshake_timeout_secs),
+        max_connections: args.max_connections.max(1),
+    }
 }
 
 /// The sinks of `--log-config`'s `storage.logging`, plus `--audit-log` as a file sink.
