@@ -1,19 +1,72 @@
 //! Reading token usage from provider responses without re-serialising them: a typed view of
 //! just the `usage` object of a JSON body, and an SSE scanner that frames a stream into events,
 //! finds the usage chunk, and can drop it when the client did not ask for it.
+//!
+//! [`Usage`] is the neutral record every provider's usage is converted to. Its classes follow
+//! OpenAI's accounting: `prompt_tokens` counts every input token, cached or not, with
+//! `cache_read_tokens` and `cache_write_tokens` the parts of it read from or written to a
+//! prompt cache; `completion_tokens` counts every output token, with `reasoning_tokens` the
+//! part spent thinking. (Anthropic reports cache tokens beside `input_tokens`, not inside it;
+//! its converter adds them in.)
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 
-/// The OpenAI `usage` object.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+/// Token usage of one response, by class (see the module doc).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
-    #[serde(default)]
     pub prompt_tokens: f64,
-    #[serde(default)]
     pub completion_tokens: f64,
-    #[serde(default)]
     pub total_tokens: f64,
+    pub cache_read_tokens: f64,
+    pub cache_write_tokens: f64,
+    pub reasoning_tokens: f64,
+}
+
+/// The OpenAI `usage` object as sent.
+#[derive(Debug, Default, Deserialize)]
+struct OpenAiUsage {
+    #[serde(default)]
+    prompt_tokens: f64,
+    #[serde(default)]
+    completion_tokens: f64,
+    #[serde(default)]
+    total_tokens: f64,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<f64>,
+}
+
+impl From<OpenAiUsage> for Usage {
+    fn from(u: OpenAiUsage) -> Self {
+        Self {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u.total_tokens,
+            cache_read_tokens: u
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0.0),
+            cache_write_tokens: 0.0,
+            reasoning_tokens: u
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0.0),
+        }
+    }
 }
 
 impl Usage {
@@ -29,7 +82,7 @@ impl Usage {
 
 #[derive(Deserialize)]
 struct WithUsage {
-    usage: Option<Usage>,
+    usage: Option<OpenAiUsage>,
     #[serde(default)]
     choices: Option<Vec<serde::de::IgnoredAny>>,
 }
@@ -39,6 +92,7 @@ pub fn from_body(body: &[u8]) -> Option<Usage> {
     serde_json::from_slice::<WithUsage>(body)
         .ok()
         .and_then(|r| r.usage)
+        .map(Usage::from)
 }
 
 /// One SSE event, exactly as received (terminator included).
@@ -152,7 +206,7 @@ fn inspect(bytes: Bytes) -> Event {
     match serde_json::from_slice::<WithUsage>(&data) {
         Ok(parsed) => Event {
             usage_only: parsed.usage.is_some() && parsed.choices.as_ref().is_none_or(Vec::is_empty),
-            usage: parsed.usage,
+            usage: parsed.usage.map(Usage::from),
             bytes,
         },
         Err(_) => Event {
@@ -180,6 +234,9 @@ mod tests {
             (5.0, 2.0, 7.0)
         );
         assert_eq!(from_body(br#"{"choices":[]}"#), None);
+        let detailed = br#"{"usage":{"prompt_tokens":100,"completion_tokens":50,"total_tokens":150,"prompt_tokens_details":{"cached_tokens":60},"completion_tokens_details":{"reasoning_tokens":20}}}"#;
+        let usage = from_body(detailed).expect("usage");
+        assert_eq!((usage.cache_read_tokens, usage.reasoning_tokens), (60.0, 20.0));
         assert_eq!(from_body(b"not json"), None);
     }
 
