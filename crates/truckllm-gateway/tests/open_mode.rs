@@ -19,7 +19,7 @@ fn hello() -> Value {
 /// `server:` with the admin key and `open_mode`, and a file sink for audit records in `dir`.
 fn extra(dir: &Path, open_mode: &str, clients: &str) -> String {
     format!(
-        "server:\n  admin_key: \"admin-secret\"\n{open_mode}storage:\n  logging:\n    - type: \"file\"\n      path: \"{}\"\n      audit_path: \"{}\"\n{clients}",
+        "server:\n  admin_key: \"admin-secret-key-0001\"\n{open_mode}storage:\n  logging:\n    - type: \"file\"\n      path: \"{}\"\n      audit_path: \"{}\"\n{clients}",
         dir.join("requests.jsonl").display(),
         dir.join("audit.jsonl").display()
     )
@@ -36,7 +36,7 @@ async fn dropping_every_client_key_needs_open_mode_said_explicitly() {
         let response = gw
             .http
             .post(format!("{}/admin/config/reload", gw.url))
-            .bearer_auth("admin-secret")
+            .bearer_auth("admin-secret-key-0001")
             .send()
             .await
             .expect("send");
@@ -68,5 +68,5 @@ async fn dropping_every_client_key_needs_open_mode_said_explicitly() {
         .expect("the refusal raised the reload-failed alert");
     assert_eq!(alert["category"], "alert");
     assert!(alert.to_string().contains("open_mode"), "{alert}");
-    assert!(!audit.contains("client-secret") && !audit.contains("admin-secret"));
+    assert!(!audit.contains("client-secret") && !audit.contains("admin-secret-key-0001"));
 }

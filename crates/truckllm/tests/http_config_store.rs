@@ -16,7 +16,7 @@ use truckllm_testkit::free_port;
 /// provider, the admin key, and `extra` (client keys, open mode).
 fn central(listen: u16, mock: u16, server_extra: &str, extra: &str) -> String {
     format!(
-        "server:\n  listen: \"127.0.0.1:{listen}\"\n  admin_key: \"admin-secret\"\n{server_extra}llm_providers:\n  - id: \"mock\"\n    base_url: \"http://127.0.0.1:{mock}/v1\"\n    keys:\n      - id: \"only\"\n        secret: \"secret-only\"\n    models: [\"gpt-4o-mini\"]\n{extra}"
+        "server:\n  listen: \"127.0.0.1:{listen}\"\n  admin_key: \"admin-secret-key-0001\"\n{server_extra}llm_providers:\n  - id: \"mock\"\n    base_url: \"http://127.0.0.1:{mock}/v1\"\n    keys:\n      - id: \"only\"\n        secret: \"secret-only\"\n    models: [\"gpt-4o-mini\"]\n{extra}"
     )
 }
 
@@ -60,7 +60,7 @@ fn admin_reload(port: u16) -> (u16, String) {
             "-X",
             "POST",
         ])
-        .args(["-H", "Authorization: Bearer admin-secret"])
+        .args(["-H", "Authorization: Bearer admin-secret-key-0001"])
         .arg(format!("http://127.0.0.1:{port}/admin/config/reload"))
         .output()
         .expect("curl");
