@@ -496,6 +496,8 @@ pub enum ProviderKind {
     /// Any OpenAI-compatible API (OpenAI, Together, OpenRouter, Mistral, Groq, vLLM, Ollama…).
     #[default]
     Openai,
+    /// Anthropic's Messages API (`x-api-key`, `anthropic-version`).
+    Anthropic,
 }
 
 /// One upstream provider.
@@ -518,6 +520,13 @@ pub struct ProviderConfig {
     /// Models served; empty means any model name is passed through.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<String>,
+    /// `type: anthropic`: the `anthropic-version` header sent (default `2023-06-01`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anthropic_version: Option<String>,
+    /// `type: anthropic`: the `anthropic-beta` flags a client may pass on; absent lets every
+    /// one through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_betas: Option<Vec<String>>,
 }
 
 /// One provider API key.
@@ -547,8 +556,15 @@ pub struct Limits {
 pub struct Pricing {
     #[serde(default)]
     pub input_per_1m: f64,
+    /// Output tokens, reasoning included.
     #[serde(default)]
     pub output_per_1m: f64,
+    /// Input tokens written to a prompt cache; the input price when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_1m: Option<f64>,
+    /// Input tokens read from a prompt cache; the input price when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_per_1m: Option<f64>,
 }
 
 /// One client of the gateway.

@@ -400,6 +400,12 @@ fn check_aliases(config: &Config, problems: &mut Problems) {
         if name.contains(':') {
             problems.add(&path, "an alias name must not contain ':'");
         }
+        if name.trim_end_matches('*').contains('*') || name == "*" {
+            problems.add(
+                &path,
+                "a pattern alias is a prefix followed by one `*` at its end (`claude-*`)",
+            );
+        }
         if targets.is_empty() {
             problems.add(&path, "an alias needs at least one provider:model target");
         }

@@ -28,7 +28,9 @@ use truckllm_logging::{AuditCategory, AuditRecord};
 use crate::error::{ApiError, clip};
 use crate::state::Gateway;
 use crate::trace::{self, RequestId, Trace};
-use crate::{auth, proxy};
+use crate::auth;
+use crate::ingress::{anthropic, openai};
+use crate::providers::Wire;
 
 /// How long log sinks get to deliver what is queued when the gateway stops.
 const LOG_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -53,6 +55,8 @@ pub struct Route {
     pub access: Access,
     /// The action named in audit and request records (`chat`, `models`, `config.reload`).
     pub action: &'static str,
+    /// The dialect its errors, refusals included, are written in.
+    pub wire: Wire,
 }
 
 const fn route(method: Method, path: &'static str, access: Access, action: &'static str) -> Route {
@@ -61,12 +65,26 @@ const fn route(method: Method, path: &'static str, access: Access, action: &'sta
         path,
         access,
         action,
+        wire: Wire::OpenAi,
+    }
+}
+
+/// A route of the Anthropic dialect.
+const fn anthropic(method: Method, path: &'static str, action: &'static str) -> Route {
+    Route {
+        method,
+        path,
+        access: Access::Client,
+        action,
+        wire: Wire::Anthropic,
     }
 }
 
 /// Every route the gateway serves. The public ones are the explicit list of routes that skip
 /// authentication; keep it short.
 pub const ROUTES: &[Route] = &[
+    // Claude Code checks the base URL is reachable with `HEAD /` before anything else.
+    route(Method::HEAD, "/", Access::Public, "root"),
     route(Method::GET, "/health", Access::Public, "health"),
     route(Method::GET, "/ready", Access::Public, "ready"),
     route(Method::GET, "/metrics", Access::Public, "metrics"),
@@ -74,6 +92,8 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/v1/embeddings", Access::Client, "embeddings"),
     route(Method::GET, "/v1/models", Access::Client, "models"),
     route(Method::GET, "/v1/models/{id}", Access::Client, "models"),
+    anthropic(Method::POST, "/v1/messages", "messages"),
+    anthropic(Method::POST, "/v1/messages/count_tokens", "count_tokens"),
     route(
         Method::POST,
         "/admin/config/reload",
@@ -92,13 +112,16 @@ pub fn route_named(method: &Method, path: &str) -> Option<&'static Route> {
 /// The handler of each route in [`ROUTES`].
 fn handler(route: &Route) -> MethodRouter<Arc<Gateway>> {
     match (route.method.as_str(), route.path) {
+        ("HEAD", "/") => axum::routing::head(|| async { StatusCode::OK }),
         ("GET", "/health") => get(|| async { "ok" }),
         ("GET", "/ready") => get(ready),
         ("GET", "/metrics") => get(metrics),
-        ("POST", "/v1/chat/completions") => post(proxy::chat_completions),
-        ("POST", "/v1/embeddings") => post(proxy::embeddings),
-        ("GET", "/v1/models") => get(proxy::models),
-        ("GET", "/v1/models/{id}") => get(proxy::model),
+        ("POST", "/v1/chat/completions") => post(openai::chat_completions),
+        ("POST", "/v1/embeddings") => post(openai::embeddings),
+        ("GET", "/v1/models") => get(openai::models),
+        ("GET", "/v1/models/{id}") => get(openai::model),
+        ("POST", "/v1/messages") => post(anthropic::messages),
+        ("POST", "/v1/messages/count_tokens") => post(anthropic::count_tokens),
         ("POST", "/admin/config/reload") => post(reload),
         _ => unreachable_route(route),
     }

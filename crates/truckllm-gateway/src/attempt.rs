@@ -66,6 +66,16 @@ impl Attempt {
         &self.runtime.routes.providers[self.provider]
     }
 
+    /// The policy of the config version this attempt runs under.
+    pub fn runtime_policy(&self) -> &truckllm_config::schema::PolicyConfig {
+        &self.runtime.policy
+    }
+
+    /// The key this attempt went out with.
+    pub fn key_config(&self) -> &crate::routing::Key {
+        &self.runtime.routes.providers[self.provider].keys[self.key]
+    }
+
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
@@ -80,7 +90,7 @@ impl Attempt {
 
     fn cool_down(&self, forced: Option<Duration>) {
         let policy = &self.runtime.policy.cooldown;
-        let health = &self.runtime.health[self.provider][self.key];
+        let health = &self.key_config().state.health;
         let wait = match forced {
             Some(wait) => wait,
             None if health.record_failure(policy.failures) => {
@@ -116,27 +126,36 @@ impl Attempt {
         let client = self.client.take();
         let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let provider = &self.runtime.routes.providers[self.provider];
-        let metrics = &self.runtime.key_metrics[self.provider][self.key];
-        self.runtime.provider_metrics[self.provider]
+        let metrics = &provider.keys[self.key].state.metrics;
+        provider
+            .state
+            .metrics
             .duration
             .record(latency_ms / 1000.0);
         let mut actual = vec![(Metric::Req, 1.0), (Metric::Latency, latency_ms)];
         match outcome {
             Outcome::Success(usage) => {
                 metrics.success.increment(1);
-                self.runtime.health[self.provider][self.key].record_success(latency_ms);
+                provider.keys[self.key].state.health.record_success(latency_ms);
                 if let Some(u) = usage {
-                    metrics.prompt_tokens.increment(u.prompt_tokens as u64);
-                    metrics
-                        .completion_tokens
-                        .increment(u.completion_tokens as u64);
+                    metrics.record_tokens(&u);
                     let cost = crate::trace::cost(&provider.pricing, &u);
+                    let counted = u.limit_tokens(provider.protocol.cache_reads_count_toward_limits());
                     actual.extend([
-                        (Metric::Tokens, u.total()),
+                        (Metric::Tokens, counted),
                         (Metric::PromptTokens, u.prompt_tokens),
                         (Metric::CompletionTokens, u.completion_tokens),
                         (Metric::Cost, cost),
                     ]);
+                    for (metric, value) in [
+                        (Metric::CacheWriteTokens, u.cache_write_tokens),
+                        (Metric::CacheReadTokens, u.cache_read_tokens),
+                        (Metric::ReasoningTokens, u.reasoning_tokens),
+                    ] {
+                        if value > 0.0 {
+                            actual.push((metric, value));
+                        }
+                    }
                 }
             }
             Outcome::UpstreamFailure => {

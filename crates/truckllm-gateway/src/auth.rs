@@ -26,6 +26,7 @@ use truckllm_logging::{AuditCategory, AuditRecord};
 
 use crate::clients::Client;
 use crate::error::ApiError;
+use crate::providers::Wire;
 use crate::state::{Gateway, Runtime};
 use crate::trace::{RequestId, Trace};
 
@@ -97,7 +98,8 @@ pub async fn admin(State(gw): State<Arc<Gateway>>, request: Request, next: Next)
 
 /// Answers a refused request, leaving its audit record, request record and metric.
 fn refuse(gw: &Gateway, request: &Request, who: &str, error: ApiError) -> Response {
-    let action = action_of(request);
+    let route = route_of(request);
+    let action = route.map_or("unknown_route", |r| r.action);
     gw.logger.emit(
         AuditRecord::new(AuditCategory::Access, action, who, "denied")
             .status(error.status.as_u16())
@@ -109,15 +111,13 @@ fn refuse(gw: &Gateway, request: &Request, who: &str, error: ApiError) -> Respon
         trace.status(error.status.as_u16());
     }
     crate::metrics::rejected(error.code);
-    error.into_response()
+    error.into_response_for(route.map_or(Wire::OpenAi, |r| r.wire))
 }
 
-/// The action a refused request asked for: its route's name, or `unknown_route`.
-fn action_of(request: &Request) -> &'static str {
-    let matched = request.extensions().get::<MatchedPath>();
-    matched
-        .and_then(|path| crate::app::route_named(request.method(), path.as_str()))
-        .map_or("unknown_route", |route| route.action)
+/// The route a refused request matched, if any.
+fn route_of(request: &Request) -> Option<&'static crate::app::Route> {
+    let matched = request.extensions().get::<MatchedPath>()?;
+    crate::app::route_named(request.method(), matched.as_str())
 }
 
 #[cfg(test)]

@@ -125,6 +125,10 @@ mod tests {
                 tokens_per_min: None,
             },
             store_key: ProviderKey::new("p", id).expect("key"),
+            state: std::sync::Arc::new(crate::routing::KeyState {
+                health: crate::health::KeyHealth::default(),
+                metrics: crate::metrics::KeyMetrics::register("p", id),
+            }),
         }
     }
 

@@ -36,6 +36,9 @@ impl Client {
             allowed == "*"
                 || allowed == requested
                 || allowed
+                    .strip_suffix('*')
+                    .is_some_and(|prefix| !prefix.contains(':') && requested.starts_with(prefix))
+                || allowed
                     .split_once(':')
                     .is_some_and(|(p, m)| p == provider && (m == model || m == "*"))
         })

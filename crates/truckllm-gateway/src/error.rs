@@ -164,6 +164,53 @@ pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     ))
 }
 
+impl ApiError {
+    /// The error in the client's dialect: OpenAI's `{"error": {...}}` or Anthropic's
+    /// `{"type": "error", "error": {"type", "message"}}`.
+    pub fn into_response_for(self, wire: crate::providers::Wire) -> Response {
+        match wire {
+            crate::providers::Wire::OpenAi => self.into_response(),
+            crate::providers::Wire::Anthropic => {
+                let body = json!({
+                    "type": "error",
+                    "error": {
+                        "type": anthropic_error_type(self.status.as_u16()),
+                        "message": self.message,
+                    }
+                });
+                with_retry_after((self.status, axum::Json(body)).into_response(), self.retry_after)
+            }
+        }
+    }
+}
+
+/// Anthropic's error `type` for an HTTP status.
+pub fn anthropic_error_type(status: u16) -> &'static str {
+    match status {
+        400 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        504 => "timeout_error",
+        529 => "overloaded_error",
+        _ if status >= 500 => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+fn with_retry_after(mut response: Response, retry_after: Option<Duration>) -> Response {
+    if let Some(wait) = retry_after {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({
@@ -174,14 +221,10 @@ impl IntoResponse for ApiError {
                 "param": null,
             }
         });
-        let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(wait) = self.retry_after {
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-        }
-        response
+        with_retry_after(
+            (self.status, axum::Json(body)).into_response(),
+            self.retry_after,
+        )
     }
 }
 

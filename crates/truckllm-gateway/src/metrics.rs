@@ -3,7 +3,8 @@
 //! Labels are provider and key ids, never secrets.
 //!
 //! - `truckllm_requests_total{provider,key,outcome}` (`success`, `upstream_error`, `client_error`)
-//! - `truckllm_tokens_total{provider,key,kind}` (`prompt`, `completion`)
+//! - `truckllm_tokens_total{provider,key,kind}` (`prompt`, `completion`, and the parts of them
+//!   `cache_write`, `cache_read`, `reasoning`)
 //! - `truckllm_request_duration_seconds{provider}` (histogram)
 //! - `truckllm_upstream_errors_total{provider,key}`, `truckllm_rate_limited_total{provider,key}`
 //! - `truckllm_retries_total{provider}`, `truckllm_rejected_total{code}`
@@ -72,7 +73,7 @@ fn describe() {
     );
     describe_counter!(
         "truckllm_tokens_total",
-        "Tokens used, by provider, key and kind (prompt, completion)."
+        "Tokens used, by provider, key and kind (prompt, completion; cache_write, cache_read and reasoning are parts of those)."
     );
     describe_histogram!(
         "truckllm_request_duration_seconds",
@@ -108,6 +109,9 @@ pub struct KeyMetrics {
     pub client_error: Counter,
     pub prompt_tokens: Counter,
     pub completion_tokens: Counter,
+    pub cache_write_tokens: Counter,
+    pub cache_read_tokens: Counter,
+    pub reasoning_tokens: Counter,
     pub upstream_errors: Counter,
     pub rate_limited: Counter,
 }
@@ -122,9 +126,24 @@ impl KeyMetrics {
             client_error: request("client_error"),
             prompt_tokens: tokens("prompt"),
             completion_tokens: tokens("completion"),
+            cache_write_tokens: tokens("cache_write"),
+            cache_read_tokens: tokens("cache_read"),
+            reasoning_tokens: tokens("reasoning"),
             upstream_errors: metrics::counter!("truckllm_upstream_errors_total", "provider" => provider.to_owned(), "key" => key.to_owned()),
             rate_limited: metrics::counter!("truckllm_rate_limited_total", "provider" => provider.to_owned(), "key" => key.to_owned()),
         }
+    }
+}
+
+impl KeyMetrics {
+    /// Counts a response's tokens by class.
+    pub fn record_tokens(&self, usage: &crate::usage::Usage) {
+        self.prompt_tokens.increment(usage.prompt_tokens as u64);
+        self.completion_tokens.increment(usage.completion_tokens as u64);
+        self.cache_write_tokens
+            .increment(usage.cache_write_tokens as u64);
+        self.cache_read_tokens.increment(usage.cache_read_tokens as u64);
+        self.reasoning_tokens.increment(usage.reasoning_tokens as u64);
     }
 }
 

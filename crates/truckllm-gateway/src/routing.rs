@@ -1,34 +1,54 @@
 //! From a model name to the upstream targets that may serve it, for one client.
 //!
-//! Names are `provider:model`, an alias (one or more `provider:model` targets, in order), or a
-//! bare model name listed by some provider. The same resolver that routes also applies the
+//! Names are, in this order of precedence: an alias (one or more `provider:model` targets, in
+//! order), `provider:model`, a bare model name listed by some provider, or a name matching a
+//! pattern alias (`"claude-sonnet-*": [...]`, a prefix ending in `*`; the longest matching
+//! prefix wins). A target model `*` stands for the name asked for, without a trailing
+//! `[...]` variant tag such as Claude Code's `[1m]` (`"claude-*": ["anthropic:*"]`). The same resolver that routes also applies the
 //! client's allowed providers and models, so no spelling of a name reaches a target the
 //! client may not use.
+//!
+//! The tables are built when a config version is applied. Each provider and key carries its
+//! runtime state ([`ProviderState`], [`KeyState`]: health, metrics, rotation), which a new
+//! version takes over from the last one for every provider and key that did not change, so a
+//! reload does not forget cooldowns or latency.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::http::Uri;
+use std::sync::atomic::AtomicUsize;
+
 use truckllm_config::Config;
 use truckllm_config::Secret;
-use truckllm_config::schema::{Limits, Pricing};
+use truckllm_config::schema::{Limits, Pricing, ProviderConfig};
 use truckllm_store::ProviderKey;
 
 use crate::clients::Client;
 use crate::error::ApiError;
+use crate::health::KeyHealth;
+use crate::metrics::{KeyMetrics, ProviderMetrics};
+use crate::providers::Protocol;
 
 /// One upstream provider, ready to call.
 #[derive(Debug)]
 pub struct Provider {
     pub id: String,
-    /// Base URL with the version path and no trailing slash.
-    pub base_url: String,
-    /// `{base_url}/chat/completions` and `{base_url}/embeddings`, parsed once.
-    pub chat_url: Uri,
-    pub embeddings_url: Uri,
+    /// Its wire protocol, URLs parsed.
+    pub protocol: Box<dyn Protocol>,
     pub keys: Vec<Key>,
     pub pricing: Pricing,
     pub models: Vec<String>,
+    pub state: Arc<ProviderState>,
+    /// What the state was made for: the config of the provider, keys aside.
+    fingerprint: String,
+}
+
+/// A provider's runtime state, carried across config versions while the provider is unchanged.
+#[derive(Debug)]
+pub struct ProviderState {
+    pub metrics: ProviderMetrics,
+    /// Where round-robin ordering starts next.
+    pub rotation: AtomicUsize,
 }
 
 /// One provider API key.
@@ -40,6 +60,15 @@ pub struct Key {
     pub limits: Limits,
     /// Its name in the runtime store.
     pub store_key: ProviderKey,
+    pub state: Arc<KeyState>,
+}
+
+/// A key's runtime state, carried across config versions while the key and its provider are
+/// unchanged.
+#[derive(Debug)]
+pub struct KeyState {
+    pub health: KeyHealth,
+    pub metrics: KeyMetrics,
 }
 
 /// Where a request may go: a provider (by index) and the model name upstream knows.
@@ -54,19 +83,30 @@ pub struct Target {
 pub struct Routes {
     pub providers: Vec<Provider>,
     aliases: BTreeMap<String, Vec<(usize, String)>>,
+    /// Pattern aliases by prefix (the name without its `*`), longest first.
+    patterns: Vec<(String, Vec<(usize, String)>)>,
 }
 
 impl Routes {
-    /// Builds the tables from a resolved, validated config.
-    pub fn from_config(config: &Config) -> Result<Arc<Self>, String> {
+    /// Builds the tables from a resolved, validated config, taking over the state of every
+    /// provider and key that `previous` has unchanged.
+    pub fn from_config(config: &Config, previous: Option<&Routes>) -> Result<Arc<Self>, String> {
         let mut providers = Vec::with_capacity(config.llm_providers.len());
         for p in &config.llm_providers {
+            let fingerprint = provider_fingerprint(p);
+            let before = previous
+                .and_then(|r| r.providers.iter().find(|old| old.id == p.id))
+                .filter(|old| old.fingerprint == fingerprint);
             let base = p.limits.unwrap_or_default();
             let keys = p
                 .keys
                 .iter()
                 .map(|k| {
                     let own = k.limits.unwrap_or_default();
+                    let kept = before
+                        .and_then(|old| old.keys.iter().find(|o| o.id == k.id))
+                        .filter(|old| old.secret.expose() == k.secret.expose())
+                        .map(|old| Arc::clone(&old.state));
                     Ok(Key {
                         id: k.id.clone(),
                         secret: k.secret.clone(),
@@ -76,26 +116,35 @@ impl Routes {
                         },
                         store_key: ProviderKey::new(p.id.clone(), k.id.clone())
                             .map_err(|e| e.to_string())?,
+                        state: kept.unwrap_or_else(|| {
+                            Arc::new(KeyState {
+                                health: KeyHealth::default(),
+                                metrics: KeyMetrics::register(&p.id, &k.id),
+                            })
+                        }),
                     })
                 })
                 .collect::<Result<Vec<_>, String>>()?;
-            let base_url = p.base_url.trim_end_matches('/').to_owned();
-            let url = |path: &str| {
-                upstream_uri(&format!("{base_url}{path}"))
-                    .map_err(|e| format!("provider {}: bad base_url {base_url:?}: {e}", p.id))
-            };
             providers.push(Provider {
                 id: p.id.clone(),
-                chat_url: url("/chat/completions")?,
-                embeddings_url: url("/embeddings")?,
-                base_url,
+                protocol: crate::providers::protocol_for(p)?,
                 keys,
                 pricing: p.pricing.unwrap_or_default(),
                 models: p.models.clone(),
+                state: before.map_or_else(
+                    || {
+                        Arc::new(ProviderState {
+                            metrics: ProviderMetrics::register(&p.id),
+                            rotation: AtomicUsize::new(0),
+                        })
+                    },
+                    |old| Arc::clone(&old.state),
+                ),
+                fingerprint,
             });
         }
         let index = |id: &str| providers.iter().position(|p| p.id == id);
-        let mut aliases = BTreeMap::new();
+        let mut aliases: BTreeMap<String, Vec<(usize, String)>> = BTreeMap::new();
         for (name, targets) in &config.aliases {
             let resolved = targets
                 .iter()
@@ -104,7 +153,20 @@ impl Routes {
                 .collect();
             aliases.insert(name.clone(), resolved);
         }
-        Ok(Arc::new(Self { providers, aliases }))
+        let mut patterns: Vec<(String, Vec<(usize, String)>)> = aliases
+            .iter()
+            .filter_map(|(name, targets)| {
+                name.strip_suffix('*')
+                    .map(|prefix| (prefix.to_owned(), targets.clone()))
+            })
+            .collect();
+        aliases.retain(|name, _| !name.ends_with('*'));
+        patterns.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        Ok(Arc::new(Self {
+            providers,
+            aliases,
+            patterns,
+        }))
     }
 
     /// The targets for `model` that `client` may use, in the order to try them.
@@ -128,13 +190,7 @@ impl Routes {
 
     fn candidates(&self, model: &str) -> Result<Vec<Target>, ApiError> {
         if let Some(targets) = self.aliases.get(model) {
-            return Ok(targets
-                .iter()
-                .map(|(provider, model)| Target {
-                    provider: *provider,
-                    model: model.clone(),
-                })
-                .collect());
+            return Ok(alias_targets(targets, model));
         }
         if let Some((provider_id, upstream_model)) = model.split_once(':')
             && let Some(provider) = self.providers.iter().position(|p| p.id == provider_id)
@@ -160,10 +216,14 @@ impl Routes {
                 model: model.to_owned(),
             })
             .collect();
-        if listed.is_empty() {
-            return Err(ApiError::model_not_found(model));
+        if !listed.is_empty() {
+            return Ok(listed);
         }
-        Ok(listed)
+        self.patterns
+            .iter()
+            .find(|(prefix, _)| model.starts_with(prefix.as_str()))
+            .map(|(_, targets)| alias_targets(targets, model))
+            .ok_or_else(|| ApiError::model_not_found(model))
     }
 
     /// Every model name a client may ask for: `provider:model` for listed models, and aliases.
@@ -190,11 +250,87 @@ impl Routes {
     }
 }
 
-/// An endpoint URL the upstream client can call: absolute, `http` or `https`.
-fn upstream_uri(url: &str) -> Result<Uri, String> {
-    let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") if uri.host().is_some() => Ok(uri),
-        _ => Err("expected an absolute http:// or https:// URL".into()),
+/// An alias's targets for a request that asked for `requested`; a target model `*` is the
+/// requested name without a trailing `[...]` variant tag.
+fn alias_targets(targets: &[(usize, String)], requested: &str) -> Vec<Target> {
+    targets
+        .iter()
+        .map(|(provider, model)| Target {
+            provider: *provider,
+            model: if model == "*" {
+                strip_variant(requested).to_owned()
+            } else {
+                model.clone()
+            },
+        })
+        .collect()
+}
+
+/// `claude-opus-4-8[1m]` → `claude-opus-4-8`.
+fn strip_variant(name: &str) -> &str {
+    match name.rfind('[') {
+        Some(open) if name.ends_with(']') => &name[..open],
+        _ => name,
+    }
+}
+
+/// What must stay the same for a provider's runtime state to be kept: its kind and where it is.
+fn provider_fingerprint(p: &ProviderConfig) -> String {
+    format!("{:?} {}", p.kind, p.base_url.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(aliases: &str) -> (Arc<Routes>, crate::clients::Clients) {
+        let yaml = format!(
+            "llm_providers:\n  - id: anthropic\n    type: anthropic\n    base_url: http://a/v1\n    keys: [{{id: k, secret: s}}]\n  - id: openai\n    base_url: http://o/v1\n    keys: [{{id: k, secret: s}}]\n    models: [gpt-4o, claude-sonnet-listed]\naliases:\n{aliases}"
+        );
+        let env = std::collections::HashMap::new();
+        let loaded = truckllm_config::load_str(&yaml, &env, None).expect("config");
+        (
+            Routes::from_config(&loaded.resolved, None).expect("routes"),
+            crate::clients::Clients::from_config(&loaded.resolved),
+        )
+    }
+
+    fn resolved(routes: &Routes, clients: &crate::clients::Clients, model: &str) -> Vec<(String, String)> {
+        let client = clients.authenticate(None).expect("open mode");
+        routes
+            .resolve(model, client)
+            .map(|targets| {
+                targets
+                    .into_iter()
+                    .map(|t| (routes.providers[t.provider].id.clone(), t.model))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn pattern_aliases_match_by_the_longest_prefix_after_exact_names() {
+        let (routes, clients) = routes(
+            "  \"claude-*\": [\"anthropic:*\"]\n  \"claude-sonnet-*\": [\"anthropic:claude-sonnet-4-5\", \"openai:gpt-4o\"]\n  fast: [\"openai:gpt-4o\"]\n",
+        );
+        let pair = |p: &str, m: &str| (p.to_owned(), m.to_owned());
+        assert_eq!(
+            resolved(&routes, &clients, "claude-opus-4-8[1m]"),
+            [pair("anthropic", "claude-opus-4-8")],
+            "`*` passes the name, without its variant tag"
+        );
+        assert_eq!(
+            resolved(&routes, &clients, "claude-sonnet-4-6"),
+            [pair("anthropic", "claude-sonnet-4-5"), pair("openai", "gpt-4o")],
+            "the most specific pattern wins"
+        );
+        assert_eq!(
+            resolved(&routes, &clients, "claude-sonnet-listed"),
+            [pair("openai", "claude-sonnet-listed")],
+            "a listed model comes before patterns"
+        );
+        assert_eq!(resolved(&routes, &clients, "fast"), [pair("openai", "gpt-4o")]);
+        assert!(resolved(&routes, &clients, "gpt-5").is_empty(), "no match is not found");
+        assert!(!routes.model_names(clients.authenticate(None).expect("open")).iter().any(|n| n.contains('*')));
     }
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use truckllm_store::{Metric, RuntimeStore, Series, StoreError};
 
-use crate::health::KeyHealth;
 use crate::routing::Routes;
 
 /// The window every balancing decision looks at.
@@ -55,7 +54,6 @@ impl Snapshot {
         &self,
         routes: &Routes,
         store: &dyn RuntimeStore,
-        health: &[Vec<KeyHealth>],
     ) -> Result<(), StoreError> {
         let keys: Vec<(usize, usize)> = routes
             .providers
@@ -94,9 +92,11 @@ impl Snapshot {
                 cost: w[4],
                 cooldown_until_ms: (cooldown_secs[i].max(0.0) * 1000.0) as u64,
             };
-            if let Some(h) = health.get(p).and_then(|keys| keys.get(k)) {
-                h.sent_since_snapshot.store(0, Ordering::Relaxed);
-            }
+            routes.providers[p].keys[k]
+                .state
+                .health
+                .sent_since_snapshot
+                .store(0, Ordering::Relaxed);
         }
         self.usage.store(std::sync::Arc::new(usage));
         Ok(())

@@ -3,7 +3,6 @@
 //! HTTP client, and the tasks that settle usage after responses.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -15,59 +14,33 @@ use truckllm_logging::Logger;
 use truckllm_store::{Clock, RuntimeStore, SystemClock};
 
 use crate::clients::Clients;
-use crate::health::KeyHealth;
-use crate::metrics::{KeyMetrics, ProviderMetrics};
 use crate::recorder::UsageRecorder;
 use crate::routing::Routes;
 use crate::snapshot::Snapshot;
 use crate::upstream::UpstreamClient;
 
-/// Everything derived from one config version.
+/// Everything derived from one config version. Per-provider and per-key state (health,
+/// metrics, rotation) lives on the [`Routes`] entries, taken over from the previous version for
+/// whatever did not change.
 #[derive(Debug)]
 pub struct Runtime {
     pub version: u64,
     pub routes: Arc<Routes>,
     pub clients: Clients,
     pub policy: PolicyConfig,
-    pub health: Vec<Vec<KeyHealth>>,
-    pub key_metrics: Vec<Vec<KeyMetrics>>,
-    pub provider_metrics: Vec<ProviderMetrics>,
-    pub rotations: Vec<AtomicUsize>,
     pub snapshot: Snapshot,
     /// SHA-256 of `server.admin_key`; `None` turns the admin API off.
     pub admin_key_digest: Option<[u8; 32]>,
 }
 
 impl Runtime {
-    pub fn build(version: u64, config: &Config) -> Result<Self, String> {
-        let routes = Routes::from_config(config)?;
-        let per_key = |f: &dyn Fn(&str, &str) -> KeyMetrics| -> Vec<Vec<KeyMetrics>> {
-            routes
-                .providers
-                .iter()
-                .map(|p| p.keys.iter().map(|k| f(&p.id, &k.id)).collect())
-                .collect()
-        };
+    /// Builds the runtime of `config`, taking over state from `previous`.
+    pub fn build(version: u64, config: &Config, previous: Option<&Runtime>) -> Result<Self, String> {
+        let routes = Routes::from_config(config, previous.map(|p| p.routes.as_ref()))?;
         Ok(Self {
             version,
             clients: Clients::from_config(config),
             policy: config.policy.clone(),
-            health: routes
-                .providers
-                .iter()
-                .map(|p| p.keys.iter().map(|_| KeyHealth::default()).collect())
-                .collect(),
-            key_metrics: per_key(&KeyMetrics::register),
-            provider_metrics: routes
-                .providers
-                .iter()
-                .map(|p| ProviderMetrics::register(&p.id))
-                .collect(),
-            rotations: routes
-                .providers
-                .iter()
-                .map(|_| AtomicUsize::new(0))
-                .collect(),
             snapshot: Snapshot::default(),
             admin_key_digest: config
                 .server
@@ -155,7 +128,7 @@ impl Gateway {
         logger: Logger,
     ) -> Result<Arc<Self>, String> {
         let running = live.current();
-        let runtime = Runtime::build(running.version, &running.resolved)?;
+        let runtime = Runtime::build(running.version, &running.resolved, None)?;
         let upstream = UpstreamClient::new(upstream)?;
         // Config versions applied or rejected become audit records and alerts.
         crate::alerts::forward(
@@ -163,7 +136,8 @@ impl Gateway {
             logger.clone(),
             crate::alerts::reload_record,
         );
-        Ok(Arc::new(Self {
+        let events = live.subscribe();
+        let gateway = Arc::new(Self {
             live,
             runtime: ArcSwap::from_pointee(runtime),
             upstream,
@@ -175,21 +149,44 @@ impl Gateway {
             ),
             store,
             logger,
-        }))
+        });
+        gateway.apply_each_version(events);
+        Ok(gateway)
+    }
+
+    /// Builds the runtime of every config version as it is applied, off the request path.
+    fn apply_each_version(
+        self: &Arc<Self>,
+        mut events: tokio::sync::broadcast::Receiver<truckllm_config::ReloadEvent>,
+    ) {
+        let gateway = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+                let Some(gateway) = gateway.upgrade() else {
+                    return;
+                };
+                gateway.runtime();
+            }
+        });
     }
 
     pub fn live(&self) -> &Arc<LiveConfig> {
         &self.live
     }
 
-    /// The runtime of the config in use, rebuilt when the config version changed.
+    /// The runtime of the config in use. A new version is built as it is applied (see
+    /// [`Gateway::new`]); a request that arrives between the two builds it itself.
     pub fn runtime(&self) -> Arc<Runtime> {
         let current = self.runtime.load_full();
         let running = self.live.current();
         if current.version == running.version {
             return current;
         }
-        match Runtime::build(running.version, &running.resolved) {
+        match Runtime::build(running.version, &running.resolved, Some(&current)) {
             Ok(rebuilt) => {
                 let rebuilt = Arc::new(rebuilt);
                 self.runtime.store(Arc::clone(&rebuilt));
@@ -230,7 +227,7 @@ impl Gateway {
                 let rt = gateway.runtime();
                 match rt
                     .snapshot
-                    .refresh(&rt.routes, gateway.store.as_ref(), &rt.health)
+                    .refresh(&rt.routes, gateway.store.as_ref())
                     .await
                 {
                     Ok(()) if failing => {

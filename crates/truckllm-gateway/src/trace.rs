@@ -67,9 +67,18 @@ pub fn request_id(headers: &HeaderMap) -> String {
     }
 }
 
-/// The cost of `usage` at `pricing` (per million tokens).
+/// The cost of `usage` at `pricing` (per million tokens), each class at its price: uncached
+/// input, cache writes and cache reads (at the input price unless priced), and output with
+/// reasoning included, as providers bill.
 pub fn cost(pricing: &Pricing, usage: &Usage) -> f64 {
-    (usage.prompt_tokens * pricing.input_per_1m + usage.completion_tokens * pricing.output_per_1m)
+    let cached = usage.cache_write_tokens + usage.cache_read_tokens;
+    let uncached = (usage.prompt_tokens - cached).max(0.0);
+    let write = pricing.cache_write_per_1m.unwrap_or(pricing.input_per_1m);
+    let read = pricing.cache_read_per_1m.unwrap_or(pricing.input_per_1m);
+    (uncached * pricing.input_per_1m
+        + usage.cache_write_tokens * write
+        + usage.cache_read_tokens * read
+        + usage.completion_tokens * pricing.output_per_1m)
         / 1e6
 }
 
@@ -184,6 +193,33 @@ impl Drop for Trace {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn cost_prices_each_token_class_as_the_bill_does() {
+        // Anthropic's Sonnet prices: $3 in, $15 out, $3.75 cache write, $0.30 cache read.
+        let pricing = Pricing {
+            input_per_1m: 3.0,
+            output_per_1m: 15.0,
+            cache_write_per_1m: Some(3.75),
+            cache_read_per_1m: Some(0.30),
+        };
+        let usage = Usage {
+            prompt_tokens: 1_110_000.0,
+            completion_tokens: 1_000_000.0,
+            total_tokens: 2_110_000.0,
+            cache_write_tokens: 100_000.0,
+            cache_read_tokens: 1_000_000.0,
+            reasoning_tokens: 500_000.0,
+        };
+        let expected = 0.01 * 3.0 + 0.1 * 3.75 + 1.0 * 0.30 + 1.0 * 15.0;
+        assert!((cost(&pricing, &usage) - expected).abs() < 1e-9);
+        let unpriced_cache = Pricing {
+            cache_write_per_1m: None,
+            cache_read_per_1m: None,
+            ..pricing
+        };
+        assert!((cost(&unpriced_cache, &usage) - (1.11 * 3.0 + 15.0)).abs() < 1e-9);
+    }
 
     #[test]
     fn a_sane_client_request_id_is_kept_and_anything_else_replaced() {

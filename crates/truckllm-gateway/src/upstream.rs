@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Request, StatusCode, Uri, header};
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use http_body_util::Full;
@@ -109,22 +109,19 @@ impl UpstreamClient {
         })
     }
 
-    /// `POST`s a JSON body to `uri` with the key's bearer token; resolves when the response
-    /// head has arrived.
-    pub async fn post_json(
+    /// `POST`s a JSON body to `uri` with `headers` (the provider's auth, built by its
+    /// [`Protocol`](crate::providers::Protocol)); resolves when the response head has arrived.
+    pub async fn post(
         &self,
         uri: &Uri,
-        secret: &str,
+        headers: HeaderMap,
         body: Bytes,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let mut bearer = HeaderValue::try_from(format!("Bearer {secret}"))
-            .map_err(|_| UpstreamError::Transport("the key is not a valid header value".into()))?;
-        bearer.set_sensitive(true);
-        let request = Request::post(uri.clone())
-            .header(header::AUTHORIZATION, bearer)
+        let mut request = Request::post(uri.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|e| UpstreamError::Transport(e.to_string()))?;
+        request.headers_mut().extend(headers);
         let sent = tokio::time::timeout(self.read_timeout, self.client.request(request)).await;
         let response = sent
             .map_err(|_| UpstreamError::HeadTimeout(self.read_timeout))?

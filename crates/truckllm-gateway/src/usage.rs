@@ -70,6 +70,16 @@ impl From<OpenAiUsage> for Usage {
 }
 
 impl Usage {
+    /// Tokens that count toward a provider's token limits: all of them, less cache reads where
+    /// the provider does not count those (Anthropic).
+    pub fn limit_tokens(&self, cache_reads_count: bool) -> f64 {
+        if cache_reads_count {
+            self.total()
+        } else {
+            (self.total() - self.cache_read_tokens).max(0.0)
+        }
+    }
+
     /// Total tokens, computed if the provider left it out.
     pub fn total(&self) -> f64 {
         if self.total_tokens > 0.0 {
@@ -142,8 +152,8 @@ impl SseScanner {
         }
     }
 
-    /// Adds received bytes; returns every event now complete.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Event>, EventTooLarge> {
+    /// Adds received bytes; returns every event now complete, exactly as received.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Bytes>, EventTooLarge> {
         self.buffer.extend_from_slice(chunk);
         let mut events = Vec::new();
         loop {
@@ -151,9 +161,8 @@ impl SseScanner {
             let from = self.searched.saturating_sub(3);
             match event_end(&self.buffer[from..]) {
                 Some(end) => {
-                    let bytes = self.buffer.split_to(from + end).freeze();
+                    events.push(self.buffer.split_to(from + end).freeze());
                     self.searched = 0;
-                    events.push(inspect(bytes));
                 }
                 None => {
                     self.searched = self.buffer.len();
@@ -186,7 +195,8 @@ fn event_end(buffer: &[u8]) -> Option<usize> {
     }
 }
 
-fn inspect(bytes: Bytes) -> Event {
+/// Reads an OpenAI stream event: its usage, and whether it is the usage-only chunk.
+pub fn inspect(bytes: Bytes) -> Event {
     // Cheap test first: most chunks carry `"usage":null` or no usage at all.
     let has_usage = memfind(&bytes, b"\"usage\":{") || memfind(&bytes, b"\"usage\": {");
     if !has_usage {
@@ -252,7 +262,7 @@ mod tests {
             let mut scanner = SseScanner::default();
             let mut events = Vec::new();
             for chunk in stream.chunks(split) {
-                events.extend(scanner.push(chunk).expect("small events"));
+                events.extend(scanner.push(chunk).expect("small events").into_iter().map(inspect));
             }
             assert_eq!(events.len(), 3, "split {split}");
             let joined: Vec<u8> = events.iter().flat_map(|e| e.bytes.to_vec()).collect();
@@ -270,7 +280,7 @@ mod tests {
         assert!(scanner.push(b"\r").expect("ok").is_empty());
         let events = scanner.push(b"\ndata: b\n").expect("ok");
         assert_eq!(events.len(), 1);
-        assert_eq!(&events[0].bytes[..], b"data: a\r\n\r\n");
+        assert_eq!(&events[0][..], b"data: a\r\n\r\n");
         assert_eq!(scanner.finish().as_deref(), Some(&b"data: b\n"[..]));
     }
 

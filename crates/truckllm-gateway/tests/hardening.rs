@@ -12,6 +12,7 @@ use common::{Backend, Mock, TestGateway, config};
 use serde_json::{Value, json};
 use truckllm_gateway::app::{Access, ROUTES};
 use truckllm_gateway::mock::MockOptions;
+use truckllm_gateway::providers::Wire;
 
 const CLIENT_KEY: &str = "client-secret-key";
 const ADMIN_KEY: &str = "admin-secret-key-0123456789";
@@ -57,7 +58,11 @@ async fn every_route_is_authenticated_unless_it_is_on_the_public_list() {
         .filter(|r| r.access == Access::Public)
         .map(|r| r.path)
         .collect();
-    assert_eq!(public, ["/health", "/ready", "/metrics"], "the public list");
+    assert_eq!(
+        public,
+        ["/", "/health", "/ready", "/metrics"],
+        "the public list"
+    );
     for route in ROUTES {
         let (anonymous, body) = call(&gw, &route.method, route.path, None).await;
         let (with_client_key, _) = call(&gw, &route.method, route.path, Some(CLIENT_KEY)).await;
@@ -71,7 +76,13 @@ async fn every_route_is_authenticated_unless_it_is_on_the_public_list() {
             ),
             Access::Client => {
                 assert_eq!(anonymous, 401, "{} {}: {body}", route.method, route.path);
-                assert_eq!(body["error"]["code"], "invalid_api_key", "{body}");
+                match route.wire {
+                    Wire::OpenAi => assert_eq!(body["error"]["code"], "invalid_api_key", "{body}"),
+                    Wire::Anthropic => {
+                        assert_eq!(body["type"], "error", "{body}");
+                        assert_eq!(body["error"]["type"], "authentication_error", "{body}");
+                    }
+                }
                 assert_ne!(with_client_key, 401, "{} {}", route.method, route.path);
             }
             Access::Admin => {
@@ -98,7 +109,7 @@ async fn an_unknown_route_names_itself_has_a_request_id_and_is_recorded() {
 
     let anonymous = gw
         .http
-        .post(format!("{}/v1/messages", gw.url))
+        .post(format!("{}/v1/no-such-route", gw.url))
         .send()
         .await
         .expect("request");
@@ -111,7 +122,7 @@ async fn an_unknown_route_names_itself_has_a_request_id_and_is_recorded() {
 
     let response = gw
         .http
-        .post(format!("{}/v1/messages?beta=true", gw.url))
+        .post(format!("{}/v1/no-such-route?beta=true", gw.url))
         .bearer_auth(CLIENT_KEY)
         .header("x-request-id", "probe-1")
         .send()
@@ -121,7 +132,7 @@ async fn an_unknown_route_names_itself_has_a_request_id_and_is_recorded() {
     assert_eq!(response.headers()["x-request-id"], "probe-1");
     let body: Value = response.json().await.expect("json");
     let message = body["error"]["message"].as_str().expect("message");
-    assert!(message.contains("POST /v1/messages"), "{message}");
+    assert!(message.contains("POST /v1/no-such-route"), "{message}");
     assert!(
         !message.contains("does not exist"),
         "not blamed on a model: {message}"

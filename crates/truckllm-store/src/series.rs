@@ -25,6 +25,12 @@ pub enum Metric {
     Tokens,
     PromptTokens,
     CompletionTokens,
+    /// Prompt tokens written to a provider's prompt cache (part of `prompt_tokens`).
+    CacheWriteTokens,
+    /// Prompt tokens read from a provider's prompt cache (part of `prompt_tokens`).
+    CacheReadTokens,
+    /// Completion tokens spent reasoning (part of `completion_tokens`).
+    ReasoningTokens,
     Errors,
     Latency,
     Cost,
@@ -33,11 +39,14 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in a fixed order.
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 11] = [
         Metric::Req,
         Metric::Tokens,
         Metric::PromptTokens,
         Metric::CompletionTokens,
+        Metric::CacheWriteTokens,
+        Metric::CacheReadTokens,
+        Metric::ReasoningTokens,
         Metric::Errors,
         Metric::Latency,
         Metric::Cost,
@@ -51,6 +60,9 @@ impl Metric {
             Metric::Tokens => "tokens",
             Metric::PromptTokens => "prompt_tokens",
             Metric::CompletionTokens => "completion_tokens",
+            Metric::CacheWriteTokens => "cache_write_tokens",
+            Metric::CacheReadTokens => "cache_read_tokens",
+            Metric::ReasoningTokens => "reasoning_tokens",
             Metric::Errors => "errors",
             Metric::Latency => "latency",
             Metric::Cost => "cost",

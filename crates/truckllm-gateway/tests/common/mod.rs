@@ -270,7 +270,7 @@ impl TestGateway {
     pub async fn refresh_snapshot(&self) {
         let rt = self.gateway.runtime();
         rt.snapshot
-            .refresh(&rt.routes, self.store.as_ref(), &rt.health)
+            .refresh(&rt.routes, self.store.as_ref())
             .await
             .expect("refresh");
     }

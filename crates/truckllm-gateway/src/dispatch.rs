@@ -1,0 +1,336 @@
+//! The protocol-free attempt loop: resolve the model to targets the client may use, reserve the
+//! client's limits, then for each target and each of its keys in the balancer's order reserve
+//! the key's limits (one store call), call the provider, and act on the provider's
+//! [`Verdict`]: answer, or retry on the next key or target within the attempt and time budget.
+//! It never looks at a wire format: the ingress hands it a [`CallPlan`] that builds each
+//! target's body, and renders the [`Answer`] it gets back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use truckllm_store::{LimitCheck, Metric, ProviderKey, ReserveOutcome, ReserveRequest};
+
+use crate::attempt::{Attempt, settle_client_only};
+use crate::clients::Client;
+use crate::error::ApiError;
+use crate::providers::{Operation, Protocol, Verdict};
+use crate::routing::Target;
+use crate::snapshot::WINDOW;
+use crate::state::{Gateway, Runtime};
+use crate::trace::Trace;
+use crate::upstream::UpstreamResponse;
+
+/// Provider id under which per-client limits are counted in the store.
+pub const CLIENTS_NAMESPACE: &str = "_clients";
+
+/// What the loop needs of a request, whatever its dialect.
+pub trait CallPlan: Send {
+    /// The model name as the client asked for it.
+    fn model(&self) -> &str;
+    fn operation(&self) -> Operation;
+    /// Tokens to reserve before the answer says how many were used.
+    fn estimate(&self) -> f64;
+    /// The client's headers (some are forwarded, such as Anthropic's betas).
+    fn client_headers(&self) -> &HeaderMap;
+    /// The body to send `model` on a provider speaking `protocol`'s dialect.
+    fn body_for(&mut self, protocol: &dyn Protocol, model: &str) -> Result<Bytes, ApiError>;
+}
+
+/// A provider's answer to hand back: a success, or the provider's refusal of the request
+/// itself (`client_error`), with the attempt to settle once the body is read.
+pub struct Answer {
+    pub response: UpstreamResponse,
+    pub attempt: Attempt,
+    pub client_error: bool,
+}
+
+/// Runs the attempt loop for `plan` on behalf of `client`.
+pub async fn dispatch(
+    gw: Arc<Gateway>,
+    rt: Arc<Runtime>,
+    client: &Client,
+    plan: &mut dyn CallPlan,
+    trace: &mut Trace,
+) -> Result<Answer, ApiError> {
+    let targets = rt.routes.resolve(plan.model(), client)?;
+    let client_hold = match reserve_client(&gw, client, plan.estimate()).await {
+        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+            trace.rate_limited();
+            return Err(e);
+        }
+        other => other?,
+    };
+    attempt_all(gw, rt, &targets, plan, client_hold, trace).await
+}
+
+fn limit_checks(
+    req_per_min: Option<f64>,
+    tokens_per_min: Option<f64>,
+    estimate: f64,
+) -> Vec<LimitCheck> {
+    let mut checks = Vec::new();
+    if let Some(limit) = req_per_min {
+        checks.push(LimitCheck {
+            metric: Metric::Req,
+            limit,
+            window: WINDOW,
+            amount: 1.0,
+        });
+    }
+    if let Some(limit) = tokens_per_min {
+        checks.push(LimitCheck {
+            metric: Metric::Tokens,
+            limit,
+            window: WINDOW,
+            amount: estimate,
+        });
+    }
+    checks
+}
+
+/// Reserves against `key`'s limits; without limits nothing is asked of the store.
+async fn reserve(
+    gw: &Gateway,
+    key: &ProviderKey,
+    checks: Vec<LimitCheck>,
+) -> Result<ReserveOutcome, ApiError> {
+    if checks.is_empty() {
+        return Ok(ReserveOutcome::Granted(truckllm_store::Reservation {
+            key: key.clone(),
+            at_ms: gw.now_ms(),
+            reserved: Vec::new(),
+        }));
+    }
+    let request = ReserveRequest {
+        key: key.clone(),
+        checks,
+        id: None,
+    };
+    gw.store.reserve(&request).await.map_err(|e| {
+        if e.is_caller_fault() {
+            ApiError::bad_request(
+                "invalid_request",
+                format!("the request cannot be metered: {e}"),
+            )
+        } else {
+            ApiError::store_unavailable(format!(
+                "usage store unavailable, refusing to guess limits: {e}"
+            ))
+        }
+    })
+}
+
+async fn reserve_client(
+    gw: &Gateway,
+    client: &Client,
+    estimate: f64,
+) -> Result<Option<truckllm_store::Reservation>, ApiError> {
+    let Some(limits) = client.limits else {
+        return Ok(None);
+    };
+    let key = ProviderKey::new(CLIENTS_NAMESPACE, client.id.clone())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    match reserve(
+        gw,
+        &key,
+        limit_checks(limits.req_per_min, limits.tokens_per_min, estimate),
+    )
+    .await?
+    {
+        ReserveOutcome::Granted(r) => Ok(Some(r)),
+        ReserveOutcome::Denied(d) => Err(ApiError::rate_limited(
+            format!(
+                "client `{}` is over its {} limit ({} of {} per minute)",
+                client.id, d.metric, d.used, d.limit
+            ),
+            d.retry_after,
+        )),
+    }
+}
+
+fn key_order(gw: &Gateway, rt: &Runtime, provider: usize) -> Vec<usize> {
+    let provider_entry = &rt.routes.providers[provider];
+    let candidates: Vec<crate::balancer::Candidate<'_>> = provider_entry
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(k, key)| crate::balancer::Candidate {
+            key,
+            health: &key.state.health,
+            usage: rt.snapshot.get(provider, k),
+        })
+        .collect();
+    crate::balancer::order(
+        rt.policy.algorithm,
+        &candidates,
+        &provider_entry.state.rotation,
+        gw.now_ms(),
+    )
+}
+
+/// What the loop has learnt from failed attempts, to answer with if every attempt fails.
+#[derive(Default)]
+struct Failures {
+    last: Option<ApiError>,
+    /// The shortest wait any limit (ours or the provider's) asked for.
+    limited: Option<Duration>,
+}
+
+impl Failures {
+    fn limited_for(&mut self, wait: Duration) {
+        self.limited = Some(self.limited.map_or(wait, |w| w.min(wait)));
+    }
+
+    fn into_error(self, model: &str) -> ApiError {
+        match (self.last, self.limited) {
+            (Some(e), Some(wait)) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+                ApiError::rate_limited(e.message, wait)
+            }
+            (Some(e), _) => e,
+            (None, Some(wait)) => ApiError::rate_limited(
+                format!(
+                    "every key for `{model}` is at its rate limit; retry after {} s",
+                    wait.as_secs_f64().ceil()
+                ),
+                wait,
+            ),
+            (None, None) => ApiError::upstream(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no attempt was possible within the retry budget",
+            ),
+        }
+    }
+}
+
+async fn attempt_all(
+    gw: Arc<Gateway>,
+    rt: Arc<Runtime>,
+    targets: &[Target],
+    plan: &mut dyn CallPlan,
+    mut client_hold: Option<truckllm_store::Reservation>,
+    trace: &mut Trace,
+) -> Result<Answer, ApiError> {
+    let policy = &rt.policy;
+    let deadline = Instant::now() + Duration::from_secs_f64(policy.retry.deadline_secs);
+    let mut attempts = 0u32;
+    let mut failures = Failures::default();
+    'targets: for (t, target) in targets.iter().enumerate() {
+        if t > 0 && !policy.fallback {
+            break;
+        }
+        let provider = &rt.routes.providers[target.provider];
+        let Some(url) = provider.protocol.url(plan.operation()) else {
+            failures.last = Some(ApiError::bad_request(
+                "unsupported_operation",
+                format!(
+                    "provider `{}` does not offer {}",
+                    provider.id,
+                    plan.operation().name()
+                ),
+            ));
+            continue;
+        };
+        let body = plan.body_for(provider.protocol.as_ref(), &target.model)?;
+        for k in key_order(&gw, &rt, target.provider) {
+            if attempts >= policy.retry.max_attempts || Instant::now() >= deadline {
+                break 'targets;
+            }
+            let key = &provider.keys[k];
+            let checks = limit_checks(
+                key.limits.req_per_min,
+                key.limits.tokens_per_min,
+                plan.estimate(),
+            );
+            let reservation = match reserve(&gw, &key.store_key, checks).await? {
+                ReserveOutcome::Granted(r) => r,
+                ReserveOutcome::Denied(d) => {
+                    trace.rate_limited();
+                    key.state.metrics.rate_limited.increment(1);
+                    failures.limited_for(d.retry_after);
+                    continue;
+                }
+            };
+            attempts += 1;
+            trace.attempt(&provider.id, &key.id, &target.model, attempts);
+            if attempts > 1 {
+                provider.state.metrics.retries.increment(1);
+            }
+            key.state
+                .health
+                .sent_since_snapshot
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut attempt = Attempt::new(
+                Arc::clone(&gw),
+                Arc::clone(&rt),
+                target.provider,
+                k,
+                reservation,
+            );
+            attempt.hold_client(client_hold.take());
+            let sent = match provider
+                .protocol
+                .headers(key.secret.expose(), plan.client_headers())
+            {
+                Ok(headers) => gw.upstream.post(url, headers, body.clone()).await,
+                Err(e) => Err(e),
+            };
+            let response = match sent {
+                Ok(response) => response,
+                Err(e) => {
+                    client_hold = attempt.fail(None);
+                    failures.last = Some(ApiError::upstream(
+                        StatusCode::BAD_GATEWAY,
+                        format!("provider `{}` key `{}`: {e}", provider.id, key.id),
+                    ));
+                    continue;
+                }
+            };
+            match provider
+                .protocol
+                .verdict(response.status(), response.headers())
+            {
+                Verdict::Retry {
+                    rate_limited,
+                    retry_after,
+                } => {
+                    let status = response.status();
+                    drop(response);
+                    let wait = retry_after.unwrap_or(Duration::from_secs(1));
+                    client_hold = attempt.fail(rate_limited.then_some(wait));
+                    failures.last = Some(if rate_limited {
+                        trace.rate_limited();
+                        failures.limited_for(wait);
+                        ApiError::rate_limited(
+                            format!("every key of `{}` is rate limited upstream", plan.model()),
+                            wait,
+                        )
+                    } else {
+                        ApiError::upstream(
+                            StatusCode::BAD_GATEWAY,
+                            format!("provider `{}` answered {status}", provider.id),
+                        )
+                    });
+                }
+                Verdict::ClientError => {
+                    trace.error("upstream_rejected");
+                    return Ok(Answer {
+                        response,
+                        attempt,
+                        client_error: true,
+                    });
+                }
+                Verdict::Success => {
+                    return Ok(Answer {
+                        response,
+                        attempt,
+                        client_error: false,
+                    });
+                }
+            }
+        }
+    }
+    settle_client_only(&gw, client_hold);
+    Err(failures.into_error(plan.model()))
+}

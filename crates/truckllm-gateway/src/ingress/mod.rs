@@ -1,0 +1,246 @@
+//! Client dialects: one module each. An ingress handler parses its dialect into a
+//! [`ClientRequest`] (the neutral request [`crate::dispatch`] runs), and renders the answer,
+//! its stream frames and its errors back in the same dialect ([`relay`]).
+//!
+//! - [`openai`]: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models[/{id}]`.
+//! - [`anthropic`]: `POST /v1/messages`, `POST /v1/messages/count_tokens`.
+//!
+//! When the client's dialect is the provider's, the body goes upstream as the client sent it
+//! but for the model name (OpenAI streams also ask for the usage chunk, dropped again on the
+//! way back if the client did not ask for it). Otherwise [`crate::conversion`] translates it,
+//! and what cannot be expressed is a 400 that says so.
+
+pub mod anthropic;
+pub mod openai;
+pub mod relay;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::auth::Caller;
+use crate::conversion;
+use crate::dispatch::CallPlan;
+use crate::error::ApiError;
+use crate::providers::{Operation, Protocol, Wire};
+use crate::state::Gateway;
+use crate::trace::{RequestId, Trace};
+
+/// Largest request body accepted.
+pub const MAX_REQUEST_BYTES: usize = 8 << 20;
+/// Longest model name accepted; longer names are refused, not copied into records.
+pub const MAX_MODEL_NAME_BYTES: usize = 256;
+/// Largest `max_tokens` accepted: far above any model's output, far below what would overflow
+/// a counter.
+pub const MAX_TOKENS_LIMIT: u64 = 100_000_000;
+
+/// A client's request, parsed once, in the client's own dialect.
+pub struct ClientRequest {
+    pub wire: Wire,
+    pub operation: Operation,
+    /// The body as the client sent it (the model is replaced per target).
+    pub body: Map<String, Value>,
+    /// The model as the client asked for it.
+    pub model: String,
+    pub stream: bool,
+    /// OpenAI streams: the client did not ask for the usage chunk the gateway asked for.
+    pub strip_usage: bool,
+    pub estimate: f64,
+    pub headers: HeaderMap,
+    /// `policy.default_max_tokens`, for providers that require `max_tokens`.
+    pub default_max_tokens: u32,
+}
+
+impl CallPlan for ClientRequest {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn operation(&self) -> Operation {
+        self.operation
+    }
+
+    fn estimate(&self) -> f64 {
+        self.estimate
+    }
+
+    fn client_headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    fn body_for(&mut self, protocol: &dyn Protocol, model: &str) -> Result<Bytes, ApiError> {
+        let translated = match (self.wire, protocol.wire()) {
+            (from, to) if from == to => {
+                self.body
+                    .insert("model".into(), Value::String(model.to_owned()));
+                return to_bytes(&self.body);
+            }
+            (Wire::OpenAi, Wire::Anthropic) => {
+                conversion::chat_to_messages_request(&self.body, model, self.default_max_tokens)
+            }
+            (Wire::Anthropic, Wire::OpenAi) => {
+                conversion::messages_to_chat_request(&self.body, model)
+            }
+            _ => unreachable_pair(),
+        };
+        let body = translated.map_err(|e| {
+            ApiError::bad_request(
+                "untranslatable_request",
+                format!("the request cannot be sent to this model's provider: {e}"),
+            )
+        })?;
+        to_bytes(&body)
+    }
+}
+
+/// Every pair of distinct wires is matched above; kept total for the compiler.
+fn unreachable_pair() -> Result<Map<String, Value>, conversion::Unsupported> {
+    Err(conversion::Unsupported(
+        "no translation between these dialects".into(),
+    ))
+}
+
+fn to_bytes(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Runs a parsed request end to end and renders its answer, errors included, in its dialect.
+pub async fn run(
+    gw: Arc<Gateway>,
+    caller: Caller,
+    request_id: &RequestId,
+    parsed: impl Future<Output = Result<ClientRequest, ApiError>>,
+    action: &str,
+    wire: Wire,
+) -> Response {
+    let mut trace = Trace::start(&gw.logger, action, &request_id.0);
+    trace.client(&caller.client.id);
+    let result = async {
+        let mut request = parsed.await?;
+        trace.model(&request.model, request.stream);
+        let answer = crate::dispatch::dispatch(
+            Arc::clone(&gw),
+            Arc::clone(&caller.runtime),
+            &caller.client,
+            &mut request,
+            &mut trace,
+        )
+        .await?;
+        Ok::<_, ApiError>(relay::render(answer, &request, &mut trace).await)
+    }
+    .await;
+    let response = match result {
+        Ok(response) => response,
+        Err(e) => {
+            trace.error(e.code);
+            audit_denial(&gw, &e, action);
+            crate::metrics::rejected(e.code);
+            e.into_response_for(wire)
+        }
+    };
+    trace.status(response.status().as_u16());
+    response
+}
+
+/// A 403 leaves an audit record of category `access`: the action refused, the status and why;
+/// never the key. (401s are refused, and audited, by [`crate::auth`] before a handler runs.)
+fn audit_denial(gw: &Gateway, e: &ApiError, action: &str) {
+    use truckllm_logging::{AuditCategory, AuditRecord};
+    if e.status == axum::http::StatusCode::FORBIDDEN {
+        gw.logger.emit(
+            AuditRecord::new(AuditCategory::Access, action, "client", "denied")
+                .status(e.status.as_u16())
+                .message(e.message.clone()),
+        );
+    }
+}
+
+/// Reads a JSON object body: `application/json`, at most [`MAX_REQUEST_BYTES`].
+pub async fn read_json(headers: &HeaderMap, body: Body) -> Result<Map<String, Value>, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return Err(ApiError::unsupported_media_type(format!(
+            "send the request as Content-Type: application/json (got {:?})",
+            crate::error::clip(content_type, 64)
+        )));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_REQUEST_BYTES) {
+        return Err(ApiError::payload_too_large(MAX_REQUEST_BYTES));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
+        .await
+        .map_err(|_| ApiError::payload_too_large(MAX_REQUEST_BYTES))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("request body is not a JSON object: {e}"),
+        )
+    })
+}
+
+/// The `model` of a body: a non-empty string of at most [`MAX_MODEL_NAME_BYTES`].
+pub fn model_of(body: &Map<String, Value>) -> Result<String, ApiError> {
+    match body.get("model") {
+        Some(Value::String(m)) if m.len() > MAX_MODEL_NAME_BYTES => Err(ApiError::bad_request(
+            "invalid_model",
+            format!(
+                "`model` is {} bytes long; model names are at most {MAX_MODEL_NAME_BYTES} bytes",
+                m.len()
+            ),
+        )),
+        Some(Value::String(m)) if !m.is_empty() => Ok(m.clone()),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_model",
+            "`model` must be a non-empty string",
+        )),
+        None => Err(ApiError::bad_request("missing_model", "`model` is required")),
+    }
+}
+
+/// The first of `fields` present: absent, or a whole number from 1 to [`MAX_TOKENS_LIMIT`].
+/// Anything else is the client's error, answered before the store is asked to reserve it.
+pub fn max_tokens(body: &Map<String, Value>, fields: &[&str]) -> Result<Option<f64>, ApiError> {
+    let Some((field, value)) = fields
+        .iter()
+        .find_map(|k| body.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
+    else {
+        return Ok(None);
+    };
+    match value.as_u64() {
+        Some(n) if (1..=MAX_TOKENS_LIMIT).contains(&n) => Ok(Some(n as f64)),
+        _ => Err(ApiError::bad_request(
+            "invalid_max_tokens",
+            format!(
+                "`{field}` must be a whole number from 1 to {MAX_TOKENS_LIMIT} (got {})",
+                crate::error::clip(&value.to_string(), 64)
+            ),
+        )),
+    }
+}
+
+/// Characters of the text in a JSON value, a rough measure of its tokens (about 4 per token).
+pub fn text_len(value: Option<&Value>) -> usize {
+    match value {
+        Some(Value::String(s)) => s.len(),
+        Some(Value::Array(items)) => items.iter().map(|v| text_len(Some(v))).sum(),
+        Some(Value::Object(map)) => map.values().map(|v| text_len(Some(v))).sum(),
+        Some(other) => other.to_string().len(),
+        None => 0,
+    }
+}

@@ -1,0 +1,360 @@
+//! A provider's answer, back to the client in the client's dialect: read whole and passed (or
+//! translated), or streamed event by event through a [`StreamRelay`] that passes, drops or
+//! re-frames each event and keeps the usage it saw. The attempt is settled with that usage
+//! when the body has been read, the stream ended, or the client went away.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+
+use super::ClientRequest;
+use crate::attempt::{Attempt, Outcome};
+use crate::conversion;
+use crate::dispatch::Answer;
+use crate::error::ApiError;
+use crate::providers::{Wire, anthropic};
+use crate::trace::Trace;
+use crate::upstream::{ReadBody, UpstreamResponse};
+use crate::usage::{self, SseScanner, Usage};
+
+const JSON: &str = "application/json";
+const SSE: &str = "text/event-stream";
+
+/// Largest non-streaming response body read from a provider.
+const MAX_RESPONSE_BYTES: u64 = 64 << 20;
+
+/// Renders a provider's answer for the client.
+pub async fn render(answer: Answer, request: &ClientRequest, trace: &mut Trace) -> Response {
+    let Answer {
+        response,
+        attempt,
+        client_error,
+    } = answer;
+    let from = attempt.provider_config().protocol.wire();
+    if client_error {
+        return refusal(response, attempt, from, request.wire).await;
+    }
+    if request.stream {
+        trace.status(response.status().as_u16());
+        let relay = stream_relay(from, request);
+        return stream_back(response, attempt, relay, request, trace.take());
+    }
+    complete(response, attempt, from, request, trace).await
+}
+
+/// The answer's head: the provider's status, its content type when the body passes as it is
+/// (else `translated_type`), and which provider key answered.
+fn head(
+    upstream: &UpstreamResponse,
+    attempt: &Attempt,
+    translated_type: Option<&'static str>,
+) -> axum::http::response::Builder {
+    let content_type = match translated_type {
+        Some(kind) => HeaderValue::from_static(kind),
+        None => upstream
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("application/json")),
+    };
+    let mut builder = Response::builder()
+        .status(upstream.status())
+        .header(header::CONTENT_TYPE, content_type);
+    let provider = attempt.provider_config();
+    if let Ok(v) = HeaderValue::from_str(&format!("{}/{}", provider.id, attempt.key_config().id)) {
+        builder = builder.header("x-truckllm-key", v);
+    }
+    builder
+}
+
+fn built(builder: axum::http::response::Builder, body: Body) -> Response {
+    builder
+        .body(body)
+        .unwrap_or_else(|_| ApiError::internal("bad upstream headers").into_response())
+}
+
+/// The provider refused the request itself: its answer, in the client's dialect.
+async fn refusal(response: UpstreamResponse, attempt: Attempt, from: Wire, to: Wire) -> Response {
+    let builder = head(&response, &attempt, (from != to).then_some(JSON));
+    let status = response.status().as_u16();
+    let read = response.bytes(MAX_RESPONSE_BYTES).await;
+    attempt.settle(Outcome::ClientError);
+    match read {
+        Ok(bytes) if from == to => built(builder, Body::from(bytes)),
+        Ok(bytes) => {
+            let body = match to {
+                Wire::OpenAi => conversion::anthropic_error_to_openai(status, &bytes),
+                Wire::Anthropic => conversion::openai_error_to_anthropic(status, &bytes),
+            };
+            built(builder, Body::from(body.to_string()))
+        }
+        Err(e) => ApiError::upstream(StatusCode::BAD_GATEWAY, e.to_string()).into_response_for(to),
+    }
+}
+
+async fn complete(
+    response: UpstreamResponse,
+    attempt: Attempt,
+    from: Wire,
+    request: &ClientRequest,
+    trace: &mut Trace,
+) -> Response {
+    let builder = head(&response, &attempt, (from != request.wire).then_some(JSON));
+    let provider = attempt.provider_config();
+    let read = response.bytes(MAX_RESPONSE_BYTES).await;
+    let bytes = match read {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let message = format!("provider `{}` broke off: {e}", provider.id);
+            attempt.settle(Outcome::UpstreamFailure);
+            trace.error("upstream_broke_off");
+            return ApiError::upstream(StatusCode::BAD_GATEWAY, message)
+                .into_response_for(request.wire);
+        }
+    };
+    let usage = provider.protocol.usage_of_body(&bytes);
+    trace.usage(usage.as_ref(), &provider.pricing);
+    attempt.settle(Outcome::Success(usage));
+    if from == request.wire {
+        return built(builder, Body::from(bytes));
+    }
+    match translate_body(&bytes, from, request) {
+        Ok(body) => built(builder, Body::from(body.to_string())),
+        Err(message) => {
+            trace.error("untranslatable_response");
+            ApiError::upstream(StatusCode::BAD_GATEWAY, message).into_response_for(request.wire)
+        }
+    }
+}
+
+fn translate_body(bytes: &[u8], from: Wire, request: &ClientRequest) -> Result<Value, String> {
+    let parsed: Value = serde_json::from_slice(bytes)
+        .map_err(|e| format!("the provider's answer is not JSON: {e}"))?;
+    let translated = match (from, request.wire) {
+        (Wire::Anthropic, Wire::OpenAi) => conversion::messages_to_chat_response(&parsed, &request.model),
+        (Wire::OpenAi, Wire::Anthropic) => conversion::chat_to_messages_response(&parsed, &request.model),
+        _ => Ok(parsed),
+    };
+    translated.map_err(|e| format!("the provider's answer cannot be translated: {e}"))
+}
+
+/// Passes, drops or re-frames one stream event at a time, keeping the usage it saw.
+pub trait StreamRelay: Send {
+    /// What to send the client for one complete event (possibly nothing).
+    fn event(&mut self, event: Bytes) -> Result<Option<Bytes>, String>;
+    /// What to send when the provider's stream ends.
+    fn finish(&mut self) -> Option<Bytes>;
+    fn usage(&self) -> Option<Usage>;
+}
+
+/// OpenAI to OpenAI: events pass untouched, but for the usage chunk the gateway asked for.
+struct OpenAiPassthrough {
+    strip_usage: bool,
+    usage: Option<Usage>,
+}
+
+impl StreamRelay for OpenAiPassthrough {
+    fn event(&mut self, event: Bytes) -> Result<Option<Bytes>, String> {
+        let inspected = usage::inspect(event);
+        if inspected.usage.is_some() {
+            self.usage = inspected.usage;
+        }
+        Ok((!(self.strip_usage && inspected.usage_only)).then_some(inspected.bytes))
+    }
+    fn finish(&mut self) -> Option<Bytes> {
+        None
+    }
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+}
+
+/// Anthropic to Anthropic: events pass untouched; usage from `message_start`/`message_delta`.
+struct AnthropicPassthrough {
+    usage: anthropic::StreamUsage,
+}
+
+impl StreamRelay for AnthropicPassthrough {
+    fn event(&mut self, event: Bytes) -> Result<Option<Bytes>, String> {
+        self.usage.observe(&event);
+        Ok(Some(event))
+    }
+    fn finish(&mut self) -> Option<Bytes> {
+        None
+    }
+    fn usage(&self) -> Option<Usage> {
+        self.usage.usage()
+    }
+}
+
+/// Anthropic events re-framed as OpenAI chunks.
+impl StreamRelay for conversion::MessagesToChatStream {
+    fn event(&mut self, event: Bytes) -> Result<Option<Bytes>, String> {
+        conversion::MessagesToChatStream::event(self, &event)
+            .map(|b| (!b.is_empty()).then_some(b))
+            .map_err(|e| e.to_string())
+    }
+    fn finish(&mut self) -> Option<Bytes> {
+        let last = conversion::MessagesToChatStream::finish(self);
+        (!last.is_empty()).then_some(last)
+    }
+    fn usage(&self) -> Option<Usage> {
+        conversion::MessagesToChatStream::usage(self)
+    }
+}
+
+/// OpenAI chunks re-framed as Anthropic events.
+impl StreamRelay for conversion::ChatToMessagesStream {
+    fn event(&mut self, event: Bytes) -> Result<Option<Bytes>, String> {
+        conversion::ChatToMessagesStream::event(self, &event)
+            .map(|b| (!b.is_empty()).then_some(b))
+            .map_err(|e| e.to_string())
+    }
+    fn finish(&mut self) -> Option<Bytes> {
+        let last = conversion::ChatToMessagesStream::finish(self);
+        (!last.is_empty()).then_some(last)
+    }
+    fn usage(&self) -> Option<Usage> {
+        conversion::ChatToMessagesStream::usage(self)
+    }
+}
+
+fn stream_relay(from: Wire, request: &ClientRequest) -> Box<dyn StreamRelay> {
+    match (from, request.wire) {
+        (Wire::OpenAi, Wire::OpenAi) => Box::new(OpenAiPassthrough {
+            strip_usage: request.strip_usage,
+            usage: None,
+        }),
+        (Wire::Anthropic, Wire::Anthropic) => Box::new(AnthropicPassthrough {
+            usage: anthropic::StreamUsage::default(),
+        }),
+        (Wire::Anthropic, Wire::OpenAi) => Box::new(conversion::MessagesToChatStream::new(
+            &request.model,
+            !request.strip_usage,
+        )),
+        (Wire::OpenAi, Wire::Anthropic) => {
+            Box::new(conversion::ChatToMessagesStream::new(&request.model))
+        }
+    }
+}
+
+fn stream_back(
+    response: UpstreamResponse,
+    attempt: Attempt,
+    relay: Box<dyn StreamRelay>,
+    request: &ClientRequest,
+    trace: Trace,
+) -> Response {
+    let from = attempt.provider_config().protocol.wire();
+    let builder = head(&response, &attempt, (from != request.wire).then_some(SSE))
+        .header(header::CACHE_CONTROL, "no-cache");
+    let max_event = attempt.runtime_policy().max_stream_event_bytes as usize;
+    let metered = Metered {
+        trace,
+        inner: response.into_stream(),
+        scanner: SseScanner::new(max_event),
+        relay,
+        attempt: Some(attempt),
+        done: false,
+    };
+    built(builder, Body::from_stream(metered))
+}
+
+/// Relays a provider's SSE stream event by event; settles usage when the stream ends, or as
+/// abandoned if the client goes away first.
+struct Metered {
+    trace: Trace,
+    inner: ReadBody,
+    scanner: SseScanner,
+    relay: Box<dyn StreamRelay>,
+    attempt: Option<Attempt>,
+    done: bool,
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        if !self.done {
+            if let Some(attempt) = &self.attempt {
+                let pricing = &attempt.provider_config().pricing;
+                self.trace.usage(self.relay.usage().as_ref(), pricing);
+            }
+            self.trace.error("client_disconnected");
+        }
+    }
+}
+
+impl Metered {
+    /// Ends the stream as broken by the provider: recorded as an upstream failure, and the
+    /// upstream body is dropped with the stream, so nothing more is read from it.
+    fn broken(&mut self, cause: impl std::fmt::Display) -> std::io::Error {
+        self.done = true;
+        self.trace.error("stream_broken");
+        if let Some(attempt) = self.attempt.take() {
+            attempt.settle(Outcome::UpstreamFailure);
+        }
+        std::io::Error::other(cause.to_string())
+    }
+
+    /// The provider's stream ended: settle with the usage seen, send what is left.
+    fn ended(&mut self) -> Option<Bytes> {
+        self.done = true;
+        let usage = self.relay.usage();
+        if let Some(attempt) = self.attempt.take() {
+            let pricing = &attempt.provider_config().pricing;
+            self.trace.usage(usage.as_ref(), pricing);
+            attempt.settle(Outcome::Success(usage));
+        }
+        let mut out = BytesMut::new();
+        if let Some(rest) = self.scanner.finish() {
+            out.extend_from_slice(&rest);
+        }
+        if let Some(last) = self.relay.finish() {
+            out.extend_from_slice(&last);
+        }
+        (!out.is_empty()).then(|| out.freeze())
+    }
+}
+
+impl Stream for Metered {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.inner.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let events = match this.scanner.push(&chunk) {
+                        Ok(events) => events,
+                        Err(too_large) => return Poll::Ready(Some(Err(this.broken(too_large)))),
+                    };
+                    let mut out = BytesMut::new();
+                    for event in events {
+                        match this.relay.event(event) {
+                            Ok(Some(bytes)) => out.extend_from_slice(&bytes),
+                            Ok(None) => {}
+                            Err(e) => return Poll::Ready(Some(Err(this.broken(e)))),
+                        }
+                    }
+                    if !out.is_empty() {
+                        this.trace.first_byte();
+                        return Poll::Ready(Some(Ok(out.freeze())));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    return Poll::Ready(Some(Err(this.broken(e))));
+                }
+                Poll::Ready(None) => return Poll::Ready(this.ended().map(Ok)),
+            }
+        }
+    }
+}

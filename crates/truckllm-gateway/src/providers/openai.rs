@@ -1,0 +1,80 @@
+//! OpenAI-compatible providers (OpenAI, Together, OpenRouter, Mistral, Groq, vLLM, Ollama…):
+//! `POST {base_url}/chat/completions` and `/embeddings` with `Authorization: Bearer <key>`.
+
+use axum::http::{HeaderMap, Uri, header};
+
+use super::{Operation, Protocol, Wire, sensitive};
+use crate::upstream::UpstreamError;
+use crate::usage::{self, Usage};
+
+/// An OpenAI-compatible provider's endpoints.
+#[derive(Debug)]
+pub struct OpenAi {
+    chat: Uri,
+    embeddings: Uri,
+}
+
+impl OpenAi {
+    /// `url` turns a path below the base URL into a parsed URL.
+    pub fn new(url: &dyn Fn(&str) -> Result<Uri, String>) -> Result<Self, String> {
+        Ok(Self {
+            chat: url("/chat/completions")?,
+            embeddings: url("/embeddings")?,
+        })
+    }
+}
+
+impl Protocol for OpenAi {
+    fn wire(&self) -> Wire {
+        Wire::OpenAi
+    }
+
+    fn url(&self, operation: Operation) -> Option<&Uri> {
+        match operation {
+            Operation::Chat => Some(&self.chat),
+            Operation::Embeddings => Some(&self.embeddings),
+            Operation::CountTokens => None,
+        }
+    }
+
+    fn headers(&self, secret: &str, _client: &HeaderMap) -> Result<HeaderMap, UpstreamError> {
+        let mut headers = HeaderMap::with_capacity(2);
+        headers.insert(header::AUTHORIZATION, sensitive(format!("Bearer {secret}"))?);
+        Ok(headers)
+    }
+
+    fn usage_of_body(&self, body: &[u8]) -> Option<Usage> {
+        usage::from_body(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider() -> OpenAi {
+        OpenAi::new(&|path| format!("https://api.example.com/v1{path}").parse().map_err(|_| String::new()))
+            .expect("urls")
+    }
+
+    #[test]
+    fn calls_carry_the_key_as_a_sensitive_bearer_token() {
+        let headers = provider().headers("sk-1", &HeaderMap::new()).expect("headers");
+        let auth = &headers[header::AUTHORIZATION];
+        assert_eq!(auth, "Bearer sk-1");
+        assert!(auth.is_sensitive());
+        assert!(!format!("{headers:?}").contains("sk-1"), "not printed");
+    }
+
+    #[test]
+    fn operations_map_to_their_endpoints() {
+        let p = provider();
+        assert_eq!(
+            p.url(Operation::Chat).map(Uri::to_string).as_deref(),
+            Some("https://api.example.com/v1/chat/completions")
+        );
+        assert!(p.url(Operation::CountTokens).is_none());
+        let body = br#"{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
+        assert_eq!(p.usage_of_body(body).map(|u| u.total()), Some(7.0));
+    }
+}
