@@ -35,6 +35,7 @@ pub mod auth;
 pub mod balancer;
 pub mod bootstrap;
 pub mod clients;
+pub mod conversion;
 pub mod error;
 pub mod health;
 pub mod metrics;
