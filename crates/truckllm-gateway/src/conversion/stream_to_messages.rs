@@ -14,9 +14,11 @@ use crate::usage::Usage;
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Block {
     Text,
-    /// A tool call, by its OpenAI `index`.
-    Tool(u64),
+    ToolUse,
 }
+
+/// Keys for tool calls sent without an `index`, apart from real indexes.
+const NO_INDEX_KEYS: u64 = 1 << 32;
 
 /// Re-frames OpenAI chunks as Anthropic events, one SSE event at a time.
 #[derive(Debug)]
@@ -28,8 +30,8 @@ pub struct ChatToMessagesStream {
     open: Option<(Block, u64)>,
     /// The Anthropic index the next block gets.
     next_index: u64,
-    /// OpenAI tool call indexes already given a block.
-    tools: HashMap<u64, u64>,
+    /// OpenAI tool call `index` → the id and Anthropic block index of the latest call with it.
+    tools: HashMap<u64, (String, u64)>,
     stop: Option<&'static str>,
     usage: Option<Usage>,
     /// `message_stop` (or an error event) was sent: nothing more goes out.
@@ -142,10 +144,10 @@ impl ChatToMessagesStream {
         )
     }
 
-    /// Opens a block of this kind (closing the open one) unless it is already open.
+    /// Opens a block (closing the open one); text continues an open text block.
     fn open_block(&mut self, block: Block, content_block: Value) -> (String, u64) {
-        if let Some((open, index)) = self.open
-            && open == block
+        if let Some((Block::Text, index)) = self.open
+            && block == Block::Text
         {
             return (String::new(), index);
         }
@@ -184,21 +186,25 @@ impl ChatToMessagesStream {
     }
 
     /// One piece of a tool call: the first (with id and name) opens its block, the next
-    /// ones add argument fragments.
+    /// ones add argument fragments. A fragment with a new id opens a new block even at a known
+    /// `index` (some providers send every call complete at index 0).
     fn tool_fragment(&mut self, call: &Value) -> Result<String, Unsupported> {
         let function = call.get("function").unwrap_or(&Value::Null);
-        let id = call.get("id").and_then(Value::as_str);
-        let fallback = match (id, self.open) {
-            (None, Some((Block::Tool(current), _))) => current,
-            _ => self.tools.len() as u64,
+        let id = call
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty());
+        let index = match call.get("index").and_then(Value::as_u64) {
+            Some(index) => index,
+            None => self.key_without_index(id),
         };
-        let index = call
-            .get("index")
-            .and_then(Value::as_u64)
-            .unwrap_or(fallback);
+        let known = self
+            .tools
+            .get(&index)
+            .filter(|(known, _)| id.is_none_or(|id| id == known));
         let mut frames = String::new();
-        let block_index = match self.tools.get(&index) {
-            Some(&block_index) if self.open == Some((Block::Tool(index), block_index)) => {
+        let block_index = match known {
+            Some(&(_, block_index)) if self.open == Some((Block::ToolUse, block_index)) => {
                 block_index
             }
             Some(_) => {
@@ -210,8 +216,8 @@ impl ChatToMessagesStream {
                 let name = function.get("name").and_then(Value::as_str).unwrap_or("");
                 let id = id.map_or_else(|| format!("call_{index}"), str::to_owned);
                 let block = json!({ "type": "tool_use", "id": id, "name": name, "input": {} });
-                let (start, block_index) = self.open_block(Block::Tool(index), block);
-                self.tools.insert(index, block_index);
+                let (start, block_index) = self.open_block(Block::ToolUse, block);
+                self.tools.insert(index, (id, block_index));
                 frames.push_str(&start);
                 block_index
             }
@@ -225,6 +231,20 @@ impl ChatToMessagesStream {
             frames.push_str(&Self::delta(block_index, delta));
         }
         Ok(frames)
+    }
+
+    /// The key of a fragment that has no `index`: the call with its id, else the open call
+    /// (for a fragment without id), else a fresh key.
+    fn key_without_index(&self, id: Option<&str>) -> u64 {
+        let open = self.open.map(|(_, block)| block);
+        let found = self.tools.iter().find(|(_, (known, block))| match id {
+            Some(id) => id == known,
+            None => Some(*block) == open,
+        });
+        match found {
+            Some((key, _)) => *key,
+            None => NO_INDEX_KEYS + self.tools.len() as u64,
+        }
     }
 
     /// The last block's stop, `message_delta` with the stop reason and usage, `message_stop`.
