@@ -1,0 +1,218 @@
+//! Translation between the OpenAI Chat Completions and Anthropic Messages dialects: requests,
+//! responses, stream events, usage and errors, as pure functions on JSON values (no I/O).
+//!
+//! # Layout
+//!
+//! Grouped by the client's dialect:
+//!
+//! - [`from_chat`]: a Chat Completions client in front of an Anthropic provider:
+//!   [`chat_to_messages_request`], [`messages_to_chat_response`], [`usage_of_message`].
+//! - [`from_messages`]: an Anthropic Messages client in front of an OpenAI-compatible provider:
+//!   [`messages_to_chat_request`], [`chat_to_messages_response`].
+//! - [`stream_to_chat`]: [`MessagesToChatStream`], Anthropic stream events re-framed as
+//!   `chat.completion.chunk`s.
+//! - [`stream_to_messages`]: [`ChatToMessagesStream`], OpenAI chunks re-framed as Anthropic
+//!   stream events.
+//! - [`errors`]: error bodies and error `type`s for a status, both ways
+//!   ([`anthropic_error_type`], [`openai_error_type`], [`openai_error_to_anthropic`],
+//!   [`anthropic_error_to_openai`]).
+//!
+//! The stream re-framers are fed one complete SSE event at a time (as
+//! [`crate::usage::SseScanner`] yields them), answer the bytes to send to the client (possibly
+//! none), and keep the usage they saw in the neutral [`Usage`] record. `finish` is called when
+//! the upstream stream ends: it closes a stream whose last event was missing, or answers an
+//! error event when the provider stopped before the response was complete.
+//!
+//! # Failure behaviour
+//!
+//! What the target dialect cannot express at all is refused with [`Unsupported`], whose
+//! message the gateway answers as a 400 in the client's dialect (for requests), or as an
+//! upstream error (for responses the provider sent that cannot be translated). Nothing here
+//! panics on input.
+//!
+//! # Lossy translations
+//!
+//! Chat → Messages (request):
+//! - `system`/`developer` messages anywhere in the conversation become top-level `system` text
+//!   blocks, in order: their position in the conversation is lost.
+//! - Consecutive messages of one role are merged (Anthropic requires alternation); `tool`
+//!   messages become `tool_result` blocks of a user message.
+//! - Assistant messages with no content and no tool calls are left out; `reasoning_content`
+//!   on assistant messages is dropped (Anthropic thinking blocks need a signature).
+//! - `temperature` is passed as is (Anthropic's range is 0–1, OpenAI's 0–2; the provider
+//!   refuses values over 1). `frequency_penalty`, `presence_penalty`, `logit_bias`, `seed`,
+//!   `service_tier`, `store`, `metadata`, `prediction`, `reasoning_effort`, `stream_options`
+//!   are dropped (usage is always reported in streams).
+//! - Refused: `n` > 1, `logprobs`/`top_logprobs`, `response_format` `json_object` and
+//!   `json_schema`, audio (`modalities`, `audio`, `input_audio` parts), `file` parts, the
+//!   legacy `functions`/`function_call`, non-function tools, tool call arguments that are not
+//!   a JSON object, image URLs that are neither `data:…;base64,` nor http(s).
+//!
+//! Messages → Chat (response and stream):
+//! - `thinking` blocks and deltas become `reasoning_content` (the de-facto field of
+//!   DeepSeek/vLLM-style clients); their signatures and `redacted_thinking` blocks are dropped.
+//! - Server tool blocks (`server_tool_use`, `web_search_tool_result`, …) and citations are
+//!   dropped.
+//! - `stop_reason` `end_turn`/`stop_sequence`/`pause_turn` → `stop`, `max_tokens`/
+//!   `model_context_window_exceeded` → `length`, `tool_use` → `tool_calls`, `refusal` →
+//!   `content_filter`. Which stop sequence matched is lost.
+//! - Usage: `prompt_tokens` = input + cache writes + cache reads, with cache reads as
+//!   `prompt_tokens_details.cached_tokens`; cache writes are counted in `prompt_tokens` but
+//!   not shown separately (the OpenAI shape has no field for them).
+//!
+//! Messages → Chat (request):
+//! - `system` blocks are joined with blank lines into one system message; `cache_control`
+//!   everywhere is dropped (OpenAI-compatible providers cache on their own).
+//! - `role: "system"` messages inside `messages` stay system messages in place.
+//! - `thinking` and `redacted_thinking` blocks in assistant turns, `thinking`, `top_k`,
+//!   `output_config`, `context_management`, `service_tier`, `container`, `mcp_servers` and other
+//!   top-level fields the OpenAI side cannot express are dropped, so Claude Code's requests
+//!   do not fail.
+//! - `max_tokens` is sent as `max_completion_tokens`.
+//! - `tool_result` blocks become `tool` messages (text only, blocks joined by newlines); an
+//!   `is_error` result is prefixed with `Error: `; images inside a tool result are moved to a
+//!   user message right after the tool messages. Text and images that share a user message
+//!   with tool results follow the tool messages.
+//! - `document` blocks: base64 PDFs become `file` parts, plain-text sources text parts;
+//!   other sources are refused. Server tools (typed tools without `input_schema`) are
+//!   refused.
+//!
+//! Chat → Messages (response and stream):
+//! - `reasoning_content` is dropped (an Anthropic client would need a signed thinking block).
+//! - `refusal` text becomes a text block; `finish_reason` `stop` → `end_turn`, `length` →
+//!   `max_tokens`, `tool_calls`/`function_call` → `tool_use`, `content_filter` → `refusal`.
+//! - Usage: `input_tokens` = prompt − cached, `cache_read_input_tokens` = cached,
+//!   `cache_creation_input_tokens` = 0 (OpenAI does not report cache writes). In streams the
+//!   usage is only known at the end, so `message_start` says 0 and `message_delta` carries it.
+//! - Only the first choice is translated. Arguments of parallel tool calls that arrive
+//!   interleaved in a stream (a fragment for a tool call whose block was already closed) are
+//!   refused; providers send them one call after another.
+
+mod errors;
+mod from_chat;
+mod from_messages;
+mod sse;
+mod stream_to_chat;
+mod stream_to_messages;
+
+pub use errors::{
+    anthropic_error_to_openai, anthropic_error_type, openai_error_to_anthropic, openai_error_type,
+};
+pub use from_chat::{chat_to_messages_request, messages_to_chat_response, usage_of_message};
+pub use from_messages::{chat_to_messages_response, messages_to_chat_request};
+pub use stream_to_chat::MessagesToChatStream;
+pub use stream_to_messages::ChatToMessagesStream;
+
+use serde_json::{Value, json};
+
+use crate::usage::Usage;
+
+/// Something the target dialect cannot express; the gateway answers 400 in the client's
+/// dialect with this message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unsupported(pub String);
+
+impl Unsupported {
+    fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// A number field of a JSON object, 0 when absent.
+fn number(value: &Value, key: &str) -> f64 {
+    value.get(key).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+/// The neutral record of an Anthropic `usage` object (cache tokens added into the prompt).
+fn usage_from_anthropic(usage: &Value) -> Usage {
+    let input = number(usage, "input_tokens");
+    let write = number(usage, "cache_creation_input_tokens");
+    let read = number(usage, "cache_read_input_tokens");
+    let output = number(usage, "output_tokens");
+    Usage {
+        prompt_tokens: input + write + read,
+        completion_tokens: output,
+        total_tokens: input + write + read + output,
+        cache_read_tokens: read,
+        cache_write_tokens: write,
+        reasoning_tokens: 0.0,
+    }
+}
+
+/// The neutral record of an OpenAI `usage` object.
+fn usage_from_openai(usage: &Value) -> Usage {
+    let prompt = number(usage, "prompt_tokens");
+    let completion = number(usage, "completion_tokens");
+    let total = match number(usage, "total_tokens") {
+        t if t > 0.0 => t,
+        _ => prompt + completion,
+    };
+    let details =
+        |key: &str, field: &str| usage.get(key).map(|d| number(d, field)).unwrap_or_default();
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: total,
+        cache_read_tokens: details("prompt_tokens_details", "cached_tokens"),
+        cache_write_tokens: 0.0,
+        reasoning_tokens: details("completion_tokens_details", "reasoning_tokens"),
+    }
+}
+
+/// Token counts are whole numbers; the neutral record keeps them as f64.
+fn count(tokens: f64) -> u64 {
+    tokens.max(0.0).round() as u64
+}
+
+/// An OpenAI `usage` object for the neutral record.
+fn openai_usage_json(usage: &Usage) -> Value {
+    json!({
+        "prompt_tokens": count(usage.prompt_tokens),
+        "completion_tokens": count(usage.completion_tokens),
+        "total_tokens": count(usage.total()),
+        "prompt_tokens_details": {"cached_tokens": count(usage.cache_read_tokens)},
+    })
+}
+
+/// An Anthropic `usage` object for the neutral record (cache tokens taken out of the input).
+fn anthropic_usage_json(usage: &Usage) -> Value {
+    let cached = usage.cache_read_tokens + usage.cache_write_tokens;
+    json!({
+        "input_tokens": count(usage.prompt_tokens - cached),
+        "cache_creation_input_tokens": count(usage.cache_write_tokens),
+        "cache_read_input_tokens": count(usage.cache_read_tokens),
+        "output_tokens": count(usage.completion_tokens),
+    })
+}
+
+/// Anthropic `stop_reason` → OpenAI `finish_reason`.
+fn finish_reason(stop_reason: &str) -> &'static str {
+    match stop_reason {
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "tool_use" => "tool_calls",
+        "refusal" => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// OpenAI `finish_reason` → Anthropic `stop_reason`.
+fn stop_reason(finish_reason: &str) -> &'static str {
+    match finish_reason {
+        "length" => "max_tokens",
+        "tool_calls" | "function_call" => "tool_use",
+        "content_filter" => "refusal",
+        _ => "end_turn",
+    }
+}
+
+/// Seconds since the epoch, for the `created` field of chat completions.
+fn now_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod golden;
