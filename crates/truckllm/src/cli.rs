@@ -69,7 +69,7 @@ impl StoreArgs {
 pub enum Command {
     /// Run the gateway: an OpenAI-compatible endpoint in front of the configured providers.
     Serve(ServeArgs),
-    /// Run a mock OpenAI-compatible provider, for tests, demos and benchmarks.
+    /// Run a mock provider (OpenAI chat and Anthropic Messages), for tests, demos and benchmarks.
     MockUpstream(MockArgs),
     /// Serve the HTTP storage API from a runtime store (and optionally a config store).
     StorageServer(StorageServerArgs),
@@ -289,6 +289,10 @@ pub struct MockArgs {
     /// Share of requests answered 429 with Retry-After (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     pub rate_limit_rate: f64,
+    /// Share of requests answered "overloaded": 529 overloaded_error on /v1/messages, 503 on
+    /// the OpenAI routes (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub overload_rate: f64,
     /// Requests per minute per key before 429s.
     #[arg(long)]
     pub rpm_cap: Option<u64>,

@@ -234,6 +234,7 @@ pub async fn mock_upstream(args: &MockArgs) -> Result<ExitCode> {
     for (name, rate) in [
         ("--error-rate", args.error_rate),
         ("--rate-limit-rate", args.rate_limit_rate),
+        ("--overload-rate", args.overload_rate),
     ] {
         anyhow::ensure!(
             (0.0..=1.0).contains(&rate),
@@ -245,6 +246,7 @@ pub async fn mock_upstream(args: &MockArgs) -> Result<ExitCode> {
         chunk_delay: Duration::from_millis(args.chunk_delay_ms),
         error_rate: args.error_rate,
         rate_limit_rate: args.rate_limit_rate,
+        overload_rate: args.overload_rate,
         rpm_cap: args.rpm_cap,
         ..MockOptions::default()
     };
