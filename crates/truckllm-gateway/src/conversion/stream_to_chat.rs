@@ -277,7 +277,7 @@ mod scanner_tests {
             let mut out = Vec::new();
             for chunk in [&stream[..split], &stream[split..]] {
                 for event in scanner.push(chunk).expect("small events") {
-                    out.extend_from_slice(&stream_out.event(&event.bytes).expect("converts"));
+                    out.extend_from_slice(&stream_out.event(&event).expect("converts"));
                 }
             }
             out.extend_from_slice(&stream_out.finish());
