@@ -25,12 +25,12 @@ use serde_json::json;
 
 use truckllm_logging::{AuditCategory, AuditRecord};
 
-use crate::error::{ApiError, clip};
-use crate::state::Gateway;
-use crate::trace::{self, RequestId, Trace};
 use crate::auth;
+use crate::error::{ApiError, clip};
 use crate::ingress::{anthropic, openai};
 use crate::providers::Wire;
+use crate::state::Gateway;
+use crate::trace::{self, RequestId, Trace};
 
 /// How long log sinks get to deliver what is queued when the gateway stops.
 const LOG_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);

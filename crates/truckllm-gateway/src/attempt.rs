@@ -127,20 +127,20 @@ impl Attempt {
         let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let provider = &self.runtime.routes.providers[self.provider];
         let metrics = &provider.keys[self.key].state.metrics;
-        provider
-            .state
-            .metrics
-            .duration
-            .record(latency_ms / 1000.0);
+        provider.state.metrics.duration.record(latency_ms / 1000.0);
         let mut actual = vec![(Metric::Req, 1.0), (Metric::Latency, latency_ms)];
         match outcome {
             Outcome::Success(usage) => {
                 metrics.success.increment(1);
-                provider.keys[self.key].state.health.record_success(latency_ms);
+                provider.keys[self.key]
+                    .state
+                    .health
+                    .record_success(latency_ms);
                 if let Some(u) = usage {
                     metrics.record_tokens(&u);
                     let cost = crate::trace::cost(&provider.pricing, &u);
-                    let counted = u.limit_tokens(provider.protocol.cache_reads_count_toward_limits());
+                    let counted =
+                        u.limit_tokens(provider.protocol.cache_reads_count_toward_limits());
                     actual.extend([
                         (Metric::Tokens, counted),
                         (Metric::PromptTokens, u.prompt_tokens),

@@ -178,7 +178,10 @@ impl ApiError {
                         "message": self.message,
                     }
                 });
-                with_retry_after((self.status, axum::Json(body)).into_response(), self.retry_after)
+                with_retry_after(
+                    (self.status, axum::Json(body)).into_response(),
+                    self.retry_after,
+                )
             }
         }
     }

@@ -139,11 +139,14 @@ impl KeyMetrics {
     /// Counts a response's tokens by class.
     pub fn record_tokens(&self, usage: &crate::usage::Usage) {
         self.prompt_tokens.increment(usage.prompt_tokens as u64);
-        self.completion_tokens.increment(usage.completion_tokens as u64);
+        self.completion_tokens
+            .increment(usage.completion_tokens as u64);
         self.cache_write_tokens
             .increment(usage.cache_write_tokens as u64);
-        self.cache_read_tokens.increment(usage.cache_read_tokens as u64);
-        self.reasoning_tokens.increment(usage.reasoning_tokens as u64);
+        self.cache_read_tokens
+            .increment(usage.cache_read_tokens as u64);
+        self.reasoning_tokens
+            .increment(usage.reasoning_tokens as u64);
     }
 }
 

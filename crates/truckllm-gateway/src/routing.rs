@@ -295,7 +295,11 @@ mod tests {
         )
     }
 
-    fn resolved(routes: &Routes, clients: &crate::clients::Clients, model: &str) -> Vec<(String, String)> {
+    fn resolved(
+        routes: &Routes,
+        clients: &crate::clients::Clients,
+        model: &str,
+    ) -> Vec<(String, String)> {
         let client = clients.authenticate(None).expect("open mode");
         routes
             .resolve(model, client)
@@ -321,7 +325,10 @@ mod tests {
         );
         assert_eq!(
             resolved(&routes, &clients, "claude-sonnet-4-6"),
-            [pair("anthropic", "claude-sonnet-4-5"), pair("openai", "gpt-4o")],
+            [
+                pair("anthropic", "claude-sonnet-4-5"),
+                pair("openai", "gpt-4o")
+            ],
             "the most specific pattern wins"
         );
         assert_eq!(
@@ -329,8 +336,19 @@ mod tests {
             [pair("openai", "claude-sonnet-listed")],
             "a listed model comes before patterns"
         );
-        assert_eq!(resolved(&routes, &clients, "fast"), [pair("openai", "gpt-4o")]);
-        assert!(resolved(&routes, &clients, "gpt-5").is_empty(), "no match is not found");
-        assert!(!routes.model_names(clients.authenticate(None).expect("open")).iter().any(|n| n.contains('*')));
+        assert_eq!(
+            resolved(&routes, &clients, "fast"),
+            [pair("openai", "gpt-4o")]
+        );
+        assert!(
+            resolved(&routes, &clients, "gpt-5").is_empty(),
+            "no match is not found"
+        );
+        assert!(
+            !routes
+                .model_names(clients.authenticate(None).expect("open"))
+                .iter()
+                .any(|n| n.contains('*'))
+        );
     }
 }

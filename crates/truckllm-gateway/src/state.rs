@@ -35,7 +35,11 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds the runtime of `config`, taking over state from `previous`.
-    pub fn build(version: u64, config: &Config, previous: Option<&Runtime>) -> Result<Self, String> {
+    pub fn build(
+        version: u64,
+        config: &Config,
+        previous: Option<&Runtime>,
+    ) -> Result<Self, String> {
         let routes = Routes::from_config(config, previous.map(|p| p.routes.as_ref()))?;
         Ok(Self {
             version,

@@ -265,7 +265,13 @@ mod tests {
             let mut scanner = SseScanner::default();
             let mut events = Vec::new();
             for chunk in stream.chunks(split) {
-                events.extend(scanner.push(chunk).expect("small events").into_iter().map(inspect));
+                events.extend(
+                    scanner
+                        .push(chunk)
+                        .expect("small events")
+                        .into_iter()
+                        .map(inspect),
+                );
             }
             assert_eq!(events.len(), 3, "split {split}");
             let joined: Vec<u8> = events.iter().flat_map(|e| e.bytes.to_vec()).collect();

@@ -45,9 +45,8 @@ async fn parse(
 ) -> Result<ClientRequest, ApiError> {
     let body = read_json(&headers, body).await?;
     let model = model_of(&body)?;
-    let estimate = max_tokens(&body, &["max_tokens"])?.ok_or_else(|| {
-        ApiError::bad_request("missing_max_tokens", "max_tokens: Field required")
-    })?;
+    let estimate = max_tokens(&body, &["max_tokens"])?
+        .ok_or_else(|| ApiError::bad_request("missing_max_tokens", "max_tokens: Field required"))?;
     check_messages(&body)?;
     let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
     Ok(ClientRequest {
@@ -84,12 +83,10 @@ pub async fn count_tokens(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    count(gw, caller, headers, body)
-        .await
-        .unwrap_or_else(|e| {
-            crate::metrics::rejected(e.code);
-            e.into_response_for(Wire::Anthropic)
-        })
+    count(gw, caller, headers, body).await.unwrap_or_else(|e| {
+        crate::metrics::rejected(e.code);
+        e.into_response_for(Wire::Anthropic)
+    })
 }
 
 async fn count(

@@ -209,7 +209,10 @@ pub fn model_of(body: &Map<String, Value>) -> Result<String, ApiError> {
             "invalid_model",
             "`model` must be a non-empty string",
         )),
-        None => Err(ApiError::bad_request("missing_model", "`model` is required")),
+        None => Err(ApiError::bad_request(
+            "missing_model",
+            "`model` is required",
+        )),
     }
 }
 

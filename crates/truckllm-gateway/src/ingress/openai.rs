@@ -125,7 +125,11 @@ pub async fn model(
         None => {
             let error = ApiError::model_not_found(&clip(&id, super::MAX_MODEL_NAME_BYTES));
             crate::metrics::rejected(error.code);
-            error.into_response_for(if anthropic { Wire::Anthropic } else { Wire::OpenAi })
+            error.into_response_for(if anthropic {
+                Wire::Anthropic
+            } else {
+                Wire::OpenAi
+            })
         }
     }
 }

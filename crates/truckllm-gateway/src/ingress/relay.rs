@@ -137,8 +137,12 @@ fn translate_body(bytes: &[u8], from: Wire, request: &ClientRequest) -> Result<V
     let parsed: Value = serde_json::from_slice(bytes)
         .map_err(|e| format!("the provider's answer is not JSON: {e}"))?;
     let translated = match (from, request.wire) {
-        (Wire::Anthropic, Wire::OpenAi) => conversion::messages_to_chat_response(&parsed, &request.model),
-        (Wire::OpenAi, Wire::Anthropic) => conversion::chat_to_messages_response(&parsed, &request.model),
+        (Wire::Anthropic, Wire::OpenAi) => {
+            conversion::messages_to_chat_response(&parsed, &request.model)
+        }
+        (Wire::OpenAi, Wire::Anthropic) => {
+            conversion::chat_to_messages_response(&parsed, &request.model)
+        }
         _ => Ok(parsed),
     };
     translated.map_err(|e| format!("the provider's answer cannot be translated: {e}"))

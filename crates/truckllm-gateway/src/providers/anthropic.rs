@@ -265,7 +265,10 @@ mod tests {
         let usage = provider("").usage_of_body(body).expect("usage");
         assert_eq!(usage.prompt_tokens, 1110.0);
         assert_eq!(usage.completion_tokens, 5.0);
-        assert_eq!((usage.cache_write_tokens, usage.cache_read_tokens), (100.0, 1000.0));
+        assert_eq!(
+            (usage.cache_write_tokens, usage.cache_read_tokens),
+            (100.0, 1000.0)
+        );
         assert_eq!(usage.total(), 1115.0);
     }
 
@@ -278,6 +281,9 @@ mod tests {
         usage.observe(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":4}}\n\n");
         usage.observe(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"output_tokens\":9}}\n\n");
         let u = usage.usage().expect("usage");
-        assert_eq!((u.prompt_tokens, u.completion_tokens, u.cache_read_tokens), (10.0, 9.0, 3.0));
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.cache_read_tokens),
+            (10.0, 9.0, 3.0)
+        );
     }
 }

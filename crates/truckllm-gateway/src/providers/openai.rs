@@ -39,7 +39,10 @@ impl Protocol for OpenAi {
 
     fn headers(&self, secret: &str, _client: &HeaderMap) -> Result<HeaderMap, UpstreamError> {
         let mut headers = HeaderMap::with_capacity(2);
-        headers.insert(header::AUTHORIZATION, sensitive(format!("Bearer {secret}"))?);
+        headers.insert(
+            header::AUTHORIZATION,
+            sensitive(format!("Bearer {secret}"))?,
+        );
         Ok(headers)
     }
 
@@ -53,13 +56,19 @@ mod tests {
     use super::*;
 
     fn provider() -> OpenAi {
-        OpenAi::new(&|path| format!("https://api.example.com/v1{path}").parse().map_err(|_| String::new()))
-            .expect("urls")
+        OpenAi::new(&|path| {
+            format!("https://api.example.com/v1{path}")
+                .parse()
+                .map_err(|_| String::new())
+        })
+        .expect("urls")
     }
 
     #[test]
     fn calls_carry_the_key_as_a_sensitive_bearer_token() {
-        let headers = provider().headers("sk-1", &HeaderMap::new()).expect("headers");
+        let headers = provider()
+            .headers("sk-1", &HeaderMap::new())
+            .expect("headers");
         let auth = &headers[header::AUTHORIZATION];
         assert_eq!(auth, "Bearer sk-1");
         assert!(auth.is_sensitive());
