@@ -380,6 +380,21 @@ async fn missing_headers_are_refused_in_anthropics_shape() {
         .await
         .assert_error(400, "invalid_request_error");
     assert!(message.contains("anthropic-version"), "{message}");
+    let bad_version = [
+        ("x-api-key", "k"),
+        ("anthropic-version", "latest"),
+        ("content-type", "application/json"),
+    ];
+    mock.send("/v1/messages", &bad_version, &body)
+        .await
+        .assert_error(400, "invalid_request_error");
+    let newer_version = [
+        ("x-api-key", "k"),
+        ("anthropic-version", "2026-10-21"),
+        ("content-type", "application/json"),
+    ];
+    let answer = mock.send("/v1/messages", &newer_version, &body).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     let text = [
         ("x-api-key", "k"),
         ("anthropic-version", "2023-06-01"),
@@ -668,4 +683,50 @@ async fn openai_chat_reports_cached_and_reasoning_tokens() {
     let usage = chat(keyed).await.json()["usage"].clone();
     assert_eq!(usage["prompt_tokens"], 6);
     assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 3);
+}
+
+#[tokio::test]
+async fn models_are_listed_in_the_dialect_asked() {
+    let mock = Mock::start(MockOptions::default()).await;
+    let list = |anthropic: bool| {
+        let mut request = mock.client.get(format!("{}/v1/models", mock.url));
+        if anthropic {
+            request = request.header("anthropic-version", "2023-06-01");
+        }
+        async move {
+            let body = request
+                .send()
+                .await
+                .expect("send")
+                .text()
+                .await
+                .expect("body");
+            serde_json::from_str::<Value>(&body).expect("JSON")
+        }
+    };
+    let anthropic = list(true).await;
+    assert_eq!(anthropic["data"][0]["type"], "model");
+    assert_eq!(anthropic["has_more"], false);
+    assert_eq!(list(false).await["object"], "list");
+}
+
+#[tokio::test]
+async fn server_tool_blocks_pass_and_unknown_blocks_do_not() {
+    let mock = Mock::start(MockOptions::default()).await;
+    let mut request = hello();
+    request["messages"] = json!([
+        {"role": "user", "content": "Search"},
+        {"role": "assistant", "content": [
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+            {"type": "code_execution_tool_result", "tool_use_id": "srvtoolu_1", "content": {}},
+        ]},
+        {"role": "user", "content": "Thanks"},
+    ]);
+    let answer = mock.messages(&request).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    request["messages"][1]["content"][0]["type"] = json!("made_up");
+    mock.messages(&request)
+        .await
+        .assert_error(400, "invalid_request_error");
 }

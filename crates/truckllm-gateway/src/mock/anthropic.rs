@@ -4,13 +4,13 @@
 //! Checks, in order, each answered in Anthropic's error shape
 //! `{"type":"error","error":{"type":…,"message":…},"request_id":…}` with a `request-id` header:
 //! the key (`x-api-key`, or `Authorization: Bearer` as gateways may send it; 401
-//! `authentication_error` when missing), `anthropic-version` (400 when missing or not
-//! `2023-06-01` / `2023-01-01`), `content-type: application/json`, the JSON body, then its
+//! `authentication_error` when missing), `anthropic-version` (400 when missing or not a
+//! `YYYY-MM-DD` date), `content-type: application/json`, the JSON body, then its
 //! fields: unknown top-level fields are refused as Anthropic does ("Extra inputs are not
 //! permitted"; `count_tokens` takes no `max_tokens`), `model` a string, `max_tokens` an integer
 //! of at least 1, `messages` a non-empty list of `user`/`assistant` turns (`system` turns too
 //! when `anthropic-beta` lists a `mid-conversation-system-…` beta) whose content is a
-//! non-empty string or a list of known blocks, `system` a string or a list of text blocks,
+//! non-empty string or a list of known blocks (unknown `type` tags are refused), `system` a string or a list of text blocks,
 //! `temperature` within 0 to 1, `tools` with `name` and `input_schema`, `tool_choice`,
 //! `thinking` (`budget_tokens` at least 1024 and below `max_tokens`), at most 4
 //! `cache_control` breakpoints. Models named `missing-…` answer 404 `not_found_error`. Knobs
@@ -28,7 +28,7 @@
 //!   schema's required properties (an enum's first value, strings `"mock <name>"`, numbers 1,
 //!   booleans true); `stop_reason: tool_use`. A turn of only tool results answers in text.
 //! - Prompt cache: the input in the order tools, system, messages is cut at each block
-//!   carrying `cache_control`. The longest such prefix (same model) answered before is
+//!   carrying `cache_control`. The longest such prefix (same model, any key) answered before is
 //!   reported as `cache_read_input_tokens`; the words from there to the last breakpoint as
 //!   `cache_creation_input_tokens`; `input_tokens` is the rest, as Anthropic reports it.
 //!   No minimum length applies.
@@ -44,9 +44,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::{MockUpstream, REPLY, Refusal, event_stream, header_str, key_label, reply, words};
-
-/// The versions Anthropic's API accepts in `anthropic-version`.
-const VERSIONS: [&str; 2] = ["2023-06-01", "2023-01-01"];
 
 /// Top-level fields `POST /v1/messages` accepts.
 const MESSAGE_FIELDS: [&str; 20] = [
@@ -86,7 +83,8 @@ const COUNT_FIELDS: [&str; 10] = [
     "output_format",
 ];
 
-/// Content block types a message may carry.
+/// Content block types a message may carry, besides server tools' `…_tool_use` and
+/// `…_tool_result` blocks.
 const BLOCK_TYPES: [&str; 13] = [
     "text",
     "image",
@@ -189,6 +187,21 @@ fn add_request_id(r: &mut Response, request_id: Option<&str>) {
     }
 }
 
+/// `GET /v1/models` as Anthropic lists models (asked with `anthropic-version`).
+pub(super) fn models() -> Response {
+    let model = |id: &str, name: &str| json!({"type": "model", "id": id, "display_name": name, "created_at": "2025-01-01T00:00:00Z"});
+    axum::Json(json!({
+        "data": [
+            model("claude-sonnet-4-5", "Claude Sonnet 4.5"),
+            model("claude-haiku-4-5", "Claude Haiku 4.5"),
+        ],
+        "has_more": false,
+        "first_id": "claude-sonnet-4-5",
+        "last_id": "claude-haiku-4-5",
+    }))
+    .into_response()
+}
+
 /// `POST /v1/messages`.
 pub(super) async fn messages(
     State(mock): State<Arc<MockUpstream>>,
@@ -229,6 +242,15 @@ pub(super) async fn count_tokens(
     }
 }
 
+/// Whether an `anthropic-version` value is a version: a date `YYYY-MM-DD` from 2023 on (SDKs
+/// send newer dates than `2023-06-01`; the mock cannot know which dates Anthropic has
+/// published, so it checks the form).
+fn is_version(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('-').collect();
+    let numeric = |p: &str, len: usize| p.len() == len && p.bytes().all(|b| b.is_ascii_digit());
+    matches!(parts[..], [y, m, d] if numeric(y, 4) && numeric(m, 2) && numeric(d, 2) && y >= "2023")
+}
+
 /// The key's label: `x-api-key`, else a bearer token.
 fn key_of(headers: &HeaderMap) -> Option<String> {
     header_str(headers, "x-api-key")
@@ -258,9 +280,9 @@ async fn admit(
     mock.count(&key, |s| s.requests += 1);
     match header_str(headers, "anthropic-version") {
         None => return Err(Failure::invalid("anthropic-version: header is required")),
-        Some(v) if !VERSIONS.contains(&v) => {
+        Some(v) if !is_version(v) => {
             return Err(Failure::invalid(format!(
-                "anthropic-version: invalid version {v:?}; use one of {VERSIONS:?}"
+                "anthropic-version: {v:?} is not a version (a date such as 2023-06-01)"
             )));
         }
         Some(_) => {}
@@ -455,7 +477,8 @@ fn check_block(at: &str, block: &Value) -> Result<(), Failure> {
         .get("type")
         .and_then(Value::as_str)
         .ok_or_else(|| Failure::invalid(format!("{at}.type: Field required")))?;
-    if !BLOCK_TYPES.contains(&kind) {
+    let server_tool = kind.ends_with("_tool_use") || kind.ends_with("_tool_result");
+    if !BLOCK_TYPES.contains(&kind) && !server_tool {
         return Err(Failure::invalid(format!(
             "{at}: Input tag '{kind}' found using 'type' does not match any of the expected tags: {BLOCK_TYPES:?}"
         )));

@@ -55,7 +55,11 @@ fn refused(refusal: Refusal) -> Response {
     }
 }
 
-pub(super) async fn models() -> Response {
+/// `GET /v1/models`: OpenAI's list, or Anthropic's when asked with `anthropic-version`.
+pub(super) async fn models(headers: HeaderMap) -> Response {
+    if headers.contains_key("anthropic-version") {
+        return super::anthropic::models();
+    }
     axum::Json(json!({"object": "list", "data": [
         {"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "mock"},
         {"id": "text-embedding-3-small", "object": "model", "created": 0, "owned_by": "mock"}
