@@ -40,6 +40,9 @@ pub fn chat_to_messages_request(
     if let Some(user) = chat.get("user").and_then(Value::as_str) {
         out.insert("metadata".into(), json!({ "user_id": user }));
     }
+    if let Some(format) = output_format(chat.get("response_format"))? {
+        out.insert("output_config".into(), json!({ "format": format }));
+    }
     Ok(out)
 }
 
@@ -59,10 +62,10 @@ fn refuse_inexpressible(chat: &Map<String, Value>) -> Result<(), Unsupported> {
         return refuse("`logprobs`");
     }
     let format = chat.get("response_format").and_then(|f| f.get("type"));
-    if let Some(kind @ ("json_object" | "json_schema")) = format.and_then(Value::as_str) {
-        return refuse(&format!(
-            "`response_format` `{kind}` (describe the format in the prompt, or use a tool)"
-        ));
+    if format.and_then(Value::as_str) == Some("json_object") {
+        return refuse(
+            "`response_format` `json_object` (use `json_schema`, describe the format in the prompt, or use a tool)",
+        );
     }
     let audio_out = chat
         .get("modalities")
@@ -77,6 +80,22 @@ fn refuse_inexpressible(chat: &Map<String, Value>) -> Result<(), Unsupported> {
         return refuse("the legacy `functions`/`function_call` (use `tools`/`tool_choice`)");
     }
     Ok(())
+}
+
+/// `response_format` `json_schema` as Anthropic's structured output format
+/// (`output_config.format`); models without structured outputs refuse it themselves.
+fn output_format(format: Option<&Value>) -> Result<Option<Value>, Unsupported> {
+    let Some(format) = format.filter(|f| f.get("type") == Some(&json!("json_schema"))) else {
+        return Ok(None);
+    };
+    let schema = format
+        .get("json_schema")
+        .and_then(|s| s.get("schema"))
+        .filter(|s| s.is_object())
+        .ok_or_else(|| {
+            Unsupported::new("`response_format` `json_schema` needs `json_schema.schema`")
+        })?;
+    Ok(Some(json!({ "type": "json_schema", "schema": schema })))
 }
 
 fn max_tokens(chat: &Map<String, Value>, default: u32) -> Value {
@@ -277,7 +296,22 @@ fn tool_use(call: &Value) -> Result<Value, Unsupported> {
             "the arguments of tool call `{id}` must be a JSON object for Anthropic models"
         )));
     }
+    let id = anthropic_tool_id(id);
     Ok(json!({ "type": "tool_use", "id": id, "name": name, "input": input }))
+}
+
+/// A tool call id as Anthropic accepts it (`[a-zA-Z0-9_-]+`): other characters become `_`
+/// (some providers use ids like `functions.read:0`); the same id maps the same way in
+/// `tool_use` and `tool_result`.
+fn anthropic_tool_id(id: &str) -> String {
+    let id: String = id
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '-' => c,
+            _ => '_',
+        })
+        .collect();
+    if id.is_empty() { "_".to_owned() } else { id }
 }
 
 fn tool_result(message: &Value) -> Result<Value, Unsupported> {
@@ -285,12 +319,16 @@ fn tool_result(message: &Value) -> Result<Value, Unsupported> {
         .get("tool_call_id")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let content = match message.get("content") {
-        Some(Value::Array(_)) => Value::Array(text_blocks(message.get("content"), "tool")?),
-        Some(Value::String(text)) => Value::String(text.clone()),
-        _ => Value::String(String::new()),
-    };
-    Ok(json!({ "type": "tool_result", "tool_use_id": id, "content": content }))
+    let mut block = json!({ "type": "tool_result", "tool_use_id": anthropic_tool_id(id) });
+    // An empty result is sent without `content` (Anthropic refuses empty text).
+    match message.get("content") {
+        Some(Value::Array(parts)) if !parts.is_empty() => {
+            block["content"] = Value::Array(text_blocks(message.get("content"), "tool")?);
+        }
+        Some(Value::String(text)) if !text.is_empty() => block["content"] = text.clone().into(),
+        _ => {}
+    }
+    Ok(block)
 }
 
 fn convert_tools(tools: Option<&Value>) -> Result<Vec<Value>, Unsupported> {

@@ -44,10 +44,36 @@ pub fn messages_to_chat_request(
     }
     convert_tools(messages, &mut out)?;
     let user = messages.get("metadata").and_then(|m| m.get("user_id"));
-    if let Some(user) = user.filter(|u| u.is_string()) {
-        out.insert("user".into(), user.clone());
+    if let Some(user) = user.and_then(Value::as_str) {
+        out.insert("user".into(), openai_user(user).into());
+    }
+    let format = messages.get("output_config").and_then(|c| c.get("format"));
+    if let Some(schema) = format
+        .filter(|f| f.get("type") == Some(&json!("json_schema")))
+        .and_then(|f| f.get("schema"))
+    {
+        let json_schema = json!({ "name": "structured_output", "schema": schema });
+        out.insert(
+            "response_format".into(),
+            json!({ "type": "json_schema", "json_schema": json_schema }),
+        );
     }
     Ok(out)
+}
+
+/// The longest `user` passed as is; longer ids (Claude Code's are about 150 characters) are
+/// sent as their SHA-256, still stable per user, within what OpenAI-compatible providers take.
+const MAX_OPENAI_USER: usize = 64;
+
+fn openai_user(user_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    if user_id.len() <= MAX_OPENAI_USER {
+        return user_id.to_owned();
+    }
+    Sha256::digest(user_id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The top-level `system` (a string or text blocks) as one system message.
