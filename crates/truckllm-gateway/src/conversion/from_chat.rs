@@ -22,7 +22,7 @@ pub fn chat_to_messages_request(
     }
     out.insert("messages".into(), Value::Array(messages));
     out.insert("max_tokens".into(), max_tokens(chat, default_max_tokens));
-    if let Some(stop) = stop_sequences(chat.get("stop"))? {
+    if let Some(stop) = stop_sequences(chat.get("stop")) {
         out.insert("stop_sequences".into(), stop);
     }
     for key in ["temperature", "top_p", "stream"] {
@@ -105,17 +105,21 @@ fn max_tokens(chat: &Map<String, Value>, default: u32) -> Value {
     set.unwrap_or(u64::from(default)).into()
 }
 
-fn stop_sequences(stop: Option<&Value>) -> Result<Option<Value>, Unsupported> {
-    match stop {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(json!([s]))),
-        Some(Value::Array(list)) if list.iter().all(Value::is_string) => {
-            Ok((!list.is_empty()).then(|| Value::Array(list.clone())))
-        }
-        Some(_) => Err(Unsupported::new(
-            "`stop` must be a string or a list of strings",
-        )),
-    }
+/// `stop` as `stop_sequences`. Anthropic refuses empty and whitespace-only sequences
+/// (`"\n"` is common with OpenAI clients): they are left out.
+fn stop_sequences(stop: Option<&Value>) -> Option<Value> {
+    let list: Vec<&str> = match stop {
+        None | Some(Value::Null) => return None,
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        Some(_) => Vec::new(),
+    };
+    let kept: Vec<Value> = list
+        .into_iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(Value::from)
+        .collect();
+    (!kept.is_empty()).then_some(Value::Array(kept))
 }
 
 /// The conversation as top-level system blocks and alternating user/assistant messages.
@@ -129,7 +133,11 @@ fn convert_messages(messages: Option<&Value>) -> Result<(Vec<Value>, Vec<Value>)
         let role = message.get("role").and_then(Value::as_str).unwrap_or("");
         let content = message.get("content");
         match role {
-            "system" | "developer" => system.extend(text_blocks(content, role)?),
+            "system" | "developer" => system.extend(
+                text_blocks(content, role)?
+                    .into_iter()
+                    .filter(|b| b.get("text").and_then(Value::as_str) != Some("")),
+            ),
             "user" => push_merged(&mut out, "user", user_content(content)?),
             "assistant" => {
                 if let Some(content) = assistant_content(message)? {
@@ -224,11 +232,28 @@ fn user_part(part: &Value) -> Result<Value, Unsupported> {
         "input_audio" => Err(Unsupported::new(
             "audio input is not supported by Anthropic models",
         )),
-        "file" => Err(Unsupported::new(
-            "`file` parts are not supported by Anthropic models",
-        )),
+        "file" => document_block(part.get("file").unwrap_or(&Value::Null)),
         _ => text_part(part, "user"),
     }
+}
+
+/// A `file` part with inline PDF data as a base64 document block; uploaded files (`file_id`)
+/// and other types are refused.
+fn document_block(file: &Value) -> Result<Value, Unsupported> {
+    let data = file.get("file_data").and_then(Value::as_str).unwrap_or("");
+    let Some(data) = data.strip_prefix("data:application/pdf;base64,") else {
+        return Err(Unsupported::new(
+            "only inline PDF `file` parts (`file_data` as a `data:application/pdf;base64,` URL) are supported by Anthropic models",
+        ));
+    };
+    let mut block = json!({
+        "type": "document",
+        "source": { "type": "base64", "media_type": "application/pdf", "data": data },
+    });
+    if let Some(name) = file.get("filename").filter(|n| n.is_string()) {
+        block["title"] = name.clone();
+    }
+    Ok(block)
 }
 
 /// An image URL as an Anthropic image block: `data:` URLs as base64, http(s) as url.

@@ -43,12 +43,15 @@
 //!   refuses values over 1). `frequency_penalty`, `presence_penalty`, `logit_bias`, `seed`,
 //!   `service_tier`, `store`, `metadata`, `prediction`, `reasoning_effort`, `stream_options`
 //!   are dropped (usage is always reported in streams).
+//! - Empty and whitespace-only `stop` sequences (`"\n"`) are left out: Anthropic refuses
+//!   them. Empty system texts are left out too.
 //! - `response_format` `json_schema` becomes Anthropic's structured output format
 //!   (`output_config.format`; its `name` and `strict` are dropped). Tool call ids are made
 //!   valid for Anthropic (characters outside `[a-zA-Z0-9_-]` become `_`, the same in
 //!   `tool_use` and `tool_result`); an empty tool result is sent without `content`.
 //! - Refused: `n` > 1, `logprobs`/`top_logprobs`, `response_format` `json_object`, audio
-//!   (`modalities`, `audio`, `input_audio` parts), `file` parts, the legacy
+//!   (`modalities`, `audio`, `input_audio` parts), `file` parts other than inline PDFs
+//!   (which become base64 `document` blocks, the file name as `title`), the legacy
 //!   `functions`/`function_call`, non-function tools, tool call arguments that are not a JSON
 //!   object, image URLs that are neither `data:…;base64,` nor http(s).
 //!
