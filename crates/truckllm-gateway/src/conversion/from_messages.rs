@@ -76,15 +76,45 @@ fn openai_user(user_id: &str) -> String {
         .collect()
 }
 
-/// The top-level `system` (a string or text blocks) as one system message.
+/// The top-level `system` (a string or text blocks) as one system message, without Claude
+/// Code's billing header.
 fn system_message(system: Option<&Value>) -> Result<Option<Value>, Unsupported> {
     let text = match system {
         None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Array(blocks)) => joined_text(blocks, "\n\n", "system")?,
+        Some(Value::String(text)) => without_billing_header(text).to_owned(),
+        Some(Value::Array(blocks)) => {
+            let kept: Vec<Value> = blocks
+                .iter()
+                .filter(|b| {
+                    !b.get("text")
+                        .and_then(Value::as_str)
+                        .is_some_and(is_billing_header)
+                })
+                .cloned()
+                .collect();
+            joined_text(&kept, "\n\n", "system")?
+        }
         Some(_) => return Err(Unsupported::new("`system` must be a string or text blocks")),
     };
     Ok((!text.is_empty()).then(|| json!({ "role": "system", "content": text })))
+}
+
+/// Claude Code opens `system` with `x-anthropic-billing-header: cc_version=…; cch=…;`, which
+/// changes on every request: sent on, it would defeat the provider's prefix prompt cache, and
+/// it says nothing to the model.
+const BILLING_HEADER: &str = "x-anthropic-billing-header:";
+
+fn is_billing_header(text: &str) -> bool {
+    text.trim_start().starts_with(BILLING_HEADER)
+}
+
+/// A system string without a leading billing header line.
+fn without_billing_header(text: &str) -> &str {
+    if !is_billing_header(text) {
+        return text;
+    }
+    text.split_once('\n')
+        .map_or("", |(_, rest)| rest.trim_start())
 }
 
 /// The texts of text blocks, joined; other blocks are refused.
@@ -432,5 +462,30 @@ mod tests {
         ]}}]});
         assert!(chat_to_messages_response(&bad, "m").is_err());
         assert!(chat_to_messages_response(&json!({"choices": []}), "m").is_err());
+    }
+}
+
+#[cfg(test)]
+mod system_tests {
+    use super::*;
+
+    #[test]
+    fn the_billing_header_is_dropped_from_either_form_of_system() {
+        let header =
+            "x-anthropic-billing-header: cc_version=2.1.3.abc; cc_entrypoint=cli; cch=71fea;";
+        let as_string = json!(format!("{header}\nYou are Claude Code."));
+        assert_eq!(
+            system_message(Some(&as_string)).expect("converts"),
+            Some(json!({"role": "system", "content": "You are Claude Code."}))
+        );
+        let only = json!([{"type": "text", "text": header}]);
+        assert_eq!(system_message(Some(&only)).expect("converts"), None);
+        let plain = json!("Mentions x-anthropic-billing-header: later, kept.");
+        assert_eq!(
+            system_message(Some(&plain)).expect("converts"),
+            Some(
+                json!({"role": "system", "content": "Mentions x-anthropic-billing-header: later, kept."})
+            )
+        );
     }
 }

@@ -69,7 +69,9 @@
 //!
 //! Messages → Chat (request):
 //! - `system` blocks are joined with blank lines into one system message; `cache_control`
-//!   everywhere is dropped (OpenAI-compatible providers cache on their own).
+//!   everywhere is dropped (OpenAI-compatible providers cache on their own). Claude Code's
+//!   `x-anthropic-billing-header: …` system block is dropped: it changes on every request and
+//!   would defeat the provider's prefix cache.
 //! - `role: "system"` messages inside `messages` stay system messages in place.
 //! - `thinking` and `redacted_thinking` blocks in assistant turns, `thinking`, `top_k`,
 //!   `output_config`, `context_management`, `service_tier`, `container`, `mcp_servers` and other
