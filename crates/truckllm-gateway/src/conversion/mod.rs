@@ -5,15 +5,15 @@
 //!
 //! Grouped by the client's dialect:
 //!
-//! - [`from_chat`]: a Chat Completions client in front of an Anthropic provider:
+//! - `from_chat`: a Chat Completions client in front of an Anthropic provider:
 //!   [`chat_to_messages_request`], [`messages_to_chat_response`], [`usage_of_message`].
-//! - [`from_messages`]: an Anthropic Messages client in front of an OpenAI-compatible provider:
+//! - `from_messages`: an Anthropic Messages client in front of an OpenAI-compatible provider:
 //!   [`messages_to_chat_request`], [`chat_to_messages_response`].
-//! - [`stream_to_chat`]: [`MessagesToChatStream`], Anthropic stream events re-framed as
+//! - `stream_to_chat`: [`MessagesToChatStream`], Anthropic stream events re-framed as
 //!   `chat.completion.chunk`s.
-//! - [`stream_to_messages`]: [`ChatToMessagesStream`], OpenAI chunks re-framed as Anthropic
+//! - `stream_to_messages`: [`ChatToMessagesStream`], OpenAI chunks re-framed as Anthropic
 //!   stream events.
-//! - [`errors`]: error bodies and error `type`s for a status, both ways
+//! - `errors`: error bodies and error `type`s for a status, both ways
 //!   ([`anthropic_error_type`], [`openai_error_type`], [`openai_error_to_anthropic`],
 //!   [`anthropic_error_to_openai`]).
 //!
@@ -74,7 +74,7 @@
 //!   would defeat the provider's prefix cache.
 //! - `role: "system"` messages inside `messages` stay system messages in place.
 //! - `thinking` and `redacted_thinking` blocks in assistant turns, `thinking`, `top_k`,
-//!   `output_config`, `context_management`, `service_tier`, `container`, `mcp_servers` and other
+//!   `output_config` (but its `format`, below; `effort` is dropped), `context_management`, `service_tier`, `container`, `mcp_servers` and other
 //!   top-level fields the OpenAI side cannot express are dropped, so Claude Code's requests
 //!   do not fail.
 //! - `max_tokens` is sent as `max_completion_tokens` (a model whose output limit is lower
@@ -97,8 +97,8 @@
 //! - Usage: `input_tokens` = prompt − cache reads − cache writes, `cache_read_input_tokens`
 //!   = `cached_tokens`, `cache_creation_input_tokens` = the cache writes when the provider
 //!   reports them (`prompt_tokens_details.cache_write_tokens` or `cache_creation_input_tokens`,
-//!   as some OpenAI-compatible providers do), else 0. In streams the
-//!   usage is only known at the end, so `message_start` says 0 and `message_delta` carries it.
+//!   as some OpenAI-compatible providers do), else 0. In streams the usage is only known at
+//!   the end, so `message_start` says 0 and `message_delta` carries it.
 //! - Only the first choice is translated. Arguments of parallel tool calls that arrive
 //!   interleaved in a stream (a fragment for a tool call whose block was already closed) are
 //!   refused; providers send them one call after another.
