@@ -358,11 +358,8 @@ pub fn chat_to_messages_response(response: &Value, model: &str) -> Result<Value,
     let message = choice.get("message").unwrap_or(&Value::Null);
     let mut content = Vec::new();
     for key in ["content", "refusal"] {
-        if let Some(text) = message
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
+        let text = super::text_of(message.get(key));
+        if !text.is_empty() {
             content.push(json!({ "type": "text", "text": text }));
         }
     }

@@ -226,6 +226,20 @@ fn stop_reason(finish_reason: &str) -> &'static str {
     }
 }
 
+/// The text of OpenAI message content: a string, or the `text` parts of a list (some
+/// providers, e.g. Mistral's reasoning models, answer with parts; other parts are dropped).
+fn text_of(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
 /// Seconds since the epoch, for the `created` field of chat completions.
 fn now_seconds() -> u64 {
     std::time::SystemTime::now()

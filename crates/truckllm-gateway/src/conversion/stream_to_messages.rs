@@ -103,12 +103,9 @@ impl ChatToMessagesStream {
         };
         let delta = choice.get("delta").unwrap_or(&Value::Null);
         for key in ["content", "refusal"] {
-            if let Some(text) = delta
-                .get(key)
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-            {
-                frames.push_str(&self.text(text));
+            let text = super::text_of(delta.get(key));
+            if !text.is_empty() {
+                frames.push_str(&self.text(&text));
             }
         }
         let calls = delta.get("tool_calls").and_then(Value::as_array);
