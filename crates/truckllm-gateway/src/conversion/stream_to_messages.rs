@@ -87,7 +87,7 @@ impl ChatToMessagesStream {
     }
 
     fn chunk(&mut self, chunk: &Value) -> Result<String, Unsupported> {
-        if let Some(error) = chunk.get("error") {
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
             return Ok(self.error(error, 500));
         }
         let mut frames = self.start(chunk);
@@ -310,6 +310,17 @@ mod tests {
         );
         assert!(stream.finish().is_empty());
         assert!(stream.event(b"data: [DONE]\n\n").expect("ok").is_empty());
+    }
+
+    #[test]
+    fn a_null_error_field_is_no_error() {
+        let mut stream = ChatToMessagesStream::new("m");
+        let chunk = br#"data: {"id":"c","error":null,"choices":[{"delta":{"content":"Hi"}}]}"#;
+        let out = text(stream.event(chunk).expect("ok"));
+        assert!(
+            out.contains("text_delta") && !out.contains("event: error"),
+            "{out}"
+        );
     }
 
     #[test]
