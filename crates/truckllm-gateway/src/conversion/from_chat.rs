@@ -22,7 +22,7 @@ pub fn chat_to_messages_request(
     }
     out.insert("messages".into(), Value::Array(messages));
     out.insert("max_tokens".into(), max_tokens(chat, default_max_tokens));
-    if let Some(stop) = stop_sequences(chat.get("stop"))? {
+    if let Some(stop) = stop_sequences(chat.get("stop")) {
         out.insert("stop_sequences".into(), stop);
     }
     for key in ["temperature", "top_p", "stream"] {
@@ -39,6 +39,9 @@ pub fn chat_to_messages_request(
     }
     if let Some(user) = chat.get("user").and_then(Value::as_str) {
         out.insert("metadata".into(), json!({ "user_id": user }));
+    }
+    if let Some(format) = output_format(chat.get("response_format"))? {
+        out.insert("output_config".into(), json!({ "format": format }));
     }
     Ok(out)
 }
@@ -59,10 +62,10 @@ fn refuse_inexpressible(chat: &Map<String, Value>) -> Result<(), Unsupported> {
         return refuse("`logprobs`");
     }
     let format = chat.get("response_format").and_then(|f| f.get("type"));
-    if let Some(kind @ ("json_object" | "json_schema")) = format.and_then(Value::as_str) {
-        return refuse(&format!(
-            "`response_format` `{kind}` (describe the format in the prompt, or use a tool)"
-        ));
+    if format.and_then(Value::as_str) == Some("json_object") {
+        return refuse(
+            "`response_format` `json_object` (use `json_schema`, describe the format in the prompt, or use a tool)",
+        );
     }
     let audio_out = chat
         .get("modalities")
@@ -79,6 +82,22 @@ fn refuse_inexpressible(chat: &Map<String, Value>) -> Result<(), Unsupported> {
     Ok(())
 }
 
+/// `response_format` `json_schema` as Anthropic's structured output format
+/// (`output_config.format`); models without structured outputs refuse it themselves.
+fn output_format(format: Option<&Value>) -> Result<Option<Value>, Unsupported> {
+    let Some(format) = format.filter(|f| f.get("type") == Some(&json!("json_schema"))) else {
+        return Ok(None);
+    };
+    let schema = format
+        .get("json_schema")
+        .and_then(|s| s.get("schema"))
+        .filter(|s| s.is_object())
+        .ok_or_else(|| {
+            Unsupported::new("`response_format` `json_schema` needs `json_schema.schema`")
+        })?;
+    Ok(Some(json!({ "type": "json_schema", "schema": schema })))
+}
+
 fn max_tokens(chat: &Map<String, Value>, default: u32) -> Value {
     let set = ["max_completion_tokens", "max_tokens"]
         .iter()
@@ -86,17 +105,21 @@ fn max_tokens(chat: &Map<String, Value>, default: u32) -> Value {
     set.unwrap_or(u64::from(default)).into()
 }
 
-fn stop_sequences(stop: Option<&Value>) -> Result<Option<Value>, Unsupported> {
-    match stop {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(json!([s]))),
-        Some(Value::Array(list)) if list.iter().all(Value::is_string) => {
-            Ok((!list.is_empty()).then(|| Value::Array(list.clone())))
-        }
-        Some(_) => Err(Unsupported::new(
-            "`stop` must be a string or a list of strings",
-        )),
-    }
+/// `stop` as `stop_sequences`. Anthropic refuses empty and whitespace-only sequences
+/// (`"\n"` is common with OpenAI clients): they are left out.
+fn stop_sequences(stop: Option<&Value>) -> Option<Value> {
+    let list: Vec<&str> = match stop {
+        None | Some(Value::Null) => return None,
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        Some(_) => Vec::new(),
+    };
+    let kept: Vec<Value> = list
+        .into_iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(Value::from)
+        .collect();
+    (!kept.is_empty()).then_some(Value::Array(kept))
 }
 
 /// The conversation as top-level system blocks and alternating user/assistant messages.
@@ -110,7 +133,11 @@ fn convert_messages(messages: Option<&Value>) -> Result<(Vec<Value>, Vec<Value>)
         let role = message.get("role").and_then(Value::as_str).unwrap_or("");
         let content = message.get("content");
         match role {
-            "system" | "developer" => system.extend(text_blocks(content, role)?),
+            "system" | "developer" => system.extend(
+                text_blocks(content, role)?
+                    .into_iter()
+                    .filter(|b| b.get("text").and_then(Value::as_str) != Some("")),
+            ),
             "user" => push_merged(&mut out, "user", user_content(content)?),
             "assistant" => {
                 if let Some(content) = assistant_content(message)? {
@@ -205,11 +232,28 @@ fn user_part(part: &Value) -> Result<Value, Unsupported> {
         "input_audio" => Err(Unsupported::new(
             "audio input is not supported by Anthropic models",
         )),
-        "file" => Err(Unsupported::new(
-            "`file` parts are not supported by Anthropic models",
-        )),
+        "file" => document_block(part.get("file").unwrap_or(&Value::Null)),
         _ => text_part(part, "user"),
     }
+}
+
+/// A `file` part with inline PDF data as a base64 document block; uploaded files (`file_id`)
+/// and other types are refused.
+fn document_block(file: &Value) -> Result<Value, Unsupported> {
+    let data = file.get("file_data").and_then(Value::as_str).unwrap_or("");
+    let Some(data) = data.strip_prefix("data:application/pdf;base64,") else {
+        return Err(Unsupported::new(
+            "only inline PDF `file` parts (`file_data` as a `data:application/pdf;base64,` URL) are supported by Anthropic models",
+        ));
+    };
+    let mut block = json!({
+        "type": "document",
+        "source": { "type": "base64", "media_type": "application/pdf", "data": data },
+    });
+    if let Some(name) = file.get("filename").filter(|n| n.is_string()) {
+        block["title"] = name.clone();
+    }
+    Ok(block)
 }
 
 /// An image URL as an Anthropic image block: `data:` URLs as base64, http(s) as url.
@@ -277,7 +321,22 @@ fn tool_use(call: &Value) -> Result<Value, Unsupported> {
             "the arguments of tool call `{id}` must be a JSON object for Anthropic models"
         )));
     }
+    let id = anthropic_tool_id(id);
     Ok(json!({ "type": "tool_use", "id": id, "name": name, "input": input }))
+}
+
+/// A tool call id as Anthropic accepts it (`[a-zA-Z0-9_-]+`): other characters become `_`
+/// (some providers use ids like `functions.read:0`); the same id maps the same way in
+/// `tool_use` and `tool_result`.
+fn anthropic_tool_id(id: &str) -> String {
+    let id: String = id
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '-' => c,
+            _ => '_',
+        })
+        .collect();
+    if id.is_empty() { "_".to_owned() } else { id }
 }
 
 fn tool_result(message: &Value) -> Result<Value, Unsupported> {
@@ -285,12 +344,16 @@ fn tool_result(message: &Value) -> Result<Value, Unsupported> {
         .get("tool_call_id")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let content = match message.get("content") {
-        Some(Value::Array(_)) => Value::Array(text_blocks(message.get("content"), "tool")?),
-        Some(Value::String(text)) => Value::String(text.clone()),
-        _ => Value::String(String::new()),
-    };
-    Ok(json!({ "type": "tool_result", "tool_use_id": id, "content": content }))
+    let mut block = json!({ "type": "tool_result", "tool_use_id": anthropic_tool_id(id) });
+    // An empty result is sent without `content` (Anthropic refuses empty text).
+    match message.get("content") {
+        Some(Value::Array(parts)) if !parts.is_empty() => {
+            block["content"] = Value::Array(text_blocks(message.get("content"), "tool")?);
+        }
+        Some(Value::String(text)) if !text.is_empty() => block["content"] = text.clone().into(),
+        _ => {}
+    }
+    Ok(block)
 }
 
 fn convert_tools(tools: Option<&Value>) -> Result<Vec<Value>, Unsupported> {

@@ -44,21 +44,77 @@ pub fn messages_to_chat_request(
     }
     convert_tools(messages, &mut out)?;
     let user = messages.get("metadata").and_then(|m| m.get("user_id"));
-    if let Some(user) = user.filter(|u| u.is_string()) {
-        out.insert("user".into(), user.clone());
+    if let Some(user) = user.and_then(Value::as_str) {
+        out.insert("user".into(), openai_user(user).into());
+    }
+    let format = messages.get("output_config").and_then(|c| c.get("format"));
+    if let Some(schema) = format
+        .filter(|f| f.get("type") == Some(&json!("json_schema")))
+        .and_then(|f| f.get("schema"))
+    {
+        let json_schema = json!({ "name": "structured_output", "schema": schema });
+        out.insert(
+            "response_format".into(),
+            json!({ "type": "json_schema", "json_schema": json_schema }),
+        );
     }
     Ok(out)
 }
 
-/// The top-level `system` (a string or text blocks) as one system message.
+/// The longest `user` passed as is; longer ids (Claude Code's are about 150 characters) are
+/// sent as their SHA-256, still stable per user, within what OpenAI-compatible providers take.
+const MAX_OPENAI_USER: usize = 64;
+
+fn openai_user(user_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    if user_id.len() <= MAX_OPENAI_USER {
+        return user_id.to_owned();
+    }
+    Sha256::digest(user_id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The top-level `system` (a string or text blocks) as one system message, without Claude
+/// Code's billing header.
 fn system_message(system: Option<&Value>) -> Result<Option<Value>, Unsupported> {
     let text = match system {
         None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Array(blocks)) => joined_text(blocks, "\n\n", "system")?,
+        Some(Value::String(text)) => without_billing_header(text).to_owned(),
+        Some(Value::Array(blocks)) => {
+            let kept: Vec<Value> = blocks
+                .iter()
+                .filter(|b| {
+                    !b.get("text")
+                        .and_then(Value::as_str)
+                        .is_some_and(is_billing_header)
+                })
+                .cloned()
+                .collect();
+            joined_text(&kept, "\n\n", "system")?
+        }
         Some(_) => return Err(Unsupported::new("`system` must be a string or text blocks")),
     };
     Ok((!text.is_empty()).then(|| json!({ "role": "system", "content": text })))
+}
+
+/// Claude Code opens `system` with `x-anthropic-billing-header: cc_version=…; cch=…;`, which
+/// changes on every request: sent on, it would defeat the provider's prefix prompt cache, and
+/// it says nothing to the model.
+const BILLING_HEADER: &str = "x-anthropic-billing-header:";
+
+fn is_billing_header(text: &str) -> bool {
+    text.trim_start().starts_with(BILLING_HEADER)
+}
+
+/// A system string without a leading billing header line.
+fn without_billing_header(text: &str) -> &str {
+    if !is_billing_header(text) {
+        return text;
+    }
+    text.split_once('\n')
+        .map_or("", |(_, rest)| rest.trim_start())
 }
 
 /// The texts of text blocks, joined; other blocks are refused.
@@ -302,11 +358,8 @@ pub fn chat_to_messages_response(response: &Value, model: &str) -> Result<Value,
     let message = choice.get("message").unwrap_or(&Value::Null);
     let mut content = Vec::new();
     for key in ["content", "refusal"] {
-        if let Some(text) = message
-            .get(key)
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
+        let text = super::text_of(message.get(key));
+        if !text.is_empty() {
             content.push(json!({ "type": "text", "text": text }));
         }
     }
@@ -406,5 +459,30 @@ mod tests {
         ]}}]});
         assert!(chat_to_messages_response(&bad, "m").is_err());
         assert!(chat_to_messages_response(&json!({"choices": []}), "m").is_err());
+    }
+}
+
+#[cfg(test)]
+mod system_tests {
+    use super::*;
+
+    #[test]
+    fn the_billing_header_is_dropped_from_either_form_of_system() {
+        let header =
+            "x-anthropic-billing-header: cc_version=2.1.3.abc; cc_entrypoint=cli; cch=71fea;";
+        let as_string = json!(format!("{header}\nYou are Claude Code."));
+        assert_eq!(
+            system_message(Some(&as_string)).expect("converts"),
+            Some(json!({"role": "system", "content": "You are Claude Code."}))
+        );
+        let only = json!([{"type": "text", "text": header}]);
+        assert_eq!(system_message(Some(&only)).expect("converts"), None);
+        let plain = json!("Mentions x-anthropic-billing-header: later, kept.");
+        assert_eq!(
+            system_message(Some(&plain)).expect("converts"),
+            Some(
+                json!({"role": "system", "content": "Mentions x-anthropic-billing-header: later, kept."})
+            )
+        );
     }
 }

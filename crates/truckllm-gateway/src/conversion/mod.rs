@@ -5,15 +5,15 @@
 //!
 //! Grouped by the client's dialect:
 //!
-//! - [`from_chat`]: a Chat Completions client in front of an Anthropic provider:
+//! - `from_chat`: a Chat Completions client in front of an Anthropic provider:
 //!   [`chat_to_messages_request`], [`messages_to_chat_response`], [`usage_of_message`].
-//! - [`from_messages`]: an Anthropic Messages client in front of an OpenAI-compatible provider:
+//! - `from_messages`: an Anthropic Messages client in front of an OpenAI-compatible provider:
 //!   [`messages_to_chat_request`], [`chat_to_messages_response`].
-//! - [`stream_to_chat`]: [`MessagesToChatStream`], Anthropic stream events re-framed as
+//! - `stream_to_chat`: [`MessagesToChatStream`], Anthropic stream events re-framed as
 //!   `chat.completion.chunk`s.
-//! - [`stream_to_messages`]: [`ChatToMessagesStream`], OpenAI chunks re-framed as Anthropic
+//! - `stream_to_messages`: [`ChatToMessagesStream`], OpenAI chunks re-framed as Anthropic
 //!   stream events.
-//! - [`errors`]: error bodies and error `type`s for a status, both ways
+//! - `errors`: error bodies and error `type`s for a status, both ways
 //!   ([`anthropic_error_type`], [`openai_error_type`], [`openai_error_to_anthropic`],
 //!   [`anthropic_error_to_openai`]).
 //!
@@ -43,10 +43,17 @@
 //!   refuses values over 1). `frequency_penalty`, `presence_penalty`, `logit_bias`, `seed`,
 //!   `service_tier`, `store`, `metadata`, `prediction`, `reasoning_effort`, `stream_options`
 //!   are dropped (usage is always reported in streams).
-//! - Refused: `n` > 1, `logprobs`/`top_logprobs`, `response_format` `json_object` and
-//!   `json_schema`, audio (`modalities`, `audio`, `input_audio` parts), `file` parts, the
-//!   legacy `functions`/`function_call`, non-function tools, tool call arguments that are not
-//!   a JSON object, image URLs that are neither `data:…;base64,` nor http(s).
+//! - Empty and whitespace-only `stop` sequences (`"\n"`) are left out: Anthropic refuses
+//!   them. Empty system texts are left out too.
+//! - `response_format` `json_schema` becomes Anthropic's structured output format
+//!   (`output_config.format`; its `name` and `strict` are dropped). Tool call ids are made
+//!   valid for Anthropic (characters outside `[a-zA-Z0-9_-]` become `_`, the same in
+//!   `tool_use` and `tool_result`); an empty tool result is sent without `content`.
+//! - Refused: `n` > 1, `logprobs`/`top_logprobs`, `response_format` `json_object`, audio
+//!   (`modalities`, `audio`, `input_audio` parts), `file` parts other than inline PDFs
+//!   (which become base64 `document` blocks, the file name as `title`), the legacy
+//!   `functions`/`function_call`, non-function tools, tool call arguments that are not a JSON
+//!   object, image URLs that are neither `data:…;base64,` nor http(s).
 //!
 //! Messages → Chat (response and stream):
 //! - `thinking` blocks and deltas become `reasoning_content` (the de-facto field of
@@ -62,13 +69,19 @@
 //!
 //! Messages → Chat (request):
 //! - `system` blocks are joined with blank lines into one system message; `cache_control`
-//!   everywhere is dropped (OpenAI-compatible providers cache on their own).
+//!   everywhere is dropped (OpenAI-compatible providers cache on their own). Claude Code's
+//!   `x-anthropic-billing-header: …` system block is dropped: it changes on every request and
+//!   would defeat the provider's prefix cache.
 //! - `role: "system"` messages inside `messages` stay system messages in place.
 //! - `thinking` and `redacted_thinking` blocks in assistant turns, `thinking`, `top_k`,
-//!   `output_config`, `context_management`, `service_tier`, `container`, `mcp_servers` and other
+//!   `output_config` (but its `format`, below; `effort` is dropped), `context_management`, `service_tier`, `container`, `mcp_servers` and other
 //!   top-level fields the OpenAI side cannot express are dropped, so Claude Code's requests
 //!   do not fail.
-//! - `max_tokens` is sent as `max_completion_tokens`.
+//! - `max_tokens` is sent as `max_completion_tokens` (a model whose output limit is lower
+//!   refuses it; Claude Code asks for 32000). `output_config.format` (`json_schema`) becomes
+//!   `response_format` `json_schema` named `structured_output`.
+//! - `metadata.user_id` becomes `user`; ids over 64 characters (Claude Code's) are sent as
+//!   their SHA-256 in hex, still one stable value per user.
 //! - `tool_result` blocks become `tool` messages (text only, blocks joined by newlines); an
 //!   `is_error` result is prefixed with `Error: `; images inside a tool result are moved to a
 //!   user message right after the tool messages. Text and images that share a user message
@@ -81,9 +94,11 @@
 //! - `reasoning_content` is dropped (an Anthropic client would need a signed thinking block).
 //! - `refusal` text becomes a text block; `finish_reason` `stop` → `end_turn`, `length` →
 //!   `max_tokens`, `tool_calls`/`function_call` → `tool_use`, `content_filter` → `refusal`.
-//! - Usage: `input_tokens` = prompt − cached, `cache_read_input_tokens` = cached,
-//!   `cache_creation_input_tokens` = 0 (OpenAI does not report cache writes). In streams the
-//!   usage is only known at the end, so `message_start` says 0 and `message_delta` carries it.
+//! - Usage: `input_tokens` = prompt − cache reads − cache writes, `cache_read_input_tokens`
+//!   = `cached_tokens`, `cache_creation_input_tokens` = the cache writes when the provider
+//!   reports them (`prompt_tokens_details.cache_write_tokens` or `cache_creation_input_tokens`,
+//!   as some OpenAI-compatible providers do), else 0. In streams the usage is only known at
+//!   the end, so `message_start` says 0 and `message_delta` carries it.
 //! - Only the first choice is translated. Arguments of parallel tool calls that arrive
 //!   interleaved in a stream (a fragment for a tool call whose block was already closed) are
 //!   refused; providers send them one call after another.
@@ -150,12 +165,17 @@ fn usage_from_openai(usage: &Value) -> Usage {
     };
     let details =
         |key: &str, field: &str| usage.get(key).map(|d| number(d, field)).unwrap_or_default();
+    // Some OpenAI-compatible providers report cache writes, under one name or the other.
+    let write = match details("prompt_tokens_details", "cache_write_tokens") {
+        w if w > 0.0 => w,
+        _ => number(usage, "cache_creation_input_tokens"),
+    };
     Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,
         total_tokens: total,
         cache_read_tokens: details("prompt_tokens_details", "cached_tokens"),
-        cache_write_tokens: 0.0,
+        cache_write_tokens: write,
         reasoning_tokens: details("completion_tokens_details", "reasoning_tokens"),
     }
 }
@@ -203,6 +223,20 @@ fn stop_reason(finish_reason: &str) -> &'static str {
         "tool_calls" | "function_call" => "tool_use",
         "content_filter" => "refusal",
         _ => "end_turn",
+    }
+}
+
+/// The text of OpenAI message content: a string, or the `text` parts of a list (some
+/// providers, e.g. Mistral's reasoning models, answer with parts; other parts are dropped).
+fn text_of(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => String::new(),
     }
 }
 

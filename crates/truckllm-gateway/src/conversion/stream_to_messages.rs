@@ -87,7 +87,7 @@ impl ChatToMessagesStream {
     }
 
     fn chunk(&mut self, chunk: &Value) -> Result<String, Unsupported> {
-        if let Some(error) = chunk.get("error") {
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
             return Ok(self.error(error, 500));
         }
         let mut frames = self.start(chunk);
@@ -103,12 +103,9 @@ impl ChatToMessagesStream {
         };
         let delta = choice.get("delta").unwrap_or(&Value::Null);
         for key in ["content", "refusal"] {
-            if let Some(text) = delta
-                .get(key)
-                .and_then(Value::as_str)
-                .filter(|t| !t.is_empty())
-            {
-                frames.push_str(&self.text(text));
+            let text = super::text_of(delta.get(key));
+            if !text.is_empty() {
+                frames.push_str(&self.text(&text));
             }
         }
         let calls = delta.get("tool_calls").and_then(Value::as_array);
@@ -313,6 +310,17 @@ mod tests {
         );
         assert!(stream.finish().is_empty());
         assert!(stream.event(b"data: [DONE]\n\n").expect("ok").is_empty());
+    }
+
+    #[test]
+    fn a_null_error_field_is_no_error() {
+        let mut stream = ChatToMessagesStream::new("m");
+        let chunk = br#"data: {"id":"c","error":null,"choices":[{"delta":{"content":"Hi"}}]}"#;
+        let out = text(stream.event(chunk).expect("ok"));
+        assert!(
+            out.contains("text_delta") && !out.contains("event: error"),
+            "{out}"
+        );
     }
 
     #[test]
