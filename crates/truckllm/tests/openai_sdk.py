@@ -59,6 +59,45 @@ try:
 except openai.NotFoundError as e:
     assert e.body["code"] == "model_not_found", e.body
 
+# Chat to an Anthropic provider (`claude-*` in the demo): translated both ways.
+reply = client.chat.completions.create(
+    model="claude-opus-5-5",
+    messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "count these words"}],
+    max_tokens=3,
+)
+assert reply.choices[0].message.content == "This is a", reply
+assert reply.choices[0].finish_reason == "length", reply
+assert reply.usage.completion_tokens == 3 and reply.usage.prompt_tokens > 0, reply.usage
+chunks = list(client.chat.completions.create(
+    model="claude-opus-5-5", messages=[{"role": "user", "content": "hi"}], stream=True,
+    stream_options={"include_usage": True}, max_tokens=4,
+))
+text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+assert text == "This is a mock", text
+assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4, chunks[-1]
+weather = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}}]
+called = client.chat.completions.create(
+    model="claude-opus-5-5", tools=weather, max_tokens=50,
+    messages=[{"role": "user", "content": "what is the weather in Paris"}],
+)
+assert called.choices[0].finish_reason == "tool_calls", called
+call = called.choices[0].message.tool_calls[0]
+assert call.function.name == "get_weather", call
+import json as _json
+assert isinstance(_json.loads(call.function.arguments).get("city"), str), call
+streamed_calls = list(client.chat.completions.create(
+    model="claude-opus-5-5", tools=weather, max_tokens=50, stream=True,
+    messages=[{"role": "user", "content": "what is the weather in Oslo"}],
+))
+arguments = "".join(
+    c.choices[0].delta.tool_calls[0].function.arguments or ""
+    for c in streamed_calls if c.choices and c.choices[0].delta.tool_calls
+)
+assert isinstance(_json.loads(arguments).get("city"), str), arguments
+
 # Errors arrive as the SDK's typed exceptions.
 try:
     client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
