@@ -622,6 +622,10 @@ pub struct PolicyConfig {
     /// longer one without ending it has its stream cut as broken.
     #[serde(default = "default_max_stream_event")]
     pub max_stream_event_bytes: u32,
+    /// A stream the client leaves early is read on in the background for up to this many
+    /// seconds, to record the usage the provider reports at its end; 0 stops it at once.
+    #[serde(default = "default_stream_drain")]
+    pub stream_drain_secs: f64,
 }
 
 impl Default for PolicyConfig {
@@ -633,8 +637,13 @@ impl Default for PolicyConfig {
             cooldown: CooldownPolicy::default(),
             default_max_tokens: default_estimate(),
             max_stream_event_bytes: default_max_stream_event(),
+            stream_drain_secs: default_stream_drain(),
         }
     }
+}
+
+fn default_stream_drain() -> f64 {
+    30.0
 }
 
 fn default_max_stream_event() -> u32 {

@@ -494,4 +494,11 @@ fn check_policy(config: &Config, problems: &mut Problems) {
     if policy.default_max_tokens == 0 {
         problems.add("policy.default_max_tokens", "must be at least 1");
     }
+    problems.duration(
+        "policy.stream_drain_secs".into(),
+        policy.stream_drain_secs,
+        false,
+        3600.0,
+        "0 to 3600 seconds (an hour)",
+    );
 }

@@ -66,6 +66,11 @@ impl Attempt {
         &self.runtime.routes.providers[self.provider]
     }
 
+    /// The gateway this attempt runs in.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
     /// The policy of the config version this attempt runs under.
     pub fn runtime_policy(&self) -> &truckllm_config::schema::PolicyConfig {
         &self.runtime.policy

@@ -157,6 +157,11 @@ impl Trace {
         }
     }
 
+    /// The token counts are the gateway's estimate, not the provider's report.
+    pub fn usage_estimated(&mut self) {
+        self.with(|r| r.usage_estimated = true);
+    }
+
     /// The first byte went back to the client (streams).
     pub fn first_byte(&mut self) {
         let elapsed = self.started.elapsed();

@@ -246,7 +246,10 @@ mod tests {
         assert_eq!(from_body(br#"{"choices":[]}"#), None);
         let detailed = br#"{"usage":{"prompt_tokens":100,"completion_tokens":50,"total_tokens":150,"prompt_tokens_details":{"cached_tokens":60},"completion_tokens_details":{"reasoning_tokens":20}}}"#;
         let usage = from_body(detailed).expect("usage");
-        assert_eq!((usage.cache_read_tokens, usage.reasoning_tokens), (60.0, 20.0));
+        assert_eq!(
+            (usage.cache_read_tokens, usage.reasoning_tokens),
+            (60.0, 20.0)
+        );
         assert_eq!(from_body(b"not json"), None);
     }
 

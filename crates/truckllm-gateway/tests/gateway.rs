@@ -116,8 +116,8 @@ async fn streams_record_usage_and_strip_the_usage_chunk_unless_asked() {
     gw.stop().await;
 }
 
-#[tokio::test]
-async fn a_client_leaving_mid_stream_is_still_counted() {
+/// A gateway whose provider streams slowly (300 ms between chunks), with `policy` YAML.
+async fn slow_stream_gateway(policy: &str) -> (Mock, TestGateway) {
     let mock = Mock::start(MockOptions {
         chunk_delay: Duration::from_millis(300),
         ..MockOptions::default()
@@ -128,23 +128,59 @@ async fn a_client_leaving_mid_stream_is_still_counted() {
             &mock.url,
             1,
             "    limits:\n      tokens_per_min: 100000\n",
-            "",
+            policy,
         ),
         Backend::Memory,
     )
     .await;
-    let first = gw.leave_a_stream_after_its_first_chunk().await;
-    assert!(!first.is_empty());
-    // The request counts; with no usage seen the 50-token estimate stands.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while gw.usage("mock", "k1", Metric::Req).await < 1.0 {
+    (mock, gw)
+}
+
+/// Waits until the gateway has noticed the client left and settled the stream: until a
+/// request's correction reaches `metric` (the reservation alone leaves it at `reserved`).
+async fn settled(gw: &TestGateway, metric: Metric, reserved: f64) -> f64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let value = gw.usage("mock", "k1", metric).await;
+        if value != reserved {
+            return value;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "abandoned stream was not settled"
+            "the stream was never settled"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(gw.usage("mock", "k1", Metric::Tokens).await, 50.0);
+}
+
+#[tokio::test]
+async fn a_client_leaving_mid_stream_gets_its_real_usage_through_the_drain() {
+    let (mock, gw) = slow_stream_gateway("").await;
+    let first = gw.leave_a_stream_after_its_first_chunk().await;
+    assert!(!first.is_empty());
+    // 50 tokens are reserved until the stream is settled.
+    let tokens = settled(&gw, Metric::Tokens, 50.0).await;
+    let reported = mock.stats("secret-k1");
+    assert_eq!(reported.ok, 1);
+    assert_eq!(
+        tokens,
+        (reported.prompt_tokens + reported.completion_tokens) as f64,
+        "what the provider reported at the stream's end, not the 50-token estimate"
+    );
+    assert_eq!(gw.usage("mock", "k1", Metric::Req).await, 1.0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_leaving_mid_stream_without_a_drain_is_counted_by_estimate() {
+    let (_mock, gw) = slow_stream_gateway("policy:\n  stream_drain_secs: 0\n").await;
+    let first = gw.leave_a_stream_after_its_first_chunk().await;
+    assert!(!first.is_empty());
+    // The prompt's text, "user" and "three words here", is 20 characters (5 tokens at four
+    // characters a token); one event was streamed.
+    assert_eq!(settled(&gw, Metric::PromptTokens, 0.0).await, 5.0);
+    assert_eq!(gw.usage("mock", "k1", Metric::CompletionTokens).await, 1.0);
+    assert_eq!(gw.usage("mock", "k1", Metric::Req).await, 1.0);
     gw.stop().await;
 }
 

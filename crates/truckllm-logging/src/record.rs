@@ -93,6 +93,10 @@ pub struct RequestRecord {
     pub retries: u32,
     /// A limit (ours or the provider's) stopped at least one attempt.
     pub rate_limited: bool,
+    /// The token counts are the gateway's estimate: the client left a stream and the provider
+    /// never said what it used.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage_estimated: bool,
 }
 
 impl RequestRecord {
@@ -118,6 +122,7 @@ impl RequestRecord {
             cost: 0.0,
             retries: 0,
             rate_limited: false,
+            usage_estimated: false,
         }
     }
 
@@ -149,6 +154,7 @@ impl RequestRecord {
             cost: _,
             retries: _,
             rate_limited: _,
+            usage_estimated: _,
         } = self;
         for field in [schema, ts, request_id, endpoint, model] {
             cap_field(field);

@@ -20,7 +20,10 @@ use truckllm_testkit::free_port;
 fn demo() -> (Process, u16) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    (Process::spawn(&["serve", "--demo", "--listen", &listen], &[]), port)
+    (
+        Process::spawn(&["serve", "--demo", "--listen", &listen], &[]),
+        port,
+    )
 }
 
 fn assert_ran(what: &str, output: &Output) {
@@ -44,7 +47,12 @@ fn the_anthropic_python_sdk_works_against_the_demo() {
     let (gateway, port) = demo();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/anthropic_sdk.py");
     let output = Command::new("python3")
-        .args(["-W", "ignore::DeprecationWarning", script, &format!("http://127.0.0.1:{port}")])
+        .args([
+            "-W",
+            "ignore::DeprecationWarning",
+            script,
+            &format!("http://127.0.0.1:{port}"),
+        ])
         .output()
         .expect("run python3");
     gateway.stop();
@@ -126,7 +134,11 @@ api_keys:
     for key_variable in ["ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY"] {
         let output = claude(&base, &[(key_variable, "tk-dev-client-key")]);
         assert_ran(key_variable, &output);
-        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), ANSWER, "{key_variable}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            ANSWER,
+            "{key_variable}"
+        );
     }
     // (A wrong key is refused with 401, tested in the gateway's own tests: Claude Code keeps
     // retrying a 401 for minutes, which is no use in a test run.)

@@ -259,61 +259,63 @@ fn stream_back(
     let builder = head(&response, &attempt, (from != request.wire).then_some(SSE))
         .header(header::CACHE_CONTROL, "no-cache");
     let max_event = attempt.runtime_policy().max_stream_event_bytes as usize;
+    let prompt_chars: usize = ["system", "messages"]
+        .iter()
+        .map(|field| super::text_len(request.body.get(*field)))
+        .sum();
     let metered = Metered {
-        trace,
-        inner: response.into_stream(),
-        scanner: SseScanner::new(max_event),
-        relay,
-        attempt: Some(attempt),
-        done: false,
+        live: Some(Relaying {
+            trace,
+            inner: response.into_stream(),
+            scanner: SseScanner::new(max_event),
+            relay,
+            attempt,
+            events: 0,
+            prompt_estimate: (prompt_chars as f64 / 4.0).ceil(),
+        }),
     };
     built(builder, Body::from_stream(metered))
 }
 
-/// Relays a provider's SSE stream event by event; settles usage when the stream ends, or as
-/// abandoned if the client goes away first.
+/// Relays a provider's SSE stream event by event; settles usage when the stream ends. If the
+/// client goes away first, the rest is drained in the background (see [`Relaying::drain`]).
 struct Metered {
+    /// `None` once the stream has ended (or broken) and been settled.
+    live: Option<Relaying>,
+}
+
+/// A stream being relayed, with what settling it needs.
+struct Relaying {
     trace: Trace,
     inner: ReadBody,
     scanner: SseScanner,
     relay: Box<dyn StreamRelay>,
-    attempt: Option<Attempt>,
-    done: bool,
+    attempt: Attempt,
+    /// Events passed to the client: about one output token each, for an estimate.
+    events: u64,
+    /// The prompt's size in tokens, roughly (four characters a token).
+    prompt_estimate: f64,
 }
 
-impl Drop for Metered {
-    fn drop(&mut self) {
-        if !self.done {
-            if let Some(attempt) = &self.attempt {
-                let pricing = &attempt.provider_config().pricing;
-                self.trace.usage(self.relay.usage().as_ref(), pricing);
+impl Relaying {
+    /// Frames a chunk into events and relays them; what to send the client.
+    fn relay_chunk(&mut self, chunk: &[u8]) -> Result<Option<Bytes>, String> {
+        let events = self.scanner.push(chunk).map_err(|e| e.to_string())?;
+        let mut out = BytesMut::new();
+        for event in events {
+            if let Some(bytes) = self.relay.event(event)? {
+                self.events += 1;
+                out.extend_from_slice(&bytes);
             }
-            self.trace.error("client_disconnected");
         }
-    }
-}
-
-impl Metered {
-    /// Ends the stream as broken by the provider: recorded as an upstream failure, and the
-    /// upstream body is dropped with the stream, so nothing more is read from it.
-    fn broken(&mut self, cause: impl std::fmt::Display) -> std::io::Error {
-        self.done = true;
-        self.trace.error("stream_broken");
-        if let Some(attempt) = self.attempt.take() {
-            attempt.settle(Outcome::UpstreamFailure);
-        }
-        std::io::Error::other(cause.to_string())
+        Ok((!out.is_empty()).then(|| out.freeze()))
     }
 
-    /// The provider's stream ended: settle with the usage seen, send what is left.
-    fn ended(&mut self) -> Option<Bytes> {
-        self.done = true;
+    /// The provider's stream ended: settle with the usage seen; what is left to send.
+    fn ended(mut self) -> Option<Bytes> {
         let usage = self.relay.usage();
-        if let Some(attempt) = self.attempt.take() {
-            let pricing = &attempt.provider_config().pricing;
-            self.trace.usage(usage.as_ref(), pricing);
-            attempt.settle(Outcome::Success(usage));
-        }
+        let pricing = &self.attempt.provider_config().pricing;
+        self.trace.usage(usage.as_ref(), pricing);
         let mut out = BytesMut::new();
         if let Some(rest) = self.scanner.finish() {
             out.extend_from_slice(&rest);
@@ -321,7 +323,96 @@ impl Metered {
         if let Some(last) = self.relay.finish() {
             out.extend_from_slice(&last);
         }
+        self.attempt.settle(Outcome::Success(usage));
         (!out.is_empty()).then(|| out.freeze())
+    }
+
+    /// Ends the stream as broken by the provider: recorded as an upstream failure; the
+    /// upstream body is dropped with it, so nothing more is read.
+    fn broken(mut self, cause: impl std::fmt::Display) -> std::io::Error {
+        self.trace.error("stream_broken");
+        self.attempt.settle(Outcome::UpstreamFailure);
+        std::io::Error::other(cause.to_string())
+    }
+
+    /// The client left: read the provider's stream on, for at most `within`, for the usage it
+    /// reports at its end. Without it, settle with an estimate: the prompt's size plus one
+    /// token an event already streamed, marked `usage_estimated`.
+    async fn drain(mut self, within: std::time::Duration) {
+        let read_to_end = async {
+            while let Some(chunk) = self.inner.next().await {
+                match chunk {
+                    Ok(chunk) => {
+                        if self.relay_chunk(&chunk).is_err() {
+                            return false;
+                        }
+                    }
+                    Err(_) => return false,
+                }
+            }
+            true
+        };
+        let complete = !within.is_zero()
+            && tokio::time::timeout(within, read_to_end)
+                .await
+                .unwrap_or(false);
+        self.settle_drained(complete);
+    }
+
+    /// Settles a stream the client left, with the provider's usage if the stream reached its
+    /// end (`complete`), else with an estimate.
+    fn settle_drained(mut self, complete: bool) {
+        let usage = match self.relay.usage() {
+            Some(usage) if complete => usage,
+            partial => {
+                self.trace.usage_estimated();
+                estimate(partial, self.prompt_estimate, self.events as f64)
+            }
+        };
+        let pricing = &self.attempt.provider_config().pricing;
+        self.trace.usage(Some(&usage), pricing);
+        self.attempt.settle(Outcome::Success(Some(usage)));
+    }
+}
+
+/// Usage for a stream that never reported its own: what the provider said of the prompt if
+/// anything, else the prompt's estimate; the events streamed as completion tokens.
+fn estimate(partial: Option<Usage>, prompt_estimate: f64, streamed: f64) -> Usage {
+    let partial = partial.unwrap_or_default();
+    let prompt = if partial.prompt_tokens > 0.0 {
+        partial.prompt_tokens
+    } else {
+        prompt_estimate
+    };
+    let completion = partial.completion_tokens.max(streamed);
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt + completion,
+        ..partial
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        let Some(mut live) = self.live.take() else {
+            return;
+        };
+        live.trace.error("client_disconnected");
+        let within = std::time::Duration::from_secs_f64(
+            live.attempt
+                .runtime_policy()
+                .stream_drain_secs
+                .clamp(0.0, 3600.0),
+        );
+        // Dropped outside the runtime (at exit): no drain, an estimate.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let tasks = live.attempt.gateway().settlements.clone();
+                tasks.spawn_on(live.drain(within), &runtime);
+            }
+            Err(_) => live.settle_drained(false),
+        }
     }
 }
 
@@ -330,35 +421,56 @@ impl Stream for Metered {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if this.done {
+        let Some(live) = this.live.as_mut() else {
             return Poll::Ready(None);
-        }
+        };
         loop {
-            match this.inner.poll_next_unpin(cx) {
+            match live.inner.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => {
-                    let events = match this.scanner.push(&chunk) {
-                        Ok(events) => events,
-                        Err(too_large) => return Poll::Ready(Some(Err(this.broken(too_large)))),
-                    };
-                    let mut out = BytesMut::new();
-                    for event in events {
-                        match this.relay.event(event) {
-                            Ok(Some(bytes)) => out.extend_from_slice(&bytes),
-                            Ok(None) => {}
-                            Err(e) => return Poll::Ready(Some(Err(this.broken(e)))),
-                        }
+                Poll::Ready(Some(Ok(chunk))) => match live.relay_chunk(&chunk) {
+                    Ok(Some(out)) => {
+                        live.trace.first_byte();
+                        return Poll::Ready(Some(Ok(out)));
                     }
-                    if !out.is_empty() {
-                        this.trace.first_byte();
-                        return Poll::Ready(Some(Ok(out.freeze())));
-                    }
-                }
+                    Ok(None) => {}
+                    Err(e) => return Poll::Ready(this.live.take().map(|l| Err(l.broken(e)))),
+                },
                 Poll::Ready(Some(Err(e))) => {
-                    return Poll::Ready(Some(Err(this.broken(e))));
+                    return Poll::Ready(this.live.take().map(|l| Err(l.broken(e))));
                 }
-                Poll::Ready(None) => return Poll::Ready(this.ended().map(Ok)),
+                Poll::Ready(None) => {
+                    return Poll::Ready(this.live.take().and_then(Relaying::ended).map(Ok));
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_estimate_keeps_what_the_provider_said_and_counts_streamed_events() {
+        let none = estimate(None, 12.0, 5.0);
+        assert_eq!(
+            (none.prompt_tokens, none.completion_tokens, none.total()),
+            (12.0, 5.0, 17.0)
+        );
+        let started = Usage {
+            prompt_tokens: 40.0,
+            completion_tokens: 1.0,
+            cache_read_tokens: 30.0,
+            ..Usage::default()
+        };
+        let kept = estimate(Some(started), 12.0, 7.0);
+        assert_eq!(
+            (
+                kept.prompt_tokens,
+                kept.completion_tokens,
+                kept.cache_read_tokens
+            ),
+            (40.0, 7.0, 30.0)
+        );
     }
 }
