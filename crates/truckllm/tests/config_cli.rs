@@ -19,6 +19,7 @@ fn truckllm(dir: &Path, args: &[&str], envs: &[(&str, &str)], stdin: Option<&str
         .env("OPENAI_KEY_1", "sk-plain-one")
         .env("OPENAI_KEY_2", "sk-plain-two")
         .env("TRUCKLLM_CLIENT_KEY", "client-plain")
+        .env("ANTHROPIC_KEY_1", "sk-ant-plain")
         .env("TRUCKLLM_ADMIN_KEY", "admin-plain-0123456789")
         .envs(envs.iter().copied())
         .stdin(Stdio::piped())

@@ -48,6 +48,7 @@ pub fn env() -> HashMap<String, String> {
         ("OPENAI_KEY_1", "sk-one-secret"),
         ("OPENAI_KEY_2", "sk-two-secret"),
         ("TRUCKLLM_CLIENT_KEY", "client-secret"),
+        ("ANTHROPIC_KEY_1", "sk-ant-secret"),
         ("TRUCKLLM_ADMIN_KEY", "admin-key-of-32-bytes-0123456789"),
     ]
     .iter()
