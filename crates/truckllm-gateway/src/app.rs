@@ -50,7 +50,7 @@ pub enum Access {
 #[derive(Debug, Clone)]
 pub struct Route {
     pub method: Method,
-    /// The axum path pattern (`/v1/models/{id}`).
+    /// The axum path pattern (`/v1/models/{*id}`).
     pub path: &'static str,
     pub access: Access,
     /// The action named in audit and request records (`chat`, `models`, `config.reload`).
@@ -91,7 +91,7 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/v1/chat/completions", Access::Client, "chat"),
     route(Method::POST, "/v1/embeddings", Access::Client, "embeddings"),
     route(Method::GET, "/v1/models", Access::Client, "models"),
-    route(Method::GET, "/v1/models/{id}", Access::Client, "models"),
+    route(Method::GET, "/v1/models/{*id}", Access::Client, "models"),
     anthropic(Method::POST, "/v1/messages", "messages"),
     anthropic(Method::POST, "/v1/messages/count_tokens", "count_tokens"),
     route(
@@ -119,7 +119,7 @@ fn handler(route: &Route) -> MethodRouter<Arc<Gateway>> {
         ("POST", "/v1/chat/completions") => post(openai::chat_completions),
         ("POST", "/v1/embeddings") => post(openai::embeddings),
         ("GET", "/v1/models") => get(openai::models),
-        ("GET", "/v1/models/{id}") => get(openai::model),
+        ("GET", "/v1/models/{*id}") => get(openai::model),
         ("POST", "/v1/messages") => post(anthropic::messages),
         ("POST", "/v1/messages/count_tokens") => post(anthropic::count_tokens),
         ("POST", "/admin/config/reload") => post(reload),
@@ -180,7 +180,7 @@ async fn unknown_route(State(gw): State<Arc<Gateway>>, request: Request) -> Resp
         trace.status(error.status.as_u16());
     }
     crate::metrics::rejected(error.code);
-    error.into_response()
+    error.into_response_for(auth::dialect_of(&request, None))
 }
 
 /// Serves until `shutdown` within the connection limits of `server.limits` (read at start),

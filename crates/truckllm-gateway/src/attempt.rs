@@ -20,6 +20,9 @@ pub enum Outcome {
     Success(Option<Usage>),
     /// Transport error, timeout, 429 or 5xx: counts as an error, uses no tokens.
     UpstreamFailure,
+    /// A stream the provider broke off after it began: counts as an error, and uses the
+    /// tokens it had streamed (the provider bills them).
+    BrokenOff(Usage),
     /// Another 4xx: the client's mistake; counts the request, no tokens, no error.
     ClientError,
     /// Dropped before an outcome (client disconnect): the request counts, the estimate stands.
@@ -143,25 +146,15 @@ impl Attempt {
                     .record_success(latency_ms);
                 if let Some(u) = usage {
                     metrics.record_tokens(&u);
-                    let cost = crate::trace::cost(&provider.pricing, &u);
-                    let counted =
-                        u.limit_tokens(provider.protocol.cache_reads_count_toward_limits());
-                    actual.extend([
-                        (Metric::Tokens, counted),
-                        (Metric::PromptTokens, u.prompt_tokens),
-                        (Metric::CompletionTokens, u.completion_tokens),
-                        (Metric::Cost, cost),
-                    ]);
-                    for (metric, value) in [
-                        (Metric::CacheWriteTokens, u.cache_write_tokens),
-                        (Metric::CacheReadTokens, u.cache_read_tokens),
-                        (Metric::ReasoningTokens, u.reasoning_tokens),
-                    ] {
-                        if value > 0.0 {
-                            actual.push((metric, value));
-                        }
-                    }
+                    actual.extend(usage_entries(provider, &u));
                 }
+            }
+            Outcome::BrokenOff(u) => {
+                metrics.upstream_error.increment(1);
+                metrics.upstream_errors.increment(1);
+                metrics.record_tokens(&u);
+                actual.extend(usage_entries(provider, &u));
+                actual.push((Metric::Errors, 1.0));
             }
             Outcome::UpstreamFailure => {
                 metrics.upstream_error.increment(1);
@@ -191,6 +184,28 @@ impl Drop for Attempt {
     fn drop(&mut self) {
         self.settle_in_place(Outcome::Abandoned);
     }
+}
+
+/// The store entries of a response's usage: tokens as the provider's limits count them, each
+/// class, and the cost.
+fn usage_entries(provider: &crate::routing::Provider, u: &Usage) -> Vec<(Metric, f64)> {
+    let counted = u.limit_tokens(provider.protocol.cache_reads_count_toward_limits());
+    let mut entries = vec![
+        (Metric::Tokens, counted),
+        (Metric::PromptTokens, u.prompt_tokens),
+        (Metric::CompletionTokens, u.completion_tokens),
+        (Metric::Cost, crate::trace::cost(&provider.pricing, u)),
+    ];
+    for (metric, value) in [
+        (Metric::CacheWriteTokens, u.cache_write_tokens),
+        (Metric::CacheReadTokens, u.cache_read_tokens),
+        (Metric::ReasoningTokens, u.reasoning_tokens),
+    ] {
+        if value > 0.0 {
+            entries.push((metric, value));
+        }
+    }
+    entries
 }
 
 /// Settles a client's reservation when no attempt was made or all failed.

@@ -111,7 +111,17 @@ fn refuse(gw: &Gateway, request: &Request, who: &str, error: ApiError) -> Respon
         trace.status(error.status.as_u16());
     }
     crate::metrics::rejected(error.code);
-    error.into_response_for(route.map_or(Wire::OpenAi, |r| r.wire))
+    error.into_response_for(dialect_of(request, route))
+}
+
+/// The dialect to answer a request in: its route's, or Anthropic's for any request that
+/// carries `anthropic-version` (Anthropic's SDKs and Claude Code send it on every call).
+pub fn dialect_of(request: &Request, route: Option<&crate::app::Route>) -> Wire {
+    match route.map(|r| r.wire) {
+        Some(Wire::Anthropic) => Wire::Anthropic,
+        _ if request.headers().contains_key("anthropic-version") => Wire::Anthropic,
+        _ => Wire::OpenAi,
+    }
 }
 
 /// The route a refused request matched, if any.

@@ -37,7 +37,7 @@ impl Client {
                 || allowed == requested
                 || allowed
                     .strip_suffix('*')
-                    .is_some_and(|prefix| !prefix.contains(':') && requested.starts_with(prefix))
+                    .is_some_and(|prefix| !requested.contains(':') && requested.starts_with(prefix))
                 || allowed
                     .split_once(':')
                     .is_some_and(|(p, m)| p == provider && (m == model || m == "*"))

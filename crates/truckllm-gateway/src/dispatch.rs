@@ -232,7 +232,14 @@ async fn attempt_all(
             ));
             continue;
         };
-        let body = plan.body_for(provider.protocol.as_ref(), &target.model)?;
+        // A target the request cannot be expressed for fails alone: the next may take it.
+        let body = match plan.body_for(provider.protocol.as_ref(), &target.model) {
+            Ok(body) => body,
+            Err(e) => {
+                failures.last = Some(e);
+                continue;
+            }
+        };
         for k in key_order(&gw, &rt, target.provider) {
             if attempts >= policy.retry.max_attempts || Instant::now() >= deadline {
                 break 'targets;
@@ -243,7 +250,14 @@ async fn attempt_all(
                 key.limits.tokens_per_min,
                 plan.estimate(),
             );
-            let reservation = match reserve(&gw, &key.store_key, checks).await? {
+            let reserved = match reserve(&gw, &key.store_key, checks).await {
+                Ok(reserved) => reserved,
+                Err(e) => {
+                    settle_client_only(&gw, client_hold);
+                    return Err(e);
+                }
+            };
+            let reservation = match reserved {
                 ReserveOutcome::Granted(r) => r,
                 ReserveOutcome::Denied(d) => {
                     trace.rate_limited();

@@ -28,7 +28,7 @@ fn hello(model: &str) -> Value {
 }
 
 async fn call(gw: &TestGateway, method: &Method, path: &str, key: Option<&str>) -> (u16, Value) {
-    let url = format!("{}{}", gw.url, path.replace("{id}", "mock:gpt-4o-mini"));
+    let url = format!("{}{}", gw.url, path.replace("{*id}", "mock:gpt-4o-mini"));
     let mut request = gw.http.request(method.clone(), url);
     if *method == Method::POST {
         request = request.json(&hello("mock:gpt-4o-mini"));
@@ -183,6 +183,34 @@ async fn the_admin_key_is_checked_as_a_digest_and_a_missing_one_is_refused() {
         }
         let status = request.send().await.expect("reload").status().as_u16();
         assert_eq!(status, expected, "{key:?}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_carry_the_dialect_the_client_speaks() {
+    let mock = Mock::start(MockOptions::default()).await;
+    let gw = TestGateway::start(
+        &config(&mock.url, 1, "", &clients_and_admin()),
+        Backend::Memory,
+    )
+    .await;
+    for path in ["/v1/models", "/v1/no-such-route"] {
+        let refused: Value = gw
+            .http
+            .get(format!("{}{path}", gw.url))
+            .header("anthropic-version", "2023-06-01")
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(refused["type"], "error", "{path}: {refused}");
+        assert_eq!(
+            refused["error"]["type"], "authentication_error",
+            "{path}: {refused}"
+        );
     }
     gw.stop().await;
 }
@@ -411,4 +439,36 @@ async fn a_rejected_reload_names_the_field_but_never_the_resolved_secret() {
         !audit.contains(secret),
         "nor in audit records or alerts: {audit}"
     );
+}
+
+#[tokio::test]
+async fn a_last_stream_event_without_its_blank_line_still_counts() {
+    use axum::body::Body;
+    // A provider whose stream ends right after its usage chunk, with no blank line after it.
+    let stream = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}"
+    );
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || async move {
+            axum::response::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from(stream))
+                .expect("response")
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let gw = TestGateway::start(&config(&upstream, 1, "", ""), Backend::Memory).await;
+    let mut body = hello("gpt-4o-mini");
+    body["stream"] = json!(true);
+    let (status, _, text) = gw.post("/v1/chat/completions", None, &body).await;
+    assert_eq!(status, 200);
+    assert!(!text.contains("usage"), "the usage chunk nobody asked for is dropped: {text}");
+    assert_eq!(gw.usage("mock", "k1", truckllm_store::Metric::Tokens).await, 10.0);
+    gw.stop().await;
 }

@@ -216,7 +216,8 @@ pub fn model_of(body: &Map<String, Value>) -> Result<String, ApiError> {
     }
 }
 
-/// The first of `fields` present: absent, or a whole number from 1 to [`MAX_TOKENS_LIMIT`].
+/// The first of `fields` present: absent, or a whole number from 1 to [`MAX_TOKENS_LIMIT`]
+/// (`4096.0` is a whole number).
 /// Anything else is the client's error, answered before the store is asked to reserve it.
 pub fn max_tokens(body: &Map<String, Value>, fields: &[&str]) -> Result<Option<f64>, ApiError> {
     let Some((field, value)) = fields
@@ -225,8 +226,9 @@ pub fn max_tokens(body: &Map<String, Value>, fields: &[&str]) -> Result<Option<f
     else {
         return Ok(None);
     };
-    match value.as_u64() {
-        Some(n) if (1..=MAX_TOKENS_LIMIT).contains(&n) => Ok(Some(n as f64)),
+    let whole = value.as_f64().filter(|n| n.fract() == 0.0);
+    match whole {
+        Some(n) if (1.0..=MAX_TOKENS_LIMIT as f64).contains(&n) => Ok(Some(n)),
         _ => Err(ApiError::bad_request(
             "invalid_max_tokens",
             format!(

@@ -311,28 +311,60 @@ impl Relaying {
         Ok((!out.is_empty()).then(|| out.freeze()))
     }
 
-    /// The provider's stream ended: settle with the usage seen; what is left to send.
-    fn ended(mut self) -> Option<Bytes> {
-        let usage = self.relay.usage();
-        let pricing = &self.attempt.provider_config().pricing;
-        self.trace.usage(usage.as_ref(), pricing);
+    /// The provider's stream ended: relay what is left (a last event without its blank
+    /// line), close the stream in the client's dialect, settle with the usage seen; what is
+    /// left to send.
+    fn ended(mut self) -> Result<Option<Bytes>, std::io::Error> {
         let mut out = BytesMut::new();
-        if let Some(rest) = self.scanner.finish() {
-            out.extend_from_slice(&rest);
+        match self.relay_rest() {
+            Ok(Some(rest)) => out.extend_from_slice(&rest),
+            Ok(None) => {}
+            Err(e) => return Err(self.broken(e)),
         }
         if let Some(last) = self.relay.finish() {
             out.extend_from_slice(&last);
         }
+        let usage = self.relay.usage();
+        let pricing = &self.attempt.provider_config().pricing;
+        self.trace.usage(usage.as_ref(), pricing);
         self.attempt.settle(Outcome::Success(usage));
-        (!out.is_empty()).then(|| out.freeze())
+        Ok((!out.is_empty()).then(|| out.freeze()))
     }
 
-    /// Ends the stream as broken by the provider: recorded as an upstream failure; the
-    /// upstream body is dropped with it, so nothing more is read.
+    /// An unterminated last event, ended and relayed like any other.
+    fn relay_rest(&mut self) -> Result<Option<Bytes>, String> {
+        match self.scanner.finish() {
+            Some(rest) => {
+                let mut event = BytesMut::from(&rest[..]);
+                event.extend_from_slice(b"\n\n");
+                self.relay_chunk(&event)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Ends the stream as broken by the provider: an upstream failure that still uses the
+    /// tokens streamed so far (reported, or estimated); the upstream body is dropped with it,
+    /// so nothing more is read.
     fn broken(mut self, cause: impl std::fmt::Display) -> std::io::Error {
         self.trace.error("stream_broken");
-        self.attempt.settle(Outcome::UpstreamFailure);
+        let usage = self.usage_or_estimate(false);
+        let pricing = &self.attempt.provider_config().pricing;
+        self.trace.usage(Some(&usage), pricing);
+        self.attempt.settle(Outcome::BrokenOff(usage));
         std::io::Error::other(cause.to_string())
+    }
+
+    /// The provider's usage if the stream reached its end (`complete`), else an estimate
+    /// (marked in the record).
+    fn usage_or_estimate(&mut self, complete: bool) -> Usage {
+        match self.relay.usage() {
+            Some(usage) if complete => usage,
+            partial => {
+                self.trace.usage_estimated();
+                estimate(partial, self.prompt_estimate, self.events as f64)
+            }
+        }
     }
 
     /// The client left: read the provider's stream on, for at most `within`, for the usage it
@@ -350,7 +382,7 @@ impl Relaying {
                     Err(_) => return false,
                 }
             }
-            true
+            self.relay_rest().is_ok()
         };
         let complete = !within.is_zero()
             && tokio::time::timeout(within, read_to_end)
@@ -362,13 +394,7 @@ impl Relaying {
     /// Settles a stream the client left, with the provider's usage if the stream reached its
     /// end (`complete`), else with an estimate.
     fn settle_drained(mut self, complete: bool) {
-        let usage = match self.relay.usage() {
-            Some(usage) if complete => usage,
-            partial => {
-                self.trace.usage_estimated();
-                estimate(partial, self.prompt_estimate, self.events as f64)
-            }
-        };
+        let usage = self.usage_or_estimate(complete);
         let pricing = &self.attempt.provider_config().pricing;
         self.trace.usage(Some(&usage), pricing);
         self.attempt.settle(Outcome::Success(Some(usage)));
@@ -439,7 +465,7 @@ impl Stream for Metered {
                     return Poll::Ready(this.live.take().map(|l| Err(l.broken(e))));
                 }
                 Poll::Ready(None) => {
-                    return Poll::Ready(this.live.take().and_then(Relaying::ended).map(Ok));
+                    return Poll::Ready(this.live.take().and_then(|l| l.ended().transpose()));
                 }
             }
         }
