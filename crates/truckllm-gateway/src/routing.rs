@@ -161,7 +161,7 @@ impl Routes {
             })
             .collect();
         aliases.retain(|name, _| !name.ends_with('*'));
-        patterns.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        patterns.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         Ok(Arc::new(Self {
             providers,
             aliases,

@@ -468,7 +468,13 @@ async fn a_last_stream_event_without_its_blank_line_still_counts() {
     body["stream"] = json!(true);
     let (status, _, text) = gw.post("/v1/chat/completions", None, &body).await;
     assert_eq!(status, 200);
-    assert!(!text.contains("usage"), "the usage chunk nobody asked for is dropped: {text}");
-    assert_eq!(gw.usage("mock", "k1", truckllm_store::Metric::Tokens).await, 10.0);
+    assert!(
+        !text.contains("usage"),
+        "the usage chunk nobody asked for is dropped: {text}"
+    );
+    assert_eq!(
+        gw.usage("mock", "k1", truckllm_store::Metric::Tokens).await,
+        10.0
+    );
     gw.stop().await;
 }

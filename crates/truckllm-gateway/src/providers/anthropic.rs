@@ -152,7 +152,7 @@ pub struct StreamUsage {
 impl StreamUsage {
     /// Reads one SSE event (bytes as framed by [`crate::usage::SseScanner`]).
     pub fn observe(&mut self, event: &[u8]) {
-        if !memchr::memmem::find(event, b"usage").is_some() {
+        if memchr::memmem::find(event, b"usage").is_none() {
             return;
         }
         #[derive(Deserialize)]
