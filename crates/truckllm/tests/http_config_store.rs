@@ -99,7 +99,7 @@ fn the_gateway_loads_and_reloads_its_config_from_the_storage_server() {
     let tokens = dir.path().join("tokens.yaml");
     std::fs::write(
         &tokens,
-        "tokens:\n  - name: gateways\n    token: \"cfg-secret\"\n    scopes: [read, write, config]\n",
+        "tokens:\n  - name: gateways\n    token: \"cfg-secret\"\n    scopes: [read, write, config, config_secrets]\n",
     )
     .expect("tokens");
     let _server = Process::spawn(
