@@ -107,8 +107,11 @@ impl Default for ServerLimitsConfig {
 }
 
 /// The default of `server.limits.header_read_timeout_secs` (and of the storage server's flag).
+/// As long as the idle timeout: on HTTP/1 hyper runs this timer while a kept-alive connection
+/// waits for its next request, and a shorter one would close pooled connections that clients
+/// (reqwest keeps them 90 s) are about to reuse, failing their next request.
 pub fn default_header_read_timeout_secs() -> u64 {
-    10
+    60
 }
 
 /// The default of `server.limits.body_read_timeout_secs`.
