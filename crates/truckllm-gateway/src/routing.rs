@@ -351,4 +351,54 @@ mod tests {
                 .any(|n| n.contains('*'))
         );
     }
+
+    #[test]
+    fn a_new_config_version_keeps_the_state_of_unchanged_keys_only() {
+        let env = std::collections::HashMap::new();
+        let load = |yaml: &str| {
+            truckllm_config::load_str(yaml, &env, None)
+                .expect("config")
+                .resolved
+        };
+        let yaml = "llm_providers:\n  - id: p\n    base_url: http://a/v1\n    keys:\n      - {id: k1, secret: s1}\n      - {id: k2, secret: s2}\n";
+        let first = Routes::from_config(&load(yaml), None).expect("routes");
+        first.providers[0].keys[0]
+            .state
+            .health
+            .cool_down_until(u64::MAX);
+        let same = Routes::from_config(&load(yaml), Some(&first)).expect("routes");
+        assert!(Arc::ptr_eq(
+            &first.providers[0].state,
+            &same.providers[0].state
+        ));
+        assert!(Arc::ptr_eq(
+            &first.providers[0].keys[0].state,
+            &same.providers[0].keys[0].state
+        ));
+        assert!(
+            same.providers[0].keys[0].state.health.cooling_down(0),
+            "the cooldown survives"
+        );
+        let rotated =
+            Routes::from_config(&load(&yaml.replace("s1", "s1-new")), Some(&same)).expect("routes");
+        assert!(!Arc::ptr_eq(
+            &same.providers[0].keys[0].state,
+            &rotated.providers[0].keys[0].state
+        ));
+        assert!(
+            !rotated.providers[0].keys[0].state.health.cooling_down(0),
+            "a new secret starts afresh"
+        );
+        assert!(Arc::ptr_eq(
+            &same.providers[0].keys[1].state,
+            &rotated.providers[0].keys[1].state
+        ));
+        let moved =
+            Routes::from_config(&load(&yaml.replace("http://a", "http://b")), Some(&rotated))
+                .expect("routes");
+        assert!(!Arc::ptr_eq(
+            &rotated.providers[0].keys[1].state,
+            &moved.providers[0].keys[1].state
+        ));
+    }
 }
