@@ -174,7 +174,7 @@ impl ApiError {
                 let body = json!({
                     "type": "error",
                     "error": {
-                        "type": anthropic_error_type(self.status.as_u16()),
+                        "type": crate::conversion::anthropic_error_type(self.status.as_u16()),
                         "message": self.message,
                     }
                 });
@@ -184,23 +184,6 @@ impl ApiError {
                 )
             }
         }
-    }
-}
-
-/// Anthropic's error `type` for an HTTP status.
-pub fn anthropic_error_type(status: u16) -> &'static str {
-    match status {
-        400 | 422 => "invalid_request_error",
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        504 => "timeout_error",
-        529 => "overloaded_error",
-        _ if status >= 500 => "api_error",
-        _ => "invalid_request_error",
     }
 }
 
