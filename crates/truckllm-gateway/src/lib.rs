@@ -1,32 +1,44 @@
-//! TruckLLM's request path: an OpenAI-compatible gateway in front of many providers and keys.
+//! TruckLLM's request path: a gateway speaking OpenAI Chat and Anthropic Messages in front of
+//! many providers and keys.
 //!
-//! # Layout
+//! # Layout (ingress → dispatch → providers)
 //!
-//! - [`app`]: routes, which of them skip client auth, and serving with graceful shutdown.
-//! - [`proxy`]: the OpenAI endpoints and the attempt loop (reserve, call, retry, fall back).
+//! - [`app`]: the route table (each route's access class and dialect), layers, serving.
+//! - [`auth`]: the client and admin layers; every route but the public list needs one.
+//! - [`ingress`]: one module per client dialect (`openai`, `anthropic`): parse into a
+//!   neutral request, render answers, stream frames and errors in the client's dialect
+//!   (`relay`).
+//! - [`dispatch`]: the protocol-free attempt loop (resolve, order keys, reserve, call,
+//!   classify, retry or fall back).
+//! - [`providers`]: one file per upstream protocol behind one trait (endpoints, auth headers,
+//!   verdicts, usage).
+//! - [`conversion`]: OpenAI Chat ↔ Anthropic Messages, requests, answers, streams, errors.
 //! - [`attempt`]: one reserved attempt and how its usage is settled (also when dropped).
 //! - [`recorder`]: usage corrections, coalesced per key and bucket before they reach the store.
-//! - [`clients`]: client keys, hashed and compared in constant time; scopes.
-//! - [`routing`]: model names to provider targets, with the client's permissions applied.
+//! - [`clients`]: client keys, hashed and compared in constant time; permissions.
+//! - [`routing`]: model names to provider targets; per-provider and per-key state, carried
+//!   across config versions.
 //! - [`balancer`]: ordering a provider's keys (round_robin, least_loaded, hybrid).
 //! - [`snapshot`]: 60-second usage of every key, refreshed in the background.
 //! - [`health`]: per-key failures, cooldowns (shared through the store) and latency EWMA.
-//! - [`usage`]: token usage from JSON bodies and SSE streams, without re-serialising.
+//! - [`usage`]: usage by class, from JSON bodies and SSE streams, without re-serialising.
 //! - [`state`]: the shared gateway state and the runtime built from each config version.
 //! - [`metrics`]: the gateway's Prometheus metrics.
 //! - [`upstream`]: the pooled HTTP client that calls providers (TLS, connect and read
 //!   timeouts).
-//! - [`mock`]: the mock upstream used by tests, the demo and benchmarks.
+//! - [`mock`]: the mock provider (both dialects) used by tests, the demo and benchmarks.
 //! - [`bootstrap`]: store URLs from config, and the demo config.
-//! - [`error`]: errors in the OpenAI error shape.
+//! - [`error`]: errors, rendered in either dialect.
 //!
-//! A request, end to end: `proxy::chat_completions` authenticates the client
-//! (`clients`), parses the body once, resolves the model to targets the client may use
-//! (`routing`), and for each key in the balancer's order (`balancer`, reading `snapshot`)
-//! reserves the key's limits in the runtime store (one round trip), calls the provider, and on
-//! 429/5xx/transport errors tries the next key or target. The response goes back as received
-//! (streams chunk by chunk) while `attempt` hands the real usage to `recorder`, which writes it
-//! coalesced with other requests' (the second round trip, shared).
+//! A request, end to end: [`auth::client`] authenticates the client against the current
+//! runtime; `ingress::openai::chat_completions` (or `ingress::anthropic::messages`) parses
+//! the body once; [`dispatch::dispatch`] resolves the model to targets the client may use
+//! (`routing`), and for each key in the balancer's order reserves the key's limits in the
+//! runtime store (one round trip), has the target's provider build the call (the body as the
+//! client sent it but for the model, or translated), calls it, and on a retryable verdict
+//! tries the next key or target. `ingress::relay` sends the answer back in the client's
+//! dialect (streams event by event) while `attempt` hands the real usage to `recorder`,
+//! which writes it coalesced with other requests' (the second round trip, shared).
 
 pub mod alerts;
 pub mod app;
