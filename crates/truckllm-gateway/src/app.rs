@@ -1,6 +1,6 @@
 //! The gateway's HTTP surface and its lifecycle.
 //!
-//! [`routes`] is the one table of what the gateway serves and who may call each route
+//! [`ROUTES`] is the one table of what the gateway serves and who may call each route
 //! ([`Access`]); [`router`] builds the router from it, so no route can be served without an
 //! access decision. Layers, outermost first:
 //! 1. [`trace::layer`]: a request id for every request, `x-request-id` on every answer;

@@ -1,5 +1,5 @@
 //! Who may call which route, decided once per route by the router's layers instead of inside
-//! each handler (see [`crate::app::routes`] for the table).
+//! each handler (see [`crate::app::ROUTES`] for the table).
 //!
 //! - [`client`]: client routes. The key comes from `Authorization: Bearer <key>` or
 //!   `x-api-key: <key>`; it is hashed and compared in constant time against every client
