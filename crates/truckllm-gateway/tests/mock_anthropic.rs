@@ -1,12 +1,12 @@
 //! The mock upstream's Anthropic Messages dialect (and the OpenAI usage details) over real
 //! HTTP: shapes, streams, tool use, token counting, request checks, knobs and the cache rule.
 
+mod common;
+
 use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use truckllm_gateway::mock::{MockOptions, MockUpstream, key_label};
 
 const REPLY: &str = "This is a mock reply from the TruckLLM upstream.";
@@ -15,7 +15,7 @@ struct Mock {
     url: String,
     mock: Arc<MockUpstream>,
     client: reqwest::Client,
-    _stop: oneshot::Sender<()>,
+    _server: common::Mock,
 }
 
 /// A response: status, headers, body text.
@@ -47,22 +47,12 @@ impl Answer {
 
 impl Mock {
     async fn start(options: MockOptions) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let mock = MockUpstream::new(options);
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(truckllm_gateway::mock::serve(
-            listener,
-            Arc::clone(&mock),
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let server = common::Mock::start(options).await;
         Self {
-            url,
-            mock,
+            url: server.url.clone(),
+            mock: Arc::clone(&server.mock),
             client: reqwest::Client::new(),
-            _stop: stop,
+            _server: server,
         }
     }
 
