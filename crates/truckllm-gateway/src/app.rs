@@ -30,7 +30,7 @@ use crate::error::{ApiError, clip};
 use crate::ingress::{anthropic, openai};
 use crate::providers::Wire;
 use crate::state::Gateway;
-use crate::trace::{self, RequestId, Trace};
+use crate::trace;
 
 /// How long log sinks get to deliver what is queued when the gateway stops.
 const LOG_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -174,13 +174,7 @@ async fn unknown_route(State(gw): State<Arc<Gateway>>, request: Request) -> Resp
             .join(", ")
     ))
     .with_code("route_not_found");
-    if let Some(id) = request.extensions().get::<RequestId>() {
-        let mut trace = Trace::start(&gw.logger, "unknown_route", &id.0);
-        trace.error(error.code);
-        trace.status(error.status.as_u16());
-    }
-    crate::metrics::rejected(error.code);
-    error.into_response_for(auth::dialect_of(&request, None))
+    auth::answer_refusal(&gw, &request, None, "unknown_route", error)
 }
 
 /// Serves until `shutdown` within the connection limits of `server.limits` (read at start),

@@ -105,6 +105,18 @@ fn refuse(gw: &Gateway, request: &Request, who: &str, error: ApiError) -> Respon
             .status(error.status.as_u16())
             .message(error.message.clone()),
     );
+    answer_refusal(gw, request, route, action, error)
+}
+
+/// Answers a request refused before any handler (no key, no route): its request record and
+/// its count in `truckllm_rejected_total{code}`, the error in the client's dialect.
+pub fn answer_refusal(
+    gw: &Gateway,
+    request: &Request,
+    route: Option<&crate::app::Route>,
+    action: &str,
+    error: ApiError,
+) -> Response {
     if let Some(id) = request.extensions().get::<RequestId>() {
         let mut trace = Trace::start(&gw.logger, action, &id.0);
         trace.error(error.code);

@@ -36,12 +36,18 @@ struct OpenAiUsage {
     prompt_tokens_details: Option<PromptDetails>,
     #[serde(default)]
     completion_tokens_details: Option<CompletionDetails>,
+    /// …and others under Anthropic's name.
+    #[serde(default)]
+    cache_creation_input_tokens: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 struct PromptDetails {
     #[serde(default)]
     cached_tokens: Option<f64>,
+    /// Some OpenAI-compatible providers report cache writes here…
+    #[serde(default)]
+    cache_write_tokens: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,15 +58,17 @@ struct CompletionDetails {
 
 impl From<OpenAiUsage> for Usage {
     fn from(u: OpenAiUsage) -> Self {
+        let details = u.prompt_tokens_details.unwrap_or_default();
         Self {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
             total_tokens: u.total_tokens,
-            cache_read_tokens: u
-                .prompt_tokens_details
-                .and_then(|d| d.cached_tokens)
+            cache_read_tokens: details.cached_tokens.unwrap_or(0.0),
+            cache_write_tokens: details
+                .cache_write_tokens
+                .filter(|w| *w > 0.0)
+                .or(u.cache_creation_input_tokens)
                 .unwrap_or(0.0),
-            cache_write_tokens: 0.0,
             reasoning_tokens: u
                 .completion_tokens_details
                 .and_then(|d| d.reasoning_tokens)
@@ -95,6 +103,22 @@ struct WithUsage {
     usage: Option<OpenAiUsage>,
     #[serde(default)]
     choices: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+/// An OpenAI `usage` object already parsed (the translation works on JSON values).
+pub fn from_openai_value(usage: &serde_json::Value) -> Option<Usage> {
+    OpenAiUsage::deserialize(usage).ok().map(Usage::from)
+}
+
+/// The `data:` lines of one SSE event, joined: its payload.
+pub fn sse_data(event: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(event).ok()?;
+    let data: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .map(str::trim_start)
+        .collect();
+    (!data.is_empty()).then(|| data.join("\n").into_bytes())
 }
 
 /// The usage of a whole JSON response body, if it has one.
@@ -206,13 +230,7 @@ pub fn inspect(bytes: Bytes) -> Event {
             usage_only: false,
         };
     }
-    let data: Vec<u8> = String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .map(str::trim_start)
-        .collect::<Vec<_>>()
-        .join("\n")
-        .into_bytes();
+    let data = sse_data(&bytes).unwrap_or_default();
     match serde_json::from_slice::<WithUsage>(&data) {
         Ok(parsed) => Event {
             usage_only: parsed.usage.is_some() && parsed.choices.as_ref().is_none_or(Vec::is_empty),

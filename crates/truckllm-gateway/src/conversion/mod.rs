@@ -134,50 +134,15 @@ impl Unsupported {
     }
 }
 
-/// A number field of a JSON object, 0 when absent.
-fn number(value: &Value, key: &str) -> f64 {
-    value.get(key).and_then(Value::as_f64).unwrap_or(0.0)
-}
-
-/// The neutral record of an Anthropic `usage` object (cache tokens added into the prompt).
+/// The neutral record of an Anthropic `usage` object (cache tokens added into the prompt);
+/// the same reader the pass-through path uses.
 fn usage_from_anthropic(usage: &Value) -> Usage {
-    let input = number(usage, "input_tokens");
-    let write = number(usage, "cache_creation_input_tokens");
-    let read = number(usage, "cache_read_input_tokens");
-    let output = number(usage, "output_tokens");
-    Usage {
-        prompt_tokens: input + write + read,
-        completion_tokens: output,
-        total_tokens: input + write + read + output,
-        cache_read_tokens: read,
-        cache_write_tokens: write,
-        reasoning_tokens: 0.0,
-    }
+    crate::providers::anthropic::usage_from_value(usage).unwrap_or_default()
 }
 
-/// The neutral record of an OpenAI `usage` object.
+/// The neutral record of an OpenAI `usage` object; the same reader the pass-through path uses.
 fn usage_from_openai(usage: &Value) -> Usage {
-    let prompt = number(usage, "prompt_tokens");
-    let completion = number(usage, "completion_tokens");
-    let total = match number(usage, "total_tokens") {
-        t if t > 0.0 => t,
-        _ => prompt + completion,
-    };
-    let details =
-        |key: &str, field: &str| usage.get(key).map(|d| number(d, field)).unwrap_or_default();
-    // Some OpenAI-compatible providers report cache writes, under one name or the other.
-    let write = match details("prompt_tokens_details", "cache_write_tokens") {
-        w if w > 0.0 => w,
-        _ => number(usage, "cache_creation_input_tokens"),
-    };
-    Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: total,
-        cache_read_tokens: details("prompt_tokens_details", "cached_tokens"),
-        cache_write_tokens: write,
-        reasoning_tokens: details("completion_tokens_details", "reasoning_tokens"),
-    }
+    crate::usage::from_openai_value(usage).unwrap_or_default()
 }
 
 /// Token counts are whole numbers; the neutral record keeps them as f64.

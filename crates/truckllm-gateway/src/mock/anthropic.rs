@@ -254,12 +254,8 @@ fn is_version(v: &str) -> bool {
 /// The key's label: `x-api-key`, else a bearer token.
 fn key_of(headers: &HeaderMap) -> Option<String> {
     header_str(headers, "x-api-key")
-        .or_else(|| {
-            header_str(headers, "authorization")
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .filter(|t| !t.is_empty())
-        })
         .map(key_label)
+        .or_else(|| super::bearer_label(headers))
 }
 
 /// Headers and body checks shared by both routes; the key's label and the body.

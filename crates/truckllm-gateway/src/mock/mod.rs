@@ -338,6 +338,16 @@ pub fn key_label(secret: &str) -> String {
     format!("sha256:{}", &hex[..12])
 }
 
+/// The label ([`key_label`]) of an `Authorization: Bearer` token, if one was sent.
+fn bearer_label(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|t| !t.is_empty())
+        .map(key_label)
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes)

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{MockOptions, MockUpstream, Refusal, event_stream, key_label, reply, words};
+use super::{MockOptions, MockUpstream, Refusal, event_stream, reply, words};
 
 pub(super) fn error(status: StatusCode, kind: &str, message: &str) -> Response {
     (
@@ -67,14 +67,9 @@ pub(super) async fn models(headers: HeaderMap) -> Response {
     .into_response()
 }
 
-/// The bearer token's label ([`key_label`]), if a token was sent.
+/// The bearer token's label, if a token was sent.
 fn key_of(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .filter(|t| !t.is_empty())
-        .map(key_label)
+    super::bearer_label(headers)
 }
 
 async fn admit(

@@ -124,6 +124,13 @@ pub struct WireUsage {
     pub cache_read_input_tokens: Option<f64>,
 }
 
+/// An Anthropic `usage` object already parsed (the translation works on JSON values).
+pub fn usage_from_value(usage: &serde_json::Value) -> Option<Usage> {
+    WireUsage::deserialize(usage)
+        .ok()
+        .map(|u| u.into_usage(0.0))
+}
+
 impl WireUsage {
     /// As the neutral record; `output_floor` is output already seen (streams).
     pub fn into_usage(self, output_floor: f64) -> Usage {
@@ -168,7 +175,9 @@ impl StreamUsage {
         struct MessageUsage {
             usage: Option<WireUsage>,
         }
-        let Some(data) = sse_data(event) else { return };
+        let Some(data) = crate::usage::sse_data(event) else {
+            return;
+        };
         let Ok(parsed) = serde_json::from_slice::<Event>(&data) else {
             return;
         };
@@ -201,17 +210,6 @@ impl StreamUsage {
         wire.output_tokens = self.output.or(input.output_tokens);
         Some(wire.into_usage(0.0))
     }
-}
-
-/// The `data:` lines of one SSE event, joined.
-pub fn sse_data(event: &[u8]) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(event).ok()?;
-    let data: Vec<&str> = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .map(str::trim_start)
-        .collect();
-    (!data.is_empty()).then(|| data.join("\n").into_bytes())
 }
 
 #[cfg(test)]
