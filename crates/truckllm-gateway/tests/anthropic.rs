@@ -458,3 +458,76 @@ async fn models_are_listed_in_anthropic_shape_when_asked_in_that_dialect() {
     assert_eq!(head.status(), 200, "Claude Code's reachability check");
     gw.stop().await;
 }
+
+/// Sends `raw` as it is, and returns the status and what reached the provider, byte for byte.
+async fn pass_raw(mock: &Mock, gw: &TestGateway, path: &str, raw: &str) -> (u16, String) {
+    let response = gw
+        .http
+        .post(format!("{}{path}", gw.url))
+        .header("content-type", "application/json")
+        .header("anthropic-version", "2023-06-01")
+        .body(raw.to_owned())
+        .send()
+        .await
+        .expect("gateway answers");
+    let status = response.status().as_u16();
+    let _ = response.bytes().await;
+    let seen = mock
+        .mock
+        .last_raw_request()
+        .expect("a body reached the provider");
+    (status, String::from_utf8(seen.to_vec()).expect("utf8"))
+}
+
+#[tokio::test]
+async fn same_dialect_bodies_reach_the_provider_byte_for_byte_but_for_the_model() {
+    let (mock, gw) = start(MockOptions::default(), "").await;
+    // Spacing, key order, number spelling, escapes and a nested `model` are the client's own.
+    let messages = r#"{ "max_tokens" : 5, "model":"anthropic:claude-sonnet-4-5",
+        "metadata": {"user_id": "u\u00e9"}, "temperature": 0.50,
+        "tools": [{"name": "pick", "input_schema": {"type": "object",
+            "properties": {"model": {"type": "string"}}}}],
+        "messages": [{"role": "user", "content": "say \"hi\""}] }"#;
+    let (status, seen) = pass_raw(&mock, &gw, "/v1/messages", messages).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(
+        seen,
+        messages.replace(r#""anthropic:claude-sonnet-4-5""#, r#""claude-sonnet-4-5""#)
+    );
+
+    let chat = r#"{"messages":[{"role":"user","content":"hi"}],  "model" : "openai:gpt-4o",
+        "stream": true, "n": 1}"#;
+    let (status, seen) = pass_raw(&mock, &gw, "/v1/chat/completions", chat).await;
+    assert_eq!(status, 200);
+    let expected = chat
+        .replacen('{', r#"{"stream_options":{"include_usage":true},"#, 1)
+        .replace(r#""openai:gpt-4o""#, r#""gpt-4o""#);
+    assert_eq!(
+        seen, expected,
+        "the usage chunk is asked for, nothing else changes"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_naming_the_model_twice_is_refused_before_any_provider_sees_it() {
+    let (mock, gw) = start(MockOptions::default(), "").await;
+    let twice = r#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[],"model":"gpt-4o"}"#;
+    let response = gw
+        .http
+        .post(format!("{}/v1/messages", gw.url))
+        .header("content-type", "application/json")
+        .header("anthropic-version", "2023-06-01")
+        .body(twice)
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("duplicate field `model`"), "{message}");
+    assert!(mock.mock.last_raw_request().is_none());
+    gw.stop().await;
+}

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{ClientRequest, max_tokens, model_of, read_json, run, text_len};
+use super::{ClientRequest, max_tokens, model_of, read_json, run, scan_json, text_len};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::providers::{Operation, Verdict, Wire};
@@ -43,12 +43,12 @@ async fn parse(
     body: Body,
     default_max_tokens: u32,
 ) -> Result<ClientRequest, ApiError> {
-    let body = read_json(&headers, body).await?;
-    let model = model_of(&body)?;
-    let estimate = max_tokens(&body, &["max_tokens"])?
+    let body = scan_json(&headers, body).await?;
+    let model = model_of(body.model().as_ref())?;
+    let estimate = max_tokens(body.token_cap(&["max_tokens"]))?
         .ok_or_else(|| ApiError::bad_request("missing_max_tokens", "max_tokens: Field required"))?;
-    check_messages(&body)?;
-    let stream = body.get("stream").and_then(Value::as_bool) == Some(true);
+    check_messages(body.messages_is_list())?;
+    let stream = body.stream();
     Ok(ClientRequest {
         wire: Wire::Anthropic,
         operation: Operation::Chat,
@@ -62,11 +62,11 @@ async fn parse(
     })
 }
 
-/// `messages` must be a list, as Anthropic requires.
-fn check_messages(body: &Map<String, Value>) -> Result<(), ApiError> {
-    match body.get("messages") {
-        Some(Value::Array(_)) => Ok(()),
-        Some(_) => Err(ApiError::bad_request(
+/// `messages` must be a list, as Anthropic requires (`None`: absent).
+fn check_messages(is_list: Option<bool>) -> Result<(), ApiError> {
+    match is_list {
+        Some(true) => Ok(()),
+        Some(false) => Err(ApiError::bad_request(
             "invalid_messages",
             "messages: Input should be a valid list",
         )),
@@ -96,8 +96,8 @@ async fn count(
     body: Body,
 ) -> Result<Response, ApiError> {
     let mut body = read_json(&headers, body).await?;
-    let model = model_of(&body)?;
-    check_messages(&body)?;
+    let model = model_of(body.get("model"))?;
+    check_messages(body.get("messages").map(Value::is_array))?;
     let routes = &caller.runtime.routes;
     for target in routes.resolve(&model, &caller.client)? {
         let provider = &routes.providers[target.provider];

@@ -11,6 +11,7 @@
 //! and what cannot be expressed is a 400 that says so.
 
 pub mod anthropic;
+pub mod body;
 pub mod openai;
 pub mod relay;
 
@@ -29,6 +30,7 @@ use crate::error::ApiError;
 use crate::providers::{Operation, Protocol, Wire};
 use crate::state::Gateway;
 use crate::trace::{RequestId, Trace};
+pub use body::RequestBody;
 
 /// Largest request body accepted.
 pub const MAX_REQUEST_BYTES: usize = 8 << 20;
@@ -43,7 +45,7 @@ pub struct ClientRequest {
     pub wire: Wire,
     pub operation: Operation,
     /// The body as the client sent it (the model is replaced per target).
-    pub body: Map<String, Value>,
+    pub body: RequestBody,
     /// The model as the client asked for it.
     pub model: String,
     pub stream: bool,
@@ -74,16 +76,14 @@ impl CallPlan for ClientRequest {
 
     fn body_for(&mut self, protocol: &dyn Protocol, model: &str) -> Result<Bytes, ApiError> {
         let translated = match (self.wire, protocol.wire()) {
-            (from, to) if from == to => {
-                self.body
-                    .insert("model".into(), Value::String(model.to_owned()));
-                return to_bytes(&self.body);
-            }
-            (Wire::OpenAi, Wire::Anthropic) => {
-                conversion::chat_to_messages_request(&self.body, model, self.default_max_tokens)
-            }
+            (from, to) if from == to => return self.body.with_model(model),
+            (Wire::OpenAi, Wire::Anthropic) => conversion::chat_to_messages_request(
+                self.body.tree()?,
+                model,
+                self.default_max_tokens,
+            ),
             (Wire::Anthropic, Wire::OpenAi) => {
-                conversion::messages_to_chat_request(&self.body, model)
+                conversion::messages_to_chat_request(self.body.tree()?, model)
             }
             _ => unreachable_pair(),
         };
@@ -161,8 +161,24 @@ fn audit_denial(gw: &Gateway, e: &ApiError, action: &str) {
     }
 }
 
-/// Reads a JSON object body: `application/json`, at most [`MAX_REQUEST_BYTES`].
+/// Reads a JSON object body into a tree: `application/json`, at most [`MAX_REQUEST_BYTES`].
 pub async fn read_json(headers: &HeaderMap, body: Body) -> Result<Map<String, Value>, ApiError> {
+    let bytes = read_body(headers, body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("request body is not a JSON object: {e}"),
+        )
+    })
+}
+
+/// Reads a JSON object body and locates its fields without a tree ([`RequestBody`]).
+pub async fn scan_json(headers: &HeaderMap, body: Body) -> Result<RequestBody, ApiError> {
+    RequestBody::scan(read_body(headers, body).await?)
+}
+
+/// Reads a body sent as `application/json`, at most [`MAX_REQUEST_BYTES`].
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -183,20 +199,14 @@ pub async fn read_json(headers: &HeaderMap, body: Body) -> Result<Map<String, Va
     if declared.is_some_and(|n| n > MAX_REQUEST_BYTES) {
         return Err(ApiError::payload_too_large(MAX_REQUEST_BYTES));
     }
-    let bytes = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
+    axum::body::to_bytes(body, MAX_REQUEST_BYTES)
         .await
-        .map_err(|_| ApiError::payload_too_large(MAX_REQUEST_BYTES))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!("request body is not a JSON object: {e}"),
-        )
-    })
+        .map_err(|_| ApiError::payload_too_large(MAX_REQUEST_BYTES))
 }
 
 /// The `model` of a body: a non-empty string of at most [`MAX_MODEL_NAME_BYTES`].
-pub fn model_of(body: &Map<String, Value>) -> Result<String, ApiError> {
-    match body.get("model") {
+pub fn model_of(model: Option<&Value>) -> Result<String, ApiError> {
+    match model {
         Some(Value::String(m)) if m.len() > MAX_MODEL_NAME_BYTES => Err(ApiError::bad_request(
             "invalid_model",
             format!(
@@ -216,14 +226,11 @@ pub fn model_of(body: &Map<String, Value>) -> Result<String, ApiError> {
     }
 }
 
-/// The first of `fields` present: absent, or a whole number from 1 to [`MAX_TOKENS_LIMIT`]
-/// (`4096.0` is a whole number).
+/// A token cap (the first of the caps a body names, see [`RequestBody::token_cap`]): absent,
+/// or a whole number from 1 to [`MAX_TOKENS_LIMIT`] (`4096.0` is a whole number).
 /// Anything else is the client's error, answered before the store is asked to reserve it.
-pub fn max_tokens(body: &Map<String, Value>, fields: &[&str]) -> Result<Option<f64>, ApiError> {
-    let Some((field, value)) = fields
-        .iter()
-        .find_map(|k| body.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
-    else {
+pub fn max_tokens(cap: Option<(&str, Value)>) -> Result<Option<f64>, ApiError> {
+    let Some((field, value)) = cap else {
         return Ok(None);
     };
     let whole = value.as_f64().filter(|n| n.fract() == 0.0);

@@ -10,9 +10,9 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{ClientRequest, max_tokens, model_of, read_json, run, text_len};
+use super::{ClientRequest, max_tokens, model_of, run, scan_json, text_len};
 use crate::auth::Caller;
 use crate::error::{ApiError, clip};
 use crate::providers::{Operation, Wire};
@@ -49,21 +49,21 @@ async fn parse(
     operation: Operation,
     default_max_tokens: u32,
 ) -> Result<ClientRequest, ApiError> {
-    let mut body = read_json(&headers, body).await?;
-    let model = model_of(&body)?;
-    let stream =
-        operation == Operation::Chat && body.get("stream").and_then(Value::as_bool) == Some(true);
+    let mut body = scan_json(&headers, body).await?;
+    let model = model_of(body.model().as_ref())?;
+    let stream = operation == Operation::Chat && body.stream();
     let asked_usage = body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
+        .stream_options()
+        .and_then(|o| o.get("include_usage").and_then(Value::as_bool))
         == Some(true);
     if stream && !asked_usage {
-        ask_for_usage(&mut body)?;
+        body.ask_for_usage()?;
     }
     let estimate = match operation {
-        Operation::Embeddings => (text_len(body.get("input")) as f64 / 4.0).ceil().max(1.0),
-        _ => max_tokens(&body, &["max_completion_tokens", "max_tokens"])?
+        Operation::Embeddings => (text_len(body.input().as_ref()) as f64 / 4.0)
+            .ceil()
+            .max(1.0),
+        _ => max_tokens(body.token_cap(&["max_completion_tokens", "max_tokens"]))?
             .unwrap_or(f64::from(default_max_tokens)),
     };
     Ok(ClientRequest {
@@ -77,21 +77,6 @@ async fn parse(
         headers,
         default_max_tokens,
     })
-}
-
-/// Sets `stream_options.include_usage`, so the provider reports what the stream used.
-fn ask_for_usage(body: &mut Map<String, Value>) -> Result<(), ApiError> {
-    let options = body.entry("stream_options").or_insert_with(|| json!({}));
-    match options {
-        Value::Object(map) => {
-            map.insert("include_usage".into(), Value::Bool(true));
-            Ok(())
-        }
-        _ => Err(ApiError::bad_request(
-            "invalid_stream_options",
-            "`stream_options` must be an object",
-        )),
-    }
 }
 
 /// `GET /v1/models`: the models the caller may use.

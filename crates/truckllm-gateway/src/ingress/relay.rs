@@ -259,10 +259,6 @@ fn stream_back(
     let builder = head(&response, &attempt, (from != request.wire).then_some(SSE))
         .header(header::CACHE_CONTROL, "no-cache");
     let max_event = attempt.runtime_policy().max_stream_event_bytes as usize;
-    let prompt_chars: usize = ["system", "messages"]
-        .iter()
-        .map(|field| super::text_len(request.body.get(*field)))
-        .sum();
     let metered = Metered {
         live: Some(Relaying {
             trace,
@@ -271,7 +267,7 @@ fn stream_back(
             relay,
             attempt,
             events: 0,
-            prompt_estimate: (prompt_chars as f64 / 4.0).ceil(),
+            prompt: request.body.prompt(),
         }),
     };
     built(builder, Body::from_stream(metered))
@@ -293,8 +289,8 @@ struct Relaying {
     attempt: Attempt,
     /// Events passed to the client: about one output token each, for an estimate.
     events: u64,
-    /// The prompt's size in tokens, roughly (four characters a token).
-    prompt_estimate: f64,
+    /// The prompt, measured only if the usage must be estimated.
+    prompt: super::body::Prompt,
 }
 
 impl Relaying {
@@ -362,7 +358,7 @@ impl Relaying {
             Some(usage) if complete => usage,
             partial => {
                 self.trace.usage_estimated();
-                estimate(partial, self.prompt_estimate, self.events as f64)
+                estimate(partial, self.prompt.estimate_tokens(), self.events as f64)
             }
         }
     }

@@ -291,7 +291,7 @@ async fn admit(
     }
     let request: Value = serde_json::from_slice(body)
         .map_err(|e| Failure::invalid(format!("invalid JSON in request body: {e}")))?;
-    mock.record_body(&request);
+    mock.record_body(&request, body);
     Ok((key, request))
 }
 

@@ -120,6 +120,8 @@ pub struct MockUpstream {
     minutes: Mutex<HashMap<String, (u64, u64)>>,
     /// The last request body received, as JSON, so tests can see what reached the provider.
     last_request: Mutex<Option<Value>>,
+    /// The same body, byte for byte, so tests can see that a pass-through changed nothing else.
+    last_raw_request: Mutex<Option<Bytes>>,
     /// The last request's path and recorded headers (see the module doc).
     last_headers: Mutex<Option<BTreeMap<String, String>>>,
     /// Fingerprints of prompt prefixes seen, for the prompt-cache rules.
@@ -143,6 +145,7 @@ impl MockUpstream {
             stats: Mutex::new(HashMap::new()),
             minutes: Mutex::new(HashMap::new()),
             last_request: Mutex::new(None),
+            last_raw_request: Mutex::new(None),
             last_headers: Mutex::new(None),
             cached: Mutex::new(HashSet::new()),
         })
@@ -151,6 +154,11 @@ impl MockUpstream {
     /// The last request body received.
     pub fn last_request(&self) -> Option<Value> {
         self.last_request.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// The last request body received, byte for byte.
+    pub fn last_raw_request(&self) -> Option<Bytes> {
+        self.last_raw_request.lock().ok().and_then(|r| r.clone())
     }
 
     /// The last request's path (key `:path`, with its query) and the headers that matter to a
@@ -184,9 +192,12 @@ impl MockUpstream {
         }
     }
 
-    fn record_body(&self, request: &Value) {
+    fn record_body(&self, request: &Value, raw: &Bytes) {
         if let Ok(mut last) = self.last_request.lock() {
             *last = Some(request.clone());
+        }
+        if let Ok(mut last) = self.last_raw_request.lock() {
+            *last = Some(raw.clone());
         }
     }
 

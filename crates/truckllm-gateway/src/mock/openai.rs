@@ -94,7 +94,7 @@ async fn admit(
             &format!("bad JSON: {e}"),
         )
     })?;
-    mock.record_body(&request);
+    mock.record_body(&request, body);
     super::sleep_latency(&mock.options).await;
     if let Some(refusal) = mock.refusal(&key) {
         return Err(refused(refusal));
