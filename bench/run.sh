@@ -3,6 +3,7 @@
 # free loopback port, runs `truckllm bench WHAT` against it, and stops the server.
 #   bash bench/run.sh store   [--seconds 5 --tasks 32 --batch 16 --rollup-keep-secs 0]  store vs redis-benchmark
 #   bash bench/run.sh gateway [--seconds 10 --rate 1000 --rollup-keep-secs 0]  gateway vs direct upstream
+#                                                                   and vs nginx as a bare proxy
 #   bash bench/run.sh http    [--seconds 5]                         HTTP store (client -> storage
 #                                                                   server -> Redis) vs Redis direct
 #   bash bench/run.sh outage  [--rate 200 --down 10]                a Redis outage under gateway load
@@ -15,6 +16,11 @@ cd "$(dirname "$0")/.."
 what=${1:?usage: bash bench/run.sh store|gateway|http|outage|logs|markers [options]}
 shift
 cargo build --release -p truckllm --locked
+if [ "$what" = gateway ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  # nginx as a bare reverse proxy is the gateway bench's yardstick.
+  sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends nginx
+fi
 if [ "$what" = outage ] || [ "$what" = logs ]; then
   echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(redis-server --version | cut -d' ' -f1-3)"
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"

@@ -4,10 +4,12 @@
 //! It starts `truckllm mock-upstream` and `truckllm serve` as child processes (the gateway on
 //! the `--store` runtime store, Redis by default, with limits configured so every request
 //! reserves and reconciles), then drives both from this process:
-//! - throughput at a fixed concurrency (closed loop), direct and through the gateway;
+//! - throughput at a fixed concurrency (closed loop), direct, through nginx as a bare reverse
+//!   proxy to the same mock (when nginx is installed: the physical limit of a proxy here), and
+//!   through the gateway;
 //! - latency at a fixed rate (open loop; each latency counts from the request's scheduled
-//!   start, so a stall is not hidden), direct and through the gateway on the same ticks of the
-//!   same run, p50 and p99;
+//!   start, so a stall is not hidden), direct, through the gateway and through nginx on the same
+//!   ticks of the same run, p50 and p99;
 //! - the gateway's peak resident memory (VmHWM) after the load;
 //! - CPU time per request during the throughput runs, of mock-upstream (direct and through
 //!   the gateway), the gateway and, on a Redis store, redis-server. Throughput ratios on a
@@ -71,13 +73,7 @@ pub async fn run(store: &StoreArgs, args: &GatewayBenchArgs) -> Result<ExitCode>
     ])?;
     let gateway_port = free_port()?;
     let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "server:\n  listen: \"127.0.0.1:{gateway_port}\"\nstorage:\n  runtime:\n    rollup_keep_secs: {}\nllm_providers:\n  - id: \"mock\"\n    base_url: \"http://127.0.0.1:{mock_port}/v1\"\n    keys:\n      - {{id: \"k1\", secret: \"bench-1\"}}\n      - {{id: \"k2\", secret: \"bench-2\"}}\n      - {{id: \"k3\", secret: \"bench-3\"}}\n      - {{id: \"k4\", secret: \"bench-4\"}}\n    limits:\n      req_per_min: 100000000\n      tokens_per_min: 100000000000\n    pricing: {{input_per_1m: 0.15, output_per_1m: 0.6}}\n    models: [\"gpt-4o-mini\"]\napi_keys:\n  - id: \"bench\"\n    key: \"bench-client-key\"\n",
-            args.rollup_keep_secs
-        ),
-    )?;
+    std::fs::write(&config, gateway_config(gateway_port, mock_port, args))?;
     let gateway = spawn(&[
         "serve",
         "--config",
@@ -85,52 +81,64 @@ pub async fn run(store: &StoreArgs, args: &GatewayBenchArgs) -> Result<ExitCode>
         "--store",
         &store_url,
     ])?;
-    let gateway_pid = gateway.0.id();
+    let nginx = Nginx::start(dir.path(), mock_port)?;
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency * 2)
         .tcp_nodelay(true)
         .build()?;
-    let direct = Target {
-        url: format!("http://127.0.0.1:{mock_port}/v1/chat/completions"),
-        key: "bench-1",
+    let chat = |port: u16, key| Target {
+        url: format!("http://127.0.0.1:{port}/v1/chat/completions"),
+        key,
     };
-    let through = Target {
-        url: format!("http://127.0.0.1:{gateway_port}/v1/chat/completions"),
-        key: "bench-client-key",
-    };
+    let direct = chat(mock_port, "bench-1");
+    let through = chat(gateway_port, "bench-client-key");
+    let proxied = nginx.as_ref().map(|n| chat(n.port, "bench-1"));
     let duration = Duration::from_secs_f64(args.seconds);
 
-    // Warm both paths (connections, caches) before measuring.
-    closed_loop(&client, &direct, args.concurrency, Duration::from_secs(1)).await?;
-    closed_loop(&client, &through, args.concurrency, Duration::from_secs(1)).await?;
+    // Warm every path (connections, caches) before measuring.
+    for target in [Some(&direct), proxied.as_ref(), Some(&through)]
+        .into_iter()
+        .flatten()
+    {
+        closed_loop(&client, target, args.concurrency, Duration::from_secs(1)).await?;
+    }
 
     let redis = redis_cpu_probe(&store_url);
     let mock_before = process_cpu_secs(mock.0.id());
     let direct_run = closed_loop(&client, &direct, args.concurrency, duration).await?;
-    let direct_rps = direct_run.rate();
     let mock_direct = cpu_us_per_request(
         mock_before,
         process_cpu_secs(mock.0.id()),
         direct_run.requests,
     );
+    let nginx_rps = match &proxied {
+        Some(target) => Some(
+            closed_loop(&client, target, args.concurrency, duration)
+                .await?
+                .rate(),
+        ),
+        None => None,
+    };
     let cpu_before = [
         process_cpu_secs(mock.0.id()),
-        process_cpu_secs(gateway_pid),
+        process_cpu_secs(gateway.0.id()),
         redis.now().await,
     ];
     let gateway_run = closed_loop(&client, &through, args.concurrency, duration).await?;
-    let gateway_rps = gateway_run.rate();
     let cpu_after = [
         process_cpu_secs(mock.0.id()),
-        process_cpu_secs(gateway_pid),
+        process_cpu_secs(gateway.0.id()),
         redis.now().await,
     ];
     let [mock_through, gateway_cpu, redis_cpu] =
         [0, 1, 2].map(|i| cpu_us_per_request(cpu_before[i], cpu_after[i], gateway_run.requests));
-    let [direct_lat, gateway_lat] =
-        open_loop(&client, [&direct, &through], args.rate, duration).await?;
-    let rss_kib = peak_rss_kib(gateway_pid).unwrap_or(0);
+    let latency_targets: Vec<&Target> = [Some(&direct), Some(&through), proxied.as_ref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let latencies = open_loop(&client, &latency_targets, args.rate, duration).await?;
+    let rss_kib = peak_rss_kib(gateway.0.id()).unwrap_or(0);
 
     println!(
         "gateway bench: store {}, {} s per run, machine: {} cores\n",
@@ -138,30 +146,15 @@ pub async fn run(store: &StoreArgs, args: &GatewayBenchArgs) -> Result<ExitCode>
         args.seconds,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("| run | direct | through gateway | ratio / added |\n|---|---:|---:|---:|");
-    println!(
-        "| throughput, {} concurrent (req/s) | {direct_rps:.0} | {gateway_rps:.0} | {:.2} |",
-        args.concurrency,
-        gateway_rps / direct_rps
-    );
-    println!(
-        "| latency p50 at {} req/s (ms) | {:.3} | {:.3} | +{:.3} |",
-        args.rate,
-        direct_lat.p50,
-        gateway_lat.p50,
-        gateway_lat.p50 - direct_lat.p50
-    );
-    println!(
-        "| latency p99 at {} req/s (ms) | {:.3} | {:.3} | +{:.3} |",
-        args.rate,
-        direct_lat.p99,
-        gateway_lat.p99,
-        gateway_lat.p99 - direct_lat.p99
-    );
-    println!(
-        "| errors in the latency runs | {} | {} | |",
-        direct_lat.errors, gateway_lat.errors
-    );
+    let report = Report {
+        concurrency: args.concurrency,
+        rate: args.rate,
+        direct_rps: direct_run.rate(),
+        gateway_rps: gateway_run.rate(),
+        nginx_rps,
+        latencies,
+    };
+    report.print();
     println!(
         "\nCPU per request in the throughput runs (µs): mock-upstream {} direct, {} through the \
          gateway; gateway {}; redis-server {}",
@@ -176,6 +169,155 @@ pub async fn run(store: &StoreArgs, args: &GatewayBenchArgs) -> Result<ExitCode>
     );
     println!("targets: throughput ratio >= 0.25, added p99 <= 1 ms at 1000 req/s, RSS <= 50 MiB");
     Ok(ExitCode::SUCCESS)
+}
+
+fn gateway_config(gateway_port: u16, mock_port: u16, args: &GatewayBenchArgs) -> String {
+    format!(
+        "server:\n  listen: \"127.0.0.1:{gateway_port}\"\nstorage:\n  runtime:\n    rollup_keep_secs: {}\nllm_providers:\n  - id: \"mock\"\n    base_url: \"http://127.0.0.1:{mock_port}/v1\"\n    keys:\n      - {{id: \"k1\", secret: \"bench-1\"}}\n      - {{id: \"k2\", secret: \"bench-2\"}}\n      - {{id: \"k3\", secret: \"bench-3\"}}\n      - {{id: \"k4\", secret: \"bench-4\"}}\n    limits:\n      req_per_min: 100000000\n      tokens_per_min: 100000000000\n    pricing: {{input_per_1m: 0.15, output_per_1m: 0.6}}\n    models: [\"gpt-4o-mini\"]\napi_keys:\n  - id: \"bench\"\n    key: \"bench-client-key\"\n",
+        args.rollup_keep_secs
+    )
+}
+
+/// What one run measured, printed as a table: direct, through the gateway and, when nginx is
+/// installed, through nginx as a bare reverse proxy to the same upstream.
+struct Report {
+    concurrency: usize,
+    rate: u64,
+    direct_rps: f64,
+    gateway_rps: f64,
+    nginx_rps: Option<f64>,
+    /// Direct, through the gateway, then through nginx if it ran.
+    latencies: Vec<Latency>,
+}
+
+impl Report {
+    fn print(&self) {
+        println!(
+            "| run | direct | nginx proxy | through gateway | gateway/direct | gateway/nginx |\n\
+             |---|---:|---:|---:|---:|---:|"
+        );
+        let nginx = self.nginx_rps.map_or("n/a".into(), |r| format!("{r:.0}"));
+        let vs_nginx = self
+            .nginx_rps
+            .map_or("n/a".into(), |r| format!("{:.2}", self.gateway_rps / r));
+        println!(
+            "| throughput, {} concurrent (req/s) | {:.0} | {nginx} | {:.0} | {:.2} | {vs_nginx} |",
+            self.concurrency,
+            self.direct_rps,
+            self.gateway_rps,
+            self.gateway_rps / self.direct_rps
+        );
+        self.latency_row("p50", |l| l.p50);
+        self.latency_row("p99", |l| l.p99);
+        let errors: Vec<String> = self
+            .latencies
+            .iter()
+            .map(|l| l.errors.to_string())
+            .collect();
+        println!(
+            "| errors in the latency runs (direct, gateway, nginx) | {} | | | | |",
+            errors.join(", ")
+        );
+    }
+
+    /// One percentile: each path's latency, and what the gateway and nginx add to direct.
+    fn latency_row(&self, name: &str, pick: impl Fn(&Latency) -> f64) {
+        let [direct, gateway] = [0, 1].map(|i| self.latencies.get(i).map_or(f64::NAN, &pick));
+        let nginx = self.latencies.get(2).map(&pick);
+        println!(
+            "| latency {name} at {} req/s (ms) | {direct:.3} | {} | {gateway:.3} | +{:.3} | {} |",
+            self.rate,
+            nginx.map_or("n/a".into(), |n| format!("{n:.3} (+{:.3})", n - direct)),
+            gateway - direct,
+            nginx.map_or("n/a".into(), |n| format!("{:+.3}", gateway - n)),
+        );
+    }
+}
+
+/// nginx as a bare reverse proxy (keep-alive upstream, no buffering, no access log) in front
+/// of the mock: the physical limit a proxy on this machine can reach. Absent when nginx is
+/// not installed (`bench/run.sh` installs it).
+struct Nginx {
+    process: Child,
+    port: u16,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+impl Nginx {
+    fn start(dir: &std::path::Path, upstream_port: u16) -> Result<Option<Self>> {
+        let Some(binary) = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+        else {
+            eprintln!("nginx is not installed: the nginx column is skipped");
+            return Ok(None);
+        };
+        let port = free_port()?;
+        let root = dir.join("nginx");
+        std::fs::create_dir_all(&root)?;
+        let conf = root.join("nginx.conf");
+        std::fs::write(&conf, nginx_config(&root, port, upstream_port))?;
+        let process = Command::new(binary)
+            .arg("-p")
+            .arg(&root)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(root.join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start nginx")?;
+        let nginx = Nginx {
+            process: process,
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(root.join("error.log")).unwrap_or_default();
+                bail!("nginx did not start: {}", log.trim());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Some(nginx))
+    }
+}
+
+fn nginx_config(root: &std::path::Path, port: u16, upstream_port: u16) -> String {
+    let root = root.display();
+    format!(
+        r#"daemon off;
+worker_processes auto;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {root}/body;
+  proxy_temp_path {root}/proxy;
+  fastcgi_temp_path {root}/fastcgi;
+  uwsgi_temp_path {root}/uwsgi;
+  scgi_temp_path {root}/scgi;
+  upstream mock {{ server 127.0.0.1:{upstream_port}; keepalive 128; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"#
+    )
 }
 
 struct Target {
@@ -258,10 +400,10 @@ struct Latency {
 /// tick sends one request to each target, so both are measured under the same conditions.
 async fn open_loop(
     client: &reqwest::Client,
-    targets: [&Target; 2],
+    targets: &[&Target],
     rate: u64,
     duration: Duration,
-) -> Result<[Latency; 2]> {
+) -> Result<Vec<Latency>> {
     let count = (rate as f64 * duration.as_secs_f64()) as u64;
     let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
     let targets: Vec<Arc<Target>> = targets
@@ -274,7 +416,7 @@ async fn open_loop(
         })
         .collect();
     let start = Instant::now() + Duration::from_millis(50);
-    let mut tasks = Vec::with_capacity(count as usize * 2);
+    let mut tasks = Vec::with_capacity(count as usize * targets.len());
     for i in 0..count {
         let scheduled = start + interval.mul_f64(i as f64);
         tokio::time::sleep_until(scheduled.into()).await;
@@ -287,11 +429,8 @@ async fn open_loop(
             }));
         }
     }
-    let mut latencies = [
-        Vec::with_capacity(count as usize),
-        Vec::with_capacity(count as usize),
-    ];
-    let mut errors = [0, 0];
+    let mut latencies = vec![Vec::with_capacity(count as usize); targets.len()];
+    let mut errors = vec![0; targets.len()];
     for task in tasks {
         let (which, ms, ok) = task.await?;
         if ok {
@@ -300,20 +439,22 @@ async fn open_loop(
             errors[which] += 1;
         }
     }
-    Ok([0, 1].map(|which| {
-        let l = &mut latencies[which];
-        l.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            l.get(((l.len() as f64 - 1.0) * q).round() as usize)
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
-        Latency {
-            p50: at(0.50),
-            p99: at(0.99),
-            errors: errors[which],
-        }
-    }))
+    Ok((0..targets.len())
+        .map(|which| {
+            let l = &mut latencies[which];
+            l.sort_by(f64::total_cmp);
+            let at = |q: f64| {
+                l.get(((l.len() as f64 - 1.0) * q).round() as usize)
+                    .copied()
+                    .unwrap_or(f64::NAN)
+            };
+            Latency {
+                p50: at(0.50),
+                p99: at(0.99),
+                errors: errors[which],
+            }
+        })
+        .collect())
 }
 
 /// Peak resident set of a process, from /proc.
