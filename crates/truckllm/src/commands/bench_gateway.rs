@@ -275,7 +275,7 @@ impl Nginx {
             .spawn()
             .context("cannot start nginx")?;
         let nginx = Nginx {
-            process: process,
+            process,
             port,
         };
         let deadline = Instant::now() + Duration::from_secs(5);
