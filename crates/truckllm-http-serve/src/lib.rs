@@ -16,6 +16,8 @@
 //! - **TLS**: the handshake must finish within `tls_handshake_timeout`.
 //! - **Connections**: at most `max_connections` at once (TLS handshakes included); one more is
 //!   refused at once (plain HTTP gets a `503`), so a flood cannot exhaust file descriptors.
+//!   At start the soft open-file limit is raised to the hard one ([`raise_open_files_limit`]),
+//!   and a warning says so when it is still too low for the cap.
 //!
 //! Only reading requests is bounded: a response, however long it streams (SSE), counts as a
 //! request in flight and is never cut by these limits.
@@ -79,6 +81,7 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    warn_if_too_few_files(raise_open_files_limit(), limits.max_connections);
     let server = Arc::new(conn::Server::new(app, tls, limits));
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let (stop, stopping) = watch::channel(false);
@@ -126,6 +129,44 @@ fn refuse(tcp: &TcpStream, tls: bool) {
     }
 }
 
+/// Open files a server needs besides its connections' sockets (log files, store pools,
+/// the listener, the runtime).
+const SPARE_FILES: u64 = 256;
+
+/// Raises this process's soft limit on open files to its hard limit (a server holds a socket
+/// per connection, a proxy two) and returns the soft limit in force, `None` where the
+/// platform has no such limit or it could not be read.
+pub fn raise_open_files_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            tracing::warn!("cannot raise the open-file limit: {e}");
+            rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .ok()
+                .map(|(soft, _)| soft)
+        }
+    }
+}
+
+/// The open files `max_connections` may need at most: two sockets each (a proxied request
+/// holds one to the client and one upstream) and some to spare.
+pub fn files_needed(max_connections: usize) -> u64 {
+    (max_connections as u64)
+        .saturating_mul(2)
+        .saturating_add(SPARE_FILES)
+}
+
+fn warn_if_too_few_files(limit: Option<u64>, max_connections: usize) {
+    let needed = files_needed(max_connections);
+    if let Some(limit) = limit.filter(|limit| *limit < needed) {
+        tracing::warn!(
+            "the open-file limit is {limit}, below the {needed} that max_connections = \
+             {max_connections} may need (two sockets a proxied request, {SPARE_FILES} spare): \
+             raise it (ulimit -n, LimitNOFILE=) or lower server.limits.max_connections"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -133,5 +174,19 @@ mod tests {
         let text = std::str::from_utf8(super::BUSY).expect("ascii");
         let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
         assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+
+    #[test]
+    fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+        let raised = super::raise_open_files_limit();
+        let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("readable");
+        assert_eq!(raised, Some(soft));
+        assert_eq!(soft, hard);
+    }
+
+    #[test]
+    fn a_proxied_connection_counts_two_files() {
+        assert_eq!(super::files_needed(4096), 2 * 4096 + super::SPARE_FILES);
+        assert_eq!(super::files_needed(usize::MAX), u64::MAX, "saturates");
     }
 }
