@@ -629,6 +629,11 @@ pub struct PolicyConfig {
     /// seconds, to record the usage the provider reports at its end; 0 stops it at once.
     #[serde(default = "default_stream_drain")]
     pub stream_drain_secs: f64,
+    /// Admit requests from a slice of each key's minute limits leased from the store (one
+    /// store call per lease instead of one per request); near a limit, requests reserve one
+    /// by one again. See the README's "Quota leasing".
+    #[serde(default = "yes")]
+    pub quota_leasing: bool,
 }
 
 impl Default for PolicyConfig {
@@ -641,6 +646,7 @@ impl Default for PolicyConfig {
             default_max_tokens: default_estimate(),
             max_stream_event_bytes: default_max_stream_event(),
             stream_drain_secs: default_stream_drain(),
+            quota_leasing: true,
         }
     }
 }

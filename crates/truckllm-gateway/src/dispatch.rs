@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
-use truckllm_store::{LimitCheck, Metric, ProviderKey, ReserveOutcome, ReserveRequest};
+use truckllm_store::{ProviderKey, ReserveOutcome, ReserveRequest};
 
 use crate::attempt::{Attempt, settle_client_only};
 use crate::clients::Client;
 use crate::error::ApiError;
+use crate::leases::{self, Ask};
 use crate::providers::{Operation, Protocol, Verdict};
 use crate::routing::Target;
-use crate::snapshot::WINDOW;
 use crate::state::{Gateway, Runtime};
 use crate::trace::Trace;
 use crate::upstream::UpstreamResponse;
@@ -55,7 +55,8 @@ pub async fn dispatch(
     trace: &mut Trace,
 ) -> Result<Answer, ApiError> {
     let targets = rt.routes.resolve(plan.model(), client)?;
-    let client_hold = match reserve_client(&gw, client, plan.estimate()).await {
+    let leasing = rt.policy.quota_leasing;
+    let client_hold = match reserve_client(&gw, client, plan.estimate(), leasing).await {
         Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
             trace.rate_limited();
             return Err(e);
@@ -65,50 +66,34 @@ pub async fn dispatch(
     attempt_all(gw, rt, &targets, plan, client_hold, trace).await
 }
 
-fn limit_checks(
-    req_per_min: Option<f64>,
-    tokens_per_min: Option<f64>,
-    estimate: f64,
-) -> Vec<LimitCheck> {
-    let mut checks = Vec::new();
-    if let Some(limit) = req_per_min {
-        checks.push(LimitCheck {
-            metric: Metric::Req,
-            limit,
-            window: WINDOW,
-            amount: 1.0,
-        });
-    }
-    if let Some(limit) = tokens_per_min {
-        checks.push(LimitCheck {
-            metric: Metric::Tokens,
-            limit,
-            window: WINDOW,
-            amount: estimate,
-        });
-    }
-    checks
-}
-
-/// Reserves against `key`'s limits; without limits nothing is asked of the store.
+/// Reserves one request's amounts against `key`'s limits (from a quota lease when `leasing`);
+/// without limits nothing is asked of the store.
 async fn reserve(
     gw: &Gateway,
     key: &ProviderKey,
-    checks: Vec<LimitCheck>,
+    ask: Ask,
+    leasing: bool,
 ) -> Result<ReserveOutcome, ApiError> {
-    if checks.is_empty() {
+    if ask.req_per_min.is_none() && ask.tokens_per_min.is_none() {
         return Ok(ReserveOutcome::Granted(truckllm_store::Reservation {
             key: key.clone(),
             at_ms: gw.now_ms(),
             reserved: Vec::new(),
         }));
     }
-    let request = ReserveRequest {
-        key: key.clone(),
-        checks,
-        id: None,
+    let outcome = if leasing {
+        gw.leases
+            .reserve(&gw.store, &gw.lease_returns, key, ask)
+            .await
+    } else {
+        let request = ReserveRequest {
+            key: key.clone(),
+            checks: leases::checks(&ask, 1.0, ask.estimate),
+            id: None,
+        };
+        gw.store.reserve(&request).await
     };
-    gw.store.reserve(&request).await.map_err(|e| {
+    outcome.map_err(|e| {
         if e.is_caller_fault() {
             ApiError::bad_request(
                 "invalid_request",
@@ -126,19 +111,19 @@ async fn reserve_client(
     gw: &Gateway,
     client: &Client,
     estimate: f64,
+    leasing: bool,
 ) -> Result<Option<truckllm_store::Reservation>, ApiError> {
     let Some(limits) = client.limits else {
         return Ok(None);
     };
     let key = ProviderKey::new(CLIENTS_NAMESPACE, client.id.clone())
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    match reserve(
-        gw,
-        &key,
-        limit_checks(limits.req_per_min, limits.tokens_per_min, estimate),
-    )
-    .await?
-    {
+    let ask = Ask {
+        req_per_min: limits.req_per_min,
+        tokens_per_min: limits.tokens_per_min,
+        estimate,
+    };
+    match reserve(gw, &key, ask, leasing).await? {
         ReserveOutcome::Granted(r) => Ok(Some(r)),
         ReserveOutcome::Denied(d) => Err(ApiError::rate_limited(
             format!(
@@ -245,12 +230,12 @@ async fn attempt_all(
                 break 'targets;
             }
             let key = &provider.keys[k];
-            let checks = limit_checks(
-                key.limits.req_per_min,
-                key.limits.tokens_per_min,
-                plan.estimate(),
-            );
-            let reserved = match reserve(&gw, &key.store_key, checks).await {
+            let ask = Ask {
+                req_per_min: key.limits.req_per_min,
+                tokens_per_min: key.limits.tokens_per_min,
+                estimate: plan.estimate(),
+            };
+            let reserved = match reserve(&gw, &key.store_key, ask, policy.quota_leasing).await {
                 Ok(reserved) => reserved,
                 Err(e) => {
                     settle_client_only(&gw, client_hold);

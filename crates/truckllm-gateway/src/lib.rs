@@ -52,6 +52,7 @@ pub mod dispatch;
 pub mod error;
 pub mod health;
 pub mod ingress;
+pub mod leases;
 pub mod metrics;
 pub mod mock;
 pub mod providers;

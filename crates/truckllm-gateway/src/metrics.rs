@@ -96,6 +96,10 @@ fn describe() {
         "truckllm_rejected_total",
         "Requests refused before reaching a provider, by error code."
     );
+    describe_counter!(
+        "truckllm_quota_reservations_total",
+        "Reservations against minute limits, by where they were decided: lease (from this instance's quota lease, no store call), store (a lease or a single request's reservation asked of the store)."
+    );
     for code in REJECTION_CODES {
         metrics::counter!("truckllm_rejected_total", "code" => *code).absolute(0);
     }

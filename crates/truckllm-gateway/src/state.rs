@@ -112,6 +112,9 @@ pub struct Gateway {
     pub usage: UsageRecorder,
     /// Request and audit records to the configured log sinks.
     pub logger: Logger,
+    /// This instance's quota leases, and where their leftovers are settled.
+    pub leases: Arc<crate::leases::Leases>,
+    pub lease_returns: Arc<dyn crate::leases::GiveBack>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -141,18 +144,25 @@ impl Gateway {
             crate::alerts::reload_record,
         );
         let events = live.subscribe();
+        let usage = UsageRecorder::start(
+            Arc::clone(&store),
+            Duration::from_millis(running.resolved.storage.runtime.settle_interval_ms),
+        );
+        let lease_returns = Arc::new(crate::leases::ThroughRecorder {
+            usage: usage.clone(),
+            bucket_ms: store.windowing().bucket_ms(),
+        });
         let gateway = Arc::new(Self {
             live,
             runtime: ArcSwap::from_pointee(runtime),
             upstream,
             prometheus,
             settlements: TaskTracker::new(),
-            usage: UsageRecorder::start(
-                Arc::clone(&store),
-                Duration::from_millis(running.resolved.storage.runtime.settle_interval_ms),
-            ),
+            usage,
             store,
             logger,
+            leases: Arc::default(),
+            lease_returns,
         });
         gateway.apply_each_version(events);
         Ok(gateway)
@@ -206,6 +216,7 @@ impl Gateway {
     /// Waits until every usage record and background write started so far has reached the
     /// store.
     pub async fn flush(&self) {
+        self.leases.give_all_back(self.lease_returns.as_ref());
         self.settlements.close();
         self.settlements.wait().await;
         self.settlements.reopen();

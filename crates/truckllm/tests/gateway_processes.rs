@@ -288,23 +288,29 @@ fn a_redis_outage_fails_no_request_and_loses_no_count() {
         statuses.iter().all(|s| *s == 200),
         "no request failed because of the store (fail-open)"
     );
+    settles_at(&redis, served, "the outage's requests replayed, none twice");
+    assert_eq!(mock_requests(mock_port) as f64, served);
+}
+
+/// Waits until Redis counts exactly `served` requests for the key. Until each quota lease's
+/// bucket ends (a second) the count may stand above it, by what the lease did not hand out; a
+/// request counted twice keeps it there, and fails at the deadline.
+fn settles_at(redis: &RedisServer, served: f64, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let counted: f64 = redis
             .cli(&["GET", "usage:{mock:only}:req"])
             .parse()
             .unwrap_or(0.0);
-        if counted >= served {
-            assert_eq!(counted, served, "no request counted twice");
-            break;
+        if counted == served {
+            return;
         }
         assert!(
             Instant::now() < deadline,
-            "the outage's requests were not replayed: {counted} of {served}"
+            "{what}: counted {counted} of {served}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(mock_requests(mock_port) as f64, served);
 }
 
 /// Sends `total` chat requests spread over `ports`, 48 at a time; returns how many got 200.
@@ -412,6 +418,69 @@ fn three_gateways_admit_exactly_the_limit(
         exported, 600.0,
         "the roll-up counts every admitted request once"
     );
+}
+
+/// A gateway's reservations decided by `decided` (`lease`: locally; `store`: asked of the
+/// store), from its `/metrics`.
+fn reservations(port: u16, decided: &str) -> f64 {
+    let output = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .expect("curl /metrics");
+    let prefix = format!(r#"truckllm_quota_reservations_total{{decided="{decided}"}}"#);
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn far_below_a_limit_leased_quota_admits_everything_with_few_store_calls_and_counts_exactly() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let mock_port = free_port();
+    let _mock = spawn(&[
+        "mock-upstream",
+        "--listen",
+        &format!("127.0.0.1:{mock_port}"),
+    ]);
+    let runtime = format!(
+        "    type: \"redis\"\n    addr: \"127.0.0.1:{}\"\n    call_timeout_ms: 5000\n",
+        redis.port()
+    );
+    let ports = [free_port(), free_port(), free_port()];
+    let _gateways: Vec<Process> = ports
+        .iter()
+        .map(|&port| {
+            let path = config_with(
+                dir.path(),
+                &runtime,
+                &format!("http://127.0.0.1:{mock_port}"),
+                port,
+                "    limits:\n      req_per_min: 1000000\n",
+            );
+            spawn(&["serve", "--config", path.to_str().expect("utf-8 path")])
+        })
+        .collect();
+    assert_eq!(
+        admitted(&ports, 1200),
+        1200,
+        "nothing refused far below the limit"
+    );
+    let [local, asked] =
+        ["lease", "store"].map(|d| ports.iter().map(|&p| reservations(p, d)).sum::<f64>());
+    assert_eq!(local + asked, 1200.0, "every request reserved once");
+    assert!(
+        asked * 2.0 < 1200.0,
+        "leases, not a reservation per request: {asked} asked of the store for 1200 requests"
+    );
+    settles_at(
+        &redis,
+        1200.0,
+        "leftovers given back when each lease's bucket ends",
+    );
+    assert_eq!(mock_requests(mock_port), 1200);
 }
 
 #[test]
@@ -524,19 +593,7 @@ fn a_blackholed_or_resetting_redis_never_hangs_the_gateway() {
             served += 1;
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let counted: f64 = redis
-            .cli(&["GET", "usage:{mock:only}:req"])
-            .parse()
-            .unwrap_or(0.0);
-        if counted >= f64::from(served) {
-            assert_eq!(counted, f64::from(served), "no request counted twice");
-            break;
-        }
-        assert!(Instant::now() < deadline, "counted {counted} of {served}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    settles_at(&redis, f64::from(served), "every request counted once");
 }
 
 #[test]
@@ -573,20 +630,5 @@ fn a_storage_server_outage_behind_the_http_backend_degrades_the_same_way() {
         );
     }
     let _storage = spawn_owned(&storage_args);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let counted: f64 = redis
-            .cli(&["GET", "usage:{mock:only}:req"])
-            .parse()
-            .unwrap_or(0.0);
-        if counted >= 20.0 {
-            assert_eq!(counted, 20.0, "no request counted twice");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the outage's requests were not replayed: {counted}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    settles_at(&redis, 20.0, "the outage's requests replayed, none twice");
 }
