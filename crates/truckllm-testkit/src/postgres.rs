@@ -27,27 +27,60 @@ pub struct PostgresServer {
     dir: tempfile::TempDir,
     user: Option<(u32, u32)>,
     databases: AtomicU64,
+    tls: bool,
 }
 
 impl PostgresServer {
     /// Runs `initdb` in a new temporary directory and starts the server on a free port.
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir for postgres");
-        let user = unprivileged_user();
-        if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
-                .expect("hand the postgres directory to the postgres user");
+        let mut server = Self::prepare(false);
+        server.spawn();
+        server
+    }
+
+    /// Starts a server that takes TLS connections only (`hostssl` in `pg_hba.conf`), with a
+    /// certificate for 127.0.0.1 signed by a fresh private CA; see [`ca_file`](Self::ca_file).
+    pub fn start_tls() -> Self {
+        let mut server = Self::prepare(true);
+        crate::make_certificates(server.dir.path());
+        for file in ["server.crt", "server.key", "ca.crt"] {
+            server.hand_over(&server.dir.path().join(file));
         }
-        let mut server = Self {
+        std::fs::write(
+            server.data_dir().join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .expect("write pg_hba.conf");
+        server.spawn();
+        server
+    }
+
+    fn prepare(tls: bool) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for postgres");
+        let server = Self {
             child: None,
             port: free_port(),
             dir,
-            user,
+            user: unprivileged_user(),
             databases: AtomicU64::new(0),
+            tls,
         };
+        server.hand_over(server.dir.path());
         server.initdb();
-        server.spawn();
         server
+    }
+
+    /// Gives a file or directory to the user the server runs as.
+    fn hand_over(&self, path: &Path) {
+        if let Some((uid, gid)) = self.user {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .expect("hand a file to the postgres user");
+        }
+    }
+
+    /// The CA certificate (PEM) that signed a TLS server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     /// One server for the whole test process, started on first use. Tests that share it take
@@ -163,6 +196,13 @@ impl PostgresServer {
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if self.tls {
+            let file = |name: &str| self.dir.path().join(name).display().to_string();
+            command
+                .args(["-c", "ssl=on"])
+                .args(["-c", &format!("ssl_cert_file={}", file("server.crt"))])
+                .args(["-c", &format!("ssl_key_file={}", file("server.key"))]);
+        }
         let child = self
             .as_server_user(&mut command)
             .spawn()
