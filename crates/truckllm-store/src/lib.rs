@@ -14,6 +14,8 @@
 //!   [`resilient`] (serve from memory during an outage, replay exactly once after it),
 //!   [`cached`] (bounded cache for hot reads, write-through), [`coalescing`] (concurrent
 //!   reservations share one `reserve_many` round trip).
+//! - [`stack`]: the wrappers and their order, as `serve`, `storage-server` and the tests
+//!   assemble them.
 //! - [`url`]: opens a store from a URL (`memory:`, `redis://`, `rediss://`, `redis+cluster://`,
 //!   `postgres://`).
 //! - [`conformance`]: the one suite every backend and wrapper must pass.
@@ -32,6 +34,7 @@ pub mod postgres;
 pub mod redis;
 pub mod resilient;
 pub mod series;
+pub mod stack;
 pub mod store;
 pub mod url;
 pub mod window;
@@ -47,6 +50,7 @@ pub use postgres::{PostgresOptions, PostgresStore};
 pub use redis::{RedisOptions, RedisStore};
 pub use resilient::{OutageLimits, ResilientOptions, ResilientStore, StorageEvent};
 pub use series::{Metric, ProviderKey, Series};
+pub use stack::{GatewayStack, ServerCache, gateway_stack, storage_server_stack};
 pub use store::{
     ConnectionStats, Denial, Increment, LimitCheck, ListedSeries, Reservation, ReserveOutcome,
     ReserveRequest, RollupPoint, RuntimeStore, SeriesRollup,

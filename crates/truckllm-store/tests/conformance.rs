@@ -11,7 +11,7 @@ use truckllm_store::conformance::{Context, Expiry};
 use truckllm_store::{
     CachedStore, CoalescingOptions, CoalescingStore, InstrumentedStore, MemoryStore,
     PostgresOptions, PostgresStore, RedisOptions, RedisStore, ResilientOptions, ResilientStore,
-    RuntimeStore, StoreOptions,
+    RuntimeStore, StoreOptions, gateway_stack,
 };
 use truckllm_testkit::{PostgresServer, RedisCluster, RedisServer};
 
@@ -172,23 +172,15 @@ mod coalescing_memory {
     );
 }
 
-/// The stack `truckllm serve` runs on a shared store: coalesced reservations over the
-/// resilient and instrumented wrappers.
+/// The stack `truckllm serve` runs on a shared store ([`gateway_stack`]): coalesced
+/// reservations over the resilient and instrumented wrappers.
 mod gateway_stack_redis {
     use super::*;
     truckllm_store::conformance_tests!(
         |ctx: Context| async move {
             let (inner, server) = redis_store(&ctx).await;
-            let resilient = ResilientStore::new(
-                InstrumentedStore::new(inner),
-                options(&ctx),
-                ResilientOptions::default(),
-            );
-            let store: Arc<dyn RuntimeStore> = Arc::new(CoalescingStore::new(
-                resilient,
-                CoalescingOptions::default(),
-            ));
-            (store, server)
+            let stack = gateway_stack(Arc::new(inner), options(&ctx), ResilientOptions::default());
+            (stack.store, server)
         },
         REDIS_TTL,
         Expiry::RealTime
@@ -320,16 +312,16 @@ mod gateway_stack_postgres {
     truckllm_store::conformance_tests!(
         |ctx: Context| async move {
             let inner = postgres_store(&ctx).await;
-            let resilient = ResilientStore::new(
-                InstrumentedStore::new(inner),
-                options(&ctx),
-                resilient_postgres_options(),
+            let stack = gateway_stack(Arc::new(inner), options(&ctx), resilient_postgres_options());
+            assert!(
+                stack
+                    .store
+                    .to_string()
+                    .starts_with("Coalescing(Resilient(Instrumented(PostgresStore("),
+                "{}",
+                stack.store
             );
-            let store: Arc<dyn RuntimeStore> = Arc::new(CoalescingStore::new(
-                resilient,
-                CoalescingOptions::default(),
-            ));
-            (store, ())
+            (stack.store, ())
         },
         POSTGRES_TTL,
         Expiry::Clock
