@@ -1,4 +1,5 @@
-//! Real gateway processes: limits hold across two gateways sharing one Redis, and a graceful
+//! Real gateway processes: limits hold across gateways sharing one Redis (or one PostgreSQL,
+//! or a storage server), and a graceful
 //! shutdown lets a request in flight finish and flushes its usage.
 
 mod common;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::Process;
 use futures_util::StreamExt;
-use truckllm_testkit::{RedisServer, free_port};
+use truckllm_testkit::{PostgresServer, RedisServer, free_port};
 
 /// Starts `truckllm ARGS` and waits for its banner.
 fn spawn(args: &[&str]) -> Process {
@@ -342,9 +343,13 @@ fn admitted(ports: &[u16], total: usize) -> usize {
     })
 }
 
+/// Three gateways whose `storage.runtime` is `runtime` admit exactly 600 of 2,000 requests;
+/// `counted` reads the store's request counter (as its own CLI would), and `store_url` is
+/// where `truckllm usage export` reads the roll-ups.
 fn three_gateways_admit_exactly_the_limit(
     runtime: impl Fn(&std::path::Path) -> String,
-    redis: &RedisServer,
+    store_url: &str,
+    counted: impl Fn() -> String,
 ) {
     let dir = tempfile::tempdir().expect("dir");
     let mock_port = free_port();
@@ -381,19 +386,15 @@ fn three_gateways_admit_exactly_the_limit(
         "the provider saw exactly the admitted requests"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while redis.cli(&["GET", "usage:{mock:only}:req"]) != "600" {
-        assert!(
-            Instant::now() < deadline,
-            "counted {}",
-            redis.cli(&["GET", "usage:{mock:only}:req"])
-        );
+    while counted() != "600" {
+        assert!(Instant::now() < deadline, "counted {}", counted());
         std::thread::sleep(Duration::from_millis(50));
     }
     // The hour's roll-up holds the same total, whichever gateway wrote it.
     let export = Command::new(env!("CARGO_BIN_EXE_truckllm"))
         .args([
             "--store",
-            &redis.url(),
+            store_url,
             "usage",
             "export",
             "--prefix",
@@ -420,7 +421,20 @@ fn three_gateways_on_one_redis_admit_exactly_600_of_2000() {
     let port = redis.port();
     three_gateways_admit_exactly_the_limit(
         |_| format!("    type: \"redis\"\n    addr: \"127.0.0.1:{port}\"\n"),
-        &redis,
+        &redis.url(),
+        || redis.cli(&["GET", "usage:{mock:only}:req"]),
+    );
+}
+
+/// A fleet with PostgreSQL alone: no Redis anywhere.
+#[test]
+fn three_gateways_on_one_postgres_admit_exactly_600_of_2000() {
+    let postgres = PostgresServer::start();
+    let url = postgres.url();
+    three_gateways_admit_exactly_the_limit(
+        |_| format!("    type: \"postgres\"\n    addr: \"{url}\"\n"),
+        &url,
+        || postgres.psql("SELECT value FROM truckllm_counters WHERE series = 'mock:only:req'"),
     );
 }
 
@@ -430,7 +444,11 @@ fn three_gateways_through_the_storage_server_admit_exactly_600_of_2000() {
     let tokens_dir = tempfile::tempdir().expect("dir");
     let (storage_args, store_port) = storage_server(tokens_dir.path(), &redis);
     let _storage = spawn_owned(&storage_args);
-    three_gateways_admit_exactly_the_limit(|_| http_runtime(store_port), &redis);
+    three_gateways_admit_exactly_the_limit(
+        |_| http_runtime(store_port),
+        &redis.url(),
+        || redis.cli(&["GET", "usage:{mock:only}:req"]),
+    );
 }
 
 fn chat_within(port: u16, max_secs: u32) -> u16 {

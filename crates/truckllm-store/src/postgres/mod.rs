@@ -111,9 +111,13 @@ impl PostgresStore {
     ) -> Result<Self> {
         let redacted_url = redact_url(url);
         let connect = connect_options(url, &redacted_url, &postgres)?;
+        // No ping before each call (sqlx's default would double the round trips): a connection
+        // the server dropped fails its next call, which the caller sees as an outage and sqlx
+        // then closes, so the pool heals by itself.
         let pool = PgPoolOptions::new()
             .max_connections(postgres.pool_size.max(1))
             .acquire_timeout(postgres.connect_timeout)
+            .test_before_acquire(false)
             .connect_with(connect);
         let pool = match tokio::time::timeout(postgres.connect_timeout * 2, pool).await {
             Ok(pool) => pool.map_err(|e| map_error(BACKEND, "connect", e))?,
