@@ -30,7 +30,6 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::task::AbortHandle;
 
-use crate::clock::SharedClock;
 use crate::error::StoreError;
 use crate::series::{Metric, Series, check_value};
 use crate::store::{
@@ -227,10 +226,6 @@ impl PostgresStore {
         }
         Ok(answer)
     }
-
-    fn protocol_error(&self, operation: &'static str, detail: String) -> StoreError {
-        protocol(operation, detail)
-    }
 }
 
 /// The arguments of one `truckllm_reserve` call, column by column (see the migration).
@@ -326,7 +321,7 @@ impl RuntimeStore for PostgresStore {
         values
             .first()
             .copied()
-            .ok_or_else(|| self.protocol_error("increment", "no value returned".into()))
+            .ok_or_else(|| protocol("increment", "no value returned".into()))
     }
 
     async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
@@ -336,7 +331,7 @@ impl RuntimeStore for PostgresStore {
         values
             .first()
             .copied()
-            .ok_or_else(|| self.protocol_error("window", "no value returned".into()))
+            .ok_or_else(|| protocol("window", "no value returned".into()))
     }
 
     async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
@@ -417,7 +412,7 @@ impl RuntimeStore for PostgresStore {
         let mut outcomes = self.reserve_many(std::slice::from_ref(request)).await?;
         outcomes
             .pop()
-            .ok_or_else(|| self.protocol_error("reserve", "no answer".into()))
+            .ok_or_else(|| protocol("reserve", "no answer".into()))
     }
 
     async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {
@@ -656,7 +651,6 @@ async fn sweep_once(
 /// Sweeps every `interval` until the store is dropped. A failed sweep is logged and tried
 /// again at the next tick: an outage must not end the sweeping.
 fn spawn_sweeper(pool: PgPool, options: StoreOptions, interval: Duration) -> AbortHandle {
-    let clock: SharedClock = options.clock.clone();
     let task = tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval.max(Duration::from_secs(1)));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -664,9 +658,7 @@ fn spawn_sweeper(pool: PgPool, options: StoreOptions, interval: Duration) -> Abo
         loop {
             ticks.tick().await;
             match sweep_once(&pool, &options).await {
-                Ok(deleted) => {
-                    tracing::debug!(deleted, now_ms = clock.expiry_ms(), "postgres store swept")
-                }
+                Ok(deleted) => tracing::debug!(deleted, "postgres store swept"),
                 Err(e) => tracing::warn!(error = %map_error(BACKEND, "sweep", e), "sweep failed"),
             }
         }

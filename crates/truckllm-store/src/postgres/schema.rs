@@ -19,7 +19,9 @@ use crate::error::StoreError;
 /// Where applied versions are recorded.
 pub const MIGRATIONS_TABLE: &str = "truckllm_migrations";
 
-/// Every schema version this binary knows, oldest first.
+/// Every schema version this binary knows, oldest first. A released migration is never edited
+/// (databases that applied it would refuse the binary: sqlx compares checksums); a change is
+/// a new version.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "runtime store",
