@@ -32,8 +32,15 @@ fn database_name(url: &str) -> &str {
     url.rsplit('/').next().unwrap_or_default()
 }
 
+/// Connects with long timeouts: these tests are about correctness, and a loaded CI host may
+/// queue 150 calls on one key for longer than the default 2 s.
 async fn connect(url: &str, options: StoreOptions) -> Result<PostgresStore, StoreError> {
-    PostgresStore::connect(url, options, PostgresOptions::default()).await
+    let postgres = PostgresOptions {
+        connect_timeout: Duration::from_secs(10),
+        response_timeout: Duration::from_secs(10),
+        ..PostgresOptions::default()
+    };
+    PostgresStore::connect(url, options, postgres).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -704,20 +704,27 @@ fn parse_series(operation: &'static str, name: &str) -> Result<Series> {
 
 /// True for errors that mean the database could not be reached or cannot serve now: the
 /// failures the resilient wrapper rides out.
+///
+/// sqlx reports a connection cut in the middle of a message as a protocol error (and then
+/// closes that connection), so protocol errors count as outages too: a call that fails on a
+/// half-read answer must be journaled and replayed, not refused.
 pub(crate) fn is_outage(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             // 08: connection exceptions; 53: out of resources (connections, disk, memory);
-            // 57P01-03: shutting down, crashed, not accepting connections yet; 25006: a
+            // 57: shutting down, crashed, not accepting connections yet, or a statement
+            // cancelled (statement_timeout); 58: the server's own I/O failed; 25006: a
             // read-only standby after a failover.
-            code.starts_with("08")
-                || code.starts_with("53")
-                || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "25006")
+            ["08", "53", "57", "58"]
+                .iter()
+                .any(|class| code.starts_with(class))
+                || code.as_ref() == "25006"
         }),
         _ => false,
     }
