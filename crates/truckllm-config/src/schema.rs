@@ -157,6 +157,8 @@ pub struct StorageConfig {
 pub enum RuntimeKind {
     Redis,
     Http,
+    /// PostgreSQL: `addr` is a `postgres://` URL; for teams that run PostgreSQL and not Redis.
+    Postgres,
     /// In-process: one gateway only. The default, so nothing else needs installing.
     #[default]
     Memory,
@@ -170,16 +172,18 @@ pub struct RuntimeStorageConfig {
     pub kind: RuntimeKind,
     /// Redis: `host:port`, or a full `redis://`, `rediss://` or `redis+cluster://` URL.
     /// HTTP: the storage server's base URL.
+    /// PostgreSQL: `postgres://[user[:password]@]host:port/db[?sslmode=…]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addr: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
-    /// Redis password; an empty string means none.
+    /// Redis (or PostgreSQL, when `addr` names no user) password; an empty string means none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
     #[serde(default)]
     pub db: u32,
-    /// Use TLS (`rediss://`) when `addr` is a bare `host:port`.
+    /// Use TLS (`rediss://`) when `addr` is a bare `host:port`; for PostgreSQL, adds
+    /// `sslmode=verify-full` to a URL that names no `sslmode`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
     /// Bearer token for the HTTP storage API.

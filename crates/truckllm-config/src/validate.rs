@@ -184,6 +184,18 @@ fn check_storage(config: &Config, problems: &mut Problems) {
         (RuntimeKind::Redis, Some(addr)) if addr.trim().is_empty() => {
             problems.add("storage.runtime.addr", "must not be empty")
         }
+        (RuntimeKind::Postgres, None) => problems.add(
+            "storage.runtime.addr",
+            "the postgres runtime store needs addr, e.g. postgres://truckllm@db:5432/truckllm",
+        ),
+        (RuntimeKind::Postgres, Some(addr))
+            if !(addr.starts_with("postgres://") || addr.starts_with("postgresql://")) =>
+        {
+            problems.add(
+                "storage.runtime.addr",
+                "must be a postgres:// URL, e.g. postgres://truckllm@db:5432/truckllm",
+            )
+        }
         _ => {}
     }
     if runtime.expected_instances == 0 {

@@ -515,3 +515,27 @@ fn runtime_timeouts_and_rollups_have_defaults_and_reject_nonsense() {
         assert!(err.contains(field), "{yaml}: {err}");
     }
 }
+
+#[test]
+fn a_postgres_runtime_store_needs_a_postgres_url() {
+    let ok = load_str(
+        "storage:\n  runtime:\n    type: postgres\n    addr: \"postgres://app@db:5432/usage?sslmode=verify-full\"\n",
+        &env(),
+        None,
+    )
+    .expect("a postgres:// addr loads");
+    assert_eq!(ok.resolved.storage.runtime.kind, RuntimeKind::Postgres);
+    for yaml in [
+        "    type: postgres\n",
+        "    type: postgres\n    addr: \"db:5432\"\n",
+        "    type: postgres\n    addr: \"redis://db:6379\"\n",
+    ] {
+        let err = load_str(&format!("storage:\n  runtime:\n{yaml}"), &env(), None)
+            .expect_err(yaml)
+            .to_string();
+        assert!(
+            err.contains("storage.runtime.addr") && err.contains("postgres://"),
+            "{yaml}: {err}"
+        );
+    }
+}

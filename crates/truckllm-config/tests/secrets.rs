@@ -43,6 +43,10 @@ fn reference_cases() -> Vec<(String, &'static str)> {
             "storage.runtime.addr",
         ),
         (
+            format!("storage:\n  runtime:\n    type: postgres\n    addr: {r}\n"),
+            "storage.runtime.addr",
+        ),
+        (
             format!("storage:\n  logging:\n    - type: webhook\n      url: {r}\n"),
             "storage.logging[0].url",
         ),

@@ -4,14 +4,17 @@
 use truckllm_config::schema::{RuntimeKind, RuntimeStorageConfig};
 
 /// The store URL `storage.runtime` describes: `memory:`, the storage server's URL for `http`
-/// (its token is `api_key`), or a Redis URL built from `addr`, `username`, `password`, `db`
-/// and `tls` (a full URL in `addr` is used as it is).
+/// (its token is `api_key`), a Redis URL built from `addr`, `username`, `password`, `db`
+/// and `tls` (a full URL in `addr` is used as it is), or the `postgres://` URL in `addr`, with
+/// `username`/`password` added when it names no user and `sslmode=verify-full` when `tls` is
+/// set and it names no `sslmode`.
 pub fn runtime_store_url(runtime: &RuntimeStorageConfig) -> Result<String, String> {
     match runtime.kind {
         RuntimeKind::Memory => Ok("memory:".into()),
         RuntimeKind::Http => runtime.addr.clone().ok_or_else(|| {
             "storage.runtime.addr must name the storage server for type http".to_owned()
         }),
+        RuntimeKind::Postgres => postgres_url(runtime),
         RuntimeKind::Redis => {
             let addr = runtime.addr.as_deref().unwrap_or("localhost:6379");
             if [
@@ -40,6 +43,34 @@ pub fn runtime_store_url(runtime: &RuntimeStorageConfig) -> Result<String, Strin
             Ok(format!("{scheme}://{auth}{addr}/{}", runtime.db))
         }
     }
+}
+
+fn postgres_url(runtime: &RuntimeStorageConfig) -> Result<String, String> {
+    let addr = runtime.addr.as_deref().ok_or_else(|| {
+        "storage.runtime.addr must be a postgres:// URL for type postgres".to_owned()
+    })?;
+    let Some((scheme, rest)) = addr.split_once("://") else {
+        return Err("storage.runtime.addr must be a postgres:// URL for type postgres".into());
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let password = runtime
+        .password
+        .as_ref()
+        .map(|p| p.expose())
+        .filter(|p| !p.is_empty());
+    let auth = match (runtime.username.as_deref(), password) {
+        _ if rest[..authority_end].contains('@') => String::new(),
+        (Some(user), Some(pass)) => format!("{}:{}@", encode(user), encode(pass)),
+        (None, Some(pass)) => format!("postgres:{}@", encode(pass)),
+        (Some(user), None) => format!("{}@", encode(user)),
+        (None, None) => String::new(),
+    };
+    let mut url = format!("{scheme}://{auth}{rest}");
+    if runtime.tls && !url.contains("sslmode=") {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str("sslmode=verify-full");
+    }
+    Ok(url)
 }
 
 /// Percent-encodes everything but unreserved characters, for URL user info.
@@ -138,6 +169,32 @@ mod tests {
         assert_eq!(
             runtime_store_url(&runtime).as_deref(),
             Ok("https://storage.internal:7000")
+        );
+    }
+
+    #[test]
+    fn postgres_urls_take_the_password_and_tls_fields() {
+        let mut runtime = RuntimeStorageConfig {
+            kind: RuntimeKind::Postgres,
+            addr: Some("postgres://db.internal:5432/usage".into()),
+            ..RuntimeStorageConfig::default()
+        };
+        assert_eq!(
+            runtime_store_url(&runtime).as_deref(),
+            Ok("postgres://db.internal:5432/usage")
+        );
+        runtime.username = Some("app".into());
+        runtime.password = Some(Secret::new("p@ss"));
+        runtime.tls = true;
+        assert_eq!(
+            runtime_store_url(&runtime).as_deref(),
+            Ok("postgres://app:p%40ss@db.internal:5432/usage?sslmode=verify-full")
+        );
+        runtime.addr = Some("postgres://u:x@db/usage?sslmode=require".into());
+        assert_eq!(
+            runtime_store_url(&runtime).as_deref(),
+            Ok("postgres://u:x@db/usage?sslmode=require"),
+            "a URL that names its user and sslmode is used as it is"
         );
     }
 

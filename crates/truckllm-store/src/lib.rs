@@ -7,12 +7,17 @@
 //! - [`series`]: what is counted: `(provider, key_id, metric)` and the escaping of odd names.
 //! - [`window`]: time buckets that make windows really slide; options shared by backends.
 //! - [`clock`]: injectable time, so window and TTL tests need no sleeps.
-//! - Backends, one per module: [`memory`] (the embedded default) and [`redis`] (production).
+//! - Backends, one per module: [`memory`] (the embedded default), [`redis`] (production) and
+//!   `postgres` (for teams that run PostgreSQL and not Redis; cargo feature `postgres`, on by
+//!   default).
 //! - Wrappers that add one behaviour to any store: [`instrumented`] (Prometheus metrics),
 //!   [`resilient`] (serve from memory during an outage, replay exactly once after it),
 //!   [`cached`] (bounded cache for hot reads, write-through), [`coalescing`] (concurrent
 //!   reservations share one `reserve_many` round trip).
-//! - [`url`]: opens a store from a URL (`memory:`, `redis://`, `rediss://`, `redis+cluster://`).
+//! - [`stack`]: the wrappers and their order, as `serve`, `storage-server` and the tests
+//!   assemble them.
+//! - [`url`]: opens a store from a URL (`memory:`, `redis://`, `rediss://`, `redis+cluster://`,
+//!   `postgres://`).
 //! - [`conformance`]: the one suite every backend and wrapper must pass.
 //! - [`error`]: the one error type, which knows whether the caller or the backend was at fault.
 
@@ -24,9 +29,12 @@ pub mod error;
 pub mod instrumented;
 pub mod memory;
 pub mod metrics;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod redis;
 pub mod resilient;
 pub mod series;
+pub mod stack;
 pub mod store;
 pub mod url;
 pub mod window;
@@ -37,9 +45,12 @@ pub use coalescing::{CoalescingOptions, CoalescingStore};
 pub use error::StoreError;
 pub use instrumented::InstrumentedStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use redis::{RedisOptions, RedisStore};
 pub use resilient::{OutageLimits, ResilientOptions, ResilientStore, StorageEvent};
 pub use series::{Metric, ProviderKey, Series};
+pub use stack::{GatewayStack, ServerCache, gateway_stack, storage_server_stack};
 pub use store::{
     ConnectionStats, Denial, Increment, LimitCheck, ListedSeries, Reservation, ReserveOutcome,
     ReserveRequest, RollupPoint, RuntimeStore, SeriesRollup,

@@ -6,6 +6,10 @@
 //! | `redis://[user:pass@]host:port[/db]` | [`RedisStore`](crate::RedisStore) |
 //! | `rediss://…` | the same over TLS |
 //! | `redis+cluster://h1:p1,h2:p2` (`rediss+cluster://` for TLS) | Redis Cluster |
+//! | `postgres://[user:pass@]host:port/db[?sslmode=…]` (or `postgresql://`) | [`PostgresStore`](crate::PostgresStore) (cargo feature `postgres`) |
+//!
+//! The connect and response timeouts and the CA file of [`RedisOptions`] apply to PostgreSQL
+//! too: they say how to reach whichever server the URL names.
 
 use std::sync::Arc;
 
@@ -30,8 +34,20 @@ pub async fn open_store(
         "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => Ok(Arc::new(
             RedisStore::connect(url, options, redis_options).await?,
         )),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => {
+            let postgres = crate::postgres::PostgresOptions {
+                connect_timeout: redis_options.connect_timeout,
+                response_timeout: redis_options.response_timeout,
+                tls_ca_file: redis_options.tls_ca_file,
+                ..crate::postgres::PostgresOptions::default()
+            };
+            Ok(Arc::new(
+                crate::postgres::PostgresStore::connect(url, options, postgres).await?,
+            ))
+        }
         _ => Err(StoreError::invalid(format!(
-            "unsupported store URL {:?}: use memory:, redis://, rediss:// or redis+cluster://",
+            "unsupported store URL {:?}: use memory:, redis://, rediss://, redis+cluster:// or postgres://",
             redact_url(url)
         ))),
     }
@@ -86,6 +102,10 @@ mod tests {
         assert_eq!(
             redact_url("redis://host/0?password=s3cret&x=1"),
             "redis://host/0?password=***&x=1"
+        );
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/usage?sslmode=require"),
+            "postgres://app:***@db:5432/usage?sslmode=require"
         );
         assert_eq!(redact_url("memory:"), "memory:");
     }

@@ -4,6 +4,11 @@
 //! A server is killed when its [`RedisServer`] is dropped, and a small watchdog kills it too
 //! if the test process dies without unwinding, so no server outlives its test run.
 //! A missing `redis-server` is a test failure that names the install step, never a skip.
+//! [`postgres`] does the same for PostgreSQL servers.
+
+pub mod postgres;
+
+pub use postgres::PostgresServer;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

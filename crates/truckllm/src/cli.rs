@@ -31,7 +31,8 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     /// Runtime store: `memory:`, `redis://[user:pass@]host:port/db`, `rediss://…`,
-    /// `redis+cluster://h1:p1,h2:p2`. Default: `redis://127.0.0.1:6379` for the usage and
+    /// `redis+cluster://h1:p1,h2:p2`, `postgres://user:pass@host:port/db[?sslmode=…]`,
+    /// or a storage server's `http(s)://` URL. Default: `redis://127.0.0.1:6379` for the usage and
     /// health commands; `serve` follows `storage.runtime` in the config.
     #[arg(long, global = true, env = "TRUCKLLM_STORE")]
     pub store: Option<String>,

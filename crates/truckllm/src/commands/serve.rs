@@ -15,10 +15,7 @@ use truckllm_gateway::bootstrap::{demo_config, runtime_store_url};
 use truckllm_gateway::mock::{MockOptions, MockUpstream};
 use truckllm_gateway::{Gateway, UpstreamOptions, UpstreamProxy};
 use truckllm_storage_http::HttpConfigStore;
-use truckllm_store::{
-    CoalescingOptions, CoalescingStore, InstrumentedStore, OutageLimits, ResilientOptions,
-    ResilientStore, RollupPolicy, RuntimeStore, StoreOptions,
-};
+use truckllm_store::{OutageLimits, ResilientOptions, RollupPolicy, StoreOptions, gateway_stack};
 
 use super::open_url_with;
 
@@ -86,31 +83,25 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
         ..StoreOptions::default()
     };
     let inner = open_url_with(&store_args, &url, store_options.clone()).await?;
-    let instrumented: Arc<dyn RuntimeStore> = Arc::new(InstrumentedStore::new(inner));
-    let store: Arc<dyn RuntimeStore> = if url == "memory:" {
-        instrumented
-    } else {
-        // A shared store may go away: serve from memory meanwhile and replay exactly once.
-        let runtime = &running.resolved.storage.runtime;
-        let limits = match runtime.outage_limits {
-            OutageLimitsConfig::FailOpen => OutageLimits::FailOpen,
-            OutageLimitsConfig::Share => OutageLimits::Share {
-                instances: runtime.expected_instances,
-            },
-        };
-        let options = ResilientOptions {
-            limits,
-            call_timeout: Duration::from_millis(runtime.call_timeout_ms),
-            ..ResilientOptions::default()
-        };
-        let resilient = ResilientStore::new(instrumented, store_options, options);
-        forward(resilient.subscribe(), logger.clone(), storage_record);
-        // Concurrent requests' reservations share round trips (one script run per key).
-        Arc::new(CoalescingStore::new(
-            resilient,
-            CoalescingOptions::default(),
-        ))
+    // A shared store may go away: it is served from memory meanwhile and replayed exactly
+    // once; concurrent reservations share round trips (see truckllm_store::stack).
+    let runtime = &running.resolved.storage.runtime;
+    let limits = match runtime.outage_limits {
+        OutageLimitsConfig::FailOpen => OutageLimits::FailOpen,
+        OutageLimitsConfig::Share => OutageLimits::Share {
+            instances: runtime.expected_instances,
+        },
     };
+    let resilient = ResilientOptions {
+        limits,
+        call_timeout: Duration::from_millis(runtime.call_timeout_ms),
+        ..ResilientOptions::default()
+    };
+    let stack = gateway_stack(inner, store_options, resilient);
+    if let Some(events) = stack.events {
+        forward(events, logger.clone(), storage_record);
+    }
+    let store = stack.store;
     let upstream = UpstreamOptions {
         // The demo's provider runs in this process: no egress proxy may stand in between.
         proxy: if args.demo {

@@ -12,8 +12,8 @@ use truckllm_config::{
 use truckllm_storage_http::server::{ServerState, router, serve_with, tls_config};
 use truckllm_storage_http::{Audit, Tokens};
 use truckllm_store::{
-    CachedStore, InstrumentedStore, RedisOptions, RequestClock, RollupPolicy, RuntimeStore,
-    StoreOptions, open_store, redact_url,
+    RedisOptions, RequestClock, RollupPolicy, ServerCache, StoreOptions, open_store, redact_url,
+    storage_server_stack,
 };
 
 use crate::cli::{StorageServerArgs, StoreArgs};
@@ -47,18 +47,12 @@ pub async fn run(store_args: &StoreArgs, args: &StorageServerArgs) -> Result<Exi
     let inner = open_store(url, options, redis)
         .await
         .with_context(|| format!("cannot open store {}", redact_url(url)))?;
-    let instrumented: Arc<dyn RuntimeStore> = Arc::new(InstrumentedStore::new(inner));
-    let store: Arc<dyn RuntimeStore> = if args.cache_ms > 0 {
-        let max_age = std::time::Duration::from_millis(args.cache_ms);
-        Arc::new(CachedStore::new(
-            instrumented,
-            100_000,
-            max_age,
-            Arc::new(RequestClock),
-        ))
-    } else {
-        instrumented
-    };
+    let cache = (args.cache_ms > 0).then(|| ServerCache {
+        capacity: 100_000,
+        max_age: std::time::Duration::from_millis(args.cache_ms),
+        clock: Arc::new(RequestClock),
+    });
+    let store = storage_server_stack(inner, cache);
     // The stored config is the gateways', checked as written: this server never resolves
     // `${VAR}` from its own environment nor decrypts `enc:` values (errors would echo them).
     let config: Option<Arc<dyn ConfigStore>> = args.config_store.as_ref().map(|path| {
