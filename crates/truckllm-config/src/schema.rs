@@ -629,6 +629,10 @@ pub struct PolicyConfig {
     /// seconds, to record the usage the provider reports at its end; 0 stops it at once.
     #[serde(default = "default_stream_drain")]
     pub stream_drain_secs: f64,
+    /// How long a stored Responses API response (its input and output, for
+    /// `previous_response_id`) is kept in the runtime store, in seconds.
+    #[serde(default = "default_responses_ttl")]
+    pub responses_ttl_secs: u64,
 }
 
 impl Default for PolicyConfig {
@@ -641,8 +645,14 @@ impl Default for PolicyConfig {
             default_max_tokens: default_estimate(),
             max_stream_event_bytes: default_max_stream_event(),
             stream_drain_secs: default_stream_drain(),
+            responses_ttl_secs: default_responses_ttl(),
         }
     }
+}
+
+/// 30 days, as OpenAI keeps responses.
+fn default_responses_ttl() -> u64 {
+    30 * 24 * 3600
 }
 
 fn default_stream_drain() -> f64 {

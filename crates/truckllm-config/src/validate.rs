@@ -501,4 +501,11 @@ fn check_policy(config: &Config, problems: &mut Problems) {
         3600.0,
         "0 to 3600 seconds (an hour)",
     );
+    let year = 365 * 24 * 3600;
+    if !(1..=year).contains(&policy.responses_ttl_secs) {
+        problems.add(
+            "policy.responses_ttl_secs",
+            "must be from 1 to 31536000 seconds (a year)",
+        );
+    }
 }

@@ -23,11 +23,11 @@ use crate::trace::Trace;
 use crate::upstream::{ReadBody, UpstreamResponse};
 use crate::usage::{self, SseScanner, Usage};
 
-const JSON: &str = "application/json";
+pub(crate) const JSON: &str = "application/json";
 const SSE: &str = "text/event-stream";
 
 /// Largest non-streaming response body read from a provider.
-const MAX_RESPONSE_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_RESPONSE_BYTES: u64 = 64 << 20;
 
 /// Renders a provider's answer for the client.
 pub async fn render(answer: Answer, request: &ClientRequest, trace: &mut Trace) -> Response {
@@ -50,7 +50,7 @@ pub async fn render(answer: Answer, request: &ClientRequest, trace: &mut Trace) 
 
 /// The answer's head: the provider's status, its content type when the body passes as it is
 /// (else `translated_type`), and which provider key answered.
-fn head(
+pub(crate) fn head(
     upstream: &UpstreamResponse,
     attempt: &Attempt,
     translated_type: Option<&'static str>,
@@ -73,14 +73,19 @@ fn head(
     builder
 }
 
-fn built(builder: axum::http::response::Builder, body: Body) -> Response {
+pub(crate) fn built(builder: axum::http::response::Builder, body: Body) -> Response {
     builder
         .body(body)
         .unwrap_or_else(|_| ApiError::internal("bad upstream headers").into_response())
 }
 
 /// The provider refused the request itself: its answer, in the client's dialect.
-async fn refusal(response: UpstreamResponse, attempt: Attempt, from: Wire, to: Wire) -> Response {
+pub(crate) async fn refusal(
+    response: UpstreamResponse,
+    attempt: Attempt,
+    from: Wire,
+    to: Wire,
+) -> Response {
     let builder = head(&response, &attempt, (from != to).then_some(JSON));
     let status = response.status().as_u16();
     let read = response.bytes(MAX_RESPONSE_BYTES).await;
@@ -256,13 +261,28 @@ fn stream_back(
     trace: Trace,
 ) -> Response {
     let from = attempt.provider_config().protocol.wire();
-    let builder = head(&response, &attempt, (from != request.wire).then_some(SSE))
-        .header(header::CACHE_CONTROL, "no-cache");
-    let max_event = attempt.runtime_policy().max_stream_event_bytes as usize;
     let prompt_chars: usize = ["system", "messages"]
         .iter()
         .map(|field| super::text_len(request.body.get(*field)))
         .sum();
+    let translated = from != request.wire;
+    stream_through(response, attempt, relay, translated, prompt_chars, trace)
+}
+
+/// Streams a provider's answer through `relay`, metered and settled as [`Metered`] does;
+/// `translated` streams are sent as `text/event-stream`, others with the provider's type.
+/// `prompt_chars` sizes the estimate used when the provider never reports usage.
+pub(crate) fn stream_through(
+    response: UpstreamResponse,
+    attempt: Attempt,
+    relay: Box<dyn StreamRelay>,
+    translated: bool,
+    prompt_chars: usize,
+    trace: Trace,
+) -> Response {
+    let builder = head(&response, &attempt, translated.then_some(SSE))
+        .header(header::CACHE_CONTROL, "no-cache");
+    let max_event = attempt.runtime_policy().max_stream_event_bytes as usize;
     let metered = Metered {
         live: Some(Relaying {
             trace,
