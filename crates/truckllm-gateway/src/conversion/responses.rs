@@ -171,8 +171,10 @@ fn convert_message(item: &Value) -> Result<Value, Unsupported> {
     let role = item.get("role").and_then(Value::as_str).unwrap_or("user");
     match role {
         "user" => Ok(json!({"role": "user", "content": user_content(item.get("content"))?})),
+        // `system` for every OpenAI-compatible provider: not all know `developer`, and OpenAI
+        // reads `system` as `developer` for the models that have one.
         "system" | "developer" => {
-            Ok(json!({"role": role, "content": parts_text(item.get("content"))?}))
+            Ok(json!({"role": "system", "content": parts_text(item.get("content"))?}))
         }
         "assistant" => {
             Ok(json!({"role": "assistant", "content": parts_text(item.get("content"))?}))
@@ -265,7 +267,10 @@ fn parts_text(content: Option<&Value>) -> Result<String, Unsupported> {
 /// A `function_call` item joins the assistant message before it, or starts one.
 fn push_tool_call(messages: &mut Vec<Value>, item: &Value) -> Result<(), Unsupported> {
     let call_id = required_str(item, "call_id", "function_call")?;
-    let name = required_str(item, "name", "function_call")?;
+    let name = flat_name(
+        item.get("namespace").and_then(Value::as_str),
+        required_str(item, "name", "function_call")?,
+    );
     let arguments = item
         .get("arguments")
         .and_then(Value::as_str)
@@ -304,33 +309,81 @@ fn required_str<'a>(item: &'a Value, field: &str, kind: &str) -> Result<&'a str,
         .ok_or_else(|| Unsupported::new(format!("a `{kind}` item needs a string `{field}`")))
 }
 
-/// Function tools in the Responses shape as Chat tools; other tool types are refused.
+/// Tools the provider itself runs (OpenAI's hosted tools). A Chat provider has none, so they
+/// are left out: the model answers without them (Codex sends `web_search` on every turn).
+const HOSTED_TOOLS: &[&str] = &[
+    "web_search",
+    "web_search_preview",
+    "web_search_2025_08_26",
+    "web_search_preview_2025_03_11",
+    "file_search",
+    "code_interpreter",
+    "image_generation",
+    "mcp",
+    "tool_search",
+];
+
+/// Joins a namespace and a function name into one Chat function name.
+const NAMESPACE_SEPARATOR: &str = "__";
+
+/// Function tools in the Responses shape as Chat tools, namespaced ones flattened to
+/// `{namespace}__{name}`; hosted tools left out; other tool types refused.
 fn convert_tools(tools: Option<&Value>) -> Result<Option<Value>, Unsupported> {
     let Some(Value::Array(tools)) = tools else {
         return Ok(None);
     };
-    if tools.is_empty() {
-        return Ok(None);
-    }
-    let converted = tools
-        .iter()
-        .map(|tool| {
-            let kind = tool.get("type").and_then(Value::as_str).unwrap_or("");
-            if kind != "function" {
-                return Err(Unsupported::new(format!(
-                    "`{kind}` tools cannot be translated for this model's provider (only function tools)"
-                )));
-            }
-            let mut function = Map::new();
-            for field in ["name", "description", "parameters", "strict"] {
-                if let Some(value) = tool.get(field).filter(|v| !v.is_null()) {
-                    function.insert(field.into(), value.clone());
+    let mut converted = Vec::new();
+    for tool in tools {
+        let kind = tool.get("type").and_then(Value::as_str).unwrap_or("");
+        match kind {
+            "function" => converted.push(chat_tool(tool, None)),
+            "namespace" => {
+                let namespace = tool.get("name").and_then(Value::as_str).unwrap_or("");
+                for inner in tool
+                    .get("tools")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if inner.get("type").and_then(Value::as_str) != Some("function") {
+                        return Err(Unsupported::new(
+                            "namespaces of tools other than functions cannot be translated",
+                        ));
+                    }
+                    converted.push(chat_tool(inner, Some(namespace)));
                 }
             }
-            Ok(json!({"type": "function", "function": function}))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(Value::Array(converted)))
+            hosted if HOSTED_TOOLS.contains(&hosted) => {}
+            other => {
+                return Err(Unsupported::new(format!(
+                    "`{other}` tools cannot be translated for this model's provider (only function tools)"
+                )));
+            }
+        }
+    }
+    Ok((!converted.is_empty()).then_some(Value::Array(converted)))
+}
+
+fn chat_tool(tool: &Value, namespace: Option<&str>) -> Value {
+    let mut function = Map::new();
+    for field in ["name", "description", "parameters", "strict"] {
+        if let Some(value) = tool.get(field).filter(|v| !v.is_null()) {
+            function.insert(field.into(), value.clone());
+        }
+    }
+    if let Some(namespace) = namespace {
+        let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
+        function.insert("name".into(), flat_name(Some(namespace), name).into());
+    }
+    json!({"type": "function", "function": function})
+}
+
+/// The Chat function name of a (possibly namespaced) Responses function.
+fn flat_name(namespace: Option<&str>, name: &str) -> String {
+    match namespace.filter(|n| !n.is_empty()) {
+        Some(namespace) => format!("{namespace}{NAMESPACE_SEPARATOR}{name}"),
+        None => name.to_owned(),
+    }
 }
 
 fn convert_tool_choice(choice: Option<&Value>) -> Result<Option<Value>, Unsupported> {
@@ -441,6 +494,28 @@ impl ResponseShell {
         format!("{kind}_{stem}_{index}")
     }
 
+    /// A Chat function name back as the request's (namespace, name): `ns__name` is split
+    /// when the request offered a namespace `ns`.
+    pub fn tool_name(&self, flat: &str) -> (Option<String>, String) {
+        let namespaces = self
+            .object
+            .get("tools")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|t| t.get("type").and_then(Value::as_str) == Some("namespace"))
+            .filter_map(|t| t.get("name").and_then(Value::as_str));
+        for namespace in namespaces {
+            if let Some(name) = flat
+                .strip_prefix(namespace)
+                .and_then(|rest| rest.strip_prefix(NAMESPACE_SEPARATOR))
+            {
+                return (Some(namespace.to_owned()), name.to_owned());
+            }
+        }
+        (None, flat.to_owned())
+    }
+
     /// The object with its final output, status and usage.
     pub fn finished(
         &self,
@@ -520,7 +595,7 @@ pub fn chat_to_responses_response(
         output.push(function_call_item(
             shell.item_id("fc", output.len()),
             call.get("id").and_then(Value::as_str).unwrap_or(""),
-            function.get("name").and_then(Value::as_str).unwrap_or(""),
+            &shell.tool_name(function.get("name").and_then(Value::as_str).unwrap_or("")),
             function
                 .get("arguments")
                 .and_then(Value::as_str)
@@ -549,16 +624,21 @@ pub(super) fn message_item(id: String, content: Vec<Value>, status: &str) -> Val
     json!({"type": "message", "id": id, "status": status, "role": "assistant", "content": content})
 }
 
-/// A `function_call` output item.
+/// A `function_call` output item; `name` is (namespace, name) as [`ResponseShell::tool_name`]
+/// gives it.
 pub(super) fn function_call_item(
     id: String,
     call_id: &str,
-    name: &str,
+    name: &(Option<String>, String),
     arguments: &str,
     status: &str,
 ) -> Value {
-    json!({"type": "function_call", "id": id, "call_id": call_id, "name": name,
-        "arguments": arguments, "status": status})
+    let mut item = json!({"type": "function_call", "id": id, "call_id": call_id, "name": name.1,
+        "arguments": arguments, "status": status});
+    if let Some(namespace) = &name.0 {
+        item["namespace"] = namespace.as_str().into();
+    }
+    item
 }
 
 /// A `reasoning` output item carrying the provider's reasoning text.

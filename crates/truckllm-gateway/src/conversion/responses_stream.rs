@@ -241,7 +241,8 @@ impl ChatToResponsesStream {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_owned();
-            frames += &self.added(function_call_item(id, &call_id, &name, "", "in_progress"));
+            let split = self.shell.tool_name(&name);
+            frames += &self.added(function_call_item(id, &call_id, &split, "", "in_progress"));
             self.open = Some(OpenItem::Tool {
                 chat_index,
                 call_id,
@@ -309,10 +310,11 @@ impl ChatToResponsesStream {
                 ..
             } => {
                 let id = self.item_id("fc");
-                let data = json!({"item_id": id, "output_index": index, "name": name,
+                let split = self.shell.tool_name(&name);
+                let data = json!({"item_id": id, "output_index": index, "name": split.1,
                     "arguments": arguments});
                 frames += &self.frame("response.function_call_arguments.done", data);
-                function_call_item(id, &call_id, &name, &arguments, "completed")
+                function_call_item(id, &call_id, &split, &arguments, "completed")
             }
         };
         let data = json!({"output_index": index, "item": item});
