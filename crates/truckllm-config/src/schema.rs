@@ -530,6 +530,28 @@ pub struct ProviderConfig {
     /// one through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_betas: Option<Vec<String>>,
+    /// `type: openai`: how OpenAI Responses API requests reach this provider: translated to
+    /// Chat (the default), or `native`, passed through to its own `/responses` (OpenAI,
+    /// recent vLLM), which keeps the conversation state bound to the key that made it.
+    #[serde(default, skip_serializing_if = "ResponsesMode::is_default")]
+    pub responses: ResponsesMode,
+}
+
+/// How a provider takes Responses API requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponsesMode {
+    /// Translated to Chat Completions (or Messages); the gateway keeps the conversation.
+    #[default]
+    Translate,
+    /// Passed through to the provider's own `/responses`; the provider keeps the conversation.
+    Native,
+}
+
+impl ResponsesMode {
+    fn is_default(&self) -> bool {
+        *self == ResponsesMode::Translate
+    }
 }
 
 /// One provider API key.

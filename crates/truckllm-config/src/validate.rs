@@ -334,6 +334,14 @@ fn check_providers(config: &Config, problems: &mut Problems) {
             );
         }
         problems.url(&format!("{path}.base_url"), &provider.base_url);
+        if provider.kind == crate::schema::ProviderKind::Anthropic
+            && provider.responses == crate::schema::ResponsesMode::Native
+        {
+            problems.add(
+                format!("{path}.responses"),
+                "`native` is for OpenAI-compatible providers; Anthropic ones are translated",
+            );
+        }
         if provider.keys.is_empty() {
             problems.add(format!("{path}.keys"), "a provider needs at least one key");
         }

@@ -24,16 +24,8 @@ use truckllm_testkit::{RedisServer, free_port};
 /// A gateway config: one OpenAI-compatible and one Anthropic provider, both the mock, with
 /// one key each; the runtime store is the given Redis; one client key, `client-secret`.
 fn config(dir: &std::path::Path, listen: u16, redis_port: u16, mock: &str) -> String {
-    let path = dir.join(format!("config-{listen}.yaml"));
-    let text = format!(
-        r#"server:
-  listen: "127.0.0.1:{listen}"
-storage:
-  runtime:
-    type: "redis"
-    addr: "127.0.0.1:{redis_port}"
-    db: 0
-llm_providers:
+    let providers = format!(
+        r#"llm_providers:
   - id: "chat"
     base_url: "{mock}/v1"
     keys:
@@ -48,7 +40,26 @@ llm_providers:
         secret: "mock-secret"
 aliases:
   "claude-*": ["claude:*"]
-api_keys:
+"#
+    );
+    config_with(dir, listen, redis_port, &providers)
+}
+
+/// A gateway config with the given providers (and aliases), the runtime store the given
+/// Redis, and one client key, `client-secret`.
+fn config_with(dir: &std::path::Path, listen: u16, redis_port: u16, providers: &str) -> String {
+    let path = dir.join(format!("config-{listen}.yaml"));
+    let text = format!(
+        r#"server:
+  listen: "127.0.0.1:{listen}"
+storage:
+  runtime:
+    type: "redis"
+    addr: "127.0.0.1:{redis_port}"
+    db: 0
+policy:
+  algorithm: "round_robin"
+{providers}api_keys:
   - id: "client"
     key: "client-secret"
 "#
@@ -144,6 +155,100 @@ fn the_openai_sdk_continues_responses_on_another_gateway_through_both_provider_k
         expected.0 > 0.0 && expected.1 > 0.0,
         "the mock was used: {stats}"
     );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = (0.0, 0.0);
+    while Instant::now() < deadline {
+        seen = (
+            counted(&redis, "prompt_tokens"),
+            counted(&redis, "completion_tokens"),
+        );
+        if seen == expected {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for gateway in gateways {
+        gateway.stop();
+    }
+    assert_eq!(
+        seen, expected,
+        "usage counted (prompt, completion) vs reported by the mock"
+    );
+}
+
+/// A provider that takes Responses natively keeps each conversation with the key that made
+/// it: every follow-up, on either gateway, streamed or not, goes to that key (the mock refuses
+/// a response id another key made), and the usage counted is what the provider reported.
+#[test]
+fn native_follow_ups_reach_the_key_that_made_the_response_on_any_gateway() {
+    let redis = RedisServer::start();
+    let mock_port = free_port();
+    let mock = format!("http://127.0.0.1:{mock_port}");
+    let _mock = Process::spawn(
+        &[
+            "mock-upstream",
+            "--responses-native",
+            "--listen",
+            &format!("127.0.0.1:{mock_port}"),
+        ],
+        &[],
+    );
+    let providers = format!(
+        r#"llm_providers:
+  - id: "native"
+    base_url: "{mock}/v1"
+    responses: "native"
+    keys:
+      - id: "k1"
+        secret: "native-secret-1"
+      - id: "k2"
+        secret: "native-secret-2"
+    models: ["gpt-4o-mini"]
+"#
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let ports = [free_port(), free_port()];
+    let gateways: Vec<Process> = ports
+        .iter()
+        .map(|port| {
+            let config = config_with(dir.path(), *port, redis.port(), &providers);
+            Process::spawn(&["serve", "--config", &config], &[])
+        })
+        .collect();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/openai_responses_native.py"
+    );
+    let output = Command::new("python3")
+        .args([
+            script,
+            &format!("http://127.0.0.1:{}/v1", ports[0]),
+            &format!("http://127.0.0.1:{}/v1", ports[1]),
+        ])
+        .output()
+        .expect("run python3");
+    assert_ran("the native Responses checks", &output);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("all checks passed"));
+
+    let stats = get_json(&format!("{mock}/mock/stats"));
+    let per_key: Vec<u64> = stats
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .map(|s| s["ok"].as_u64().unwrap_or(0))
+        .filter(|ok| *ok > 0)
+        .collect();
+    // One conversation of 1 + 6 + 1 + 1 turns, all on the key that made its first response.
+    assert_eq!(per_key, [9], "every turn on one key: {stats}");
+    let reported = |field: &str| -> f64 {
+        stats
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter_map(|s| s[field].as_f64())
+            .sum()
+    };
+    let expected = (reported("prompt_tokens"), reported("completion_tokens"));
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen = (0.0, 0.0);
     while Instant::now() < deadline {

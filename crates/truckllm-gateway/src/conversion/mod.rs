@@ -125,7 +125,7 @@ pub use from_chat::{chat_to_messages_request, messages_to_chat_response, usage_o
 pub use from_messages::{chat_to_messages_response, messages_to_chat_request};
 pub use responses::{
     ResponseShell, chat_to_responses_response, input_items, responses_to_chat_request,
-    responses_usage_json,
+    responses_usage_json, usage_from_responses,
 };
 pub use responses_stream::{ChatToResponsesStream, MessagesToResponsesStream};
 pub use stream_to_chat::MessagesToChatStream;

@@ -545,6 +545,21 @@ fn status_of(finish_reason: &str) -> (&'static str, Value) {
     }
 }
 
+/// The neutral record of a Responses `usage` object (a native provider's answer).
+pub fn usage_from_responses(usage: &Value) -> Option<Usage> {
+    let count = |pointer: &str| usage.pointer(pointer).and_then(Value::as_f64);
+    let input = count("/input_tokens")?;
+    let output = count("/output_tokens").unwrap_or(0.0);
+    Some(Usage {
+        prompt_tokens: input,
+        completion_tokens: output,
+        total_tokens: count("/total_tokens").unwrap_or(input + output),
+        cache_read_tokens: count("/input_tokens_details/cached_tokens").unwrap_or(0.0),
+        cache_write_tokens: 0.0,
+        reasoning_tokens: count("/output_tokens_details/reasoning_tokens").unwrap_or(0.0),
+    })
+}
+
 /// A Responses `usage` object for the neutral record.
 pub fn responses_usage_json(usage: &Usage) -> Value {
     json!({

@@ -14,6 +14,14 @@
 //! client made it. A request naming `previous_response_id` is answered with that stored
 //! conversation, its output, and the new input, on whichever instance it lands; another
 //! client's response is not found. `instructions` are not carried over, as OpenAI documents.
+//!
+//! # Native providers
+//!
+//! A provider with `responses: native` gets the request as it is but for the model, at its
+//! own `/responses`, and the answer (or stream) comes back as it sent it. Its response ids are
+//! bound to the provider key that made them, so the gateway records `route:{id}` → (provider,
+//! key, client) in the store, and a follow-up naming that id goes to that key on any instance;
+//! when the key cannot take it, the answer is a 400 that says so, never another conversation.
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -121,6 +129,8 @@ pub struct ResponsesRequest {
     shell: ResponseShell,
     /// `None` with `store: false`.
     keeper: Option<Keeper>,
+    /// A follow-up of a conversation a native provider keeps: (provider id, key id).
+    pinned: Option<(String, String)>,
 }
 
 impl CallPlan for ResponsesRequest {
@@ -129,7 +139,7 @@ impl CallPlan for ResponsesRequest {
     }
 
     fn operation(&self) -> Operation {
-        Operation::Chat
+        Operation::Responses
     }
 
     fn estimate(&self) -> f64 {
@@ -140,7 +150,20 @@ impl CallPlan for ResponsesRequest {
         &self.headers
     }
 
+    fn pinned_key(&self) -> Option<(&str, &str)> {
+        self.pinned.as_ref().map(|(p, k)| (p.as_str(), k.as_str()))
+    }
+
     fn body_for(&mut self, protocol: &dyn Protocol, model: &str) -> Result<Bytes, ApiError> {
+        if protocol.responses_native() {
+            return to_bytes(&self.native_body(model));
+        }
+        if self.pinned.is_some() {
+            return Err(ApiError::bad_request(
+                "untranslatable_request",
+                "this conversation is kept by a provider that takes Responses natively; it cannot be continued by translation",
+            ));
+        }
         let chat = conversion::responses_to_chat_request(&self.body, &self.items, model);
         let translated = match protocol.wire() {
             Wire::OpenAi => chat,
@@ -155,6 +178,21 @@ impl CallPlan for ResponsesRequest {
             )
         })?;
         to_bytes(&body)
+    }
+}
+
+impl ResponsesRequest {
+    /// The client's body for a native provider: the model replaced; a conversation the
+    /// gateway kept is sent whole as `input` instead of its `previous_response_id`.
+    fn native_body(&self, model: &str) -> Map<String, Value> {
+        let mut body = self.body.clone();
+        body.insert("model".into(), Value::String(model.to_owned()));
+        let kept_here = self.pinned.is_none() && body.contains_key("previous_response_id");
+        if kept_here {
+            body.remove("previous_response_id");
+            body.insert("input".into(), Value::Array(self.items.clone()));
+        }
+        body
     }
 }
 
@@ -207,9 +245,16 @@ async fn parse(
         max_tokens(&body, &["max_output_tokens"])?.unwrap_or(f64::from(policy.default_max_tokens));
     let input = conversion::input_items(body.get("input"))
         .map_err(|e| ApiError::bad_request("invalid_input", e.0))?;
+    let mut pinned = None;
     let history = match body.get("previous_response_id") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(previous)) => previous_conversation(gw, caller, previous).await?,
+        Some(Value::String(previous)) => match load_route(gw, caller, previous).await? {
+            Some(route) => {
+                pinned = Some((route.provider, route.key));
+                Vec::new()
+            }
+            None => previous_conversation(gw, caller, previous).await?,
+        },
         Some(_) => {
             return Err(ApiError::bad_request(
                 "invalid_previous_response_id",
@@ -219,7 +264,7 @@ async fn parse(
     };
     let mut items = history.clone();
     items.extend(input.iter().cloned());
-    if items.is_empty() {
+    if items.is_empty() && pinned.is_none() {
         return Err(ApiError::bad_request(
             "missing_input",
             "`input` is required (a string or a list of items)",
@@ -245,7 +290,57 @@ async fn parse(
         default_max_tokens: policy.default_max_tokens,
         shell,
         keeper,
+        pinned,
     })
+}
+
+/// Where a natively kept response lives: the provider key that made it, and for which client.
+#[derive(Debug, Serialize, Deserialize)]
+struct Route {
+    provider: String,
+    key: String,
+    client: String,
+}
+
+fn route_key(id: &str) -> Option<String> {
+    let key = format!("route:{id}");
+    truckllm_store::docs::check_doc_key(&key).ok().map(|_| key)
+}
+
+/// The recorded route of a native response of this caller, if there is one.
+async fn load_route(gw: &Gateway, caller: &Caller, id: &str) -> Result<Option<Route>, ApiError> {
+    let Some(key) = route_key(id) else {
+        return Ok(None);
+    };
+    let bytes =
+        gw.store.get_doc(&key).await.map_err(|e| {
+            ApiError::store_unavailable(format!("stored responses unavailable: {e}"))
+        })?;
+    let route = bytes.and_then(|b| serde_json::from_slice::<Route>(&b).ok());
+    Ok(route.filter(|r| r.client == caller.client.id))
+}
+
+/// Records that `provider`'s key `key` made the native response `id` (the caller chose to
+/// store it), off the response path.
+fn record_route(keeper: &Keeper, provider: String, key: String, id: &str) {
+    let Some(doc) = route_key(id) else {
+        tracing::warn!("a native provider answered a response id the store cannot name");
+        return;
+    };
+    let route = Route {
+        provider,
+        key,
+        client: keeper.client.clone(),
+    };
+    let Ok(bytes) = serde_json::to_vec(&route) else {
+        return;
+    };
+    let (store, ttl) = (Arc::clone(&keeper.store), keeper.ttl);
+    keeper.gateway.settlements.spawn(async move {
+        if let Err(e) = store.put_doc(&doc, &bytes, ttl).await {
+            tracing::warn!(error = %e, "the route of a native response could not be stored");
+        }
+    });
 }
 
 /// The stored conversation a follow-up continues; 400 when there is none for this client.
@@ -319,6 +414,9 @@ async fn render(answer: Answer, request: ResponsesRequest, trace: &mut Trace) ->
     let from = attempt.provider_config().protocol.wire();
     if client_error {
         return relay::refusal(response, attempt, from, Wire::OpenAi).await;
+    }
+    if attempt.provider_config().protocol.responses_native() {
+        return native(response, attempt, request, trace).await;
     }
     if request.stream {
         trace.status(response.status().as_u16());
@@ -394,6 +492,108 @@ fn translate_answer(bytes: &[u8], from: Wire, request: &ResponsesRequest) -> Res
             }),
     };
     translated.map_err(|e| format!("the provider's answer cannot be translated: {e}"))
+}
+
+/// A native provider's answer, passed as it is; its usage read from the Responses shape and
+/// its id routed to the key that made it.
+async fn native(
+    response: UpstreamResponse,
+    attempt: Attempt,
+    request: ResponsesRequest,
+    trace: &mut Trace,
+) -> Response {
+    if request.stream {
+        trace.status(response.status().as_u16());
+        let prompt_chars = text_len(request.body.get("input"));
+        let relay = Box::new(NativeRelay {
+            keeper: request.keeper,
+            attempt_route: Some((
+                attempt.provider_config().id.clone(),
+                attempt.key_config().id.clone(),
+            )),
+            id: None,
+            usage: None,
+        });
+        return relay::stream_through(response, attempt, relay, false, prompt_chars, trace.take());
+    }
+    let builder = relay::head(&response, &attempt, None);
+    let bytes = match response.bytes(relay::MAX_RESPONSE_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let message = format!("provider `{}` broke off: {e}", attempt.provider_config().id);
+            attempt.settle(Outcome::UpstreamFailure);
+            trace.error("upstream_broke_off");
+            return ApiError::upstream(StatusCode::BAD_GATEWAY, message)
+                .into_response_for(Wire::OpenAi);
+        }
+    };
+    let parsed: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let usage = parsed
+        .get("usage")
+        .and_then(conversion::usage_from_responses);
+    trace.usage(usage.as_ref(), &attempt.provider_config().pricing);
+    if let (Some(keeper), Some(id)) = (&request.keeper, parsed["id"].as_str()) {
+        let provider = attempt.provider_config().id.clone();
+        record_route(keeper, provider, attempt.key_config().id.clone(), id);
+    }
+    attempt.settle(Outcome::Success(usage));
+    relay::built(builder, Body::from(bytes))
+}
+
+/// A native provider's stream, passed event by event; the usage and id read on the way.
+struct NativeRelay {
+    keeper: Option<Keeper>,
+    /// (provider id, key id) of the attempt, for the route.
+    attempt_route: Option<(String, String)>,
+    id: Option<String>,
+    usage: Option<Usage>,
+}
+
+impl StreamRelay for NativeRelay {
+    fn event(&mut self, event: Bytes) -> Result<Option<Bytes>, String> {
+        let data =
+            crate::usage::sse_data(&event).and_then(|d| serde_json::from_slice::<Value>(&d).ok());
+        if let Some(response) = data.as_ref().and_then(|d| d.get("response")) {
+            if let Some(id) = response["id"].as_str() {
+                self.id = Some(id.to_owned());
+            }
+            if let Some(usage) = response
+                .get("usage")
+                .and_then(conversion::usage_from_responses)
+            {
+                self.usage = Some(usage);
+            }
+            let done = matches!(
+                data.as_ref().and_then(|d| d["type"].as_str()),
+                Some("response.completed" | "response.incomplete")
+            );
+            if done {
+                self.record();
+            }
+        }
+        Ok(Some(event))
+    }
+
+    fn finish(&mut self) -> Option<Bytes> {
+        None
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+}
+
+impl NativeRelay {
+    /// Records the route of the completed response, once.
+    fn record(&mut self) {
+        if let (Some(keeper), Some((provider, key)), Some(id)) = (
+            self.keeper.take(),
+            self.attempt_route.take(),
+            self.id.as_deref(),
+        ) {
+            record_route(&keeper, provider, key, id);
+        }
+    }
 }
 
 /// The stream re-framer for the provider's dialect.

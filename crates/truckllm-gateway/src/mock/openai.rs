@@ -77,7 +77,7 @@ fn key_of(headers: &HeaderMap) -> Option<String> {
     super::bearer_label(headers)
 }
 
-async fn admit(
+pub(super) async fn admit(
     mock: &MockUpstream,
     uri: &Uri,
     headers: &HeaderMap,
