@@ -177,8 +177,9 @@ fn the_openai_sdk_continues_responses_on_another_gateway_through_both_provider_k
 }
 
 /// A provider that takes Responses natively keeps each conversation with the key that made
-/// it: every follow-up, on either gateway, streamed or not, goes to that key (the mock refuses
-/// a response id another key made), and the usage counted is what the provider reported.
+/// it: every follow-up, retrieve and delete, on either gateway, streamed or not, goes to that
+/// key (the mock refuses a response id another key made), and the usage counted is what the
+/// provider reported.
 #[test]
 fn native_follow_ups_reach_the_key_that_made_the_response_on_any_gateway() {
     let redis = RedisServer::start();

@@ -9,7 +9,7 @@ Prints "all checks passed" at the end; any failed check raises.
 
 import sys
 
-from openai import OpenAI
+from openai import BadRequestError, NotFoundError, OpenAI
 
 A, B = sys.argv[1], sys.argv[2]
 clients = [OpenAI(base_url=url, api_key="client-secret", max_retries=0) for url in (A, B)]
@@ -37,4 +37,18 @@ assert streamed.usage.input_tokens > previous.usage.input_tokens
 
 after = clients[0].responses.create(model="gpt-4o-mini", input="After the stream", previous_response_id=streamed.id)
 assert after.usage.input_tokens > streamed.usage.input_tokens
+# Retrieve and delete ask the key that made the response, from either gateway.
+kept = clients[1].responses.retrieve(first.id)
+assert kept.id == first.id and kept.output_text == REPLY, kept
+clients[0].responses.delete(first.id)
+try:
+    clients[1].responses.retrieve(first.id)
+    raise AssertionError("a deleted response is still there")
+except NotFoundError:
+    pass
+try:
+    clients[1].responses.create(model="gpt-4o-mini", input="x", previous_response_id=first.id)
+    raise AssertionError("a deleted response was continued")
+except BadRequestError as e:
+    assert "not found" in str(e), e
 print("all checks passed")

@@ -22,6 +22,8 @@
 //! bound to the provider key that made them, so the gateway records `route:{id}` → (provider,
 //! key, client) in the store, and a follow-up naming that id goes to that key on any instance;
 //! when the key cannot take it, the answer is a 400 that says so, never another conversation.
+//! `GET`/`DELETE /v1/responses/{id}` and `…/input_items` of such a response are asked of that
+//! provider key (a `DELETE` also forgets the route).
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,8 +32,8 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -663,7 +665,9 @@ pub async fn retrieve(
 ) -> Response {
     match load(&gw, &caller, &id).await {
         Ok(Some(stored)) => axum::Json(stored.response).into_response(),
-        Ok(None) => not_found(&id),
+        Ok(None) => native_call(&gw, &caller, Method::GET, &id, "")
+            .await
+            .unwrap_or_else(|| not_found(&id)),
         Err(e) => refused(e),
     }
 }
@@ -676,7 +680,11 @@ pub async fn delete(
 ) -> Response {
     let deleted = match load(&gw, &caller, &id).await {
         Ok(Some(_)) => gw.store.delete_doc(&doc_key(&id)).await,
-        Ok(None) => return not_found(&id),
+        Ok(None) => {
+            return native_call(&gw, &caller, Method::DELETE, &id, "")
+                .await
+                .unwrap_or_else(|| not_found(&id));
+        }
         Err(e) => return refused(e),
     };
     match deleted {
@@ -704,10 +712,19 @@ pub async fn input_items(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(query): Query<ItemsQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
     let stored = match load(&gw, &caller, &id).await {
         Ok(Some(stored)) => stored,
-        Ok(None) => return not_found(&id),
+        Ok(None) => {
+            let suffix = match raw {
+                Some(raw) => format!("/input_items?{raw}"),
+                None => "/input_items".to_owned(),
+            };
+            return native_call(&gw, &caller, Method::GET, &id, &suffix)
+                .await
+                .unwrap_or_else(|| not_found(&id));
+        }
         Err(e) => return refused(e),
     };
     let limit = query.limit.unwrap_or(20);
@@ -755,6 +772,100 @@ fn with_item_id(item: &mut Value, response_id: &str, index: usize) {
         let stem = response_id.strip_prefix("resp_").unwrap_or(response_id);
         map.insert("id".into(), format!("item_{stem}_{index}").into());
     }
+}
+
+/// `method` on `/responses/{id}{suffix}` of the provider key that made the native response
+/// `id`, its answer passed back; `None` when this caller has no such response. A `DELETE` the
+/// provider accepted also forgets the route.
+async fn native_call(
+    gw: &Gateway,
+    caller: &Caller,
+    method: Method,
+    id: &str,
+    suffix: &str,
+) -> Option<Response> {
+    let route = match load_route(gw, caller, id).await {
+        Ok(Some(route)) => route,
+        Ok(None) => return None,
+        Err(e) => return Some(refused(e)),
+    };
+    let deleting = method == Method::DELETE;
+    let answer = ask_route(gw, caller, &route, method, id, suffix).await;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(e) => return Some(refused(e)),
+    };
+    if deleting
+        && answer.status().is_success()
+        && let Some(key) = route_key(id)
+        && let Err(e) = gw.store.delete_doc(&key).await
+    {
+        tracing::warn!(error = %e, "the route of a deleted native response could not be removed");
+    }
+    Some(answer)
+}
+
+async fn ask_route(
+    gw: &Gateway,
+    caller: &Caller,
+    route: &Route,
+    method: Method,
+    id: &str,
+    suffix: &str,
+) -> Result<Response, ApiError> {
+    let gone = || {
+        ApiError::bad_request(
+            "bound_key_unavailable",
+            format!(
+                "this response is kept by provider `{}` key `{}`, which is no longer configured for native Responses",
+                route.provider, route.key
+            ),
+        )
+    };
+    let routes = &caller.runtime.routes;
+    let provider = routes
+        .providers
+        .iter()
+        .find(|p| p.id == route.provider && p.protocol.responses_native())
+        .ok_or_else(gone)?;
+    let key = provider
+        .keys
+        .iter()
+        .find(|k| k.id == route.key)
+        .ok_or_else(gone)?;
+    let base = provider
+        .protocol
+        .url(Operation::Responses)
+        .ok_or_else(gone)?;
+    let uri: Uri = format!("{base}/{id}{suffix}")
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_request", "the query cannot be passed on"))?;
+    let headers = provider
+        .protocol
+        .headers(key.secret.expose(), &HeaderMap::new())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let upstream_error = |e: String| {
+        ApiError::upstream(
+            StatusCode::BAD_GATEWAY,
+            format!("provider `{}` key `{}`: {e}", provider.id, key.id),
+        )
+    };
+    let response = gw
+        .upstream
+        .call(method, &uri, headers)
+        .await
+        .map_err(|e| upstream_error(e.to_string()))?;
+    let status = response.status();
+    let bytes = response
+        .bytes(relay::MAX_RESPONSE_BYTES)
+        .await
+        .map_err(|e| upstream_error(e.to_string()))?;
+    Ok((
+        status,
+        [(axum::http::header::CONTENT_TYPE, relay::JSON)],
+        bytes,
+    )
+        .into_response())
 }
 
 fn not_found(id: &str) -> Response {

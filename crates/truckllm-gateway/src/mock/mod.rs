@@ -130,8 +130,9 @@ pub struct MockUpstream {
     last_headers: Mutex<Option<BTreeMap<String, String>>>,
     /// Fingerprints of prompt prefixes seen, for the prompt-cache rules.
     cached: Mutex<HashSet<String>>,
-    /// Native Responses API answers: id → (the key that made it, words of its conversation).
-    responses: Mutex<HashMap<String, (String, u64)>>,
+    /// Native Responses API answers: id → (the key that made it, words of its conversation,
+    /// the response object).
+    responses: Mutex<HashMap<String, (String, u64, Value)>>,
 }
 
 /// Why a knob refused a request; each dialect renders it in its own error shape.
@@ -294,6 +295,10 @@ pub fn router(mock: Arc<MockUpstream>) -> Router {
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
         .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/mock/stats", get(stats))

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -46,8 +46,9 @@ pub(super) async fn create(
     let reply = reply(max);
     let completion = reply.len() as u64;
     let id = format!("resp_mock{:016}", mock.next_id());
+    let kept = (key.clone(), prompt + completion, Value::Null);
     if let Ok(mut responses) = mock.responses.lock() {
-        responses.insert(id.clone(), (key.clone(), prompt + completion));
+        responses.insert(id.clone(), kept);
     }
     mock.count(&key, |s| {
         s.ok += 1;
@@ -64,6 +65,11 @@ pub(super) async fn create(
         "model": model, "output": [message], "usage": usage,
         "previous_response_id": request.get("previous_response_id").cloned().unwrap_or(Value::Null),
         "parallel_tool_calls": true, "tool_choice": "auto", "tools": []});
+    if let Ok(mut responses) = mock.responses.lock()
+        && let Some(kept) = responses.get_mut(&id)
+    {
+        kept.2 = object.clone();
+    }
     if request["stream"].as_bool() == Some(true) {
         return stream(&mock, object, &reply);
     }
@@ -80,8 +86,8 @@ fn continued(mock: &MockUpstream, key: &str, request: &Value) -> Option<u64> {
         .lock()
         .ok()
         .and_then(|r| r.get(previous).cloned())
-        .filter(|(owner, _)| owner == key)
-        .map(|(_, words)| words)
+        .filter(|(owner, _, _)| owner == key)
+        .map(|(_, words, _)| words)
 }
 
 /// The 400 OpenAI answers for a `previous_response_id` this key did not make.
@@ -95,6 +101,49 @@ fn previous_not_found(request: &Value) -> Response {
             "code": "previous_response_not_found"}})),
     )
         .into_response()
+}
+
+/// `GET /v1/responses/{id}`: a response this key made, else 404 as OpenAI answers.
+pub(super) async fn retrieve(
+    State(mock): State<Arc<MockUpstream>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match owned(&mock, &headers, &id) {
+        Some(object) => axum::Json(object).into_response(),
+        None => no_such_response(&id),
+    }
+}
+
+/// `DELETE /v1/responses/{id}`: forgets a response this key made, else 404.
+pub(super) async fn delete(
+    State(mock): State<Arc<MockUpstream>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if owned(&mock, &headers, &id).is_none() {
+        return no_such_response(&id);
+    }
+    if let Ok(mut responses) = mock.responses.lock() {
+        responses.remove(&id);
+    }
+    axum::Json(json!({"id": id, "object": "response", "deleted": true})).into_response()
+}
+
+/// The response `id` if the calling key made it.
+fn owned(mock: &MockUpstream, headers: &HeaderMap, id: &str) -> Option<Value> {
+    let key = super::bearer_label(headers)?;
+    let responses = mock.responses.lock().ok()?;
+    let (owner, _, object) = responses.get(id)?;
+    (mock.options.responses_native && *owner == key).then(|| object.clone())
+}
+
+fn no_such_response(id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        &format!("Response with id '{id}' not found."),
+    )
 }
 
 /// Words of a Responses `input`: a string, or items' text.
