@@ -534,6 +534,28 @@ pub struct ProviderConfig {
     /// one through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_betas: Option<Vec<String>>,
+    /// `type: openai`: how OpenAI Responses API requests reach this provider: translated to
+    /// Chat (the default), or `native`, passed through to its own `/responses` (OpenAI,
+    /// recent vLLM), which keeps the conversation state bound to the key that made it.
+    #[serde(default, skip_serializing_if = "ResponsesMode::is_default")]
+    pub responses: ResponsesMode,
+}
+
+/// How a provider takes Responses API requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponsesMode {
+    /// Translated to Chat Completions (or Messages); the gateway keeps the conversation.
+    #[default]
+    Translate,
+    /// Passed through to the provider's own `/responses`; the provider keeps the conversation.
+    Native,
+}
+
+impl ResponsesMode {
+    fn is_default(&self) -> bool {
+        *self == ResponsesMode::Translate
+    }
 }
 
 /// One provider API key.
@@ -638,6 +660,10 @@ pub struct PolicyConfig {
     /// by one again. See the README's "Quota leasing".
     #[serde(default = "yes")]
     pub quota_leasing: bool,
+    /// How long a stored Responses API response (its input and output, for
+    /// `previous_response_id`) is kept in the runtime store, in seconds.
+    #[serde(default = "default_responses_ttl")]
+    pub responses_ttl_secs: u64,
 }
 
 impl Default for PolicyConfig {
@@ -651,8 +677,14 @@ impl Default for PolicyConfig {
             max_stream_event_bytes: default_max_stream_event(),
             stream_drain_secs: default_stream_drain(),
             quota_leasing: true,
+            responses_ttl_secs: default_responses_ttl(),
         }
     }
+}
+
+/// 30 days, as OpenAI keeps responses.
+fn default_responses_ttl() -> u64 {
+    30 * 24 * 3600
 }
 
 fn default_stream_drain() -> f64 {

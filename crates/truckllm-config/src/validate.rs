@@ -346,6 +346,14 @@ fn check_providers(config: &Config, problems: &mut Problems) {
             );
         }
         problems.url(&format!("{path}.base_url"), &provider.base_url);
+        if provider.kind == crate::schema::ProviderKind::Anthropic
+            && provider.responses == crate::schema::ResponsesMode::Native
+        {
+            problems.add(
+                format!("{path}.responses"),
+                "`native` is for OpenAI-compatible providers; Anthropic ones are translated",
+            );
+        }
         if provider.keys.is_empty() {
             problems.add(format!("{path}.keys"), "a provider needs at least one key");
         }
@@ -513,4 +521,11 @@ fn check_policy(config: &Config, problems: &mut Problems) {
         3600.0,
         "0 to 3600 seconds (an hour)",
     );
+    let year = 365 * 24 * 3600;
+    if !(1..=year).contains(&policy.responses_ttl_secs) {
+        problems.add(
+            "policy.responses_ttl_secs",
+            "must be from 1 to 31536000 seconds (a year)",
+        );
+    }
 }

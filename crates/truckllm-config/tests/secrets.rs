@@ -331,3 +331,30 @@ fn redacted_configs_hide_literal_secrets_defaults_and_url_passwords() {
         assert!(shown.contains(kept), "{kept} missing: {shown}");
     }
 }
+
+#[test]
+fn responses_settings_are_checked() {
+    let provider = |kind: &str| {
+        format!(
+            "llm_providers:\n  - id: \"p\"\n    type: \"{kind}\"\n    base_url: \"https://api.example.com/v1\"\n    responses: \"native\"\n    keys: [{{ id: \"k\", secret: \"s\" }}]\n"
+        )
+    };
+    let err = load_str(&provider("anthropic"), &env(), None)
+        .expect_err("native on an Anthropic provider")
+        .to_string();
+    assert!(err.contains("llm_providers[0].responses"), "{err}");
+    let config = load_str(&provider("openai"), &env(), None).expect("native on an OpenAI one");
+    assert_eq!(
+        config.resolved.llm_providers[0].responses,
+        truckllm_config::schema::ResponsesMode::Native
+    );
+    assert_eq!(
+        config.resolved.policy.responses_ttl_secs,
+        30 * 24 * 3600,
+        "30 days"
+    );
+    let err = load_str("policy:\n  responses_ttl_secs: 0\n", &env(), None)
+        .expect_err("no TTL")
+        .to_string();
+    assert!(err.contains("policy.responses_ttl_secs"), "{err}");
+}

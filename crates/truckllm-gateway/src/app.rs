@@ -20,14 +20,14 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use serde_json::json;
 
 use truckllm_logging::{AuditCategory, AuditRecord};
 
 use crate::auth;
 use crate::error::{ApiError, clip};
-use crate::ingress::{anthropic, openai};
+use crate::ingress::{anthropic, openai, responses};
 use crate::providers::Wire;
 use crate::state::Gateway;
 use crate::trace;
@@ -92,6 +92,25 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/v1/embeddings", Access::Client, "embeddings"),
     route(Method::GET, "/v1/models", Access::Client, "models"),
     route(Method::GET, "/v1/models/{*id}", Access::Client, "models"),
+    route(Method::POST, "/v1/responses", Access::Client, "responses"),
+    route(
+        Method::GET,
+        "/v1/responses/{id}",
+        Access::Client,
+        "responses",
+    ),
+    route(
+        Method::DELETE,
+        "/v1/responses/{id}",
+        Access::Client,
+        "responses",
+    ),
+    route(
+        Method::GET,
+        "/v1/responses/{id}/input_items",
+        Access::Client,
+        "responses",
+    ),
     anthropic(Method::POST, "/v1/messages", "messages"),
     anthropic(Method::POST, "/v1/messages/count_tokens", "count_tokens"),
     route(
@@ -120,6 +139,10 @@ fn handler(route: &Route) -> MethodRouter<Arc<Gateway>> {
         ("POST", "/v1/embeddings") => post(openai::embeddings),
         ("GET", "/v1/models") => get(openai::models),
         ("GET", "/v1/models/{*id}") => get(openai::model),
+        ("POST", "/v1/responses") => post(responses::create),
+        ("GET", "/v1/responses/{id}") => get(responses::retrieve),
+        ("DELETE", "/v1/responses/{id}") => delete(responses::delete),
+        ("GET", "/v1/responses/{id}/input_items") => get(responses::input_items),
         ("POST", "/v1/messages") => post(anthropic::messages),
         ("POST", "/v1/messages/count_tokens") => post(anthropic::count_tokens),
         ("POST", "/admin/config/reload") => post(reload),

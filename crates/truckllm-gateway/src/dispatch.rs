@@ -36,6 +36,11 @@ pub trait CallPlan: Send {
     fn client_headers(&self) -> &HeaderMap;
     /// The body to send `model` on a provider speaking `protocol`'s dialect.
     fn body_for(&mut self, protocol: &dyn Protocol, model: &str) -> Result<Bytes, ApiError>;
+    /// The one (provider id, key id) this request may go to, if it is bound to one (a
+    /// follow-up of a natively stored Responses conversation).
+    fn pinned_key(&self) -> Option<(&str, &str)> {
+        None
+    }
 }
 
 /// A provider's answer to hand back: a success, or the provider's refusal of the request
@@ -206,6 +211,9 @@ async fn attempt_all(
             break;
         }
         let provider = &rt.routes.providers[target.provider];
+        if plan.pinned_key().is_some_and(|(p, _)| p != provider.id) {
+            continue;
+        }
         let Some(url) = provider.protocol.url(plan.operation()) else {
             failures.last = Some(ApiError::bad_request(
                 "unsupported_operation",
@@ -230,6 +238,12 @@ async fn attempt_all(
                 break 'targets;
             }
             let key = &provider.keys[k];
+            if plan
+                .pinned_key()
+                .is_some_and(|(_, pinned)| pinned != key.id)
+            {
+                continue;
+            }
             let ask = Ask {
                 req_per_min: key.limits.req_per_min,
                 tokens_per_min: key.limits.tokens_per_min,
@@ -331,5 +345,18 @@ async fn attempt_all(
         }
     }
     settle_client_only(&gw, client_hold);
+    if let Some((provider, key)) = plan.pinned_key()
+        && attempts == 0
+        && failures.last.is_none()
+        && failures.limited.is_none()
+    {
+        return Err(ApiError::bad_request(
+            "bound_key_unavailable",
+            format!(
+                "this conversation is kept by provider `{provider}` key `{key}`, which `{}` does not reach now",
+                plan.model()
+            ),
+        ));
+    }
     Err(failures.into_error(plan.model()))
 }

@@ -117,10 +117,33 @@ impl UpstreamClient {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let mut request = Request::post(uri.clone())
+        let request = Request::post(uri.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(|e| UpstreamError::Transport(e.to_string()))?;
+        self.send(request, headers).await
+    }
+
+    /// A bodiless `method` call (`GET`, `DELETE`) to `uri`, as [`UpstreamClient::post`].
+    pub async fn call(
+        &self,
+        method: axum::http::Method,
+        uri: &Uri,
+        headers: HeaderMap,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri.clone())
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| UpstreamError::Transport(e.to_string()))?;
+        self.send(request, headers).await
+    }
+
+    async fn send(
+        &self,
+        mut request: Request<Full<Bytes>>,
+        headers: HeaderMap,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         request.headers_mut().extend(headers);
         let sent = tokio::time::timeout(self.read_timeout, self.client.request(request)).await;
         let response = sent

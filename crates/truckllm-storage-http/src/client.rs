@@ -13,6 +13,8 @@
 //! - **Time**: every request carries this client's clock, so the server places window buckets
 //!   as a store used directly would.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -695,6 +697,50 @@ impl RuntimeStore for HttpStore {
                 })
             })
             .collect()
+    }
+
+    async fn put_doc(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        truckllm_store::docs::check_put_doc(key, value, ttl)?;
+        let body = PutDocBody {
+            value_b64: BASE64.encode(value),
+            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
+        };
+        let body = serde_json::to_vec(&body)
+            .map(Bytes::from)
+            .map_err(|e| StoreError::invalid(format!("cannot encode request: {e}")))?;
+        let path = format!("/docs/{}", encode_segment(key));
+        self.inner
+            .call("put_doc", Method::PUT, &path, Some(body), None, true)
+            .await
+            .map(drop)
+    }
+
+    async fn get_doc(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        truckllm_store::docs::check_doc_key(key)?;
+        let path = format!("/docs/{}", encode_segment(key));
+        let r: DocResponse = self
+            .inner
+            .json("get_doc", Method::GET, &path, None::<&()>, None, true)
+            .await?;
+        r.value_b64
+            .map(|v| {
+                BASE64.decode(v).map_err(|e| StoreError::Protocol {
+                    backend: BACKEND,
+                    operation: "get_doc",
+                    detail: format!("bad base64 document: {e}"),
+                })
+            })
+            .transpose()
+    }
+
+    async fn delete_doc(&self, key: &str) -> Result<bool, StoreError> {
+        truckllm_store::docs::check_doc_key(key)?;
+        let path = format!("/docs/{}", encode_segment(key));
+        let r: DeletedResponse = self
+            .inner
+            .json("delete_doc", Method::DELETE, &path, None::<&()>, None, true)
+            .await?;
+        Ok(r.deleted)
     }
 
     async fn health(&self) -> Result<(), StoreError> {

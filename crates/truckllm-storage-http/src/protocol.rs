@@ -10,7 +10,8 @@
 //! - `GET /health`.
 //!
 //! Beyond the seed: `GET /usage?prefix=P` (listing), `POST /batch/get`, `POST /batch/increment`,
-//! `POST /reserve`, `POST /batch/reserve`, `POST /reconcile`. Path segments are percent-decoded, so ids may hold `:`,
+//! `POST /reserve`, `POST /batch/reserve`, `POST /reconcile`, and documents
+//! (`GET`/`PUT`/`DELETE /docs/{key}`, the value base64 in JSON). Path segments are percent-decoded, so ids may hold `:`,
 //! `/`, `{` or spaces. Bearer tokens authenticate every route but `/health`.
 //! `docs/storage-api.openapi.yaml` documents it all.
 
@@ -26,6 +27,29 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const TIME_HEADER: &str = "x-truckllm-time-ms";
 /// Largest request body the server reads.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Largest `PUT /docs/{key}` body: a largest document, base64-encoded, and its TTL.
+pub const MAX_DOC_BODY_BYTES: usize = truckllm_store::docs::MAX_DOC_BYTES / 3 * 4 + 1024;
+
+/// `PUT /docs/{key}`: the document (base64) and how long to keep it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutDocBody {
+    pub value_b64: String,
+    pub ttl_ms: u64,
+}
+
+/// `GET /docs/{key}`: the document (base64), or `null` when there is none.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DocResponse {
+    pub value_b64: Option<String>,
+}
+
+/// `DELETE /docs/{key}`: whether a live document was there.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DeletedResponse {
+    pub deleted: bool,
+}
 
 /// Percent-encodes a path segment (everything but unreserved characters).
 pub fn encode_segment(segment: &str) -> String {

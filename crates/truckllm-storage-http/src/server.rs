@@ -24,6 +24,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use truckllm_config::schema::LogSinkConfig;
@@ -172,6 +174,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/reconcile"),
     ("get", "/config"),
     ("put", "/config"),
+    ("get", "/docs/{key}"),
+    ("put", "/docs/{key}"),
+    ("delete", "/docs/{key}"),
 ];
 
 /// The routes of [`ROUTES`] anyone may call without a token. Every other route is protected.
@@ -204,6 +209,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/batch/reserve", post(batch_reserve))
         .route("/reconcile", post(reconcile))
         .route("/config", get(get_config).put(put_config))
+        .route("/docs/{key}", get(get_doc).put(put_doc).delete(delete_doc))
         // Runs on every route above, before its handler reads path, query or body:
         // 401 without a known token, 400 for a caller's clock out of bounds, then the
         // handler on the caller's clock with the token as its `Caller`.
@@ -432,6 +438,88 @@ async fn health(State(s): State<Arc<ServerState>>) -> Response {
         max_window_seconds: w.max_window().as_secs(),
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// Documents belong to no provider: a token limited to some providers may not touch them.
+fn require_docs<'a>(
+    s: &ServerState,
+    caller: &'a Caller,
+    scope: Scope,
+    action: &str,
+    key: &str,
+) -> Result<&'a Token, HttpError> {
+    let token = caller.require(s, scope, &[], action, key)?;
+    if token.limited_to_providers() {
+        s.audit
+            .record(&token.name, action, key, StatusCode::FORBIDDEN);
+        return Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "token `{}` is limited to some providers; documents need an unlimited token",
+                token.name
+            ),
+        ));
+    }
+    Ok(token)
+}
+
+async fn get_doc(
+    State(s): State<Arc<ServerState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Reply {
+    require_docs(&s, &caller, Scope::Read, "docs.get", &key)?;
+    let value = s.store.get_doc(&key).await?;
+    let body = DocResponse {
+        value_b64: value.map(|v| BASE64.encode(v)),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+async fn put_doc(
+    State(s): State<Arc<ServerState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+    body: Body,
+) -> Reply {
+    let token = require_docs(&s, &caller, Scope::Write, "docs.put", &key)?;
+    let reply = async {
+        let bytes = axum::body::to_bytes(body, MAX_DOC_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                HttpError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("body larger than {MAX_DOC_BODY_BYTES} bytes"),
+                )
+            })?;
+        let PutDocBody { value_b64, ttl_ms } = serde_json::from_slice(&bytes)
+            .map_err(|e| HttpError::bad(format!("bad JSON body: {e}")))?;
+        let value = BASE64
+            .decode(value_b64)
+            .map_err(|e| HttpError::bad(format!("`value_b64` is not base64: {e}")))?;
+        s.store
+            .put_doc(&key, &value, Duration::from_millis(ttl_ms))
+            .await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    audited(&s, &token.name, "docs.put", &key, reply)
+}
+
+async fn delete_doc(
+    State(s): State<Arc<ServerState>>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Reply {
+    let token = require_docs(&s, &caller, Scope::Write, "docs.delete", &key)?;
+    let reply = async {
+        let deleted = s.store.delete_doc(&key).await?;
+        Ok(axum::Json(DeletedResponse { deleted }).into_response())
+    }
+    .await;
+    audited(&s, &token.name, "docs.delete", &key, reply)
 }
 
 async fn get_usage(

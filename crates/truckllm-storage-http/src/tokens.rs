@@ -111,6 +111,11 @@ impl Token {
         self.scopes.contains(&scope)
     }
 
+    /// Whether the token may touch only some providers.
+    pub fn limited_to_providers(&self) -> bool {
+        self.providers.is_some()
+    }
+
     pub fn may_touch(&self, provider: &str) -> bool {
         self.providers
             .as_ref()

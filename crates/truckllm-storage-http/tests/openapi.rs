@@ -108,6 +108,7 @@ async fn the_server_matches_its_openapi_document() {
             path.replace("{provider}", "openai")
                 .replace("{keyId}", "key1")
                 .replace("{metric}", "req")
+                .replace("{key}", "resp:example")
         );
         let mut request = http
             .request(method.to_uppercase().parse().expect("method"), &url)
@@ -151,6 +152,7 @@ async fn the_server_matches_its_openapi_document() {
             path.replace("{provider}", "openai")
                 .replace("{keyId}", "key1")
                 .replace("{metric}", "req")
+                .replace("{key}", "resp:example")
         );
         let response = http
             .request(method.to_uppercase().parse().expect("method"), &url)

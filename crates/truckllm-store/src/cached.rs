@@ -317,6 +317,15 @@ impl<S: RuntimeStore> RuntimeStore for CachedStore<S> {
     async fn rollups(&self, prefix: &str, since_ms: u64) -> Result<Vec<SeriesRollup>> {
         self.inner.rollups(prefix, since_ms).await
     }
+    async fn put_doc(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+        self.inner.put_doc(key, value, ttl).await
+    }
+    async fn get_doc(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.get_doc(key).await
+    }
+    async fn delete_doc(&self, key: &str) -> Result<bool> {
+        self.inner.delete_doc(key).await
+    }
     async fn health(&self) -> Result<()> {
         self.inner.health().await
     }

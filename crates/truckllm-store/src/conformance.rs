@@ -111,6 +111,8 @@ macro_rules! conformance_tests {
             check_odd_names,
             check_non_finite_rejected,
             check_list_prefix,
+            check_documents,
+            check_document_ttl,
             check_health,
         );
     };
@@ -1042,6 +1044,64 @@ pub async fn check_list_prefix(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
         names(format!("{openai}:key1:tokens:extra"))
             .await
             .is_empty()
+    );
+}
+
+/// Documents: put, read, replaced whole, deleted, bad input refused with nothing stored.
+pub async fn check_documents(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let key = format!("resp:{}", ctx.namespace);
+    let day = Duration::from_secs(86_400);
+    assert_eq!(store.get_doc(&key).await.expect("get missing"), None);
+    let blob: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    store.put_doc(&key, &blob, day).await.expect("put");
+    assert_eq!(store.get_doc(&key).await.expect("get"), Some(blob));
+    store.put_doc(&key, b"second", day).await.expect("replace");
+    assert_eq!(
+        store.get_doc(&key).await.expect("get"),
+        Some(b"second".to_vec())
+    );
+    assert!(store.delete_doc(&key).await.expect("delete"), "was there");
+    assert!(!store.delete_doc(&key).await.expect("delete"), "gone");
+    assert_eq!(store.get_doc(&key).await.expect("get deleted"), None);
+    let max = crate::docs::MAX_DOC_BYTES;
+    assert_invalid(
+        store.put_doc(&key, &vec![b'x'; max + 1], day).await,
+        "too big",
+    );
+    assert_invalid(store.put_doc("", b"x", day).await, "empty key");
+    assert_invalid(store.put_doc("a b", b"x", day).await, "odd key");
+    assert_invalid(store.get_doc(&"k".repeat(129)).await, "long key");
+    assert_invalid(store.put_doc(&key, b"x", Duration::ZERO).await, "no TTL");
+    assert_eq!(
+        store.get_doc(&key).await.expect("get"),
+        None,
+        "nothing stored"
+    );
+}
+
+/// A document disappears once its TTL passes.
+pub async fn check_document_ttl(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let key = format!("ttl:{}", ctx.namespace);
+    let ttl = Duration::from_secs(1);
+    store.put_doc(&key, b"brief", ttl).await.expect("put");
+    assert!(store.get_doc(&key).await.expect("get").is_some());
+    match ctx.expiry {
+        Expiry::Clock => ctx.clock.advance(ttl + Duration::from_millis(1)),
+        Expiry::RealTime => {
+            let deadline = tokio::time::Instant::now() + ttl + Duration::from_secs(5);
+            while store.get_doc(&key).await.expect("get").is_some() {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "document outlived its TTL"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert_eq!(store.get_doc(&key).await.expect("get"), None, "expired");
+    assert!(
+        !store.delete_doc(&key).await.expect("delete"),
+        "nothing live"
     );
 }
 

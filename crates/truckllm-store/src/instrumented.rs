@@ -51,11 +51,14 @@ enum Op {
     ReconcileOnce,
     List,
     Rollups,
+    PutDoc,
+    GetDoc,
+    DeleteDoc,
     Health,
 }
 
 impl Op {
-    const ALL: [Op; 15] = [
+    const ALL: [Op; 18] = [
         Op::Get,
         Op::Set,
         Op::Increment,
@@ -70,6 +73,9 @@ impl Op {
         Op::ReconcileOnce,
         Op::List,
         Op::Rollups,
+        Op::PutDoc,
+        Op::GetDoc,
+        Op::DeleteDoc,
         Op::Health,
     ];
 
@@ -89,6 +95,9 @@ impl Op {
             Op::ReconcileOnce => "reconcile_once",
             Op::List => "list",
             Op::Rollups => "rollups",
+            Op::PutDoc => "put_doc",
+            Op::GetDoc => "get_doc",
+            Op::DeleteDoc => "delete_doc",
             Op::Health => "health",
         }
     }
@@ -231,6 +240,17 @@ impl<S: RuntimeStore> RuntimeStore for InstrumentedStore<S> {
     }
     async fn rollups(&self, prefix: &str, since_ms: u64) -> Result<Vec<SeriesRollup>> {
         self.observe(Op::Rollups, self.inner.rollups(prefix, since_ms))
+            .await
+    }
+    async fn put_doc(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+        self.observe(Op::PutDoc, self.inner.put_doc(key, value, ttl))
+            .await
+    }
+    async fn get_doc(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.observe(Op::GetDoc, self.inner.get_doc(key)).await
+    }
+    async fn delete_doc(&self, key: &str) -> Result<bool> {
+        self.observe(Op::DeleteDoc, self.inner.delete_doc(key))
             .await
     }
     async fn health(&self) -> Result<()> {

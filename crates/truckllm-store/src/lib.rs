@@ -6,6 +6,7 @@
 //!   (increments, limit checks, reservations).
 //! - [`series`]: what is counted: `(provider, key_id, metric)` and the escaping of odd names.
 //! - [`window`]: time buckets that make windows really slide; options shared by backends.
+//! - [`docs`]: small TTL'd documents every instance shares (stored Responses conversations).
 //! - [`clock`]: injectable time, so window and TTL tests need no sleeps.
 //! - Backends, one per module: [`memory`] (the embedded default), [`redis`] (production) and
 //!   `postgres` (for teams that run PostgreSQL and not Redis; cargo feature `postgres`, on by
@@ -25,6 +26,7 @@ pub mod cached;
 pub mod clock;
 pub mod coalescing;
 pub mod conformance;
+pub mod docs;
 pub mod error;
 pub mod instrumented;
 pub mod memory;

@@ -50,6 +50,8 @@ pub struct MemoryStore {
     capacity: usize,
     keys: AtomicUsize,
     writes: AtomicU64,
+    /// Documents, bounded by [`crate::docs::MEMORY_DOC_BUDGET`].
+    docs: crate::docs::MemoryDocs,
 }
 
 /// "Now", read twice from the store's clock.
@@ -99,6 +101,7 @@ impl MemoryStore {
             capacity: capacity.max(1),
             keys: AtomicUsize::new(0),
             writes: AtomicU64::new(0),
+            docs: crate::docs::MemoryDocs::default(),
         }
     }
 
@@ -589,6 +592,18 @@ impl RuntimeStore for MemoryStore {
         }
         found.sort_by(|a, b| a.series.cmp(&b.series));
         Ok(found)
+    }
+
+    async fn put_doc(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+        self.docs.put(key, value, ttl, self.now().store)
+    }
+
+    async fn get_doc(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.docs.get(key, self.now().store)
+    }
+
+    async fn delete_doc(&self, key: &str) -> Result<bool> {
+        self.docs.delete(key, self.now().store)
     }
 
     async fn health(&self) -> Result<()> {

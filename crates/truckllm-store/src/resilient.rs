@@ -639,6 +639,17 @@ impl<S: RuntimeStore + 'static> RuntimeStore for ResilientStore<S> {
         }
         self.shared.fallback.rollups(prefix, since_ms).await
     }
+    /// Documents go to the backend only: a conversation kept in one instance's memory during
+    /// an outage would be missing on the others, so an outage fails these calls.
+    async fn put_doc(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+        self.shared.inner.put_doc(key, value, ttl).await
+    }
+    async fn get_doc(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.shared.inner.get_doc(key).await
+    }
+    async fn delete_doc(&self, key: &str) -> Result<bool> {
+        self.shared.inner.delete_doc(key).await
+    }
     /// The backend's own health, so readiness shows an outage even while calls are served.
     async fn health(&self) -> Result<()> {
         self.shared.inner.health().await

@@ -28,6 +28,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 ///   back in input order. Increments of one [`ProviderKey`] in a batch apply atomically together.
 /// - **Reserve** (`reserve`, then `reconcile`): checks every limit of one key and, only if all
 ///   fit, adds every amount, in one atomic step. Concurrent reservers never exceed a limit.
+/// - **Documents** (`put_doc`, `get_doc`, `delete_doc`): opaque blobs under a name, with a
+///   TTL, replaced whole; see [`crate::docs`].
 /// - **Input**: values and deltas must be finite with `|x| <= 1e15`; windows between 1 ms and
 ///   the store's longest window. Bad input fails with [`StoreError::InvalidInput`] and changes
 ///   nothing.
@@ -111,6 +113,16 @@ pub trait RuntimeStore: Send + Sync + Debug + Display {
     /// series sorted, series without such steps left out. Kept longer than the counters, so
     /// this is the export path for the last hour. Never on a hot path.
     async fn rollups(&self, prefix: &str, since_ms: u64) -> Result<Vec<SeriesRollup>>;
+
+    /// Stores the document `value` under `key` for `ttl`, replacing any document there (see
+    /// [`crate::docs`] for names, sizes and TTLs).
+    async fn put_doc(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
+
+    /// The document under `key`, until its TTL has passed.
+    async fn get_doc(&self, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Removes the document under `key`; whether a live one was there.
+    async fn delete_doc(&self, key: &str) -> Result<bool>;
 
     /// Ok when the backend answers (a PING on Redis).
     async fn health(&self) -> Result<()>;
@@ -392,6 +404,15 @@ impl<T: RuntimeStore + ?Sized> RuntimeStore for std::sync::Arc<T> {
     }
     async fn rollups(&self, prefix: &str, since_ms: u64) -> Result<Vec<SeriesRollup>> {
         (**self).rollups(prefix, since_ms).await
+    }
+    async fn put_doc(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+        (**self).put_doc(key, value, ttl).await
+    }
+    async fn get_doc(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        (**self).get_doc(key).await
+    }
+    async fn delete_doc(&self, key: &str) -> Result<bool> {
+        (**self).delete_doc(key).await
     }
     async fn health(&self) -> Result<()> {
         (**self).health().await

@@ -297,6 +297,10 @@ pub struct MockArgs {
     /// Requests per minute per key before 429s.
     #[arg(long)]
     pub rpm_cap: Option<u64>,
+    /// Answer OpenAI's Responses API (`POST /v1/responses`) natively, responses bound to the
+    /// key that made them.
+    #[arg(long)]
+    pub responses_native: bool,
 }
 
 #[derive(Debug, Subcommand)]

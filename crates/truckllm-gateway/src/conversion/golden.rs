@@ -141,8 +141,44 @@ fn convert(function: &str, input: &Value, model: &str, case: &Value) -> Outcome 
             });
             (out, stream.usage())
         }
+        "responses_to_chat_request" => {
+            let request = object();
+            let items = input_items(request.get("input")).map_err(|e| e.0);
+            let out = items.and_then(|items| {
+                responses_to_chat_request(&request, &items, model)
+                    .map(Value::Object)
+                    .map_err(|e| e.0)
+            });
+            (out, None)
+        }
+        "chat_to_responses_response" => plain(chat_to_responses_response(
+            input,
+            &golden_shell(model, case),
+        )),
+        "chat_to_responses_stream" => {
+            let mut stream = ChatToResponsesStream::new(golden_shell(model, case));
+            let out = feed(input, |e| stream.event(e), data_event).map(|mut frames| {
+                frames.push_str(&String::from_utf8_lossy(&stream.finish()));
+                anthropic_frames(&frames)
+            });
+            (out, stream.usage())
+        }
+        "messages_to_responses_stream" => {
+            let mut stream = MessagesToResponsesStream::new(golden_shell(model, case), model);
+            let out = feed(input, |e| stream.event(e), named_event).map(|mut frames| {
+                frames.push_str(&String::from_utf8_lossy(&stream.finish()));
+                anthropic_frames(&frames)
+            });
+            (out, stream.usage())
+        }
         other => (Err(format!("unknown function {other}")), None),
     }
+}
+
+/// The response shell of a Responses case: id `resp_golden`, the case's `request` echoed.
+fn golden_shell(model: &str, case: &Value) -> ResponseShell {
+    let request = case["request"].as_object().cloned().unwrap_or_default();
+    ResponseShell::new("resp_golden", model, 0, &request)
 }
 
 fn status(case: &Value) -> u16 {

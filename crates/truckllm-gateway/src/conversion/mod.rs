@@ -13,6 +13,12 @@
 //!   `chat.completion.chunk`s.
 //! - `stream_to_messages`: [`ChatToMessagesStream`], OpenAI chunks re-framed as Anthropic
 //!   stream events.
+//! - `responses`: an OpenAI Responses client in front of a Chat provider (and, composed with
+//!   `from_chat`, an Anthropic one): [`responses_to_chat_request`],
+//!   [`chat_to_responses_response`], the [`ResponseShell`] a response object is built on.
+//! - `responses_stream`: [`ChatToResponsesStream`] and [`MessagesToResponsesStream`], Chat
+//!   chunks (or Anthropic events, through [`MessagesToChatStream`]) re-framed as Responses
+//!   stream events.
 //! - `errors`: error bodies and error `type`s for a status, both ways
 //!   ([`anthropic_error_type`], [`openai_error_type`], [`openai_error_to_anthropic`],
 //!   [`anthropic_error_to_openai`]).
@@ -106,6 +112,8 @@
 mod errors;
 mod from_chat;
 mod from_messages;
+mod responses;
+mod responses_stream;
 mod sse;
 mod stream_to_chat;
 mod stream_to_messages;
@@ -115,6 +123,11 @@ pub use errors::{
 };
 pub use from_chat::{chat_to_messages_request, messages_to_chat_response, usage_of_message};
 pub use from_messages::{chat_to_messages_response, messages_to_chat_request};
+pub use responses::{
+    ResponseShell, chat_to_responses_response, input_items, responses_to_chat_request,
+    responses_usage_json, usage_from_responses,
+};
+pub use responses_stream::{ChatToResponsesStream, MessagesToResponsesStream};
 pub use stream_to_chat::MessagesToChatStream;
 pub use stream_to_messages::ChatToMessagesStream;
 

@@ -158,7 +158,7 @@ impl RequestBody {
     /// The prompt's fields (`system`, `messages`), kept for an estimate made only if one is
     /// needed (a stream left early): a reference to the body, not a copy.
     pub fn prompt(&self) -> Prompt {
-        Prompt {
+        Prompt::Fields {
             raw: self.raw.clone(),
             fields: [self.system.clone(), self.messages.clone()],
         }
@@ -232,23 +232,30 @@ impl RequestBody {
     }
 }
 
-/// A request's prompt fields, measured on demand.
+/// A request's prompt, for an estimate of its tokens made only if one is needed.
 #[derive(Debug)]
-pub struct Prompt {
-    raw: Bytes,
-    fields: [Option<Located>; 2],
+pub enum Prompt {
+    /// Fields of a scanned body, measured on demand.
+    Fields {
+        raw: Bytes,
+        fields: [Option<Located>; 2],
+    },
+    /// Characters of text already counted.
+    Chars(usize),
 }
 
 impl Prompt {
     /// The prompt's size in tokens, roughly: characters of its text, four to a token.
     pub fn estimate_tokens(&self) -> f64 {
-        let chars: usize = self
-            .fields
-            .iter()
-            .flatten()
-            .filter_map(|span| serde_json::from_slice::<Value>(&self.raw[span.clone()]).ok())
-            .map(|value| super::text_len(Some(&value)))
-            .sum();
+        let chars: usize = match self {
+            Prompt::Chars(chars) => *chars,
+            Prompt::Fields { raw, fields } => fields
+                .iter()
+                .flatten()
+                .filter_map(|span| serde_json::from_slice::<Value>(&raw[span.clone()]).ok())
+                .map(|value| super::text_len(Some(&value)))
+                .sum(),
+        };
         (chars as f64 / 4.0).ceil()
     }
 }

@@ -4,6 +4,8 @@
 //!
 //! - [`openai`]: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models[/{id}]`.
 //! - [`anthropic`]: `POST /v1/messages`, `POST /v1/messages/count_tokens`.
+//! - [`responses`]: OpenAI's Responses API, `/v1/responses` (always translated, with its
+//!   conversations kept in the runtime store); its own [`CallPlan`].
 //!
 //! When the client's dialect is the provider's, the body goes upstream as the client sent it
 //! but for the model name (OpenAI streams also ask for the usage chunk, dropped again on the
@@ -14,6 +16,7 @@ pub mod anthropic;
 pub mod body;
 pub mod openai;
 pub mod relay;
+pub mod responses;
 
 use std::sync::Arc;
 
@@ -104,7 +107,7 @@ fn unreachable_pair() -> Result<Map<String, Value>, conversion::Unsupported> {
     ))
 }
 
-fn to_bytes(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
+pub(crate) fn to_bytes(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
     serde_json::to_vec(body)
         .map(Bytes::from)
         .map_err(|e| ApiError::internal(e.to_string()))
@@ -150,7 +153,7 @@ pub async fn run(
 
 /// A 403 leaves an audit record of category `access`: the action refused, the status and why;
 /// never the key. (401s are refused, and audited, by [`crate::auth`] before a handler runs.)
-fn audit_denial(gw: &Gateway, e: &ApiError, action: &str) {
+pub(crate) fn audit_denial(gw: &Gateway, e: &ApiError, action: &str) {
     use truckllm_logging::{AuditCategory, AuditRecord};
     if e.status == axum::http::StatusCode::FORBIDDEN {
         gw.logger.emit(

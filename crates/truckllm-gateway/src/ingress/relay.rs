@@ -14,6 +14,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
 use super::ClientRequest;
+pub(crate) use super::body::Prompt;
 use crate::attempt::{Attempt, Outcome};
 use crate::conversion;
 use crate::dispatch::Answer;
@@ -23,11 +24,11 @@ use crate::trace::Trace;
 use crate::upstream::{ReadBody, UpstreamResponse};
 use crate::usage::{self, SseScanner, Usage};
 
-const JSON: &str = "application/json";
+pub(crate) const JSON: &str = "application/json";
 const SSE: &str = "text/event-stream";
 
 /// Largest non-streaming response body read from a provider.
-const MAX_RESPONSE_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_RESPONSE_BYTES: u64 = 64 << 20;
 
 /// Renders a provider's answer for the client.
 pub async fn render(answer: Answer, request: &ClientRequest, trace: &mut Trace) -> Response {
@@ -50,7 +51,7 @@ pub async fn render(answer: Answer, request: &ClientRequest, trace: &mut Trace) 
 
 /// The answer's head: the provider's status, its content type when the body passes as it is
 /// (else `translated_type`), and which provider key answered.
-fn head(
+pub(crate) fn head(
     upstream: &UpstreamResponse,
     attempt: &Attempt,
     translated_type: Option<&'static str>,
@@ -73,14 +74,19 @@ fn head(
     builder
 }
 
-fn built(builder: axum::http::response::Builder, body: Body) -> Response {
+pub(crate) fn built(builder: axum::http::response::Builder, body: Body) -> Response {
     builder
         .body(body)
         .unwrap_or_else(|_| ApiError::internal("bad upstream headers").into_response())
 }
 
 /// The provider refused the request itself: its answer, in the client's dialect.
-async fn refusal(response: UpstreamResponse, attempt: Attempt, from: Wire, to: Wire) -> Response {
+pub(crate) async fn refusal(
+    response: UpstreamResponse,
+    attempt: Attempt,
+    from: Wire,
+    to: Wire,
+) -> Response {
     let builder = head(&response, &attempt, (from != to).then_some(JSON));
     let status = response.status().as_u16();
     let read = response.bytes(MAX_RESPONSE_BYTES).await;
@@ -256,7 +262,29 @@ fn stream_back(
     trace: Trace,
 ) -> Response {
     let from = attempt.provider_config().protocol.wire();
-    let builder = head(&response, &attempt, (from != request.wire).then_some(SSE))
+    let translated = from != request.wire;
+    stream_through(
+        response,
+        attempt,
+        relay,
+        translated,
+        request.body.prompt(),
+        trace,
+    )
+}
+
+/// Streams a provider's answer through `relay`, metered and settled as [`Metered`] does;
+/// `translated` streams are sent as `text/event-stream`, others with the provider's type.
+/// `prompt` sizes the estimate used when the provider never reports usage.
+pub(crate) fn stream_through(
+    response: UpstreamResponse,
+    attempt: Attempt,
+    relay: Box<dyn StreamRelay>,
+    translated: bool,
+    prompt: Prompt,
+    trace: Trace,
+) -> Response {
+    let builder = head(&response, &attempt, translated.then_some(SSE))
         .header(header::CACHE_CONTROL, "no-cache");
     let max_event = attempt.runtime_policy().max_stream_event_bytes as usize;
     let metered = Metered {
@@ -267,7 +295,7 @@ fn stream_back(
             relay,
             attempt,
             events: 0,
-            prompt: request.body.prompt(),
+            prompt,
         }),
     };
     built(builder, Body::from_stream(metered))
@@ -290,7 +318,7 @@ struct Relaying {
     /// Events passed to the client: about one output token each, for an estimate.
     events: u64,
     /// The prompt, measured only if the usage must be estimated.
-    prompt: super::body::Prompt,
+    prompt: Prompt,
 }
 
 impl Relaying {

@@ -8,6 +8,8 @@
 //! 500s, a share of 429s with `Retry-After`, a share of "overloaded" answers (529 on the
 //! Anthropic route, 503 on the OpenAI ones) and a per-key requests-per-minute cap (429 past
 //! it, like a real provider). Each route renders these in its own provider's error shape.
+//! With `responses_native` it also answers OpenAI's Responses API natively ([`responses`]),
+//! keeping each response bound to the key that made it, as OpenAI does.
 //!
 //! Inspection: `GET /mock/stats` reports what each key was asked and answered, by the key's
 //! [`key_label`] (a short SHA-256 fingerprint); `GET /mock/last-request` the last JSON body;
@@ -17,6 +19,7 @@
 
 mod anthropic;
 mod openai;
+mod responses;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,6 +78,8 @@ pub struct MockOptions {
     pub overload_rate: f64,
     /// Requests per minute per key before 429s.
     pub rpm_cap: Option<u64>,
+    /// Answer `POST /v1/responses` natively (else 404, as most OpenAI-compatible APIs).
+    pub responses_native: bool,
     pub seed: u64,
 }
 
@@ -87,6 +92,7 @@ impl Default for MockOptions {
             rate_limit_rate: 0.0,
             overload_rate: 0.0,
             rpm_cap: None,
+            responses_native: false,
             seed: 0x5eed,
         }
     }
@@ -126,6 +132,9 @@ pub struct MockUpstream {
     last_headers: Mutex<Option<BTreeMap<String, String>>>,
     /// Fingerprints of prompt prefixes seen, for the prompt-cache rules.
     cached: Mutex<HashSet<String>>,
+    /// Native Responses API answers: id → (the key that made it, words of its conversation,
+    /// the response object).
+    responses: Mutex<HashMap<String, (String, u64, Value)>>,
 }
 
 /// Why a knob refused a request; each dialect renders it in its own error shape.
@@ -148,6 +157,7 @@ impl MockUpstream {
             last_raw_request: Mutex::new(None),
             last_headers: Mutex::new(None),
             cached: Mutex::new(HashSet::new()),
+            responses: Mutex::new(HashMap::new()),
         })
     }
 
@@ -295,6 +305,11 @@ pub fn router(mock: Arc<MockUpstream>) -> Router {
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
+        .route("/v1/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::retrieve).delete(responses::delete),
+        )
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/mock/stats", get(stats))

@@ -2,6 +2,11 @@
 //! when `stream_options.include_usage` is set, as OpenAI sends it), `POST /v1/embeddings`
 //! (honouring `encoding_format: "base64"`: little-endian `f32`s) and `GET /v1/models`.
 //!
+//! Tool calls: with function `tools` and the last message a user message whose text has the
+//! word "weather" (`tool_choice` not `none`), or `tool_choice` `required`, the answer is one
+//! call (`call_mock…` id) of the first tool with arguments `{}`, `finish_reason: tool_calls`,
+//! streamed as one tool-call chunk when streaming.
+//!
 //! Usage classes, deterministic so gateways' accounting can be tested:
 //! - `prompt_tokens_details.cached_tokens`: only for requests carrying `prompt_cache_key`. The
 //!   mock remembers every prefix of `messages` it answered under that key; a later request
@@ -72,7 +77,7 @@ fn key_of(headers: &HeaderMap) -> Option<String> {
     super::bearer_label(headers)
 }
 
-async fn admit(
+pub(super) async fn admit(
     mock: &MockUpstream,
     uri: &Uri,
     headers: &HeaderMap,
@@ -178,12 +183,30 @@ pub(super) async fn chat(
     let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
         "completion_tokens_details": {"reasoning_tokens": reasoning}});
+    let call = tool_call(&mock, &request);
     if request.get("stream").and_then(Value::as_bool) == Some(true) {
         let include_usage = request
             .pointer("/stream_options/include_usage")
             .and_then(Value::as_bool)
             == Some(true);
-        return stream(&mock.options, model, reply, include_usage.then_some(usage));
+        return stream(
+            &mock.options,
+            model,
+            reply,
+            call,
+            include_usage.then_some(usage),
+        );
+    }
+    if let Some(call) = call {
+        return axum::Json(json!({
+            "id": "chatcmpl-mock",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [call]}, "finish_reason": "tool_calls", "logprobs": null}],
+            "usage": usage,
+        }))
+        .into_response();
     }
     axum::Json(json!({
         "id": "chatcmpl-mock",
@@ -196,10 +219,39 @@ pub(super) async fn chat(
     .into_response()
 }
 
+/// The tool call the mock answers with, if the request asks for one (see the module doc).
+fn tool_call(mock: &MockUpstream, request: &Value) -> Option<Value> {
+    let first = request
+        .get("tools")
+        .and_then(Value::as_array)?
+        .iter()
+        .find_map(|t| t.pointer("/function/name").and_then(Value::as_str))?;
+    let wanted = match request.get("tool_choice").and_then(Value::as_str) {
+        Some("none") => false,
+        Some("required") => true,
+        _ => last_user_asks_for_weather(request),
+    };
+    wanted.then(|| {
+        json!({"id": format!("call_mock{:016}", mock.next_id()), "type": "function",
+            "function": {"name": first, "arguments": "{}"}})
+    })
+}
+
+fn last_user_asks_for_weather(request: &Value) -> bool {
+    let messages = request.get("messages").and_then(Value::as_array);
+    let last = messages.and_then(|m| m.last());
+    let text = match last.filter(|m| m.get("role").and_then(Value::as_str) == Some("user")) {
+        Some(m) => m.get("content").map(|c| c.to_string()).unwrap_or_default(),
+        None => return false,
+    };
+    text.to_ascii_lowercase().contains("weather")
+}
+
 fn stream(
     options: &MockOptions,
     model: String,
     reply: Vec<&'static str>,
+    call: Option<Value>,
     usage: Option<Value>,
 ) -> Response {
     let chunk = |delta: Value, finish: Value| {
@@ -214,6 +266,12 @@ fn stream(
         json!({"role": "assistant", "content": ""}),
         Value::Null,
     )];
+    if let Some(mut call) = call {
+        call["index"] = json!(0);
+        events.push(chunk(json!({"tool_calls": [call]}), Value::Null));
+        events.push(chunk(json!({}), json!("tool_calls")));
+        return finish_stream(options, &model, events, usage);
+    }
     let last = reply.len().saturating_sub(1);
     for (i, word) in reply.iter().enumerate() {
         let text = if i == last {
@@ -224,6 +282,16 @@ fn stream(
         events.push(chunk(json!({"content": text}), Value::Null));
     }
     events.push(chunk(json!({}), json!("stop")));
+    finish_stream(options, &model, events, usage)
+}
+
+/// Ends a stream: the usage chunk when asked for, then `[DONE]`.
+fn finish_stream(
+    options: &MockOptions,
+    model: &str,
+    mut events: Vec<String>,
+    usage: Option<Value>,
+) -> Response {
     if let Some(usage) = usage {
         events.push(format!("data: {}\n\n", json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model, "choices": [], "usage": usage})));
     }

@@ -78,7 +78,7 @@ impl Protocol for Anthropic {
 
     fn url(&self, operation: Operation) -> Option<&Uri> {
         match operation {
-            Operation::Chat => Some(&self.messages),
+            Operation::Chat | Operation::Responses => Some(&self.messages),
             Operation::CountTokens => Some(&self.count_tokens),
             Operation::Embeddings => None,
         }

@@ -37,6 +37,9 @@ pub enum Operation {
     Embeddings,
     /// Anthropic `messages/count_tokens`.
     CountTokens,
+    /// An OpenAI Responses API turn: the provider's own `/responses` when it takes them
+    /// natively ([`Protocol::responses_native`]), else where its conversation turns go.
+    Responses,
 }
 
 impl Operation {
@@ -46,6 +49,7 @@ impl Operation {
             Operation::Chat => "chat",
             Operation::Embeddings => "embeddings",
             Operation::CountTokens => "count_tokens",
+            Operation::Responses => "responses",
         }
     }
 }
@@ -83,6 +87,11 @@ pub trait Protocol: Send + Sync + Debug {
     /// The usage of a whole (non-streamed) response body in this provider's dialect.
     fn usage_of_body(&self, body: &[u8]) -> Option<Usage>;
 
+    /// Whether the provider takes Responses API requests as they are (`responses: native`).
+    fn responses_native(&self) -> bool {
+        false
+    }
+
     /// Whether prompt-cache reads count toward the provider's token limits.
     fn cache_reads_count_toward_limits(&self) -> bool {
         true
@@ -97,7 +106,7 @@ pub fn protocol_for(config: &ProviderConfig) -> Result<Box<dyn Protocol>, String
             .map_err(|e| format!("provider {}: bad base_url {base_url:?}: {e}", config.id))
     };
     Ok(match config.kind {
-        ProviderKind::Openai => Box::new(openai::OpenAi::new(&url)?),
+        ProviderKind::Openai => Box::new(openai::OpenAi::new(&url, config.responses)?),
         ProviderKind::Anthropic => Box::new(anthropic::Anthropic::new(config, &url)?),
     })
 }

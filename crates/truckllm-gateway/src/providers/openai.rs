@@ -1,7 +1,9 @@
 //! OpenAI-compatible providers (OpenAI, Together, OpenRouter, Mistral, Groq, vLLM, Ollama…):
-//! `POST {base_url}/chat/completions` and `/embeddings` with `Authorization: Bearer <key>`.
+//! `POST {base_url}/chat/completions` and `/embeddings` with `Authorization: Bearer <key>`;
+//! with `responses: native`, Responses API turns go to `/responses` as they are.
 
 use axum::http::{HeaderMap, Uri, header};
+use truckllm_config::schema::ResponsesMode;
 
 use super::{Operation, Protocol, Wire, sensitive};
 use crate::upstream::UpstreamError;
@@ -12,14 +14,23 @@ use crate::usage::{self, Usage};
 pub struct OpenAi {
     chat: Uri,
     embeddings: Uri,
+    /// `/responses` when the provider takes Responses requests natively.
+    responses: Option<Uri>,
 }
 
 impl OpenAi {
     /// `url` turns a path below the base URL into a parsed URL.
-    pub fn new(url: &dyn Fn(&str) -> Result<Uri, String>) -> Result<Self, String> {
+    pub fn new(
+        url: &dyn Fn(&str) -> Result<Uri, String>,
+        responses: ResponsesMode,
+    ) -> Result<Self, String> {
         Ok(Self {
             chat: url("/chat/completions")?,
             embeddings: url("/embeddings")?,
+            responses: match responses {
+                ResponsesMode::Native => Some(url("/responses")?),
+                ResponsesMode::Translate => None,
+            },
         })
     }
 }
@@ -34,7 +45,12 @@ impl Protocol for OpenAi {
             Operation::Chat => Some(&self.chat),
             Operation::Embeddings => Some(&self.embeddings),
             Operation::CountTokens => None,
+            Operation::Responses => Some(self.responses.as_ref().unwrap_or(&self.chat)),
         }
+    }
+
+    fn responses_native(&self) -> bool {
+        self.responses.is_some()
     }
 
     fn headers(&self, secret: &str, _client: &HeaderMap) -> Result<HeaderMap, UpstreamError> {
@@ -56,11 +72,14 @@ mod tests {
     use super::*;
 
     fn provider() -> OpenAi {
-        OpenAi::new(&|path| {
-            format!("https://api.example.com/v1{path}")
-                .parse()
-                .map_err(|_| String::new())
-        })
+        OpenAi::new(
+            &|path| {
+                format!("https://api.example.com/v1{path}")
+                    .parse()
+                    .map_err(|_| String::new())
+            },
+            ResponsesMode::Native,
+        )
         .expect("urls")
     }
 
@@ -83,6 +102,12 @@ mod tests {
             Some("https://api.example.com/v1/chat/completions")
         );
         assert!(p.url(Operation::CountTokens).is_none());
+        assert_eq!(
+            p.url(Operation::Responses).map(Uri::to_string).as_deref(),
+            Some("https://api.example.com/v1/responses"),
+            "a native provider takes Responses turns at /responses"
+        );
+        assert!(p.responses_native());
         let body = br#"{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#;
         assert_eq!(p.usage_of_body(body).map(|u| u.total()), Some(7.0));
     }

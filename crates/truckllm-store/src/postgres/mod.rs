@@ -568,6 +568,61 @@ impl RuntimeStore for PostgresStore {
         Ok(rollups)
     }
 
+    async fn put_doc(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+        crate::docs::check_put_doc(key, value, ttl)?;
+        let expires = ms(self
+            .options
+            .clock
+            .expiry_ms()
+            .saturating_add(duration_ms(ttl)));
+        self.run("put_doc", || {
+            sqlx::query(
+                "INSERT INTO truckllm_documents (key, value, expires_at_ms) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE \
+                 SET value = EXCLUDED.value, expires_at_ms = EXCLUDED.expires_at_ms",
+            )
+            .bind(key)
+            .bind(value)
+            .bind(expires)
+            .execute(&self.pool)
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn get_doc(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        crate::docs::check_doc_key(key)?;
+        let now = ms(self.options.clock.expiry_ms());
+        self.run("get_doc", || {
+            sqlx::query_scalar(
+                "SELECT value FROM truckllm_documents WHERE key = $1 AND expires_at_ms > $2",
+            )
+            .bind(key)
+            .bind(now)
+            .fetch_optional(&self.pool)
+        })
+        .await
+    }
+
+    async fn delete_doc(&self, key: &str) -> Result<bool> {
+        crate::docs::check_doc_key(key)?;
+        let now = ms(self.options.clock.expiry_ms());
+        // An expired document is removed too, but was not there to the caller.
+        let live: i64 = self
+            .run("delete_doc", || {
+                sqlx::query_scalar(
+                    "WITH gone AS (DELETE FROM truckllm_documents WHERE key = $1 \
+                     RETURNING expires_at_ms) \
+                     SELECT count(*) FROM gone WHERE expires_at_ms > $2",
+                )
+                .bind(key)
+                .bind(now)
+                .fetch_one(&self.pool)
+            })
+            .await?;
+        Ok(live > 0)
+    }
+
     async fn health(&self) -> Result<()> {
         self.run("health", || sqlx::query("SELECT 1").execute(&self.pool))
             .await
@@ -645,7 +700,18 @@ async fn sweep_once(
         .bind(SWEEP_LIMIT)
         .fetch_one(pool)
         .await?;
-    Ok(u64::try_from(deleted).unwrap_or(0))
+    let documents = sqlx::query(
+        "DELETE FROM truckllm_documents WHERE key IN \
+         (SELECT key FROM truckllm_documents WHERE expires_at_ms <= $1 LIMIT $2)",
+    )
+    .bind(ms(now_ms))
+    .bind(SWEEP_LIMIT)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(u64::try_from(deleted)
+        .unwrap_or(0)
+        .saturating_add(documents))
 }
 
 /// Sweeps every `interval` until the store is dropped. A failed sweep is logged and tried

@@ -22,11 +22,18 @@ pub const MIGRATIONS_TABLE: &str = "truckllm_migrations";
 /// Every schema version this binary knows, oldest first. A released migration is never edited
 /// (databases that applied it would refuse the binary: sqlx compares checksums); a change is
 /// a new version.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "runtime store",
-    include_str!("migrations/0001_runtime_store.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "runtime store",
+        include_str!("migrations/0001_runtime_store.sql"),
+    ),
+    (
+        2,
+        "documents",
+        include_str!("migrations/0002_documents.sql"),
+    ),
+];
 
 /// The newest schema version this binary knows.
 pub fn latest_version() -> i64 {

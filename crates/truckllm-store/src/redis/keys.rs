@@ -22,6 +22,11 @@ pub const BATCH_PREFIX: &str = "usage-batch:";
 pub const ROLLUP_PREFIX: &str = "usage-rollup:";
 
 /// The hash tag shared by every key of one provider key, braces included.
+/// The key of a document (see [`crate::docs`]): one Redis key each.
+pub fn doc_key(key: &str) -> String {
+    format!("doc:{key}")
+}
+
 pub fn hash_tag(key: &ProviderKey) -> String {
     format!("{{{}}}", key.encoded())
 }

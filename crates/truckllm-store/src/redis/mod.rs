@@ -712,6 +712,29 @@ impl RuntimeStore for RedisStore {
         Ok(rollups)
     }
 
+    async fn put_doc(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
+        crate::docs::check_put_doc(key, value, ttl)?;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut set = cmd("SET");
+        set.arg(keys::doc_key(key)).arg(value).arg("PX").arg(ttl_ms);
+        self.conn.query::<()>("put_doc", &set).await
+    }
+
+    async fn get_doc(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        crate::docs::check_doc_key(key)?;
+        let mut get = cmd("GET");
+        get.arg(keys::doc_key(key));
+        self.conn.query("get_doc", &get).await
+    }
+
+    async fn delete_doc(&self, key: &str) -> Result<bool> {
+        crate::docs::check_doc_key(key)?;
+        let mut del = cmd("DEL");
+        del.arg(keys::doc_key(key));
+        let removed: i64 = self.conn.query("delete_doc", &del).await?;
+        Ok(removed > 0)
+    }
+
     async fn health(&self) -> Result<()> {
         self.conn.on_every_primary("health", cmd("PING")).await
     }

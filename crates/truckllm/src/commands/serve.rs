@@ -239,6 +239,7 @@ pub async fn mock_upstream(args: &MockArgs) -> Result<ExitCode> {
         rate_limit_rate: args.rate_limit_rate,
         overload_rate: args.overload_rate,
         rpm_cap: args.rpm_cap,
+        responses_native: args.responses_native,
         ..MockOptions::default()
     };
     let listener = TcpListener::bind(args.listen)
