@@ -90,6 +90,8 @@ struct Lease {
     /// When the lease's bucket ends, at the latest.
     expires: Instant,
     generation: u64,
+    /// The limits it was taken under; a request under others (a reload) takes a new lease.
+    limits: (Option<f64>, Option<f64>),
 }
 
 impl Lease {
@@ -103,7 +105,7 @@ impl Lease {
 
     /// Hands out one request's amounts if they fit what is left and the lease is still live.
     fn take(&mut self, ask: &Ask, now: Instant) -> Option<Reservation> {
-        if now >= self.expires {
+        if now >= self.expires || self.limits != (ask.req_per_min, ask.tokens_per_min) {
             return None;
         }
         let req_left = self.leased(Metric::Req).map(|l| l - self.handed_req);
@@ -134,9 +136,17 @@ impl Lease {
             .collect()
     }
 
+    /// No room for another request like the last: out of requests, or (a key limited by
+    /// tokens alone) out of tokens for one more of the average size.
     fn used_up(&self) -> bool {
-        self.leased(Metric::Req)
-            .is_some_and(|leased| self.handed_req >= leased)
+        let out_of_requests = self
+            .leased(Metric::Req)
+            .is_some_and(|leased| self.handed_req >= leased);
+        let average = self.handed_tokens / self.handed_req.max(1.0);
+        let out_of_tokens = self
+            .leased(Metric::Tokens)
+            .is_some_and(|leased| leased - self.handed_tokens < average);
+        out_of_requests || out_of_tokens
     }
 }
 
@@ -209,6 +219,30 @@ impl Leases {
             Err(plan) => plan,
         };
         self.from_store.increment(1);
+        // On its own task: a request dropped mid-call (a client gone) must not strand a lease
+        // the store has granted; the task installs it for the requests after.
+        let leases = Arc::clone(self);
+        let (store, give_back, key) = (Arc::clone(store), Arc::clone(give_back), key.clone());
+        tokio::spawn(async move {
+            leases
+                .lease_or_alone(&store, &give_back, &key, ask, size, tokens)
+                .await
+        })
+        .await
+        .map_err(|e| StoreError::unavailable("gateway", "reserve", &e))?
+    }
+
+    /// Asks the store for a lease of `size` requests and `tokens` tokens; if it does not fit,
+    /// for the request's own amounts alone.
+    async fn lease_or_alone(
+        self: &Arc<Self>,
+        store: &Arc<dyn RuntimeStore>,
+        give_back: &Arc<dyn GiveBack>,
+        key: &ProviderKey,
+        ask: Ask,
+        size: f64,
+        tokens: f64,
+    ) -> Result<ReserveOutcome, StoreError> {
         let sent = Instant::now();
         let lease = ReserveRequest {
             key: key.clone(),
@@ -292,6 +326,7 @@ impl Leases {
             handed_tokens: 0.0,
             expires,
             generation: slot.generation,
+            limits: (ask.req_per_min, ask.tokens_per_min),
         };
         let own = Reservation {
             key: key.clone(),
@@ -496,6 +531,57 @@ mod tests {
         }
         usage.flush().await;
         assert_eq!(counted(&store, Metric::Req).await, 100.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_limited_by_tokens_alone_gets_growing_leases_too() {
+        let clock = Arc::new(ManualClock::new(5_000));
+        let (store, returns, usage) = store(&clock);
+        let leases = Arc::new(Leases::default());
+        let tokens_only = Ask {
+            req_per_min: None,
+            tokens_per_min: Some(1e9),
+            estimate: 10.0,
+        };
+        for _ in 0..8 {
+            assert!(granted(&leases, &store, &returns, tokens_only).await);
+        }
+        assert_eq!(
+            counted(&store, Metric::Tokens).await,
+            150.0,
+            "1, 2, 4, 8 requests' worth"
+        );
+        leases.give_all_back(returns.as_ref());
+        usage.flush().await;
+        assert_eq!(counted(&store, Metric::Tokens).await, 80.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_under_other_limits_than_its_lease_takes_a_new_one() {
+        let clock = Arc::new(ManualClock::new(5_000));
+        let (store, returns, usage) = store(&clock);
+        let leases = Arc::new(Leases::default());
+        let requests_only = Ask {
+            req_per_min: Some(1000.0),
+            tokens_per_min: None,
+            estimate: 10.0,
+        };
+        // Leases of 1, 2 and 4 requests: three left in the last.
+        for _ in 0..4 {
+            assert!(granted(&leases, &store, &returns, requests_only).await);
+        }
+        // A reload adds a token limit: the old lease counted no tokens, so it is not used.
+        for _ in 0..3 {
+            assert!(granted(&leases, &store, &returns, ask(1000.0)).await);
+        }
+        leases.give_all_back(returns.as_ref());
+        usage.flush().await;
+        assert_eq!(counted(&store, Metric::Req).await, 7.0);
+        assert_eq!(
+            counted(&store, Metric::Tokens).await,
+            30.0,
+            "tokens counted for the three requests under the token limit, none lost"
+        );
     }
 
     #[test]

@@ -118,6 +118,15 @@ async fn what_cannot_be_translated_or_found_is_refused_in_openai_shape() {
             json!({"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 0}),
             "invalid_max_tokens",
         ),
+        // Refused before routing, so for native providers too: its usage could not be metered.
+        (
+            json!({"model": "gpt-4o-mini", "input": "hi", "background": true}),
+            "unsupported_parameter",
+        ),
+        (
+            json!({"model": "gpt-4o-mini", "input": vec![json!("x"); 10_001]}),
+            "invalid_input",
+        ),
     ];
     for (body, code) in cases {
         let (status, answer) = create(&gw, CLIENT_A, body.clone()).await;

@@ -44,8 +44,8 @@ async fn parse(
     default_max_tokens: u32,
 ) -> Result<ClientRequest, ApiError> {
     let body = scan_json(&headers, body).await?;
-    let model = model_of(body.model().as_ref())?;
-    let estimate = max_tokens(body.token_cap(&["max_tokens"]))?
+    let model = model_of(body.model()?.as_ref())?;
+    let estimate = max_tokens(body.token_cap(&["max_tokens"])?)?
         .ok_or_else(|| ApiError::bad_request("missing_max_tokens", "max_tokens: Field required"))?;
     check_messages(body.messages_is_list())?;
     let stream = body.stream();

@@ -111,13 +111,23 @@ impl RequestBody {
         field.as_ref().map(|span| &self.raw[span.clone()])
     }
 
-    /// A field's value as a JSON tree (small fields only: the model, the caps, the options).
-    fn value(&self, field: &Option<Located>) -> Option<Value> {
+    /// A field's value as a JSON tree (small fields only: the model, the caps, the options,
+    /// the embeddings input). A value the scan let through but a tree cannot hold (nested
+    /// past serde_json's depth limit) is the client's error, never read as absent.
+    fn value(&self, field: &Option<Located>) -> Result<Option<Value>, ApiError> {
         self.text(field)
-            .map(|text| serde_json::from_slice(text).unwrap_or(Value::Null))
+            .map(|text| {
+                serde_json::from_slice(text).map_err(|e| {
+                    ApiError::bad_request(
+                        "invalid_json",
+                        format!("request body cannot be read: {e}"),
+                    )
+                })
+            })
+            .transpose()
     }
 
-    pub fn model(&self) -> Option<Value> {
+    pub fn model(&self) -> Result<Option<Value>, ApiError> {
         self.value(&self.model)
     }
 
@@ -126,22 +136,26 @@ impl RequestBody {
         self.text(&self.stream) == Some(b"true")
     }
 
-    pub fn stream_options(&self) -> Option<Value> {
+    pub fn stream_options(&self) -> Result<Option<Value>, ApiError> {
         self.value(&self.stream_options)
     }
 
     /// The first of the named token caps present and not `null`, with its name.
-    pub fn token_cap(&self, names: &[&'static str]) -> Option<(&'static str, Value)> {
-        names.iter().find_map(|name| {
+    pub fn token_cap(
+        &self,
+        names: &[&'static str],
+    ) -> Result<Option<(&'static str, Value)>, ApiError> {
+        for name in names {
             let field = match *name {
                 "max_tokens" => &self.max_tokens,
                 "max_completion_tokens" => &self.max_completion_tokens,
-                _ => return None,
+                _ => continue,
             };
-            self.value(field)
-                .filter(|v| !v.is_null())
-                .map(|v| (*name, v))
-        })
+            if let Some(value) = self.value(field)?.filter(|v| !v.is_null()) {
+                return Ok(Some((*name, value)));
+            }
+        }
+        Ok(None)
     }
 
     /// `messages` is present and a list; `None` when absent.
@@ -151,7 +165,7 @@ impl RequestBody {
     }
 
     /// The embeddings `input`, parsed (only it).
-    pub fn input(&self) -> Option<Value> {
+    pub fn input(&self) -> Result<Option<Value>, ApiError> {
         self.value(&self.input)
     }
 
@@ -164,18 +178,23 @@ impl RequestBody {
         }
     }
 
-    /// Makes the body sent upstream ask for OpenAI's usage chunk: `stream_options` is added,
-    /// or `include_usage: true` set in the client's own. A `stream_options` that is not an
-    /// object is the client's error.
+    /// Makes the body sent upstream ask for OpenAI's usage chunk: `stream_options` is added
+    /// (or put in place of a `null` one), or `include_usage: true` set in the client's own. A
+    /// `stream_options` that is neither an object nor `null` is the client's error.
     pub fn ask_for_usage(&mut self) -> Result<(), ApiError> {
-        let patch = match &self.stream_options {
-            None => Patch {
+        let options = self.stream_options()?;
+        let patch = match (&self.stream_options, options) {
+            (Some(field), Some(Value::Null)) => Patch {
+                span: field.clone(),
+                bytes: Bytes::from_static(br#"{"include_usage":true}"#),
+            },
+            (None, _) | (_, None) => Patch {
                 span: self.first_key_at()..self.first_key_at(),
                 bytes: Bytes::from_static(br#""stream_options":{"include_usage":true},"#),
             },
-            Some(field) => {
-                let mut options = match self.value(&self.stream_options) {
-                    Some(Value::Object(map)) => map,
+            (Some(field), Some(options)) => {
+                let mut options = match options {
+                    Value::Object(map) => map,
                     _ => {
                         return Err(ApiError::bad_request(
                             "invalid_stream_options",
@@ -313,13 +332,18 @@ mod tests {
             r#"{"model":"m","stream":true,"max_tokens":null,"max_completion_tokens":7,
                 "system":"sys","messages":[1,2]}"#,
         );
-        assert_eq!(body.model(), Some(json!("m")));
+        assert_eq!(body.model().ok(), Some(Some(json!("m"))));
         assert!(body.stream());
         assert_eq!(
-            body.token_cap(&["max_completion_tokens", "max_tokens"]),
-            Some(("max_completion_tokens", json!(7)))
+            body.token_cap(&["max_completion_tokens", "max_tokens"])
+                .ok(),
+            Some(Some(("max_completion_tokens", json!(7))))
         );
-        assert_eq!(body.token_cap(&["max_tokens"]), None, "null is absent");
+        assert_eq!(
+            body.token_cap(&["max_tokens"]).ok(),
+            Some(None),
+            "null is absent"
+        );
         assert_eq!(body.messages_is_list(), Some(true));
         assert_eq!(
             body.prompt().estimate_tokens(),
@@ -327,7 +351,20 @@ mod tests {
             "`sys`, `1`, `2`: five characters"
         );
         assert!(!scan(r#"{"model":"m","stream":"yes"}"#).stream());
-        assert_eq!(scan(r#"{"model":null}"#).model(), Some(Value::Null));
+        assert_eq!(
+            scan(r#"{"model":null}"#).model().ok(),
+            Some(Some(Value::Null))
+        );
+        let deep = format!(
+            r#"{{"model":"m","input":{}"x"{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(
+            scan(&deep).input().map_err(|e| e.code).err(),
+            Some("invalid_json"),
+            "too deep for a tree: refused, not read as absent"
+        );
     }
 
     #[test]
@@ -346,6 +383,11 @@ mod tests {
             json!({"include_usage": true, "x": 1})
         );
         assert_eq!(out["model"], "b");
+
+        let mut null = scan(r#"{"model":"a","stream_options":null,"stream":true}"#);
+        null.ask_for_usage().expect("a null is replaced");
+        let out = parsed(&null.with_model("b").expect("spliced"));
+        assert_eq!(out["stream_options"], json!({"include_usage": true}));
 
         let mut wrong = scan(r#"{"model":"a","stream_options":3}"#);
         assert_eq!(

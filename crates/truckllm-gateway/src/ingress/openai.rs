@@ -50,20 +50,20 @@ async fn parse(
     default_max_tokens: u32,
 ) -> Result<ClientRequest, ApiError> {
     let mut body = scan_json(&headers, body).await?;
-    let model = model_of(body.model().as_ref())?;
+    let model = model_of(body.model()?.as_ref())?;
     let stream = operation == Operation::Chat && body.stream();
     let asked_usage = body
-        .stream_options()
+        .stream_options()?
         .and_then(|o| o.get("include_usage").and_then(Value::as_bool))
         == Some(true);
     if stream && !asked_usage {
         body.ask_for_usage()?;
     }
     let estimate = match operation {
-        Operation::Embeddings => (text_len(body.input().as_ref()) as f64 / 4.0)
+        Operation::Embeddings => (text_len(body.input()?.as_ref()) as f64 / 4.0)
             .ceil()
             .max(1.0),
-        _ => max_tokens(body.token_cap(&["max_completion_tokens", "max_tokens"]))?
+        _ => max_tokens(body.token_cap(&["max_completion_tokens", "max_tokens"])?)?
             .unwrap_or(f64::from(default_max_tokens)),
     };
     Ok(ClientRequest {

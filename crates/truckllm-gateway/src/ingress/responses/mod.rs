@@ -238,6 +238,21 @@ pub async fn create(
     response
 }
 
+/// Most items one request's `input` may hold.
+const MAX_INPUT_ITEMS: usize = 10_000;
+
+/// `background: true` is refused on every provider: a background response's usage arrives
+/// after the request has been settled, so it could not be metered.
+fn refuse_background(body: &Map<String, Value>) -> Result<(), ApiError> {
+    if body.get("background") == Some(&Value::Bool(true)) {
+        return Err(ApiError::bad_request(
+            "unsupported_parameter",
+            "`background` responses are not supported by the gateway: their usage could not be metered",
+        ));
+    }
+    Ok(())
+}
+
 async fn parse(
     gw: &Arc<Gateway>,
     caller: &Caller,
@@ -252,8 +267,18 @@ async fn parse(
         .filter(|v| !v.is_null())
         .map(|v| ("max_output_tokens", v.clone()));
     let estimate = max_tokens(cap)?.unwrap_or(f64::from(policy.default_max_tokens));
+    refuse_background(&body)?;
     let input = conversion::input_items(body.get("input"))
         .map_err(|e| ApiError::bad_request("invalid_input", e.0))?;
+    if input.len() > MAX_INPUT_ITEMS {
+        return Err(ApiError::bad_request(
+            "invalid_input",
+            format!(
+                "`input` holds {} items; at most {MAX_INPUT_ITEMS} are accepted",
+                input.len()
+            ),
+        ));
+    }
     let mut pinned = None;
     let history = match body.get("previous_response_id") {
         None | Some(Value::Null) => Vec::new(),
@@ -287,7 +312,13 @@ async fn parse(
         ttl: Duration::from_secs(policy.responses_ttl_secs.max(1)),
         client: caller.client.id.clone(),
         history,
-        input,
+        // Reasoning items go to no provider on a follow-up (a Chat provider cannot take them
+        // back), so they are not kept: stored bytes are bytes some provider was sent.
+        input: input
+            .iter()
+            .filter(|item| item.get("type").and_then(Value::as_str) != Some("reasoning"))
+            .cloned()
+            .collect(),
     });
     Ok(ResponsesRequest {
         stream: body.get("stream").and_then(Value::as_bool) == Some(true),
