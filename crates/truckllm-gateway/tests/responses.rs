@@ -134,6 +134,18 @@ async fn what_cannot_be_translated_or_found_is_refused_in_openai_shape() {
         assert_eq!(answer["error"]["code"], code, "{answer}");
         assert_eq!(answer["error"]["type"], "invalid_request_error", "{answer}");
     }
+    // A query or path the handlers cannot read is answered in OpenAI's shape too.
+    for (path, code) in [
+        (
+            "/v1/responses/resp_00ff/input_items?limit=abc",
+            "invalid_query",
+        ),
+        ("/v1/responses/resp_%FF", "invalid_path"),
+    ] {
+        let (status, answer) = get(&gw, CLIENT_A, path).await;
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{path}: {answer}");
+    }
     assert_eq!(mock.total_requests(), 0, "nothing reached the provider");
     gw.stop().await;
 }

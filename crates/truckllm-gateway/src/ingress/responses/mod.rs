@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -50,7 +51,7 @@ use crate::attempt::{Attempt, Outcome};
 use crate::auth::Caller;
 use crate::conversion::{self, ChatToResponsesStream, MessagesToResponsesStream, ResponseShell};
 use crate::dispatch::{Answer, CallPlan};
-use crate::error::ApiError;
+use crate::error::{ApiError, clip};
 use crate::providers::{Operation, Protocol, Wire};
 use crate::state::Gateway;
 use crate::trace::{RequestId, Trace};
@@ -390,6 +391,11 @@ fn new_response_id() -> String {
     format!("resp_{:016x}{:016x}", half(0), half(1))
 }
 
+/// Characters of text in a conversation's items (a rough measure of its tokens).
+pub(super) fn items_text_len(items: &[Value]) -> usize {
+    items.iter().map(|item| text_len(Some(item))).sum()
+}
+
 fn now_seconds() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -411,8 +417,8 @@ async fn render(answer: Answer, request: ResponsesRequest, trace: &mut Trace) ->
     }
     if request.stream {
         trace.status(response.status().as_u16());
-        let prompt_chars = text_len(Some(&Value::Array(request.items.clone())))
-            + text_len(request.body.get("instructions"));
+        let prompt_chars =
+            items_text_len(&request.items) + text_len(request.body.get("instructions"));
         let reframer = match from {
             Wire::OpenAi => Reframer::Chat(ChatToResponsesStream::new(request.shell)),
             Wire::Anthropic => Reframer::Messages(MessagesToResponsesStream::new(
@@ -555,8 +561,12 @@ impl StreamRelay for ResponsesRelay {
 pub async fn retrieve(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(rejection) => return refused(path_refused(&rejection)),
+    };
     match load(&gw, &caller, &id).await {
         Ok(Some(stored)) => axum::Json(stored.response).into_response(),
         Ok(None) => native_call(&gw, &caller, Method::GET, &id, "")
@@ -570,8 +580,12 @@ pub async fn retrieve(
 pub async fn delete(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
+    let id = match id {
+        Ok(Path(id)) => id,
+        Err(rejection) => return refused(path_refused(&rejection)),
+    };
     let deleted = match load(&gw, &caller, &id).await {
         Ok(Some(_)) => gw.store.delete_doc(&doc_key(&id)).await,
         Ok(None) => {
@@ -591,6 +605,14 @@ pub async fn delete(
     }
 }
 
+/// A path the router matched but whose id cannot be read (bad percent-encoding).
+fn path_refused(rejection: &PathRejection) -> ApiError {
+    ApiError::bad_request(
+        "invalid_path",
+        clip(&rejection.body_text(), 200).into_owned(),
+    )
+}
+
 /// Paging of `input_items`, as OpenAI takes it.
 #[derive(Debug, Deserialize)]
 pub struct ItemsQuery {
@@ -604,10 +626,20 @@ pub struct ItemsQuery {
 pub async fn input_items(
     State(gw): State<Arc<Gateway>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    Query(query): Query<ItemsQuery>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<ItemsQuery>, QueryRejection>,
     RawQuery(raw): RawQuery,
 ) -> Response {
+    let (id, query) = match (id, query) {
+        (Ok(Path(id)), Ok(Query(query))) => (id, query),
+        (Err(rejection), _) => return refused(path_refused(&rejection)),
+        (_, Err(rejection)) => {
+            return refused(ApiError::bad_request(
+                "invalid_query",
+                clip(&rejection.body_text(), 200).into_owned(),
+            ));
+        }
+    };
     let stored = match load(&gw, &caller, &id).await {
         Ok(Some(stored)) => stored,
         Ok(None) => {

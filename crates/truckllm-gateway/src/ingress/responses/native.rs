@@ -18,7 +18,6 @@ use crate::auth::Caller;
 use crate::conversion;
 use crate::error::ApiError;
 use crate::ingress::relay::{self, Prompt, StreamRelay};
-use crate::ingress::text_len;
 use crate::providers::{Operation, Wire};
 use crate::state::Gateway;
 use crate::trace::Trace;
@@ -88,7 +87,8 @@ pub(super) async fn native(
 ) -> Response {
     if request.stream {
         trace.status(response.status().as_u16());
-        let prompt_chars = text_len(request.body.get("input"));
+        // What was sent: a kept conversation goes whole as `input`.
+        let prompt_chars = super::items_text_len(&request.items);
         let relay = Box::new(NativeRelay {
             keeper: request.keeper,
             attempt_route: Some((
@@ -235,6 +235,12 @@ async fn ask_route(
             ),
         )
     };
+    if !caller.client.may_use_provider(&route.provider) {
+        return Err(ApiError::forbidden(format!(
+            "client `{}` may no longer use provider `{}`",
+            caller.client.id, route.provider
+        )));
+    }
     let routes = &caller.runtime.routes;
     let provider = routes
         .providers
