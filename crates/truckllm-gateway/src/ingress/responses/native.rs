@@ -56,17 +56,19 @@ pub(super) async fn load_route(
 
 /// Records that `provider`'s key `key` made the native response `id` (the caller chose to
 /// store it), off the response path.
-fn record_route(keeper: &Keeper, provider: String, key: String, id: &str) {
-    let Some(doc) = route_key(id) else {
-        tracing::warn!("a native provider answered a response id the store cannot name");
-        return;
-    };
-    let route = Route {
-        provider,
-        key,
-        client: keeper.client.clone(),
-    };
-    let Ok(bytes) = serde_json::to_vec(&route) else {
+/// Stores the route of response `id` before its answer is returned, so a follow-up sent the
+/// moment the client has it finds it on any instance.
+async fn record_route(keeper: &Keeper, provider: String, key: String, id: &str) {
+    if let Some((doc, bytes)) = route_doc(keeper, provider, key, id)
+        && let Err(e) = keeper.store.put_doc(&doc, &bytes, keeper.ttl).await
+    {
+        tracing::warn!(error = %e, "the route of a native response could not be stored");
+    }
+}
+
+/// Stores the route of a streamed response off the stream's path (shutdown waits for it).
+fn record_route_later(keeper: &Keeper, provider: String, key: String, id: &str) {
+    let Some((doc, bytes)) = route_doc(keeper, provider, key, id) else {
         return;
     };
     let (store, ttl) = (Arc::clone(&keeper.store), keeper.ttl);
@@ -75,6 +77,25 @@ fn record_route(keeper: &Keeper, provider: String, key: String, id: &str) {
             tracing::warn!(error = %e, "the route of a native response could not be stored");
         }
     });
+}
+
+/// The route document of response `id`: its store key and bytes.
+fn route_doc(
+    keeper: &Keeper,
+    provider: String,
+    key: String,
+    id: &str,
+) -> Option<(String, Vec<u8>)> {
+    let Some(doc) = route_key(id) else {
+        tracing::warn!("a native provider answered a response id the store cannot name");
+        return None;
+    };
+    let route = Route {
+        provider,
+        key,
+        client: keeper.client.clone(),
+    };
+    serde_json::to_vec(&route).ok().map(|bytes| (doc, bytes))
 }
 
 /// A native provider's answer, passed as it is; its usage read from the Responses shape and
@@ -125,7 +146,7 @@ pub(super) async fn native(
     trace.usage(usage.as_ref(), &attempt.provider_config().pricing);
     if let (Some(keeper), Some(id)) = (&request.keeper, parsed["id"].as_str()) {
         let provider = attempt.provider_config().id.clone();
-        record_route(keeper, provider, attempt.key_config().id.clone(), id);
+        record_route(keeper, provider, attempt.key_config().id.clone(), id).await;
     }
     attempt.settle(Outcome::Success(usage));
     relay::built(builder, Body::from(bytes))
@@ -182,7 +203,7 @@ impl NativeRelay {
             self.attempt_route.take(),
             self.id.as_deref(),
         ) {
-            record_route(&keeper, provider, key, id);
+            record_route_later(&keeper, provider, key, id);
         }
     }
 }
