@@ -178,6 +178,9 @@ mod tests {
 
     #[test]
     fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+        let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("readable");
+        // Start below the hard limit, so the raise has something to do.
+        rlimit::setrlimit(rlimit::Resource::NOFILE, hard.min(1024) / 2, hard).expect("lowered");
         let raised = super::raise_open_files_limit();
         let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("readable");
         assert_eq!(raised, Some(soft));

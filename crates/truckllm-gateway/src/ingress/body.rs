@@ -18,6 +18,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::not_an_object;
 use crate::error::ApiError;
 
 /// The fields the gateway reads, as raw JSON borrowed from the body. `null` is kept as a
@@ -78,18 +79,11 @@ impl RequestBody {
     /// Validates the JSON and locates the fields; a body that is not a JSON object, or that
     /// repeats one of the fields read, is the client's error.
     pub fn scan(raw: Bytes) -> Result<Self, ApiError> {
-        let not_an_object = |detail: String| {
-            ApiError::bad_request(
-                "invalid_json",
-                format!("request body is not a JSON object: {detail}"),
-            )
-        };
         // A derived struct also reads a JSON list (field by position): only `{` may open.
         if raw.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(not_an_object("it does not start with `{`".into()));
+            return Err(not_an_object("it does not start with `{`"));
         }
-        let fields: Fields<'_> =
-            serde_json::from_slice(&raw).map_err(|e| not_an_object(e.to_string()))?;
+        let fields: Fields<'_> = serde_json::from_slice(&raw).map_err(not_an_object)?;
         let at = |value: Option<&RawValue>| value.map(|v| locate(&raw, v));
         let located = RequestBody {
             model: at(fields.model),
@@ -239,12 +233,7 @@ impl RequestBody {
     /// The body as a tree, parsed on first use (for translation to another dialect).
     pub fn tree(&mut self) -> Result<&Map<String, Value>, ApiError> {
         if self.tree.is_none() {
-            let parsed = serde_json::from_slice(&self.raw).map_err(|e| {
-                ApiError::bad_request(
-                    "invalid_json",
-                    format!("request body is not a JSON object: {e}"),
-                )
-            })?;
+            let parsed = serde_json::from_slice(&self.raw).map_err(not_an_object)?;
             self.tree = Some(parsed);
         }
         Ok(self.tree.get_or_insert_default())

@@ -167,12 +167,15 @@ pub(crate) fn audit_denial(gw: &Gateway, e: &ApiError, action: &str) {
 /// Reads a JSON object body into a tree: `application/json`, at most [`MAX_REQUEST_BYTES`].
 pub async fn read_json(headers: &HeaderMap, body: Body) -> Result<Map<String, Value>, ApiError> {
     let bytes = read_body(headers, body).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_json",
-            format!("request body is not a JSON object: {e}"),
-        )
-    })
+    serde_json::from_slice(&bytes).map_err(not_an_object)
+}
+
+/// The client's error for a body that is not one JSON object, with why.
+pub fn not_an_object(detail: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(
+        "invalid_json",
+        format!("request body is not a JSON object: {detail}"),
+    )
 }
 
 /// Reads a JSON object body and locates its fields without a tree ([`RequestBody`]).
