@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{ClientRequest, max_tokens, model_of, read_json, run, scan_json, text_len};
+use super::{ClientRequest, max_tokens, model_of, read_json, relay, run, scan_json, text_len};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::providers::{Operation, Verdict, Wire};
@@ -35,7 +35,15 @@ pub async fn messages(
 ) -> Response {
     let default_max = caller.runtime.policy.default_max_tokens;
     let parsed = parse(headers, body, default_max);
-    run(gw, caller, &id, parsed, "messages", Wire::Anthropic).await
+    run(
+        &gw,
+        &caller,
+        &id,
+        parsed,
+        ("messages", Wire::Anthropic),
+        relay::render_owned,
+    )
+    .await
 }
 
 async fn parse(

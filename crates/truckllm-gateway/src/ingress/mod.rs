@@ -113,36 +113,48 @@ pub(crate) fn to_bytes(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-/// Runs a parsed request end to end and renders its answer, errors included, in its dialect.
-pub async fn run(
-    gw: Arc<Gateway>,
-    caller: Caller,
+/// A parsed request [`run`] dispatches: a [`CallPlan`] that says whether it streams.
+pub trait Dispatched: CallPlan {
+    fn streams(&self) -> bool;
+}
+
+impl Dispatched for ClientRequest {
+    fn streams(&self) -> bool {
+        self.stream
+    }
+}
+
+/// Runs a parsed request end to end and renders its answer with `render`, errors included,
+/// in its dialect (`wire`); one request record per request, named `action`.
+pub async fn run<R: Dispatched>(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
     request_id: &RequestId,
-    parsed: impl Future<Output = Result<ClientRequest, ApiError>>,
-    action: &str,
-    wire: Wire,
+    parsed: impl Future<Output = Result<R, ApiError>>,
+    (action, wire): (&str, Wire),
+    render: impl AsyncFnOnce(crate::dispatch::Answer, R, &mut Trace) -> Response,
 ) -> Response {
     let mut trace = Trace::start(&gw.logger, action, &request_id.0);
     trace.client(&caller.client.id);
     let result = async {
         let mut request = parsed.await?;
-        trace.model(&request.model, request.stream);
+        trace.model(request.model(), request.streams());
         let answer = crate::dispatch::dispatch(
-            Arc::clone(&gw),
+            Arc::clone(gw),
             Arc::clone(&caller.runtime),
             &caller.client,
             &mut request,
             &mut trace,
         )
         .await?;
-        Ok::<_, ApiError>(relay::render(answer, &request, &mut trace).await)
+        Ok::<_, ApiError>(render(answer, request, &mut trace).await)
     }
     .await;
     let response = match result {
         Ok(response) => response,
         Err(e) => {
             trace.error(e.code);
-            audit_denial(&gw, &e, action);
+            audit_denial(gw, &e, action);
             crate::metrics::rejected(e.code);
             e.into_response_for(wire)
         }

@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{ClientRequest, max_tokens, model_of, run, scan_json, text_len};
+use super::{ClientRequest, max_tokens, model_of, relay, run, scan_json, text_len};
 use crate::auth::Caller;
 use crate::error::{ApiError, clip};
 use crate::providers::{Operation, Wire};
@@ -28,7 +28,15 @@ pub async fn chat_completions(
 ) -> Response {
     let default_max = caller.runtime.policy.default_max_tokens;
     let parsed = parse(headers, body, Operation::Chat, default_max);
-    run(gw, caller, &id, parsed, "chat", Wire::OpenAi).await
+    run(
+        &gw,
+        &caller,
+        &id,
+        parsed,
+        ("chat", Wire::OpenAi),
+        relay::render_owned,
+    )
+    .await
 }
 
 pub async fn embeddings(
@@ -40,7 +48,15 @@ pub async fn embeddings(
 ) -> Response {
     let default_max = caller.runtime.policy.default_max_tokens;
     let parsed = parse(headers, body, Operation::Embeddings, default_max);
-    run(gw, caller, &id, parsed, "embeddings", Wire::OpenAi).await
+    run(
+        &gw,
+        &caller,
+        &id,
+        parsed,
+        ("embeddings", Wire::OpenAi),
+        relay::render_owned,
+    )
+    .await
 }
 
 async fn parse(

@@ -30,6 +30,11 @@ const SSE: &str = "text/event-stream";
 /// Largest non-streaming response body read from a provider.
 pub(crate) const MAX_RESPONSE_BYTES: u64 = 64 << 20;
 
+/// [`render`], for [`super::run`]: the request handed over.
+pub async fn render_owned(answer: Answer, request: ClientRequest, trace: &mut Trace) -> Response {
+    render(answer, &request, trace).await
+}
+
 /// Renders a provider's answer for the client.
 pub async fn render(answer: Answer, request: &ClientRequest, trace: &mut Trace) -> Response {
     let Answer {

@@ -210,33 +210,22 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let mut trace = Trace::start(&gw.logger, "responses", &id.0);
-    trace.client(&caller.client.id);
-    let result = async {
-        let mut request = parse(&gw, &caller, headers, body).await?;
-        trace.model(&request.model, request.stream);
-        let answer = crate::dispatch::dispatch(
-            Arc::clone(&gw),
-            Arc::clone(&caller.runtime),
-            &caller.client,
-            &mut request,
-            &mut trace,
-        )
-        .await?;
-        Ok::<_, ApiError>(render(answer, request, &mut trace).await)
+    let parsed = parse(&gw, &caller, headers, body);
+    super::run(
+        &gw,
+        &caller,
+        &id,
+        parsed,
+        ("responses", Wire::OpenAi),
+        render,
+    )
+    .await
+}
+
+impl super::Dispatched for ResponsesRequest {
+    fn streams(&self) -> bool {
+        self.stream
     }
-    .await;
-    let response = match result {
-        Ok(response) => response,
-        Err(e) => {
-            trace.error(e.code);
-            super::audit_denial(&gw, &e, "responses");
-            crate::metrics::rejected(e.code);
-            e.into_response_for(Wire::OpenAi)
-        }
-    };
-    trace.status(response.status().as_u16());
-    response
 }
 
 /// Most items one request's `input` may hold.
