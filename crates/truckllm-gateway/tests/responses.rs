@@ -4,10 +4,14 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::slow_docs::SlowDocWrites;
 use common::{Backend, Mock, TestGateway};
 use serde_json::{Value, json};
 use truckllm_gateway::mock::MockOptions;
-use truckllm_store::Metric;
+use truckllm_store::{Metric, RuntimeStore};
 
 const CLIENT_A: &str = "client-a-secret";
 const CLIENT_B: &str = "client-b-secret";
@@ -127,6 +131,32 @@ async fn what_cannot_be_translated_or_found_is_refused_in_openai_shape() {
             json!({"model": "gpt-4o-mini", "input": vec![json!("x"); 10_001]}),
             "invalid_input",
         ),
+        // Provider objects whose owner the gateway cannot check, on every provider.
+        (
+            json!({"model": "gpt-4o-mini", "input": "hi", "conversation": "conv_123"}),
+            "unsupported_parameter",
+        ),
+        (
+            json!({"model": "gpt-4o-mini", "input": [{"type": "item_reference", "id": "msg_1"}]}),
+            "unsupported_parameter",
+        ),
+        (
+            json!({"model": "gpt-4o-mini", "input": [{"id": "msg_1"}]}),
+            "unsupported_parameter",
+        ),
+        // Kept with the response but sent to no provider: held to OpenAI's bounds.
+        (
+            json!({"model": "gpt-4o-mini", "input": "hi", "metadata": {"k": "v".repeat(513)}}),
+            "invalid_metadata",
+        ),
+        (
+            json!({"model": "gpt-4o-mini", "input": "hi", "metadata": {"k": 1}}),
+            "invalid_metadata",
+        ),
+        (
+            json!({"model": "gpt-4o-mini", "input": "hi", "user": "u".repeat(257)}),
+            "invalid_metadata",
+        ),
     ];
     for (body, code) in cases {
         let (status, answer) = create(&gw, CLIENT_A, body.clone()).await;
@@ -209,6 +239,47 @@ async fn an_anthropic_stream_is_reframed_kept_and_continued() {
     gw.stop().await;
 }
 
+/// A stream's last event is sent only once what it names is stored: a follow-up sent the
+/// moment the client has it finds the response (or its route) on any instance. The store here
+/// takes 300 ms for each document write, so an answer that did not wait would be caught.
+#[tokio::test]
+async fn a_streamed_response_is_stored_before_its_last_event_is_sent() {
+    for native in [false, true] {
+        let mock = Mock::start(MockOptions {
+            responses_native: native,
+            ..MockOptions::default()
+        })
+        .await;
+        let slow = Arc::new(SlowDocWrites::new(Duration::from_millis(300)));
+        let providers = config(&mock.url).replace(
+            "    keys:\n      - id: \"o1\"",
+            "    responses: native\n    keys:\n      - id: \"o1\"",
+        );
+        let cfg = if native { providers } else { config(&mock.url) };
+        let gw = TestGateway::start(&cfg, Backend::Given(slow.clone())).await;
+        for model in ["gpt-4o-mini", "claude-sonnet-4-5"] {
+            let body = json!({"model": model, "input": "stream and keep", "stream": true});
+            let (status, _, text) = gw.post("/v1/responses", Some(CLIENT_A), &body).await;
+            assert_eq!(status, 200, "{text}");
+            let events = events(&text);
+            let (name, last) = events.last().expect("events");
+            assert_eq!(name, "response.completed");
+            let id = last["response"]["id"].as_str().expect("id");
+            let kept = if native && model.starts_with("gpt") {
+                format!("route:{id}")
+            } else {
+                format!("resp:{id}")
+            };
+            let doc = slow.get_doc(&kept).await.expect("store");
+            assert!(
+                doc.is_some(),
+                "native={native} {model}: {kept} not stored yet"
+            );
+        }
+        gw.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_response_is_found_only_by_its_own_client() {
     let (_mock, gw) = start().await;
@@ -241,5 +312,34 @@ async fn a_response_is_found_only_by_its_own_client() {
     assert_eq!(status, 200, "{items}");
     assert_eq!(items["data"][0]["content"][0]["text"], "mine", "{items}");
     assert_eq!(get(&gw, CLIENT_A, &path).await.0, 200);
+    gw.stop().await;
+}
+
+/// Only what a provider is sent is kept: fields no provider reads are not stored.
+#[tokio::test]
+async fn fields_no_provider_reads_are_not_kept() {
+    let (_mock, gw) = start().await;
+    let junk = "j".repeat(100_000);
+    let input = json!([{
+        "type": "message", "role": "user", "junk": junk,
+        "content": [{"type": "input_text", "text": "kept", "junk": junk}],
+    }]);
+    let (status, made) = create(
+        &gw,
+        CLIENT_A,
+        json!({"model": "gpt-4o-mini", "input": input}),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    let id = made["id"].as_str().expect("id");
+    gw.usage("openai", "o1", Metric::Req).await; // waits for the write
+    let doc = gw
+        .store
+        .get_doc(&format!("resp:{id}"))
+        .await
+        .expect("store");
+    let doc = String::from_utf8(doc.expect("kept")).expect("utf-8");
+    assert!(doc.contains("kept") && !doc.contains("junk"), "{doc}");
+    assert!(doc.len() < 10_000, "{} bytes kept", doc.len());
     gw.stop().await;
 }

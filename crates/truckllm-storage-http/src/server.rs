@@ -440,28 +440,15 @@ async fn health(State(s): State<Arc<ServerState>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// Documents belong to no provider: a token limited to some providers may not touch them.
+/// Documents need the `docs` scope, which only unlimited tokens can hold (see
+/// [`crate::tokens`]): they belong to no provider and hold what clients said.
 fn require_docs<'a>(
     s: &ServerState,
     caller: &'a Caller,
-    scope: Scope,
     action: &str,
     key: &str,
 ) -> Result<&'a Token, HttpError> {
-    let token = caller.require(s, scope, &[], action, key)?;
-    if token.limited_to_providers() {
-        s.audit
-            .record(&token.name, action, key, StatusCode::FORBIDDEN);
-        return Err(HttpError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "token `{}` is limited to some providers; documents need an unlimited token",
-                token.name
-            ),
-        ));
-    }
-    Ok(token)
+    caller.require(s, Scope::Docs, &[], action, key)
 }
 
 async fn get_doc(
@@ -469,7 +456,7 @@ async fn get_doc(
     caller: Caller,
     Path(key): Path<String>,
 ) -> Reply {
-    require_docs(&s, &caller, Scope::Read, "docs.get", &key)?;
+    require_docs(&s, &caller, "docs.get", &key)?;
     let value = s.store.get_doc(&key).await?;
     let body = DocResponse {
         value_b64: value.map(|v| BASE64.encode(v)),
@@ -483,7 +470,7 @@ async fn put_doc(
     Path(key): Path<String>,
     body: Body,
 ) -> Reply {
-    let token = require_docs(&s, &caller, Scope::Write, "docs.put", &key)?;
+    let token = require_docs(&s, &caller, "docs.put", &key)?;
     let reply = async {
         let bytes = axum::body::to_bytes(body, MAX_DOC_BODY_BYTES)
             .await
@@ -513,7 +500,7 @@ async fn delete_doc(
     caller: Caller,
     Path(key): Path<String>,
 ) -> Reply {
-    let token = require_docs(&s, &caller, Scope::Write, "docs.delete", &key)?;
+    let token = require_docs(&s, &caller, "docs.delete", &key)?;
     let reply = async {
         let deleted = s.store.delete_doc(&key).await?;
         Ok(axum::Json(DeletedResponse { deleted }).into_response())

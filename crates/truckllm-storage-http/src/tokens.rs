@@ -4,7 +4,7 @@
 //! tokens:
 //!   - name: gateway
 //!     token: "${GATEWAY_STORE_TOKEN}"   # or token_sha256: "<hex>"
-//!     scopes: [read, write, config]
+//!     scopes: [read, write, config, docs]
 //!   - name: dashboard
 //!     token: "${DASHBOARD_STORE_TOKEN}"
 //!     scopes: [read]
@@ -13,9 +13,13 @@
 //! ```
 //!
 //! Scopes: `read` and `write` (usage), `config` (`GET/PUT /config`; `GET` shows secrets as
-//! `[REDACTED]`), and `config_secrets`, which with `config` makes `GET /config` return the
+//! `[REDACTED]`), `config_secrets`, which with `config` makes `GET /config` return the
 //! config as stored, secrets and all: give it to gateways that load their config from this
-//! server, not to dashboards or editors.
+//! server, not to dashboards or editors; and `docs` (`/docs/{key}`: the gateways' stored
+//! Responses conversations, which hold what clients said, so neither `read` nor `write`
+//! reaches them). `docs` is for the operator's gateways only: a token limited to some
+//! providers or given a `quota` cannot have it, since documents belong to no provider and
+//! are not counted against quotas.
 //!
 //! Tokens are hashed (SHA-256) on load and compared in constant time; only names appear in
 //! logs and audit records.
@@ -53,6 +57,8 @@ pub enum Scope {
     Config,
     /// With `config`: `GET /config` returns literal secrets instead of `[REDACTED]`.
     ConfigSecrets,
+    /// Documents (`/docs/{key}`): read, write and delete.
+    Docs,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,6 +192,13 @@ impl Tokens {
             };
             if entry.scopes.is_empty() {
                 return Err(format!("token {:?} has no scopes", entry.name));
+            }
+            let bounded = entry.quota.is_some() || entry.providers.is_some();
+            if bounded && entry.scopes.contains(&Scope::Docs) {
+                return Err(format!(
+                    "token {:?}: the docs scope is for unlimited tokens (no providers, no quota): documents belong to no provider and are not counted against quotas",
+                    entry.name
+                ));
             }
             let limit = match (entry.quota, &entry.providers) {
                 (Some(0), _) => {

@@ -19,7 +19,7 @@ use truckllm_store::{
 const TOKENS: &str = "tokens:
   - name: gateway
     token: gw-secret
-    scopes: [read, write, config]
+    scopes: [read, write, config, docs]
   - name: openai-tenant
     token: openai-secret
     scopes: [read, write]

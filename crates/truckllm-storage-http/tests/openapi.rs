@@ -84,7 +84,7 @@ async fn the_server_matches_its_openapi_document() {
     ));
     let store: Arc<dyn RuntimeStore> = Arc::new(MemoryStore::new());
     let tokens = Tokens::parse(
-        "tokens:\n  - name: doc\n    token: \"${T}\"\n    scopes: [read, write, config]\n",
+        "tokens:\n  - name: doc\n    token: \"${T}\"\n    scopes: [read, write, config, docs]\n",
         &env,
     )
     .expect("tokens");

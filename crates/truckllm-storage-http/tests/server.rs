@@ -9,7 +9,7 @@ use truckllm_storage_http::server::{ServerState, router, serve, tls_config};
 use truckllm_storage_http::{Audit, HttpOptions, HttpStore, Tokens};
 use truckllm_store::{MemoryStore, Metric, RuntimeStore, Series};
 
-const TOKENS: &str = "tokens:\n  - name: gateway\n    token: \"gw-secret\"\n    scopes: [read, write, config]\n  - name: dashboard\n    token: \"dash-secret\"\n    scopes: [read]\n    providers: [\"openai\"]\n";
+const TOKENS: &str = "tokens:\n  - name: gateway\n    token: \"gw-secret\"\n    scopes: [read, write, config, docs]\n  - name: dashboard\n    token: \"dash-secret\"\n    scopes: [read]\n    providers: [\"openai\"]\n";
 
 struct Server {
     base: String,
@@ -193,6 +193,32 @@ async fn tokens_scopes_and_providers_are_enforced_and_audited() {
         !audit.contains("gw-secret") && !audit.contains("dash-secret"),
         "no token in the audit log"
     );
+}
+
+/// Documents hold what clients said: only a token with the `docs` scope reaches them, not
+/// one that may read or write usage, and a bounded token cannot be given that scope.
+#[tokio::test]
+async fn documents_need_the_docs_scope() {
+    let tokens = "tokens:\n  - name: gateway\n    token: gw\n    scopes: [read, write, docs]\n  - name: reader\n    token: rd\n    scopes: [read, write]\n";
+    let server = start_with(false, tokens, MemoryStore::new()).await;
+    let put = r#"{"value_b64": "aGk=", "ttl_ms": 60000}"#;
+    let (status, body) = send(&server.base, "PUT", "/docs/resp:1", Some("rd"), Some(put)).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = send(&server.base, "PUT", "/docs/resp:1", Some("gw"), Some(put)).await;
+    assert_eq!(status, 204, "{body}");
+    for method in ["GET", "DELETE"] {
+        let (status, body) = send(&server.base, method, "/docs/resp:1", Some("rd"), None).await;
+        assert_eq!(status, 403, "{method}: {body}");
+    }
+    let (status, body) = send(&server.base, "GET", "/docs/resp:1", Some("gw"), None).await;
+    assert_eq!((status, body.contains("aGk=")), (200, true), "{body}");
+    for bounded in ["quota: 5", "providers: [openai]"] {
+        let yaml =
+            format!("tokens:\n  - name: t\n    token: t\n    scopes: [docs]\n    {bounded}\n");
+        let env: HashMap<String, String> = HashMap::new();
+        let refused = Tokens::parse(&yaml, &env).expect_err(bounded);
+        assert!(refused.contains("docs scope"), "{refused}");
+    }
 }
 
 #[tokio::test]

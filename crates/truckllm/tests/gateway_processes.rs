@@ -53,7 +53,7 @@ fn storage_server(dir: &std::path::Path, redis: &RedisServer) -> (Vec<String>, u
     let tokens = dir.join("tokens.yaml");
     std::fs::write(
         &tokens,
-        "tokens:\n  - name: gateways\n    token: \"store-secret\"\n    scopes: [read, write]\n",
+        "tokens:\n  - name: gateways\n    token: \"store-secret\"\n    scopes: [read, write, docs]\n",
     )
     .expect("tokens");
     let port = free_port();

@@ -25,8 +25,9 @@ struct Server {
 
 impl Server {
     fn start(redis: &RedisServer) -> Self {
-        let tokens =
-            format!("tokens:\n  - name: t\n    token: \"{TOKEN}\"\n    scopes: [read, write]\n");
+        let tokens = format!(
+            "tokens:\n  - name: t\n    token: \"{TOKEN}\"\n    scopes: [read, write, docs]\n"
+        );
         Self::start_with(redis.url(), &tokens)
     }
 
@@ -210,7 +211,7 @@ async fn a_server_restart_mid_run_loses_and_duplicates_nothing() {
 #[tokio::test]
 async fn a_tenant_cannot_fill_the_store_and_a_gateway_keeps_its_limits() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let tokens = "tokens:\n  - name: gateway\n    token: gw\n    scopes: [read, write]\n  - name: tenant\n    token: tenant\n    scopes: [read, write]\n    providers: [tenant]\n";
+    let tokens = "tokens:\n  - name: gateway\n    token: gw\n    scopes: [read, write, docs]\n  - name: tenant\n    token: tenant\n    scopes: [read, write]\n    providers: [tenant]\n";
     let server = Server::start_with("memory:".into(), tokens);
     let with_token = |token: &str| HttpOptions {
         token: Some(token.into()),
@@ -277,7 +278,7 @@ async fn a_tenant_cannot_fill_the_store_and_a_gateway_keeps_its_limits() {
 #[tokio::test]
 async fn a_caller_clock_far_from_the_servers_is_refused() {
     let tokens =
-        format!("tokens:\n  - name: t\n    token: \"{TOKEN}\"\n    scopes: [read, write]\n");
+        format!("tokens:\n  - name: t\n    token: \"{TOKEN}\"\n    scopes: [read, write, docs]\n");
     let server = Server::start_with("memory:".into(), &tokens);
     let http = reqwest::Client::new();
     let batch =

@@ -38,7 +38,7 @@ fn start_server(
     std::fs::write(
         &tokens,
         format!(
-            "tokens:\n  - name: tests\n    token: \"{TOKEN}\"\n    scopes: [read, write, config]\n"
+            "tokens:\n  - name: tests\n    token: \"{TOKEN}\"\n    scopes: [read, write, config, docs]\n"
         ),
     )
     .expect("tokens");

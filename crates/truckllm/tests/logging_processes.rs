@@ -167,7 +167,7 @@ fn the_gateway_and_the_storage_server_log_to_file_webhook_and_pushgateway() {
     let tokens = dir.path().join("tokens.yaml");
     std::fs::write(
         &tokens,
-        "tokens:\n  - name: writer\n    token: \"store-secret\"\n    scopes: [read, write]\n",
+        "tokens:\n  - name: writer\n    token: \"store-secret\"\n    scopes: [read, write, docs]\n",
     )
     .expect("tokens");
     let server_config = dir.path().join("server.yaml");

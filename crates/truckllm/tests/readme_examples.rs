@@ -19,7 +19,7 @@ fn the_readme_curl_examples_work_as_written() {
 
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(dir.path().join("tokens.yaml"), "tokens:\n  - name: gateway\n    token: \"${GATEWAY_STORE_TOKEN}\"\n    scopes: [read, write, config]\n").expect("tokens");
+    std::fs::write(dir.path().join("tokens.yaml"), "tokens:\n  - name: gateway\n    token: \"${GATEWAY_STORE_TOKEN}\"\n    scopes: [read, write, config, docs]\n").expect("tokens");
     std::fs::create_dir(dir.path().join("configs")).expect("configs");
     std::fs::write(
         dir.path().join("configs/config.yaml"),

@@ -124,7 +124,7 @@ pub use errors::{
 pub use from_chat::{chat_to_messages_request, messages_to_chat_response, usage_of_message};
 pub use from_messages::{chat_to_messages_response, messages_to_chat_request};
 pub use responses::{
-    ResponseShell, chat_to_responses_response, input_items, responses_to_chat_request,
+    ResponseShell, chat_to_responses_response, input_items, kept_item, responses_to_chat_request,
     responses_usage_json, usage_from_responses,
 };
 pub use responses_stream::{ChatToResponsesStream, MessagesToResponsesStream};

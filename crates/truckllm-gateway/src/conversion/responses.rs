@@ -167,6 +167,48 @@ fn item_type(item: &Value) -> &str {
     }
 }
 
+/// The fields of each input item kind a provider is sent; nothing else of an item is kept.
+const KEPT_FIELDS: &[(&str, &[&str])] = &[
+    ("message", &["type", "role", "content"]),
+    (
+        "function_call",
+        &["type", "id", "call_id", "name", "arguments", "status"],
+    ),
+    ("function_call_output", &["type", "call_id", "output"]),
+];
+
+/// The fields of a content part a provider is sent.
+const KEPT_PART_FIELDS: &[&str] = &[
+    "type",
+    "text",
+    "refusal",
+    "image_url",
+    "detail",
+    "file_data",
+    "filename",
+];
+
+/// An input item as the gateway keeps it for a follow-up: only what a provider is sent, so
+/// fields no provider reads are not stored (stored bytes are bytes a provider was sent and
+/// billed for). Items of kinds no provider takes back (reasoning) are not kept at all.
+pub fn kept_item(item: &Value) -> Option<Value> {
+    let kind = item_type(item);
+    let (_, fields) = KEPT_FIELDS.iter().find(|(k, _)| *k == kind)?;
+    let mut kept: Map<String, Value> = fields
+        .iter()
+        .filter_map(|f| item.get(*f).map(|v| ((*f).to_owned(), v.clone())))
+        .collect();
+    kept.insert("type".into(), kind.into());
+    if let Some(Value::Array(parts)) = kept.get_mut("content") {
+        for part in parts.iter_mut() {
+            if let Value::Object(fields) = part {
+                fields.retain(|k, _| KEPT_PART_FIELDS.contains(&k.as_str()));
+            }
+        }
+    }
+    Some(Value::Object(kept))
+}
+
 fn convert_message(item: &Value) -> Result<Value, Unsupported> {
     let role = item.get("role").and_then(Value::as_str).unwrap_or("user");
     match role {

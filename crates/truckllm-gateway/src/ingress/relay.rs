@@ -3,6 +3,7 @@
 //! re-frames each event and keeps the usage it saw. The attempt is settled with that usage
 //! when the body has been read, the stream ended, or the client went away.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -166,7 +167,16 @@ pub trait StreamRelay: Send {
     /// What to send when the provider's stream ends.
     fn finish(&mut self) -> Option<Bytes>;
     fn usage(&self) -> Option<Usage>;
+    /// A store write the bytes just produced must wait for: the stream holds them until it
+    /// is done, so a client that has the last event finds what it names on any instance.
+    /// The write runs on its own task and finishes even if the client leaves meanwhile.
+    fn hold_until(&mut self) -> Option<Gate> {
+        None
+    }
 }
+
+/// A store write a stream's next bytes wait for (see [`StreamRelay::hold_until`]).
+pub(crate) type Gate = tokio::task::JoinHandle<()>;
 
 /// OpenAI to OpenAI: events pass untouched, but for the usage chunk the gateway asked for.
 struct OpenAiPassthrough {
@@ -302,6 +312,7 @@ pub(crate) fn stream_through(
             events: 0,
             prompt,
         }),
+        held: None,
     };
     built(builder, Body::from_stream(metered))
 }
@@ -311,7 +322,11 @@ pub(crate) fn stream_through(
 struct Metered {
     /// `None` once the stream has ended (or broken) and been settled.
     live: Option<Relaying>,
+    /// What to send once a store write is done.
+    held: Option<(Gate, StreamItem)>,
 }
+
+type StreamItem = Result<Bytes, std::io::Error>;
 
 /// A stream being relayed, with what settling it needs.
 struct Relaying {
@@ -343,7 +358,7 @@ impl Relaying {
     /// The provider's stream ended: relay what is left (a last event without its blank
     /// line), close the stream in the client's dialect, settle with the usage seen; what is
     /// left to send.
-    fn ended(mut self) -> Result<Option<Bytes>, std::io::Error> {
+    fn ended(mut self) -> Result<(Option<Bytes>, Option<Gate>), std::io::Error> {
         let mut out = BytesMut::new();
         match self.relay_rest() {
             Ok(Some(rest)) => out.extend_from_slice(&rest),
@@ -357,7 +372,8 @@ impl Relaying {
         let pricing = &self.attempt.provider_config().pricing;
         self.trace.usage(usage.as_ref(), pricing);
         self.attempt.settle(Outcome::Success(usage));
-        Ok((!out.is_empty()).then(|| out.freeze()))
+        let gate = self.relay.hold_until();
+        Ok(((!out.is_empty()).then(|| out.freeze()), gate))
     }
 
     /// An unterminated last event, ended and relayed like any other.
@@ -471,12 +487,10 @@ impl Drop for Metered {
     }
 }
 
-impl Stream for Metered {
-    type Item = Result<Bytes, std::io::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        let Some(live) = this.live.as_mut() else {
+impl Metered {
+    /// The next thing to send, and the store write it must wait for, if any.
+    fn poll_relay(&mut self, cx: &mut Context<'_>) -> Poll<Option<(StreamItem, Option<Gate>)>> {
+        let Some(live) = self.live.as_mut() else {
             return Poll::Ready(None);
         };
         loop {
@@ -485,19 +499,49 @@ impl Stream for Metered {
                 Poll::Ready(Some(Ok(chunk))) => match live.relay_chunk(&chunk) {
                     Ok(Some(out)) => {
                         live.trace.first_byte();
-                        return Poll::Ready(Some(Ok(out)));
+                        return Poll::Ready(Some((Ok(out), live.relay.hold_until())));
                     }
                     Ok(None) => {}
-                    Err(e) => return Poll::Ready(this.live.take().map(|l| Err(l.broken(e)))),
+                    Err(e) => {
+                        return Poll::Ready(self.live.take().map(|l| (Err(l.broken(e)), None)));
+                    }
                 },
                 Poll::Ready(Some(Err(e))) => {
-                    return Poll::Ready(this.live.take().map(|l| Err(l.broken(e))));
+                    return Poll::Ready(self.live.take().map(|l| (Err(l.broken(e)), None)));
                 }
                 Poll::Ready(None) => {
-                    return Poll::Ready(this.live.take().and_then(|l| l.ended().transpose()));
+                    return Poll::Ready(self.live.take().and_then(|l| match l.ended() {
+                        Ok((out, gate)) => match (out, gate) {
+                            (None, None) => None,
+                            // Nothing left but a write to wait for: an empty chunk after it.
+                            (out, gate) => Some((Ok(out.unwrap_or_default()), gate)),
+                        },
+                        Err(e) => Some((Err(e), None)),
+                    }));
                 }
             }
         }
+    }
+}
+
+impl Stream for Metered {
+    type Item = StreamItem;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.held.is_none() {
+            match std::task::ready!(this.poll_relay(cx)) {
+                None => return Poll::Ready(None),
+                Some((item, None)) => return Poll::Ready(Some(item)),
+                Some((item, Some(gate))) => this.held = Some((gate, item)),
+            }
+        }
+        let Some((gate, _)) = this.held.as_mut() else {
+            return Poll::Ready(None);
+        };
+        // The write's own failure is logged by it; the bytes go either way.
+        let _ = std::task::ready!(Pin::new(gate).poll(cx));
+        Poll::Ready(this.held.take().map(|(_, item)| item))
     }
 }
 

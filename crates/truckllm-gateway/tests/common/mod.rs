@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod slow_docs;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -117,6 +119,8 @@ impl ConnectProxy {
 pub enum Backend {
     Memory,
     Redis,
+    /// A store the test built (see [`slow_docs`]).
+    Given(Arc<dyn RuntimeStore>),
 }
 
 pub struct TestGateway {
@@ -172,6 +176,7 @@ impl TestGateway {
             .expect("config");
         let (store, redis): (Arc<dyn RuntimeStore>, Option<RedisServer>) = match backend {
             Backend::Memory => (Arc::new(MemoryStore::new()), None),
+            Backend::Given(store) => (store, None),
             Backend::Redis => {
                 let server = RedisServer::start();
                 let store = RedisStore::connect(

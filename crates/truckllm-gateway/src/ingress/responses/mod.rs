@@ -45,7 +45,7 @@ mod native;
 
 use native::{load_route, native, native_call};
 
-use super::relay::{self, Prompt, StreamRelay};
+use super::relay::{self, Gate, Prompt, StreamRelay};
 use super::{max_tokens, model_of, read_json, text_len, to_bytes};
 use crate::attempt::{Attempt, Outcome};
 use crate::auth::Caller;
@@ -116,10 +116,11 @@ impl Keeper {
         }
     }
 
-    /// Keeps the response off the response path (shutdown waits for it).
-    fn keep_later(self, response: Value) {
+    /// Keeps the response on its own task (shutdown waits for it); the stream holds its last
+    /// event until the returned write is done.
+    fn keep_later(self, response: Value) -> Gate {
         let tasks = self.gateway.settlements.clone();
-        tasks.spawn(self.keep(response));
+        tasks.spawn(self.keep(response))
     }
 }
 
@@ -243,6 +244,56 @@ fn refuse_background(body: &Map<String, Value>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Provider-side objects that clients create and name by id, which the gateway cannot tell
+/// the owner of: behind one shared provider key, one client could read another's by naming
+/// it. Refused on every provider; `previous_response_id` is the one such id the gateway
+/// tracks (stored conversations and native routes are kept per client).
+fn refuse_unowned_objects(body: &Map<String, Value>, input: &[Value]) -> Result<(), ApiError> {
+    if body.get("conversation").is_some_and(|c| !c.is_null()) {
+        return Err(ApiError::bad_request(
+            "unsupported_parameter",
+            "`conversation` objects are not supported by the gateway (their owner cannot be checked behind a shared provider key); use `previous_response_id`",
+        ));
+    }
+    let is_reference = |item: &Value| match item.get("type").and_then(Value::as_str) {
+        Some(kind) => kind == "item_reference",
+        None => item.get("role").is_none() && item.get("id").is_some(),
+    };
+    if input.iter().any(is_reference) {
+        return Err(ApiError::bad_request(
+            "unsupported_parameter",
+            "`item_reference` input items are not supported by the gateway (their owner cannot be checked behind a shared provider key); send the items themselves or use `previous_response_id`",
+        ));
+    }
+    Ok(())
+}
+
+/// `metadata` and `user` are kept with a response but sent to no translated provider, so
+/// they are held to OpenAI's own bounds: at most 16 pairs, keys of at most 64 characters,
+/// string values of at most 512; `user` at most 256 characters.
+fn check_kept_extras(body: &Map<String, Value>) -> Result<(), ApiError> {
+    let invalid = |message: &str| Err(ApiError::bad_request("invalid_metadata", message));
+    match body.get("metadata") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(pairs)) => {
+            let fits = |(k, v): (&String, &Value)| {
+                k.chars().count() <= 64 && v.as_str().is_some_and(|v| v.chars().count() <= 512)
+            };
+            if pairs.len() > 16 || !pairs.iter().all(fits) {
+                return invalid(
+                    "`metadata` holds at most 16 pairs, keys of at most 64 characters and string values of at most 512",
+                );
+            }
+        }
+        Some(_) => return invalid("`metadata` must be an object of strings"),
+    }
+    match body.get("user") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(user)) if user.chars().count() <= 256 => Ok(()),
+        Some(_) => invalid("`user` must be a string of at most 256 characters"),
+    }
+}
+
 async fn parse(
     gw: &Arc<Gateway>,
     caller: &Caller,
@@ -260,6 +311,8 @@ async fn parse(
     refuse_background(&body)?;
     let input = conversion::input_items(body.get("input"))
         .map_err(|e| ApiError::bad_request("invalid_input", e.0))?;
+    refuse_unowned_objects(&body, &input)?;
+    check_kept_extras(&body)?;
     if input.len() > MAX_INPUT_ITEMS {
         return Err(ApiError::bad_request(
             "invalid_input",
@@ -302,13 +355,8 @@ async fn parse(
         ttl: Duration::from_secs(policy.responses_ttl_secs.max(1)),
         client: caller.client.id.clone(),
         history,
-        // Reasoning items go to no provider on a follow-up (a Chat provider cannot take them
-        // back), so they are not kept: stored bytes are bytes some provider was sent.
-        input: input
-            .iter()
-            .filter(|item| item.get("type").and_then(Value::as_str) != Some("reasoning"))
-            .cloned()
-            .collect(),
+        // Only what a provider is sent: reasoning items and unknown fields are not kept.
+        input: input.iter().filter_map(conversion::kept_item).collect(),
     });
     Ok(ResponsesRequest {
         stream: body.get("stream").and_then(Value::as_bool) == Some(true),
@@ -418,6 +466,7 @@ async fn render(answer: Answer, request: ResponsesRequest, trace: &mut Trace) ->
         let relay = Box::new(ResponsesRelay {
             reframer,
             keeper: request.keeper,
+            gate: None,
         });
         return relay::stream_through(
             response,
@@ -497,6 +546,8 @@ enum Reframer {
 struct ResponsesRelay {
     reframer: Reframer,
     keeper: Option<Keeper>,
+    /// The write of the completed response, which its last event waits for.
+    gate: Option<Gate>,
 }
 
 impl ResponsesRelay {
@@ -513,7 +564,7 @@ impl ResponsesRelay {
         if let Some(response) = done
             && let Some(keeper) = self.keeper.take()
         {
-            keeper.keep_later(response);
+            self.gate = Some(keeper.keep_later(response));
         }
     }
 }
@@ -543,6 +594,10 @@ impl StreamRelay for ResponsesRelay {
             Reframer::Chat(s) => s.usage(),
             Reframer::Messages(s) => s.usage(),
         }
+    }
+
+    fn hold_until(&mut self) -> Option<Gate> {
+        self.gate.take()
     }
 }
 

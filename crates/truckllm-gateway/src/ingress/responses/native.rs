@@ -17,7 +17,7 @@ use crate::attempt::{Attempt, Outcome};
 use crate::auth::Caller;
 use crate::conversion;
 use crate::error::ApiError;
-use crate::ingress::relay::{self, Prompt, StreamRelay};
+use crate::ingress::relay::{self, Gate, Prompt, StreamRelay};
 use crate::providers::{Operation, Wire};
 use crate::state::Gateway;
 use crate::trace::Trace;
@@ -55,8 +55,7 @@ pub(super) async fn load_route(
 }
 
 /// Records that `provider`'s key `key` made the native response `id` (the caller chose to
-/// store it), off the response path.
-/// Stores the route of response `id` before its answer is returned, so a follow-up sent the
+/// store it): stores the route of response `id` before its answer is returned, so a follow-up sent the
 /// moment the client has it finds it on any instance.
 async fn record_route(keeper: &Keeper, provider: String, key: String, id: &str) {
     if let Some((doc, bytes)) = route_doc(keeper, provider, key, id)
@@ -66,17 +65,16 @@ async fn record_route(keeper: &Keeper, provider: String, key: String, id: &str) 
     }
 }
 
-/// Stores the route of a streamed response off the stream's path (shutdown waits for it).
-fn record_route_later(keeper: &Keeper, provider: String, key: String, id: &str) {
-    let Some((doc, bytes)) = route_doc(keeper, provider, key, id) else {
-        return;
-    };
+/// Stores the route of a streamed response on its own task (shutdown waits for it), begun
+/// as soon as the id is known; the stream's last event waits for the returned write.
+fn record_route_later(keeper: &Keeper, provider: String, key: String, id: &str) -> Option<Gate> {
+    let (doc, bytes) = route_doc(keeper, provider, key, id)?;
     let (store, ttl) = (Arc::clone(&keeper.store), keeper.ttl);
-    keeper.gateway.settlements.spawn(async move {
+    Some(keeper.gateway.settlements.spawn(async move {
         if let Err(e) = store.put_doc(&doc, &bytes, ttl).await {
             tracing::warn!(error = %e, "the route of a native response could not be stored");
         }
-    });
+    }))
 }
 
 /// The route document of response `id`: its store key and bytes.
@@ -118,6 +116,8 @@ pub(super) async fn native(
             )),
             id: None,
             usage: None,
+            writing: None,
+            gate: None,
         });
         return relay::stream_through(
             response,
@@ -159,6 +159,10 @@ struct NativeRelay {
     attempt_route: Option<(String, String)>,
     id: Option<String>,
     usage: Option<Usage>,
+    /// The route's write, begun when the id was first seen.
+    writing: Option<Gate>,
+    /// That write, once the response completed: the last event waits for it.
+    gate: Option<Gate>,
 }
 
 impl StreamRelay for NativeRelay {
@@ -168,6 +172,7 @@ impl StreamRelay for NativeRelay {
         if let Some(response) = data.as_ref().and_then(|d| d.get("response")) {
             if let Some(id) = response["id"].as_str() {
                 self.id = Some(id.to_owned());
+                self.record();
             }
             if let Some(usage) = response
                 .get("usage")
@@ -180,7 +185,7 @@ impl StreamRelay for NativeRelay {
                 Some("response.completed" | "response.incomplete")
             );
             if done {
-                self.record();
+                self.gate = self.writing.take();
             }
         }
         Ok(Some(event))
@@ -193,17 +198,21 @@ impl StreamRelay for NativeRelay {
     fn usage(&self) -> Option<Usage> {
         self.usage
     }
+
+    fn hold_until(&mut self) -> Option<Gate> {
+        self.gate.take()
+    }
 }
 
 impl NativeRelay {
-    /// Records the route of the completed response, once.
+    /// Records the route of the response, once, as soon as its id is known.
     fn record(&mut self) {
         if let (Some(keeper), Some((provider, key)), Some(id)) = (
             self.keeper.take(),
             self.attempt_route.take(),
             self.id.as_deref(),
         ) {
-            record_route_later(&keeper, provider, key, id);
+            self.writing = record_route_later(&keeper, provider, key, id);
         }
     }
 }
