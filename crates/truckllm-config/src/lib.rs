@@ -31,6 +31,8 @@ pub use reload::{LiveConfig, ReloadEvent, ReloadOutcome, Running};
 pub use schema::Config;
 pub use secret::{MasterKey, Secret};
 pub use store::file::{FileConfigStore, FileStoreOptions};
+#[cfg(feature = "postgres")]
+pub use store::postgres::PostgresConfigStore;
 pub use store::{ConfigStore, SaveMeta, VersionInfo, Versioned, diff};
 
 /// The JSON Schema of the config file, for editor completion (`configs/config.schema.json`).

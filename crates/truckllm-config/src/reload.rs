@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use futures_util::StreamExt;
 use notify::RecursiveMode;
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify_debouncer_full::{DebounceEventResult, DebouncedEvent, new_debouncer};
@@ -245,6 +246,7 @@ impl LiveConfig {
         let mut tasks = vec![spawn_sighup(tx.clone())?];
         if debouncer.is_none() {
             tasks.push(spawn_poll(poll, tx.clone()));
+            tasks.push(spawn_notified(Arc::clone(&self.store), tx.clone()));
         }
         let (synced_tx, synced) = watch::channel(0);
         tasks.push(tokio::spawn(run_worker(Arc::clone(self), rx, synced_tx)));
@@ -463,6 +465,24 @@ fn watch_file(
         .watch(&dir, RecursiveMode::NonRecursive)
         .map_err(|e| ConfigError::Other(format!("cannot watch {}: {e}", dir.display())))?;
     Ok((debouncer, marker))
+}
+
+/// Reloads whenever the store says another process saved (LISTEN/NOTIFY on PostgreSQL); a
+/// store that cannot tell ends this task at once and is polled only.
+fn spawn_notified(
+    store: Arc<dyn ConfigStore>,
+    tx: mpsc::Sender<Trigger>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(mut changes) = store.notifications().await else {
+            return;
+        };
+        while changes.next().await.is_some() {
+            if tx.send(Trigger::Changed("notify")).await.is_err() {
+                break;
+            }
+        }
+    })
 }
 
 fn spawn_poll(every: Duration, tx: mpsc::Sender<Trigger>) -> tokio::task::JoinHandle<()> {

@@ -277,6 +277,9 @@ pub enum ConfigKind {
     #[default]
     File,
     Http,
+    /// PostgreSQL: `addr` is a `postgres://` URL; versions shared by every host, saves
+    /// announced by LISTEN/NOTIFY.
+    Postgres,
 }
 
 /// The seed's `storage.config`.

@@ -188,14 +188,10 @@ fn check_storage(config: &Config, problems: &mut Problems) {
             "storage.runtime.addr",
             "the postgres runtime store needs addr, e.g. postgres://truckllm@db:5432/truckllm",
         ),
-        (RuntimeKind::Postgres, Some(addr))
-            if !(addr.starts_with("postgres://") || addr.starts_with("postgresql://")) =>
-        {
-            problems.add(
-                "storage.runtime.addr",
-                "must be a postgres:// URL, e.g. postgres://truckllm@db:5432/truckllm",
-            )
-        }
+        (RuntimeKind::Postgres, Some(addr)) if !is_postgres_url(addr) => problems.add(
+            "storage.runtime.addr",
+            "must be a postgres:// URL, e.g. postgres://truckllm@db:5432/truckllm",
+        ),
         _ => {}
     }
     if runtime.expected_instances == 0 {
@@ -237,11 +233,20 @@ fn check_storage(config: &Config, problems: &mut Problems) {
         }
     }
     let store = &config.storage.config;
-    if store.kind == ConfigKind::Http {
-        match store.addr.as_deref() {
-            Some(addr) => problems.url("storage.config.addr", addr),
-            None => problems.add("storage.config.addr", "the http config store needs addr"),
+    match (store.kind, store.addr.as_deref()) {
+        (ConfigKind::Http, Some(addr)) => problems.url("storage.config.addr", addr),
+        (ConfigKind::Http, None) => {
+            problems.add("storage.config.addr", "the http config store needs addr");
         }
+        (ConfigKind::Postgres, Some(addr)) if !is_postgres_url(addr) => problems.add(
+            "storage.config.addr",
+            "the postgres config store needs a postgres:// (or postgresql://) URL",
+        ),
+        (ConfigKind::Postgres, None) => problems.add(
+            "storage.config.addr",
+            "the postgres config store needs addr (postgres://user:pass@host:port/db)",
+        ),
+        _ => {}
     }
     if store.history == 0 {
         problems.add("storage.config.history", "keep at least 1 version");
@@ -528,4 +533,9 @@ fn check_policy(config: &Config, problems: &mut Problems) {
             "must be from 1 to 31536000 seconds (a year)",
         );
     }
+}
+
+/// Whether `addr` names a PostgreSQL database.
+fn is_postgres_url(addr: &str) -> bool {
+    addr.starts_with("postgres://") || addr.starts_with("postgresql://")
 }

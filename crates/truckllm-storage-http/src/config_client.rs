@@ -144,3 +144,24 @@ impl ConfigStore for HttpConfigStore {
         None
     }
 }
+
+/// Opens the config store `target` names: a `postgres://` (or `postgresql://`) database, a
+/// storage server's `http(s)://` URL (with `token`), or else a YAML file path. The one way
+/// every command names a config store (`--config-store`).
+pub async fn open_config_store(
+    target: &str,
+    options: truckllm_config::FileStoreOptions,
+    token: Option<String>,
+) -> std::result::Result<std::sync::Arc<dyn ConfigStore>, ConfigError> {
+    use std::sync::Arc;
+    if target.starts_with("postgres://") || target.starts_with("postgresql://") {
+        let store = truckllm_config::PostgresConfigStore::connect(target, options).await?;
+        return Ok(Arc::new(store));
+    }
+    if target.starts_with("http://") || target.starts_with("https://") {
+        return Ok(Arc::new(HttpConfigStore::new(target, token)?));
+    }
+    Ok(Arc::new(truckllm_config::FileConfigStore::new(
+        target, options,
+    )))
+}

@@ -18,6 +18,6 @@ pub mod server;
 pub mod tokens;
 
 pub use client::{HttpOptions, HttpStore};
-pub use config_client::HttpConfigStore;
+pub use config_client::{HttpConfigStore, open_config_store};
 pub use server::{Audit, ServerState};
 pub use tokens::Tokens;

@@ -517,3 +517,42 @@ async fn the_http_config_store_loads_saves_and_detects_stale_versions() {
     assert_eq!(changes[1]["outcome"], "failed");
     assert_eq!(changes[1]["status"], 412, "a stale If-Match is a 412");
 }
+
+/// The config-store conformance suite through the HTTP protocol (load and save: the seed's
+/// protocol has no history), each check against its own server over a fresh file store.
+#[tokio::test]
+async fn the_http_config_store_conforms() {
+    use truckllm_config::store::conformance::{Capabilities, run_all, sample};
+    use truckllm_config::{ConfigStore, FileConfigStore, FileStoreOptions};
+    let dirs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let fresh = || {
+        let dirs = Arc::clone(&dirs);
+        async move {
+            let dir = tempfile::tempdir().expect("dir");
+            let path = dir.path().join("config.yaml");
+            std::fs::write(&path, sample(1)).expect("config");
+            let file: Arc<dyn ConfigStore> = Arc::new(FileConfigStore::new(
+                &path,
+                FileStoreOptions::written_only(),
+            ));
+            let env: HashMap<String, String> = HashMap::new();
+            let state = Arc::new(ServerState {
+                store: Arc::new(MemoryStore::new()),
+                config: Some(file),
+                tokens: Tokens::parse(TOKENS, &env).expect("tokens"),
+                audit: Audit::to_file(&dir.path().join("audit.jsonl")).expect("audit"),
+            });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let base = format!("http://{}", listener.local_addr().expect("addr"));
+            tokio::spawn(serve(listener, router(state), None, std::future::pending()));
+            dirs.lock().expect("lock").push(dir);
+            let remote =
+                truckllm_storage_http::HttpConfigStore::new(&base, Some("gw-secret".into()))
+                    .expect("client");
+            Arc::new(remote) as Arc<dyn ConfigStore>
+        }
+    };
+    run_all(fresh, Capabilities { history: false }).await;
+}

@@ -21,6 +21,11 @@ pub struct Cli {
         default_value = "./configs/config.yaml"
     )]
     pub config: std::path::PathBuf,
+    /// Config store: a YAML file path, `postgres://user:pass@host:port/db`, or a storage
+    /// server's `http(s)://` URL (token: --store-token). `serve` and the config commands
+    /// use it instead of --config; `storage-server` serves GET/PUT /config from it.
+    #[arg(long, global = true, env = "TRUCKLLM_CONFIG_STORE", value_name = "URL")]
+    pub config_store: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(subcommand)]
@@ -207,6 +212,12 @@ pub enum ConfigCommand {
     },
     /// Print the JSON Schema of the config file.
     Schema,
+    /// Save a YAML file as the config store's next version (how a fleet's store is begun).
+    Import {
+        file: std::path::PathBuf,
+        #[arg(long, env = "USER", default_value = "cli")]
+        author: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -226,9 +237,6 @@ pub struct StorageServerArgs {
     /// YAML file of bearer tokens with scopes (read, write, config) and optional providers.
     #[arg(long)]
     pub tokens: std::path::PathBuf,
-    /// Serve GET/PUT /config from this YAML config file (with its version history).
-    #[arg(long)]
-    pub config_store: Option<std::path::PathBuf>,
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<std::path::PathBuf>,
     #[arg(long, requires = "tls_cert")]

@@ -5,7 +5,10 @@
 //! other blindly. Past versions stay readable, can be diffed and rolled back to, and the whole
 //! history can be backed up to one file and restored from it.
 
+pub mod conformance;
 pub mod file;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 
@@ -76,6 +79,12 @@ pub trait ConfigStore: Send + Sync + std::fmt::Debug {
 
     /// The file to watch for changes, if the store is a file.
     fn watched_path(&self) -> Option<PathBuf>;
+
+    /// A stream that yields when another process may have saved a version (PostgreSQL's
+    /// LISTEN/NOTIFY), for stores that can tell; a fast path beside polling, never instead.
+    async fn notifications(&self) -> Option<futures_util::stream::BoxStream<'static, ()>> {
+        None
+    }
 
     /// Saves `config` (serialised to YAML; comments of the previous text are not kept).
     async fn save(&self, config: &Config, expected: u64, meta: SaveMeta) -> Result<u64> {

@@ -109,20 +109,7 @@ impl PostgresStore {
         postgres: PostgresOptions,
     ) -> Result<Self> {
         let redacted_url = redact_url(url);
-        let connect = connect_options(url, &redacted_url, &postgres)?;
-        // No ping before each call (sqlx's default would double the round trips): a connection
-        // the server dropped fails its next call, which the caller sees as an outage and sqlx
-        // then closes, so the pool heals by itself.
-        let pool = PgPoolOptions::new()
-            .max_connections(postgres.pool_size.max(1))
-            .acquire_timeout(postgres.connect_timeout)
-            .test_before_acquire(false)
-            .connect_with(connect);
-        let pool = match tokio::time::timeout(postgres.connect_timeout * 2, pool).await {
-            Ok(pool) => pool.map_err(|e| map_error(BACKEND, "connect", e))?,
-            Err(_) => return Err(timeout("connect", postgres.connect_timeout * 2)),
-        };
-        schema::migrate(&pool, BACKEND).await?;
+        let pool = connect_pool(url, &postgres).await?;
         let sweeper = spawn_sweeper(pool.clone(), options.clone(), postgres.sweep_interval);
         Ok(Self {
             pool,
@@ -657,6 +644,27 @@ impl fmt::Display for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PostgresStore({})", self.redacted_url)
     }
+}
+
+/// A pool of connections to the database at `url`, its schema migrated (or a newer schema
+/// refused): what the runtime store and the config store each open.
+pub async fn connect_pool(url: &str, postgres: &PostgresOptions) -> Result<PgPool> {
+    let redacted_url = redact_url(url);
+    let connect = connect_options(url, &redacted_url, postgres)?;
+    // No ping before each call (sqlx's default would double the round trips): a connection
+    // the server dropped fails its next call, which the caller sees as an outage and sqlx
+    // then closes, so the pool heals by itself.
+    let pool = PgPoolOptions::new()
+        .max_connections(postgres.pool_size.max(1))
+        .acquire_timeout(postgres.connect_timeout)
+        .test_before_acquire(false)
+        .connect_with(connect);
+    let pool = match tokio::time::timeout(postgres.connect_timeout * 2, pool).await {
+        Ok(pool) => pool.map_err(|e| map_error(BACKEND, "connect", e))?,
+        Err(_) => return Err(timeout("connect", postgres.connect_timeout * 2)),
+    };
+    schema::migrate(&pool, BACKEND).await?;
+    Ok(pool)
 }
 
 /// Reads the URL (TLS from its `sslmode`) and adds the pool's settings.

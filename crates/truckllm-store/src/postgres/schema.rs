@@ -1,5 +1,6 @@
-//! The runtime store's schema: versioned migrations embedded in the binary, applied when a
-//! store connects.
+//! The schema of a TruckLLM database: versioned migrations embedded in the binary, applied
+//! when anything connects (the runtime store here, the config store in `truckllm-config`).
+//! One list for every table, so one database holds them all under one version number.
 //!
 //! sqlx's migrator applies them under a PostgreSQL advisory lock, so many gateways may start
 //! at once against one database: one applies, the others wait and then find nothing to do.
@@ -32,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "documents",
         include_str!("migrations/0002_documents.sql"),
+    ),
+    (
+        3,
+        "config versions",
+        include_str!("migrations/0003_config_versions.sql"),
     ),
 ];
 
@@ -92,7 +98,7 @@ fn newer_schema(backend: &'static str, applied: i64) -> StoreError {
         backend,
         operation: "migrate",
         detail: format!(
-            "the database's runtime-store schema is at version {applied}, newer than this \
+            "the database's TruckLLM schema is at version {applied}, newer than this \
              binary knows (version {}); upgrade truckllm before pointing it at this database",
             latest_version()
         ),

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use truckllm_config::{
-    ConfigStore, FileConfigStore, FileStoreOptions, MasterKey, ProcessEnv, SaveMeta, diff, load_str,
+    ConfigStore, FileStoreOptions, MasterKey, ProcessEnv, SaveMeta, diff, load_str,
 };
+use truckllm_storage_http::open_config_store;
 use zeroize::Zeroizing;
 
 use crate::cli::ConfigCommand;
@@ -17,37 +18,67 @@ use crate::cli::ConfigCommand;
 /// Environment variable holding the new key for `rotate-key`.
 const NEW_KEY_ENV: &str = "TRUCKLLM_NEW_MASTER_KEY";
 
-pub async fn run(path: &Path, command: ConfigCommand) -> Result<ExitCode> {
+/// Which config store the commands act on: `--config-store`, else the `--config` file.
+pub struct Target<'a> {
+    pub path: &'a Path,
+    pub store: Option<&'a str>,
+    pub token: Option<String>,
+}
+
+impl Target<'_> {
+    /// How the store is named in messages (a URL without its password).
+    fn shown(&self) -> String {
+        self.store.map_or_else(
+            || self.path.display().to_string(),
+            truckllm_store::redact_url,
+        )
+    }
+
+    async fn open(&self, key: Option<Arc<MasterKey>>) -> Result<Arc<dyn ConfigStore>> {
+        let options = FileStoreOptions {
+            master_key: key,
+            ..FileStoreOptions::default()
+        };
+        let path = self.path.display().to_string();
+        let target = self.store.unwrap_or(&path);
+        open_config_store(target, options, self.token.clone())
+            .await
+            .with_context(|| format!("cannot open the config store {}", self.shown()))
+    }
+}
+
+pub async fn run(target: &Target<'_>, command: ConfigCommand) -> Result<ExitCode> {
+    let path = target.path;
     match command {
         ConfigCommand::Validate { path: given } => validate(given.as_deref().unwrap_or(path)),
-        ConfigCommand::Show { json } => show(path, json).await,
-        ConfigCommand::History => history(path).await,
+        ConfigCommand::Show { json } => show(target, json).await,
+        ConfigCommand::History => history(target).await,
         ConfigCommand::Diff { from, to } => {
-            let store = store(path, master_key()?)?;
+            let store = target.open(master_key()?).await?;
             print!("{}", diff(&store.get(from).await?, &store.get(to).await?));
             Ok(ExitCode::SUCCESS)
         }
         ConfigCommand::Rollback { version, author } => {
-            let new = store(path, master_key()?)?
-                .rollback(version, &author)
-                .await?;
+            let store = target.open(master_key()?).await?;
+            let new = store.rollback(version, &author).await?;
             println!("version {version} is current again as version {new}");
             Ok(ExitCode::SUCCESS)
         }
         ConfigCommand::Backup { file } => {
-            store(path, master_key()?)?.backup(&file).await?;
+            target.open(master_key()?).await?.backup(&file).await?;
             println!(
                 "backed up {} and its history to {}",
-                path.display(),
+                target.shown(),
                 file.display()
             );
             Ok(ExitCode::SUCCESS)
         }
         ConfigCommand::Restore { file } => {
-            let version = store(path, master_key()?)?.restore(&file).await?;
-            println!("restored {} at version {version}", path.display());
+            let version = target.open(master_key()?).await?.restore(&file).await?;
+            println!("restored {} at version {version}", target.shown());
             Ok(ExitCode::SUCCESS)
         }
+        ConfigCommand::Import { file, author } => import(target, &file, &author).await,
         ConfigCommand::GenerateKey => {
             println!("{}", MasterKey::generate().to_base64());
             Ok(ExitCode::SUCCESS)
@@ -56,7 +87,7 @@ pub async fn run(path: &Path, command: ConfigCommand) -> Result<ExitCode> {
         ConfigCommand::RotateKey {
             new_key_file,
             author,
-        } => rotate_key(path, new_key_file.as_deref(), &author).await,
+        } => rotate_key(target, new_key_file.as_deref(), &author).await,
         ConfigCommand::Schema => {
             println!(
                 "{}",
@@ -71,14 +102,24 @@ fn master_key() -> Result<Option<Arc<MasterKey>>> {
     Ok(MasterKey::from_env()?.map(Arc::new))
 }
 
-fn store(path: &Path, key: Option<Arc<MasterKey>>) -> Result<FileConfigStore> {
-    Ok(FileConfigStore::new(
-        path,
-        FileStoreOptions {
-            master_key: key,
-            ..FileStoreOptions::default()
-        },
-    ))
+/// Saves `file` as the store's next version; into an empty store, as its first.
+async fn import(target: &Target<'_>, file: &Path, author: &str) -> Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let store = target.open(master_key()?).await?;
+    // A store that cannot load holds nothing yet (else the save below conflicts and says so).
+    let current = store.load().await.map_or(0, |v| v.info.version);
+    let meta = SaveMeta::new(author, format!("import {}", file.display()));
+    let version = store
+        .save_text(&text, current, meta)
+        .await
+        .with_context(|| format!("cannot import {}", file.display()))?;
+    println!(
+        "imported {} into {} as version {version}",
+        file.display(),
+        target.shown()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn validate(path: &Path) -> Result<ExitCode> {
@@ -98,8 +139,8 @@ fn validate(path: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn show(path: &Path, json: bool) -> Result<ExitCode> {
-    let current = store(path, master_key()?)?.load().await?;
+async fn show(target: &Target<'_>, json: bool) -> Result<ExitCode> {
+    let current = target.open(master_key()?).await?.load().await?;
     let config = truckllm_config::parse(&current.text)?.redacted();
     if json {
         println!("{}", serde_json::to_string_pretty(&config)?);
@@ -110,8 +151,8 @@ async fn show(path: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn history(path: &Path) -> Result<ExitCode> {
-    let store = store(path, master_key()?)?;
+async fn history(target: &Target<'_>) -> Result<ExitCode> {
+    let store = target.open(master_key()?).await?;
     let current = store.load().await?.info.version;
     println!(
         "{:>8}  {:<24}  {:<12}  COMMENT",
@@ -145,7 +186,11 @@ fn encrypt_value() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn rotate_key(path: &Path, new_key_file: Option<&Path>, author: &str) -> Result<ExitCode> {
+async fn rotate_key(
+    target: &Target<'_>,
+    new_key_file: Option<&Path>,
+    author: &str,
+) -> Result<ExitCode> {
     let old = MasterKey::from_env()?.context("set TRUCKLLM_MASTER_KEY to the current key")?;
     let new = match new_key_file {
         Some(file) => MasterKey::from_file(file)?,
@@ -154,11 +199,11 @@ async fn rotate_key(path: &Path, new_key_file: Option<&Path>, author: &str) -> R
                 .with_context(|| format!("give --new-key-file or set {NEW_KEY_ENV}"))?,
         )?,
     };
-    let old_store = store(path, Some(Arc::new(old)))?;
+    let old_store = target.open(Some(Arc::new(old))).await?;
     let current = old_store.load().await?;
     let old_key = MasterKey::from_env()?.context("current key vanished")?;
     let (text, count) = reencrypt(&current.text, &old_key, &new)?;
-    let new_store = store(path, Some(Arc::new(new)))?;
+    let new_store = target.open(Some(Arc::new(new))).await?;
     let meta = SaveMeta::new(author, format!("rotate master key ({count} values)"));
     let version = new_store
         .save_text(&text, current.info.version, meta)

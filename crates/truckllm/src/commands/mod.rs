@@ -20,16 +20,27 @@ use crate::cli::{BenchCommand, Cli, Command, StoreArgs};
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve(args) => serve::serve(&cli.config, &cli.store, &args).await,
+        Command::Serve(args) => {
+            serve::serve(&cli.config, cli.config_store.as_deref(), &cli.store, &args).await
+        }
         Command::MockUpstream(args) => serve::mock_upstream(&args).await,
-        Command::StorageServer(args) => storage_server::run(&cli.store, &args).await,
+        Command::StorageServer(args) => {
+            storage_server::run(&cli.store, cli.config_store.as_deref(), &args).await
+        }
         Command::Usage(command) => usage::run(&cli.store, command).await,
         Command::Health => health(&cli.store).await,
         Command::Bench(BenchCommand::Store(args)) => bench::store(&cli.store, &args).await,
         Command::Bench(BenchCommand::Gateway(args)) => bench_gateway::run(&cli.store, &args).await,
         Command::Bench(BenchCommand::Outage(args)) => bench_outage::run(&args).await,
         Command::Bench(BenchCommand::Logs(args)) => bench_logs::run(&args).await,
-        Command::Config(command) => config::run(&cli.config, command).await,
+        Command::Config(command) => {
+            let target = config::Target {
+                path: &cli.config,
+                store: cli.config_store.as_deref(),
+                token: cli.store.store_token.clone(),
+            };
+            config::run(&target, command).await
+        }
         Command::Logs(command) => logs::run(&cli.config, command),
     }
 }

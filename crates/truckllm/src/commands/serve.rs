@@ -9,12 +9,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use truckllm_config::schema::{ConfigKind, OutageLimitsConfig};
-use truckllm_config::{FileConfigStore, FileStoreOptions, LiveConfig, MasterKey, ProcessEnv};
+use truckllm_config::{
+    ConfigStore, FileConfigStore, FileStoreOptions, LiveConfig, MasterKey, ProcessEnv,
+};
 use truckllm_gateway::alerts::{forward, storage_record};
 use truckllm_gateway::bootstrap::{demo_config, runtime_store_url};
 use truckllm_gateway::mock::{MockOptions, MockUpstream};
 use truckllm_gateway::{Gateway, UpstreamOptions, UpstreamProxy};
-use truckllm_storage_http::HttpConfigStore;
+use truckllm_storage_http::open_config_store;
 use truckllm_store::{OutageLimits, ResilientOptions, RollupPolicy, StoreOptions, gateway_stack};
 
 use super::open_url_with;
@@ -37,7 +39,12 @@ macro_rules! warn {
 }
 use crate::cli::{MockArgs, ServeArgs, StoreArgs};
 
-pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> Result<ExitCode> {
+pub async fn serve(
+    config: &Path,
+    config_store: Option<&str>,
+    store_args: &StoreArgs,
+    args: &ServeArgs,
+) -> Result<ExitCode> {
     // The demo's files and mock live as long as the gateway.
     let mut _demo_dir = None;
     let config_path: PathBuf = if args.demo {
@@ -51,7 +58,9 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
         config.to_owned()
     };
 
-    let (live, source, poll) = start_config(&config_path, store_args).await?;
+    // The demo runs its own file, whatever --config-store says.
+    let config_store = config_store.filter(|_| !args.demo);
+    let (live, source, poll) = start_config(&config_path, config_store, store_args).await?;
     let _watch = live.watch_polling(poll)?;
     let running = live.current();
 
@@ -161,45 +170,59 @@ pub async fn serve(config: &Path, store_args: &StoreArgs, args: &ServeArgs) -> R
     Ok(ExitCode::SUCCESS)
 }
 
-/// The running config and where it comes from: the file at `path`, or, when that file says
-/// `storage.config.type: http`, the storage server it names (the file is then only read for
-/// that; SIGHUP, the admin API and a poll every `storage.config.poll_secs` reload from the
-/// server).
+/// The running config and where it comes from: `--config-store` if given; else the file at
+/// `path`, or, when that file says `storage.config.type: http` or `postgres`, the storage
+/// server or database it names (the file is then only read for that). SIGHUP, the admin API,
+/// a poll every `storage.config.poll_secs` and, on PostgreSQL, LISTEN/NOTIFY reload from
+/// the store.
 async fn start_config(
     path: &Path,
+    config_store: Option<&str>,
     store_args: &StoreArgs,
 ) -> Result<(Arc<LiveConfig>, String, Duration)> {
     let master_key = MasterKey::from_env()?.map(Arc::new);
-    let file_store = FileConfigStore::new(
-        path,
-        FileStoreOptions {
-            master_key: master_key.clone(),
-            ..FileStoreOptions::default()
-        },
-    );
+    let options = FileStoreOptions {
+        master_key: master_key.clone(),
+        ..FileStoreOptions::default()
+    };
+    let path_shown = path.display().to_string();
+    let (first, shown) = match config_store {
+        Some(target) => (
+            open_config_store(target, options.clone(), store_args.store_token.clone()).await?,
+            truckllm_store::redact_url(target),
+        ),
+        None => (
+            Arc::new(FileConfigStore::new(path, options.clone())) as Arc<dyn ConfigStore>,
+            path_shown,
+        ),
+    };
     let env = Arc::new(ProcessEnv);
-    let local = LiveConfig::start(Arc::new(file_store), env.clone(), master_key.clone())
+    let live = LiveConfig::start(first, env.clone(), master_key.clone())
         .await
-        .with_context(|| format!("cannot start with config {}", path.display()))?;
-    let bootstrap = &local.current().resolved.storage.config;
+        .with_context(|| format!("cannot start with the config in {shown}"))?;
+    let bootstrap = &live.current().resolved.storage.config;
     let poll = Duration::from_secs(bootstrap.poll_secs.max(1));
-    if bootstrap.kind != ConfigKind::Http {
-        return Ok((local, path.display().to_string(), poll));
+    if config_store.is_some() || bootstrap.kind == ConfigKind::File {
+        return Ok((live, shown, poll));
     }
     let addr = bootstrap
         .addr
         .clone()
-        .context("storage.config.addr: the http config store needs the storage server's URL")?;
+        .context("storage.config.addr: the config store's URL is needed")?;
     let token = bootstrap
         .api_key
         .as_ref()
         .map(|k| k.expose().to_owned())
         .or_else(|| store_args.store_token.clone());
-    let remote = HttpConfigStore::new(&addr, token)?;
+    let options = FileStoreOptions {
+        history: bootstrap.history,
+        ..options
+    };
+    let remote = open_config_store(&addr, options, token).await?;
     let shown = truckllm_store::redact_url(&addr);
-    let live = LiveConfig::start(Arc::new(remote), env, master_key)
+    let live = LiveConfig::start(remote, env, master_key)
         .await
-        .with_context(|| format!("cannot load the config from the storage server {shown}"))?;
+        .with_context(|| format!("cannot load the config from the config store {shown}"))?;
     Ok((live, shown, poll))
 }
 

@@ -6,11 +6,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use tokio::net::TcpListener;
 use truckllm_config::schema::LogSinkConfig;
-use truckllm_config::{
-    ConfigStore, FileConfigStore, FileStoreOptions, MasterKey, ProcessEnv, load_str,
-};
+use truckllm_config::{ConfigStore, FileStoreOptions, MasterKey, ProcessEnv, load_str};
 use truckllm_storage_http::server::{ServerState, router, serve_with, tls_config};
-use truckllm_storage_http::{Audit, Tokens};
+use truckllm_storage_http::{Audit, Tokens, open_config_store};
 use truckllm_store::{
     RedisOptions, RequestClock, RollupPolicy, ServerCache, StoreOptions, open_store, redact_url,
     storage_server_stack,
@@ -18,7 +16,11 @@ use truckllm_store::{
 
 use crate::cli::{StorageServerArgs, StoreArgs};
 
-pub async fn run(store_args: &StoreArgs, args: &StorageServerArgs) -> Result<ExitCode> {
+pub async fn run(
+    store_args: &StoreArgs,
+    config_store: Option<&str>,
+    args: &StorageServerArgs,
+) -> Result<ExitCode> {
     if args.tls_cert.is_none() && !args.insecure_plain_http {
         bail!("give --tls-cert and --tls-key, or --insecure-plain-http to serve without TLS");
     }
@@ -55,10 +57,14 @@ pub async fn run(store_args: &StoreArgs, args: &StorageServerArgs) -> Result<Exi
     let store = storage_server_stack(inner, cache);
     // The stored config is the gateways', checked as written: this server never resolves
     // `${VAR}` from its own environment nor decrypts `enc:` values (errors would echo them).
-    let config: Option<Arc<dyn ConfigStore>> = args.config_store.as_ref().map(|path| {
-        let options = FileStoreOptions::written_only();
-        Arc::new(FileConfigStore::new(path, options)) as Arc<dyn ConfigStore>
-    });
+    let config: Option<Arc<dyn ConfigStore>> = match config_store {
+        Some(target) => Some(
+            open_config_store(target, FileStoreOptions::written_only(), None)
+                .await
+                .context("cannot open the config store")?,
+        ),
+        None => None,
+    };
     let audit = Audit::new(
         truckllm_logging::start(&log_sinks(args)?).context("cannot start the audit log sinks")?,
     );
