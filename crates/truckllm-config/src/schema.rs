@@ -341,6 +341,8 @@ pub enum LogSinkConfig {
     Webhook(WebhookSinkConfig),
     /// Periodic pushes of aggregates to a Prometheus Pushgateway.
     Pushgateway(PushgatewaySinkConfig),
+    /// Request and audit records in PostgreSQL tables partitioned by day.
+    Postgres(PostgresSinkConfig),
 }
 
 /// When the file sink forces its writes to disk.
@@ -432,6 +434,41 @@ pub struct WebhookSinkConfig {
     /// Receive only alerts (storage degraded/recovered, reload failed, sink dropping).
     #[serde(default)]
     pub alerts_only: bool,
+}
+
+/// `type: postgres`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSinkConfig {
+    /// `postgres://user:pass@host:port/db` (a `${VAR}` for the password keeps it out of files).
+    pub url: String,
+    /// Days of request records kept: older days' partitions are dropped whole.
+    #[serde(default = "default_log_keep_days")]
+    pub keep_days: f64,
+    /// Days of audit records kept (longer: who changed what is kept after the traffic).
+    #[serde(default = "default_audit_keep_days")]
+    pub audit_keep_days: f64,
+    /// Most records in one INSERT.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Longest a record waits for its batch to fill.
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    /// Records queued while the database is slow or down; beyond this they are dropped and
+    /// counted.
+    #[serde(default = "default_queue_size")]
+    pub queue_size: usize,
+    /// MiB of records each queue holds before new records are dropped (and counted).
+    #[serde(default = "default_queue_max_mb")]
+    pub queue_max_mb: f64,
+}
+
+fn default_log_keep_days() -> f64 {
+    30.0
+}
+
+fn default_audit_keep_days() -> f64 {
+    400.0
 }
 
 /// `type: pushgateway`.

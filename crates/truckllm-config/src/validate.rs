@@ -323,6 +323,34 @@ fn check_log_sink(at: &str, sink: &LogSinkConfig, problems: &mut Problems) {
             let timeout = format!("{at}.timeout_ms");
             problems.whole(timeout, push.timeout_ms, 1, 10 * MINUTE_MS, "milliseconds");
         }
+        LogSinkConfig::Postgres(pg) => {
+            if !is_postgres_url(&pg.url) {
+                problems.add(format!("{at}.url"), "must be a postgres:// URL");
+            }
+            for (field, days) in [
+                ("keep_days", pg.keep_days),
+                ("audit_keep_days", pg.audit_keep_days),
+            ] {
+                if !(days.is_finite() && (1.0..=3660.0).contains(&days)) {
+                    problems.add(format!("{at}.{field}"), "must be 1 to 3660 days");
+                }
+            }
+            if pg.batch_size == 0 || pg.batch_size > 10_000 {
+                problems.add(format!("{at}.batch_size"), "must be 1 to 10000");
+            }
+            let flush = format!("{at}.flush_interval_ms");
+            problems.whole(
+                flush,
+                pg.flush_interval_ms,
+                0,
+                60 * MINUTE_MS,
+                "milliseconds",
+            );
+            if pg.queue_size == 0 {
+                problems.add(format!("{at}.queue_size"), "must be at least 1");
+            }
+            positive(problems, "queue_max_mb", pg.queue_max_mb);
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! TruckLLM's logging store: structured [records](record) of every gateway request and every
 //! audited action, delivered to any number of [sinks](sink) (a rotating [file], an HMAC-signed
-//! [webhook], a Prometheus [pushgateway]) by a [`Logger`] that never makes a request wait, and
+//! [webhook], a Prometheus [pushgateway], [postgres] tables) by a [`Logger`] that never makes a request wait, and
 //! [search] over the file sink for `truckllm logs search` and `truckllm logs stats`.
 //!
 //! The storage layer raises alerts (storage degraded or recovered, config reload failed, a
@@ -9,6 +9,7 @@
 pub mod file;
 pub mod logger;
 pub mod metrics;
+pub mod postgres;
 pub mod pushgateway;
 pub mod record;
 pub mod search;
@@ -42,6 +43,10 @@ pub fn open_sinks(configs: &[LogSinkConfig], now: file::Now) -> Result<Vec<Queue
                 LogSinkConfig::Pushgateway(c) => (
                     Box::new(pushgateway::PushgatewaySink::new(c)?),
                     QueueLimits::new(10_000, 16.0),
+                ),
+                LogSinkConfig::Postgres(c) => (
+                    Box::new(postgres::PostgresSink::new(c)?),
+                    QueueLimits::new(c.queue_size, c.queue_max_mb),
                 ),
             })
         })

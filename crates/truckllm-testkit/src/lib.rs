@@ -158,7 +158,7 @@ impl RedisServer {
     }
 
     fn wait_until_cli_answers(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if self.cli(&["PING"]) == "PONG" {
                 return;
@@ -166,7 +166,7 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!(
-            "TLS redis-server on port {} did not answer PING within 10 s",
+            "TLS redis-server on port {} did not answer PING within 30 s",
             self.port
         );
     }
@@ -272,7 +272,7 @@ fn spawn_watchdog(pid: u32) {
 
 /// Waits (bounded) until the server answers PING.
 fn wait_until_ready(port: u16, auth: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let password = auth.last().filter(|_| !auth.is_empty());
     while Instant::now() < deadline {
         if ping(port, password.map(String::as_str)) {
@@ -280,7 +280,7 @@ fn wait_until_ready(port: u16, auth: &[String]) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("redis-server on port {port} did not answer PING within 10 s");
+    panic!("redis-server on port {port} did not answer PING within 30 s");
 }
 
 fn ping(port: u16, password: Option<&str>) -> bool {
@@ -376,7 +376,7 @@ impl RedisCluster {
     }
 
     fn wait_until_ok(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if self
                 .nodes
@@ -387,7 +387,7 @@ impl RedisCluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the test cluster did not reach cluster_state:ok within 20 s");
+        panic!("the test cluster did not reach cluster_state:ok within 60 s");
     }
 }
 

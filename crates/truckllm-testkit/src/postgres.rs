@@ -220,7 +220,7 @@ impl PostgresServer {
     }
 
     fn wait_until_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             let ready = Command::new(binary("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
@@ -231,7 +231,7 @@ impl PostgresServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("postgres on port {} was not ready within 20 s", self.port);
+        panic!("postgres on port {} was not ready within 60 s", self.port);
     }
 }
 

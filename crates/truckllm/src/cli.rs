@@ -128,9 +128,17 @@ pub enum LogsCommand {
 #[derive(Debug, Args)]
 pub struct LogFilterArgs {
     /// The request log (its rotated files are found beside it). Default: the first file sink
-    /// of --config.
-    #[arg(long, value_name = "PATH")]
+    /// of --config, or its PostgreSQL sink if it has no file sink.
+    #[arg(long, value_name = "PATH", conflicts_with = "db")]
     pub file: Option<std::path::PathBuf>,
+    /// Search the PostgreSQL sink's tables at this `postgres://` URL, in SQL.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TRUCKLLM_LOG_DB",
+        hide_env_values = true
+    )]
+    pub db: Option<String>,
     /// Records from this long ago (`90s`, `15m`, `1h`, `2d`) or this time (RFC 3339).
     #[arg(long, value_name = "WHEN", value_parser = parse_when)]
     pub since: Option<std::time::SystemTime>,

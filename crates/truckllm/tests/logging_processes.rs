@@ -344,7 +344,7 @@ fn logs_commands_reject_bad_filters_and_missing_logs_clearly() {
             "--config",
             config.to_str().expect("utf-8")
         ])
-        .contains("no file sink")
+        .contains("no file or postgres sink")
     );
 
     // A torn or foreign line is skipped and reported, never fatal.

@@ -1,7 +1,8 @@
-//! A fleet whose config lives in PostgreSQL alone: `config import` begins the store, two
-//! `serve --config-store postgres://…` gateways (their runtime store PostgreSQL too: no Redis,
-//! no shared disk) run it, and a new version saved from the command line reaches both through
-//! LISTEN/NOTIFY (their poll is an hour, so nothing else could bring it).
+//! A fleet on PostgreSQL alone: `config import` begins the config store, two
+//! `serve --config-store postgres://…` gateways (their runtime store and log sink PostgreSQL
+//! too: no Redis, no shared disk) run it, a new version saved from the command line reaches
+//! both through LISTEN/NOTIFY (their poll is an hour, so nothing else could bring it), and
+//! `logs search`/`logs stats --db` read both gateways' request records in SQL.
 
 mod common;
 
@@ -17,7 +18,7 @@ fn fleet_config(postgres: &str, upstream: &str, client_keys: &[&str]) -> String 
         .map(|k| format!("  - id: \"{k}\"\n    key: \"{k}-secret\"\n"))
         .collect();
     format!(
-        "storage:\n  runtime:\n    type: \"postgres\"\n    addr: \"{postgres}\"\n  config:\n    poll_secs: 3600\nllm_providers:\n  - id: \"mock\"\n    base_url: \"{upstream}/v1\"\n    keys:\n      - id: \"only\"\n        secret: \"secret-only\"\n    models: [\"gpt-4o-mini\"]\napi_keys:\n{clients}"
+        "storage:\n  runtime:\n    type: \"postgres\"\n    addr: \"{postgres}\"\n  config:\n    poll_secs: 3600\n  logging:\n    - type: \"postgres\"\n      url: \"{postgres}\"\n      flush_interval_ms: 50\nllm_providers:\n  - id: \"mock\"\n    base_url: \"{upstream}/v1\"\n    keys:\n      - id: \"only\"\n        secret: \"secret-only\"\n    models: [\"gpt-4o-mini\"]\napi_keys:\n{clients}"
     )
 }
 
@@ -129,6 +130,30 @@ fn a_fleet_on_postgres_alone_shares_its_config_and_applies_a_new_version_on_noti
     eprintln!(
         "a new version reached both gateways {:?} after its save",
         saved.elapsed()
+    );
+
+    // Both gateways' records, in SQL: alice's four 200s and two refusals of bob, then bob's
+    // 200s (at least one per gateway) once his key arrived.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let found = loop {
+        let found = ok(truckllm(&[
+            "logs", "search", "--db", &url, "--client", "alice", "--json",
+        ]));
+        if found.lines().count() >= 2 || Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(found.lines().count(), 2, "alice's requests: {found}");
+    assert!(found.contains("\"status\":200"), "{found}");
+    let stats = ok(truckllm(&["logs", "stats", "--db", &url, "--by", "client"]));
+    assert!(stats.contains("alice"), "{stats}");
+    let refused = ok(truckllm(&[
+        "logs", "search", "--db", &url, "--status", "401",
+    ]));
+    assert!(
+        refused.lines().count() >= 3,
+        "header and two 401s: {refused}"
     );
 
     let history = ok(truckllm(&["config", "history", "--config-store", &url]));

@@ -651,20 +651,30 @@ impl fmt::Display for PostgresStore {
 pub async fn connect_pool(url: &str, postgres: &PostgresOptions) -> Result<PgPool> {
     let redacted_url = redact_url(url);
     let connect = connect_options(url, &redacted_url, postgres)?;
-    // No ping before each call (sqlx's default would double the round trips): a connection
-    // the server dropped fails its next call, which the caller sees as an outage and sqlx
-    // then closes, so the pool heals by itself.
-    let pool = PgPoolOptions::new()
-        .max_connections(postgres.pool_size.max(1))
-        .acquire_timeout(postgres.connect_timeout)
-        .test_before_acquire(false)
-        .connect_with(connect);
+    let pool = pool_options(postgres).connect_with(connect);
     let pool = match tokio::time::timeout(postgres.connect_timeout * 2, pool).await {
         Ok(pool) => pool.map_err(|e| map_error(BACKEND, "connect", e))?,
         Err(_) => return Err(timeout("connect", postgres.connect_timeout * 2)),
     };
     schema::migrate(&pool, BACKEND).await?;
     Ok(pool)
+}
+
+/// A pool that connects on first use, for callers that must not wait at start (a log sink);
+/// they run [`schema::migrate`] before their first statement.
+pub fn lazy_pool(url: &str, postgres: &PostgresOptions) -> Result<PgPool> {
+    let connect = connect_options(url, &redact_url(url), postgres)?;
+    Ok(pool_options(postgres).connect_lazy_with(connect))
+}
+
+fn pool_options(postgres: &PostgresOptions) -> PgPoolOptions {
+    // No ping before each call (sqlx's default would double the round trips): a connection
+    // the server dropped fails its next call, which the caller sees as an outage and sqlx
+    // then closes, so the pool heals by itself.
+    PgPoolOptions::new()
+        .max_connections(postgres.pool_size.max(1))
+        .acquire_timeout(postgres.connect_timeout)
+        .test_before_acquire(false)
 }
 
 /// Reads the URL (TLS from its `sslmode`) and adds the pool's settings.

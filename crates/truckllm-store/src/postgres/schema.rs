@@ -1,5 +1,6 @@
 //! The schema of a TruckLLM database: versioned migrations embedded in the binary, applied
-//! when anything connects (the runtime store here, the config store in `truckllm-config`).
+//! when anything connects (the runtime store here, the config store in `truckllm-config`, the log sink in
+//! `truckllm-logging`).
 //! One list for every table, so one database holds them all under one version number.
 //!
 //! sqlx's migrator applies them under a PostgreSQL advisory lock, so many gateways may start
@@ -39,6 +40,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "config versions",
         include_str!("migrations/0003_config_versions.sql"),
     ),
+    (4, "logs", include_str!("migrations/0004_logs.sql")),
 ];
 
 /// The newest schema version this binary knows.

@@ -1,5 +1,6 @@
 //! `truckllm logs search|stats`: reads the file sink's request log (or audit log), rotated
-//! files included, and prints matches as a table or JSON lines, or sums per group. Records
+//! files included, or the PostgreSQL sink's tables (in SQL), and prints matches as a table or
+//! JSON lines, or sums per group. Records
 //! hold client strings, so every string printed goes through [`search::printable`] or
 //! [`search::printable_json`]: no control character or bidirectional override reaches the
 //! terminal.
@@ -12,49 +13,115 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use truckllm_config::schema::{FileSinkConfig, LogSinkConfig};
 use truckllm_logging::file::audit_path_of;
-use truckllm_logging::search::{self, Filter, GroupBy, Stats, printable, printable_json};
+use truckllm_logging::search::{
+    self, AuditView, Filter, GroupBy, RequestView, ScanSummary, Stats, printable, printable_json,
+};
 
 use crate::cli::{LogFilterArgs, LogsCommand};
 
-pub fn run(config: &Path, command: LogsCommand) -> Result<ExitCode> {
+pub async fn run(config: &Path, command: LogsCommand) -> Result<ExitCode> {
     match command {
         LogsCommand::Search {
             filter,
             audit,
             limit,
             json,
-        } => search_logs(config, &filter, audit, limit, json),
-        LogsCommand::Stats { filter, by, json } => stats(config, &filter, by, json),
+        } => search_logs(config, &filter, audit, limit, json).await,
+        LogsCommand::Stats { filter, by, json } => stats(config, &filter, by, json).await,
     }
 }
 
-/// The request and audit log paths: `--file`, else the first file sink of the config.
-fn log_paths(config: &Path, args: &LogFilterArgs) -> Result<(PathBuf, PathBuf)> {
-    if let Some(file) = &args.file {
-        let sink = FileSinkConfig::at(file.display().to_string());
-        return Ok((file.clone(), audit_path_of(&sink)));
+/// Where the records are read from.
+enum Source {
+    /// The request and audit logs of a file sink.
+    Files { requests: PathBuf, audit: PathBuf },
+    /// The PostgreSQL sink's tables.
+    Sql(String),
+}
+
+impl Source {
+    /// `--db`, `--file`, else the config's first file sink, else its PostgreSQL sink.
+    fn of(config: &Path, args: &LogFilterArgs) -> Result<Self> {
+        if let Some(url) = &args.db {
+            return Ok(Source::Sql(url.clone()));
+        }
+        if let Some(file) = &args.file {
+            let sink = FileSinkConfig::at(file.display().to_string());
+            return Ok(Source::Files {
+                requests: file.clone(),
+                audit: audit_path_of(&sink),
+            });
+        }
+        let text = std::fs::read_to_string(config).with_context(|| {
+            format!(
+                "cannot read {}; give the log with --file PATH or --db URL",
+                config.display()
+            )
+        })?;
+        let parsed = truckllm_config::parse(&text)
+            .with_context(|| format!("invalid config {}", config.display()))?;
+        let sinks = &parsed.storage.logging;
+        if let Some(sink) = sinks.iter().find_map(|s| match s {
+            LogSinkConfig::File(f) => Some(f),
+            _ => None,
+        }) {
+            if sink.path.contains("${") {
+                bail!("the file sink's path uses a variable; give the log with --file PATH");
+            }
+            return Ok(Source::Files {
+                requests: PathBuf::from(&sink.path),
+                audit: audit_path_of(sink),
+            });
+        }
+        match sinks.iter().find_map(|s| match s {
+            LogSinkConfig::Postgres(p) => Some(p),
+            _ => None,
+        }) {
+            Some(pg) if !pg.url.contains("${") => Ok(Source::Sql(pg.url.clone())),
+            Some(_) => bail!("the postgres sink's url uses a variable; give it with --db URL"),
+            None => bail!(
+                "{} has no file or postgres sink under storage.logging; give the log with --file PATH or --db URL",
+                config.display()
+            ),
+        }
     }
-    let text = std::fs::read_to_string(config).with_context(|| {
-        format!(
-            "cannot read {}; give the log with --file PATH",
-            config.display()
-        )
-    })?;
-    let parsed = truckllm_config::parse(&text)
-        .with_context(|| format!("invalid config {}", config.display()))?;
-    let Some(sink) = parsed.storage.logging.iter().find_map(|s| match s {
-        LogSinkConfig::File(f) => Some(f),
-        _ => None,
-    }) else {
-        bail!(
-            "{} has no file sink under storage.logging; give the log with --file PATH",
-            config.display()
-        );
-    };
-    if sink.path.contains("${") {
-        bail!("the file sink's path uses a variable; give the log with --file PATH");
+
+    /// How the source is named in messages.
+    fn shown(&self, audit: bool) -> String {
+        match self {
+            Source::Files { requests, .. } if !audit => requests.display().to_string(),
+            Source::Files { audit, .. } => audit.display().to_string(),
+            Source::Sql(url) => truckllm_store::redact_url(url),
+        }
     }
-    Ok((PathBuf::from(&sink.path), audit_path_of(sink)))
+
+    /// Calls `each` with every matching record's raw JSON, oldest first.
+    async fn scan(
+        &self,
+        audit: bool,
+        filter: &Filter,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<ScanSummary> {
+        let shown = self.shown(audit);
+        match self {
+            Source::Sql(url) => truckllm_logging::postgres::scan_sql(url, audit, filter, each)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot search {shown}: {e}")),
+            Source::Files {
+                requests,
+                audit: audit_log,
+            } => {
+                let path = if audit { audit_log } else { requests };
+                let files = files_of(path, filter.since)?;
+                let scanned = if audit {
+                    search::scan_audit(&files, filter, |_, raw| each(raw))
+                } else {
+                    search::scan_requests(&files, filter, |_, raw| each(raw))
+                };
+                scanned.with_context(|| format!("cannot read {shown}"))
+            }
+        }
+    }
 }
 
 fn filter_of(args: &LogFilterArgs) -> Filter {
@@ -79,74 +146,37 @@ fn files_of(path: &Path, since: Option<std::time::SystemTime>) -> Result<Vec<Pat
     Ok(files)
 }
 
-fn search_logs(
+async fn search_logs(
     config: &Path,
     args: &LogFilterArgs,
     audit: bool,
     limit: Option<usize>,
     json: bool,
 ) -> Result<ExitCode> {
-    let (requests, audit_log) = log_paths(config, args)?;
-    let path = if audit { audit_log } else { requests };
-    let files = files_of(&path, args.since)?;
+    let source = Source::of(config, args)?;
     let filter = filter_of(args);
     let keep = limit.unwrap_or(usize::MAX);
     let mut shown: VecDeque<String> = VecDeque::new();
-    let mut push = |line: String| {
-        if keep == 0 {
-            return;
-        }
-        if shown.len() == keep {
-            shown.pop_front();
-        }
-        shown.push_back(line);
-    };
-    let summary = if audit {
-        search::scan_audit(&files, &filter, |r, raw| {
-            push(if json {
-                json_line(raw)
+    let summary = source
+        .scan(audit, &filter, |raw| {
+            if keep == 0 {
+                return;
+            }
+            let line = if json {
+                Some(json_line(raw))
+            } else if audit {
+                serde_json::from_slice(raw).ok().map(|r| audit_row(&r))
             } else {
-                format!(
-                    "{}  {:<7} {:<22} {:<12} {:<8} {:<4} {}  {}",
-                    printable(&r.ts),
-                    printable(&r.category),
-                    printable(&r.action),
-                    printable(&r.actor),
-                    printable(&r.outcome),
-                    r.status.map_or_else(|| "-".into(), |s| s.to_string()),
-                    printable(r.target.as_deref().unwrap_or("-")),
-                    printable(r.message.as_deref().unwrap_or(""))
-                )
-            })
+                serde_json::from_slice(raw).ok().map(|r| request_row(&r))
+            };
+            if let Some(line) = line {
+                if shown.len() == keep {
+                    shown.pop_front();
+                }
+                shown.push_back(line);
+            }
         })
-    } else {
-        search::scan_requests(&files, &filter, |r, raw| {
-            push(if json {
-                json_line(raw)
-            } else {
-                format!(
-                    "{}  {:<3} {:<24} {:<18} {:<12} {:>6} {:>6} {:>9.1}  {}{}",
-                    printable(&r.ts),
-                    r.status,
-                    format!(
-                        "{}/{}",
-                        printable(r.provider.as_deref().unwrap_or("-")),
-                        printable(r.key.as_deref().unwrap_or("-"))
-                    ),
-                    printable(&r.model),
-                    printable(r.client.as_deref().unwrap_or("-")),
-                    r.prompt_tokens,
-                    r.completion_tokens,
-                    r.latency_ms.unwrap_or(f64::NAN),
-                    printable(&r.request_id),
-                    r.error
-                        .as_deref()
-                        .map_or_else(String::new, |e| format!("  {}", printable(e)))
-                )
-            })
-        })
-    }
-    .with_context(|| format!("cannot read {}", path.display()))?;
+        .await?;
     let mut out = std::io::stdout().lock();
     if !json {
         let header = if audit {
@@ -162,18 +192,62 @@ fn search_logs(
         }
     }
     let _ = out.flush();
-    eprintln!(
-        "{} of {} records matched in {} files{}",
-        summary.matched,
-        summary.lines,
-        summary.files,
-        if summary.malformed > 0 {
-            format!(" ({} lines skipped: not records)", summary.malformed)
-        } else {
-            String::new()
-        }
-    );
+    eprintln!("{}", summary_line(&source, &summary));
     Ok(ExitCode::SUCCESS)
+}
+
+fn summary_line(source: &Source, summary: &ScanSummary) -> String {
+    let skipped = if summary.malformed > 0 {
+        format!(" ({} lines skipped: not records)", summary.malformed)
+    } else {
+        String::new()
+    };
+    match source {
+        Source::Sql(_) => format!(
+            "{} of {} records matched in the database{skipped}",
+            summary.matched, summary.lines
+        ),
+        Source::Files { .. } => format!(
+            "{} of {} records matched in {} files{skipped}",
+            summary.matched, summary.lines, summary.files
+        ),
+    }
+}
+
+fn audit_row(r: &AuditView<'_>) -> String {
+    format!(
+        "{}  {:<7} {:<22} {:<12} {:<8} {:<4} {}  {}",
+        printable(&r.ts),
+        printable(&r.category),
+        printable(&r.action),
+        printable(&r.actor),
+        printable(&r.outcome),
+        r.status.map_or_else(|| "-".into(), |s| s.to_string()),
+        printable(r.target.as_deref().unwrap_or("-")),
+        printable(r.message.as_deref().unwrap_or(""))
+    )
+}
+
+fn request_row(r: &RequestView<'_>) -> String {
+    format!(
+        "{}  {:<3} {:<24} {:<18} {:<12} {:>6} {:>6} {:>9.1}  {}{}",
+        printable(&r.ts),
+        r.status,
+        format!(
+            "{}/{}",
+            printable(r.provider.as_deref().unwrap_or("-")),
+            printable(r.key.as_deref().unwrap_or("-"))
+        ),
+        printable(&r.model),
+        printable(r.client.as_deref().unwrap_or("-")),
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.latency_ms.unwrap_or(f64::NAN),
+        printable(&r.request_id),
+        r.error
+            .as_deref()
+            .map_or_else(String::new, |e| format!("  {}", printable(e)))
+    )
 }
 
 /// A raw record line, safe to print.
@@ -181,12 +255,16 @@ fn json_line(raw: &[u8]) -> String {
     printable_json(&String::from_utf8_lossy(raw)).into_owned()
 }
 
-fn stats(config: &Path, args: &LogFilterArgs, by: GroupBy, json: bool) -> Result<ExitCode> {
-    let (path, _) = log_paths(config, args)?;
-    let files = files_of(&path, args.since)?;
+async fn stats(config: &Path, args: &LogFilterArgs, by: GroupBy, json: bool) -> Result<ExitCode> {
+    let source = Source::of(config, args)?;
     let mut stats = Stats::default();
-    let summary = search::scan_requests(&files, &filter_of(args), |r, _| stats.add(by, r))
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let summary = source
+        .scan(false, &filter_of(args), |raw| {
+            if let Ok(r) = serde_json::from_slice::<RequestView<'_>>(raw) {
+                stats.add(by, &r);
+            }
+        })
+        .await?;
     stats.finish();
     let mut out = std::io::stdout().lock();
     if json {
@@ -229,9 +307,6 @@ fn stats(config: &Path, args: &LogFilterArgs, by: GroupBy, json: bool) -> Result
             );
         }
     }
-    eprintln!(
-        "{} of {} records in {} files",
-        summary.matched, summary.lines, summary.files
-    );
+    eprintln!("{}", summary_line(&source, &summary));
     Ok(ExitCode::SUCCESS)
 }

@@ -41,7 +41,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             };
             config::run(&target, command).await
         }
-        Command::Logs(command) => logs::run(&cli.config, command),
+        Command::Logs(command) => logs::run(&cli.config, command).await,
     }
 }
 

@@ -1,0 +1,323 @@
+//! The PostgreSQL sink: request and audit records in `truckllm_request_log` and
+//! `truckllm_audit_log`, each partitioned by UTC day (see the migration in `truckllm-store`),
+//! written one INSERT per batch, so `logs search` and `logs stats` can run in SQL over every
+//! gateway's records and retention drops whole days.
+//!
+//! The sink connects on its first write (a gateway starts even when the database does not
+//! answer) and migrates the schema then. A failed write is retried with backoff for as long
+//! as the process runs, like the webhook's: while the database is down the sink's bounded
+//! queue absorbs new records, and it catches up when the database is back. Every hour (and at
+//! the first write) it creates the partitions of today and tomorrow and drops those older than
+//! `keep_days` (requests) and `audit_keep_days` (audit records and alerts).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use truckllm_config::schema::PostgresSinkConfig;
+use truckllm_store::postgres::{PostgresOptions, lazy_pool, schema};
+use truckllm_store::redact_url;
+
+use crate::record::LogRecord;
+use crate::sink::{Batching, LogSink, SinkError};
+
+/// The request table.
+pub const REQUEST_TABLE: &str = "truckllm_request_log";
+/// The audit table.
+pub const AUDIT_TABLE: &str = "truckllm_audit_log";
+
+/// Longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often partitions are made ahead and old ones dropped.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+
+const INSERT_REQUESTS: &str = "INSERT INTO truckllm_request_log (ts, request_id, client, \
+    endpoint, model, provider, key, status, error, prompt_tokens, completion_tokens, \
+    latency_ms, cost, record) \
+    SELECT (e->>'ts')::timestamptz, e->>'request_id', e->>'client', e->>'endpoint', \
+    e->>'model', e->>'provider', e->>'key', (e->>'status')::integer, e->>'error', \
+    (e->>'prompt_tokens')::bigint, (e->>'completion_tokens')::bigint, \
+    (e->>'latency_ms')::float8, (e->>'cost')::float8, e \
+    FROM jsonb_array_elements($1::jsonb) AS e";
+
+const INSERT_AUDIT: &str = "INSERT INTO truckllm_audit_log (ts, category, action, actor, \
+    target, outcome, record) \
+    SELECT (e->>'ts')::timestamptz, e->>'category', e->>'action', e->>'actor', \
+    e->>'target', e->>'outcome', e \
+    FROM jsonb_array_elements($1::jsonb) AS e";
+
+pub struct PostgresSink {
+    name: String,
+    pool: PgPool,
+    migrated: bool,
+    /// Partitions known to exist: (table, day as `YYYY-MM-DD`).
+    partitions: BTreeSet<(&'static str, String)>,
+    batching: Batching,
+    keep: Duration,
+    audit_keep: Duration,
+    retries: metrics::Counter,
+}
+
+impl PostgresSink {
+    pub fn new(config: &PostgresSinkConfig) -> Result<Self, SinkError> {
+        let shown = redact_url(&config.url);
+        let options = PostgresOptions {
+            pool_size: 2,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(30),
+            ..PostgresOptions::default()
+        };
+        let pool = lazy_pool(&config.url, &options)
+            .map_err(|e| SinkError::Http(format!("postgres sink {shown}: {e}")))?;
+        let name = format!("postgres:{shown}");
+        Ok(Self {
+            retries: metrics::counter!("truckllm_log_sink_retries_total", "sink" => name.clone()),
+            name,
+            pool,
+            migrated: false,
+            partitions: BTreeSet::new(),
+            batching: Batching {
+                max_records: config.batch_size.max(1),
+                linger: Duration::from_millis(config.flush_interval_ms),
+            },
+            keep: days(config.keep_days),
+            audit_keep: days(config.audit_keep_days),
+        })
+    }
+
+    /// One attempt at the whole batch: schema, partitions, then one INSERT per table.
+    async fn try_write(&mut self, batch: &[LogRecord]) -> Result<(), String> {
+        self.migrate().await?;
+        let (requests, audits) = split(batch);
+        for (table, records) in [(REQUEST_TABLE, &requests), (AUDIT_TABLE, &audits)] {
+            for day in days_of(records) {
+                self.ensure_partition(table, &day).await?;
+            }
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
+        for (sql, records) in [(INSERT_REQUESTS, requests), (INSERT_AUDIT, audits)] {
+            if records.is_empty() {
+                continue;
+            }
+            let json = serde_json::Value::Array(records.into_iter().map(|(_, v)| v).collect());
+            sqlx::query(sql)
+                .bind(json.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        tx.commit().await.map_err(|e| e.to_string())
+    }
+
+    async fn migrate(&mut self) -> Result<(), String> {
+        if !self.migrated {
+            schema::migrate(&self.pool, "postgres")
+                .await
+                .map_err(|e| e.to_string())?;
+            self.migrated = true;
+            self.maintain().await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_partition(&mut self, table: &'static str, day: &str) -> Result<(), String> {
+        if self.partitions.contains(&(table, day.to_owned())) {
+            return Ok(());
+        }
+        sqlx::query("SELECT truckllm_log_partition($1, $2::date)")
+            .bind(table)
+            .bind(day)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.partitions.insert((table, day.to_owned()));
+        Ok(())
+    }
+
+    /// Today's and tomorrow's partitions made; days past retention dropped.
+    async fn maintain(&mut self) -> Result<(), String> {
+        let now = SystemTime::now();
+        for table in [REQUEST_TABLE, AUDIT_TABLE] {
+            for ahead in [Duration::ZERO, Duration::from_secs(86_400)] {
+                let day = day_of(now + ahead);
+                self.ensure_partition(table, &day).await?;
+            }
+        }
+        for (table, keep) in [(REQUEST_TABLE, self.keep), (AUDIT_TABLE, self.audit_keep)] {
+            let before = now.checked_sub(keep).unwrap_or(SystemTime::UNIX_EPOCH);
+            let dropped: i32 =
+                sqlx::query_scalar("SELECT truckllm_log_drop_before($1, $2::timestamptz)")
+                    .bind(table)
+                    .bind(crate::record::timestamp(before))
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            if dropped > 0 {
+                self.partitions.retain(|(t, _)| *t != table);
+                tracing::info!(sink = %self.name, table, dropped, "dropped log partitions past retention");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Each record's UTC day and its JSON, requests and audit records apart.
+type Rows = Vec<(String, serde_json::Value)>;
+
+fn split(batch: &[LogRecord]) -> (Rows, Rows) {
+    let mut requests = Vec::new();
+    let mut audits = Vec::new();
+    for record in batch {
+        let (ts, json, rows) = match record {
+            LogRecord::Request(r) => (&r.ts, serde_json::to_value(&**r), &mut requests),
+            LogRecord::Audit(a) => (&a.ts, serde_json::to_value(&**a), &mut audits),
+        };
+        if let Ok(json) = json {
+            rows.push((ts.get(..10).unwrap_or_default().to_owned(), json));
+        }
+    }
+    (requests, audits)
+}
+
+fn days_of(rows: &Rows) -> BTreeSet<String> {
+    rows.iter().map(|(day, _)| day.clone()).collect()
+}
+
+/// `YYYY-MM-DD` (UTC) of an instant.
+fn day_of(at: SystemTime) -> String {
+    crate::record::timestamp(at)[..10].to_owned()
+}
+
+fn days(n: f64) -> Duration {
+    Duration::from_secs_f64((n.clamp(1.0, 3660.0)) * 86_400.0)
+}
+
+#[async_trait]
+impl LogSink for PostgresSink {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn batching(&self) -> Batching {
+        self.batching
+    }
+
+    async fn write(
+        &mut self,
+        batch: &[LogRecord],
+        stop: &CancellationToken,
+    ) -> Result<(), SinkError> {
+        let mut backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(MAX_BACKOFF)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            let last_chance = stop.is_cancelled();
+            let reason = match self.try_write(batch).await {
+                Ok(()) => return Ok(()),
+                Err(reason) => reason,
+            };
+            if last_chance {
+                return Err(SinkError::GaveUp {
+                    records: batch.len(),
+                    reason: format!("shutting down; last attempt failed: {reason}"),
+                });
+            }
+            let wait = backoff.next().unwrap_or(MAX_BACKOFF);
+            tracing::warn!(sink = %self.name, error = %reason, retry_in_ms = wait.as_millis() as u64, "log write to PostgreSQL failed; retrying");
+            self.retries.increment(1);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+    }
+
+    fn tick_every(&self) -> Option<Duration> {
+        Some(MAINTENANCE_EVERY)
+    }
+
+    async fn tick(&mut self, _stop: &CancellationToken) -> Result<(), SinkError> {
+        if !self.migrated {
+            return Ok(());
+        }
+        self.maintain()
+            .await
+            .map_err(|reason| SinkError::Http(format!("{}: maintenance: {reason}", self.name)))
+    }
+
+    async fn close(&mut self) -> Result<(), SinkError> {
+        self.pool.close().await;
+        Ok(())
+    }
+}
+
+/// `logs search` and `logs stats` in SQL: the records of `table` that `filter` keeps, oldest
+/// first, each handed to `each` as its JSON text (what the file sink would have written).
+/// Time, provider, key, client and model are matched by the indexed columns; status and text
+/// by the same rules as over files.
+pub async fn scan_sql(
+    url: &str,
+    audit: bool,
+    filter: &crate::search::Filter,
+    mut each: impl FnMut(&[u8]),
+) -> Result<crate::search::ScanSummary, String> {
+    use futures_util::TryStreamExt;
+    let options = PostgresOptions {
+        pool_size: 1,
+        connect_timeout: Duration::from_secs(10),
+        response_timeout: Duration::from_secs(600),
+        ..PostgresOptions::default()
+    };
+    let pool = lazy_pool(url, &options).map_err(|e| e.to_string())?;
+    let ts = |at: Option<SystemTime>| at.map(crate::record::timestamp);
+    let sql = if audit {
+        "SELECT record::text FROM truckllm_audit_log WHERE ($1::timestamptz IS NULL OR ts >= $1::timestamptz) \
+         AND ($2::timestamptz IS NULL OR ts < $2::timestamptz) \
+         AND ($7::text IS NULL OR strpos(record::text, $7) > 0) ORDER BY ts"
+    } else {
+        "SELECT record::text FROM truckllm_request_log WHERE ($1::timestamptz IS NULL OR ts >= $1::timestamptz) \
+         AND ($2::timestamptz IS NULL OR ts < $2::timestamptz) AND ($3::text IS NULL OR provider = $3) \
+         AND ($4::text IS NULL OR key = $4) AND ($5::text IS NULL OR client = $5) \
+         AND ($6::text IS NULL OR model = $6) \
+         AND ($7::text IS NULL OR strpos(record::text, $7) > 0) ORDER BY ts"
+    };
+    let mut rows = sqlx::query_scalar::<_, String>(sql)
+        .bind(ts(filter.since))
+        .bind(ts(filter.until))
+        .bind(filter.provider.as_deref())
+        .bind(filter.key.as_deref())
+        .bind(filter.client.as_deref())
+        .bind(filter.model.as_deref())
+        .bind(filter.grep.as_deref())
+        .fetch(&pool);
+    let mut summary = crate::search::ScanSummary::default();
+    while let Some(text) = rows.try_next().await.map_err(|e| e.to_string())? {
+        summary.lines += 1;
+        // PostgreSQL prints jsonb with spaces; records go out compact, as the file sink has them.
+        let Ok(record) = serde_json::from_str::<serde_json::Value>(&text) else {
+            summary.malformed += 1;
+            continue;
+        };
+        let status = record.get("status").and_then(serde_json::Value::as_u64);
+        let keep = filter.status.is_none_or(|want| {
+            status
+                .and_then(|s| u16::try_from(s).ok())
+                .is_some_and(|s| want.matches(s))
+        });
+        if keep {
+            summary.matched += 1;
+            each(record.to_string().as_bytes());
+        }
+    }
+    Ok(summary)
+}
