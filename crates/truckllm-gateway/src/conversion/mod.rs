@@ -109,6 +109,8 @@
 //!   interleaved in a stream (a fragment for a tool call whose block was already closed) are
 //!   refused; providers send them one call after another.
 
+mod converse;
+mod converse_stream;
 mod errors;
 mod from_chat;
 mod from_messages;
@@ -118,6 +120,11 @@ mod sse;
 mod stream_to_chat;
 mod stream_to_messages;
 
+pub use converse::{
+    bedrock_error_name, bedrock_error_to_openai, chat_to_converse_request,
+    converse_to_chat_response, usage_of_converse,
+};
+pub use converse_stream::ConverseToChatStream;
 pub use errors::{
     anthropic_error_to_openai, anthropic_error_type, openai_error_to_anthropic, openai_error_type,
 };

@@ -1,6 +1,7 @@
 //! `truckllm mock-upstream`: a real HTTP server standing in for LLM providers in tests, demos
 //! and benchmarks. It speaks OpenAI's chat, embeddings and models API ([`openai`]) and
-//! Anthropic's Messages API with streaming and token counting ([`anthropic`]), and checks
+//! Anthropic's Messages API with streaming and token counting ([`anthropic`]) and AWS
+//! Bedrock's Converse API with SigV4 checks and event-stream framing ([`bedrock`]), and checks
 //! requests the way those providers do. Answers are deterministic and carry usage: input
 //! tokens are the words of the input; the reply is a fixed sentence cut to `max_tokens` words.
 //!
@@ -15,9 +16,11 @@
 //! [`key_label`] (a short SHA-256 fingerprint); `GET /mock/last-request` the last JSON body;
 //! `GET /mock/last-headers` the last request's path (as `:path`) and the headers that matter
 //! to a provider (an allowlist: `anthropic-version`, `anthropic-beta`, `content-type`, …), with
-//! `x-api-key` and `authorization` shown only as key labels. The mock never shows a secret.
+//! `x-api-key` and `authorization` shown only as key labels (a SigV4 `authorization` without its
+//! signature). The mock never shows a secret.
 
 mod anthropic;
+pub mod bedrock;
 mod openai;
 mod responses;
 
@@ -50,7 +53,7 @@ const REPLY: [&str; 9] = [
 ];
 
 /// Request headers `last_headers` keeps: what a provider reads besides the key.
-const RECORDED_HEADERS: [&str; 8] = [
+const RECORDED_HEADERS: [&str; 9] = [
     "accept",
     "anthropic-beta",
     "anthropic-version",
@@ -59,6 +62,7 @@ const RECORDED_HEADERS: [&str; 8] = [
     "openai-organization",
     "openai-project",
     "user-agent",
+    "x-amz-date",
 ];
 
 /// Prefixes remembered for the cache rules before the memory is cleared.
@@ -231,6 +235,12 @@ impl MockUpstream {
         if let Some(auth) = header_str(headers, "authorization") {
             let shown = match auth.strip_prefix("Bearer ") {
                 Some(token) => format!("Bearer {}", key_label(token)),
+                // SigV4: the credential scope and signed headers, not the signature.
+                None if auth.starts_with("AWS4-HMAC-SHA256 ") => auth
+                    .split(", Signature=")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
                 None => "(not a bearer token)".to_owned(),
             };
             kept.insert("authorization".to_owned(), shown);
@@ -312,6 +322,11 @@ pub fn router(mock: Arc<MockUpstream>) -> Router {
         )
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/model/{model}/converse", post(bedrock::converse))
+        .route(
+            "/model/{model}/converse-stream",
+            post(bedrock::converse_stream),
+        )
         .route("/mock/stats", get(stats))
         .route("/mock/last-request", get(last_request))
         .route("/mock/last-headers", get(last_headers))

@@ -9,6 +9,7 @@
 //! chosen by [`crate::ingress`] from the client's [`Wire`] and the provider's.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod openai;
 
 use std::fmt::Debug;
