@@ -19,7 +19,7 @@ use crate::attempt::{Attempt, Outcome};
 use crate::conversion;
 use crate::dispatch::Answer;
 use crate::error::ApiError;
-use crate::providers::{Wire, anthropic};
+use crate::providers::{Operation, Wire, anthropic};
 use crate::trace::Trace;
 use crate::upstream::{ReadBody, UpstreamResponse};
 use crate::usage::{self, SseScanner, Usage};
@@ -98,13 +98,10 @@ pub(crate) async fn refusal(
     attempt.settle(Outcome::ClientError);
     match read {
         Ok(bytes) if from == to => built(builder, Body::from(bytes)),
-        Ok(bytes) => {
-            let body = match to {
-                Wire::OpenAi => conversion::anthropic_error_to_openai(status, &bytes),
-                Wire::Anthropic => conversion::openai_error_to_anthropic(status, &bytes),
-            };
-            built(builder, Body::from(body.to_string()))
-        }
+        Ok(bytes) => built(
+            builder,
+            Body::from(translate_error(status, &bytes, from, to).to_string()),
+        ),
         Err(e) => ApiError::upstream(StatusCode::BAD_GATEWAY, e.to_string()).into_response_for(to),
     }
 }
@@ -144,6 +141,19 @@ async fn complete(
     }
 }
 
+/// A provider's error body (status `status`, dialect `from`) in the client's dialect `to`.
+fn translate_error(status: u16, bytes: &[u8], from: Wire, to: Wire) -> Value {
+    match (from, to) {
+        (Wire::Anthropic, _) => conversion::anthropic_error_to_openai(status, bytes),
+        (Wire::OpenAi, _) => conversion::openai_error_to_anthropic(status, bytes),
+        (native, Wire::Anthropic) => {
+            let openai = conversion::native::native_error_to_openai(native, status, bytes);
+            conversion::openai_error_to_anthropic(status, openai.to_string().as_bytes())
+        }
+        (native, _) => conversion::native::native_error_to_openai(native, status, bytes),
+    }
+}
+
 fn translate_body(bytes: &[u8], from: Wire, request: &ClientRequest) -> Result<Value, String> {
     let parsed: Value = serde_json::from_slice(bytes)
         .map_err(|e| format!("the provider's answer is not JSON: {e}"))?;
@@ -154,7 +164,27 @@ fn translate_body(bytes: &[u8], from: Wire, request: &ClientRequest) -> Result<V
         (Wire::OpenAi, Wire::Anthropic) => {
             conversion::chat_to_messages_response(&parsed, &request.model)
         }
-        _ => Ok(parsed),
+        (Wire::OpenAi | Wire::Anthropic, _) => Ok(parsed),
+        (native, _) if request.operation == Operation::Embeddings => {
+            let base64 = request
+                .body
+                .field("encoding_format")
+                .is_some_and(|f| f == "base64");
+            conversion::native::native_to_embeddings_response(
+                native,
+                &parsed,
+                &request.model,
+                base64,
+            )
+        }
+        (native, to) => {
+            conversion::native::native_to_chat_response(native, &parsed, &request.model).and_then(
+                |chat| match to {
+                    Wire::Anthropic => conversion::chat_to_messages_response(&chat, &request.model),
+                    _ => Ok(chat),
+                },
+            )
+        }
     };
     translated.map_err(|e| format!("the provider's answer cannot be translated: {e}"))
 }
@@ -240,7 +270,61 @@ impl StreamRelay for conversion::ChatToMessagesStream {
     }
 }
 
+/// A native provider's stream re-framed as Chat chunks.
+struct NativeToChat(Box<dyn conversion::ChatReframer>);
+
+impl StreamRelay for NativeToChat {
+    fn event(&mut self, event: Bytes) -> Result<Option<Bytes>, String> {
+        self.0
+            .event(&event)
+            .map(|b| (!b.is_empty()).then_some(b))
+            .map_err(|e| e.to_string())
+    }
+    fn finish(&mut self) -> Option<Bytes> {
+        let last = self.0.finish();
+        (!last.is_empty()).then_some(last)
+    }
+    fn usage(&self) -> Option<Usage> {
+        self.0.usage()
+    }
+}
+
+/// A native provider's stream re-framed as Chat chunks, then as Anthropic events.
+impl StreamRelay for conversion::NativeToMessagesStream {
+    fn event(&mut self, event: Bytes) -> Result<Option<Bytes>, String> {
+        conversion::NativeToMessagesStream::event(self, &event)
+            .map(|b| (!b.is_empty()).then_some(b))
+            .map_err(|e| e.to_string())
+    }
+    fn finish(&mut self) -> Option<Bytes> {
+        let last = conversion::NativeToMessagesStream::finish(self);
+        (!last.is_empty()).then_some(last)
+    }
+    fn usage(&self) -> Option<Usage> {
+        conversion::NativeToMessagesStream::usage(self)
+    }
+}
+
+/// A relay that cannot start (a dialect without a stream re-framer): its first event ends
+/// the stream as broken, with why.
+struct Refused(String);
+
+impl StreamRelay for Refused {
+    fn event(&mut self, _event: Bytes) -> Result<Option<Bytes>, String> {
+        Err(self.0.clone())
+    }
+    fn finish(&mut self) -> Option<Bytes> {
+        None
+    }
+    fn usage(&self) -> Option<Usage> {
+        None
+    }
+}
+
 fn stream_relay(from: Wire, request: &ClientRequest) -> Box<dyn StreamRelay> {
+    let native = |wire: Wire| {
+        conversion::native::native_to_chat_stream(wire, &request.model, !request.strip_usage)
+    };
     match (from, request.wire) {
         (Wire::OpenAi, Wire::OpenAi) => Box::new(OpenAiPassthrough {
             strip_usage: request.strip_usage,
@@ -256,6 +340,17 @@ fn stream_relay(from: Wire, request: &ClientRequest) -> Box<dyn StreamRelay> {
         (Wire::OpenAi, Wire::Anthropic) => {
             Box::new(conversion::ChatToMessagesStream::new(&request.model))
         }
+        (from, Wire::Anthropic) => match native(from) {
+            Ok(chat) => Box::new(conversion::NativeToMessagesStream::new(
+                chat,
+                &request.model,
+            )),
+            Err(e) => Box::new(Refused(e.to_string())),
+        },
+        (from, _) => match native(from) {
+            Ok(chat) => Box::new(NativeToChat(chat)),
+            Err(e) => Box::new(Refused(e.to_string())),
+        },
     }
 }
 
