@@ -1,7 +1,40 @@
 //! A Chat Completions client in front of AWS Bedrock's Converse API: the chat request as a
-//! Converse request, the Converse response back as a `chat.completion`, and Bedrock's error
-//! bodies in OpenAI's shape. The model is not in a Converse body (it is in the URL), nor is
-//! streaming (`/converse-stream` is another operation).
+//! Converse request and the Converse response back as a `chat.completion` (Anthropic Messages
+//! clients come through Chat both ways). The model is not in a Converse body (it is in the
+//! URL), nor is streaming (`/converse-stream` is another operation); Bedrock's error bodies
+//! (`{"message": …}`) are read by [`super::native`].
+//!
+//! # Lossy translations
+//!
+//! Request:
+//! - `system`/`developer` messages become top-level `system` blocks (their position is lost);
+//!   consecutive messages of one role are merged (Converse requires alternation); `tool`
+//!   messages become `toolResult` blocks of a user turn; blank texts are left out (Converse
+//!   refuses them); `reasoning_content` on assistant turns is dropped.
+//! - `max_completion_tokens` (else `max_tokens`), `temperature`, `top_p` and `stop` go to
+//!   `inferenceConfig`; penalties, `seed`, `logit_bias`, `user`, `metadata`, `store`,
+//!   `service_tier`, `reasoning_effort`, `parallel_tool_calls` and `stream_options` are
+//!   dropped.
+//! - `tool_choice` `auto`/`required`/a function → `auto`/`any`/`tool`; `none` has no Converse
+//!   form: the tools stay (earlier tool turns need them) and the model chooses. Tool call ids
+//!   are made valid for Converse (`[a-zA-Z0-9_-]{1,64}`, the same in `toolUse` and
+//!   `toolResult`).
+//! - A part's `cache_control` becomes a `cachePoint` block after it. Images must be
+//!   `data:image/{png,jpeg,gif,webp};base64,` URLs (Converse takes bytes only); inline PDFs
+//!   become `document` blocks named from the file name (in the characters Converse allows).
+//! - `response_format` `json_schema` becomes `outputConfig.textFormat` (`json_schema`, the
+//!   schema as a JSON string, its `name` and `description`; `strict` is implied).
+//! - Refused: `n` > 1, `logprobs`, `json_object`, audio in or out, image URLs, uploaded
+//!   files, the legacy `functions`, non-function tools, tool arguments that are not JSON.
+//!
+//! Response:
+//! - `reasoningContent` text becomes `reasoning_content` (signatures and redacted reasoning
+//!   are dropped); citations, images and other blocks are dropped.
+//! - `stopReason` `end_turn`/`stop_sequence` → `stop`, `max_tokens`/
+//!   `model_context_window_exceeded` → `length`, `tool_use` → `tool_calls`,
+//!   `guardrail_intervened`/`content_filtered` → `content_filter`.
+//! - Usage: `prompt_tokens` = `inputTokens` + cache reads + cache writes, cache reads as
+//!   `cached_tokens`. Converse answers carry no id: the completion gets a fresh `chatcmpl-` id.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -506,32 +539,6 @@ pub fn usage_of_converse(response: &Value) -> Option<Usage> {
     response.get("usage").and_then(bedrock::usage_from_value)
 }
 
-/// The name in Bedrock's `x-amzn-ErrorType` header (`ThrottlingException:http://…` →
-/// `ThrottlingException`).
-pub fn bedrock_error_name(error_type: &str) -> &str {
-    error_type.split(':').next().unwrap_or(error_type).trim()
-}
-
-/// An upstream Bedrock error (`{"message": …}`, its name in `x-amzn-ErrorType`) → the OpenAI
-/// error body; `code` keeps Bedrock's name.
-pub fn bedrock_error_to_openai(status: u16, error_type: Option<&str>, body: &[u8]) -> Value {
-    let mut error = super::openai_error_to_anthropic(status, body);
-    let message = error["error"]["message"].take();
-    let code = error_type
-        .map(bedrock_error_name)
-        .filter(|n| !n.is_empty())
-        .map_or_else(
-            || super::openai_error_type(status).to_owned(),
-            str::to_owned,
-        );
-    json!({ "error": {
-        "message": message,
-        "type": super::openai_error_type(status),
-        "param": null,
-        "code": code,
-    }})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -739,22 +746,5 @@ mod tests {
         ] {
             assert_eq!(finish_reason(stop), finish);
         }
-    }
-
-    #[test]
-    fn bedrock_errors_keep_their_message_and_name() {
-        let body = br#"{"message":"Too many requests, please wait before trying again."}"#;
-        let out = bedrock_error_to_openai(
-            429,
-            Some("ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/"),
-            body,
-        );
-        assert_eq!(
-            out,
-            json!({"error": {"message": "Too many requests, please wait before trying again.",
-                   "type": "rate_limit_error", "param": null, "code": "ThrottlingException"}})
-        );
-        let bare = bedrock_error_to_openai(500, None, b"");
-        assert_eq!(bare["error"]["code"], "server_error");
     }
 }

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::converse::{chat_id, finish_reason};
+use super::native::ChatReframer;
 use super::sse::{DONE_FRAME, data_frame};
 use super::{Unsupported, now_seconds, openai_usage_json};
 use crate::providers::bedrock::{self, eventstream};
@@ -50,9 +51,11 @@ impl ConverseToChatStream {
             closed: false,
         }
     }
+}
 
+impl ChatReframer for ConverseToChatStream {
     /// The chat frames for one whole event-stream message (possibly none).
-    pub fn event(&mut self, message: &[u8]) -> Result<Bytes, Unsupported> {
+    fn event(&mut self, message: &[u8]) -> Result<Bytes, Unsupported> {
         let frame = eventstream::decode(message)
             .map_err(|e| Unsupported::new(format!("the provider's stream is broken: {e}")))?;
         if self.closed {
@@ -75,7 +78,7 @@ impl ConverseToChatStream {
 
     /// Called when the upstream stream ends: closes a complete stream that missed its last
     /// event, or answers an error frame if the message was cut short.
-    pub fn finish(&mut self) -> Bytes {
+    fn finish(&mut self) -> Bytes {
         if self.closed {
             return Bytes::new();
         }
@@ -93,10 +96,12 @@ impl ConverseToChatStream {
     }
 
     /// The usage the stream reported (in its `metadata` event), if it got that far.
-    pub fn usage(&self) -> Option<Usage> {
+    fn usage(&self) -> Option<Usage> {
         self.usage
     }
+}
 
+impl ConverseToChatStream {
     fn on_event(&mut self, kind: &str, data: &Value) -> Vec<String> {
         match kind {
             "messageStart" => vec![self.chunk(json!({ "role": "assistant", "content": "" }), None)],

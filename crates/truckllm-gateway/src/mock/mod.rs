@@ -1,8 +1,10 @@
 //! `truckllm mock-upstream`: a real HTTP server standing in for LLM providers in tests, demos
-//! and benchmarks. It speaks OpenAI's chat, embeddings and models API ([`openai`]) and
-//! Anthropic's Messages API with streaming and token counting ([`anthropic`]) and AWS
-//! Bedrock's Converse API with SigV4 checks and event-stream framing ([`bedrock`]), and checks
-//! requests the way those providers do. Answers are deterministic and carry usage: input
+//! and benchmarks. It speaks OpenAI's chat, embeddings and models API ([`openai`]),
+//! Anthropic's Messages API with streaming and token counting ([`anthropic`]), Azure
+//! OpenAI's deployment and `v1` routes ([`azure`]) and Gemini's `generateContent`, its SSE
+//! stream and `batchEmbedContents` ([`gemini`]) and AWS Bedrock's Converse API with SigV4
+//! checks and event-stream framing ([`bedrock`]), and checks requests the way those providers
+//! do (a key whose secret starts with `revoked` is refused as each refuses a bad key). Answers are deterministic and carry usage: input
 //! tokens are the words of the input; the reply is a fixed sentence cut to `max_tokens` words.
 //!
 //! Knobs ([`MockOptions`]): latency before answering, a delay between stream events, a share of
@@ -16,10 +18,11 @@
 //! [`key_label`] (a short SHA-256 fingerprint); `GET /mock/last-request` the last JSON body;
 //! `GET /mock/last-headers` the last request's path (as `:path`) and the headers that matter
 //! to a provider (an allowlist: `anthropic-version`, `anthropic-beta`, `content-type`, …), with
-//! `x-api-key` and `authorization` shown only as key labels (a SigV4 `authorization` without its
-//! signature). The mock never shows a secret.
+//! `x-api-key`, `api-key`, `x-goog-api-key` and `authorization` shown only as key labels (a
+//! SigV4 `authorization` without its signature). The mock never shows a secret.
 
 mod anthropic;
+mod azure;
 pub mod bedrock;
 mod openai;
 mod responses;
@@ -229,8 +232,10 @@ impl MockUpstream {
                 kept.insert(name.to_owned(), values.join(", "));
             }
         }
-        if let Some(secret) = header_str(headers, "x-api-key") {
-            kept.insert("x-api-key".to_owned(), key_label(secret));
+        for name in ["x-api-key", "api-key", "x-goog-api-key"] {
+            if let Some(secret) = header_str(headers, name) {
+                kept.insert(name.to_owned(), key_label(secret));
+            }
         }
         if let Some(auth) = header_str(headers, "authorization") {
             let shown = match auth.strip_prefix("Bearer ") {
@@ -327,6 +332,16 @@ pub fn router(mock: Arc<MockUpstream>) -> Router {
             "/model/{model}/converse-stream",
             post(bedrock::converse_stream),
         )
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(azure::deployment_chat),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(azure::deployment_embeddings),
+        )
+        .route("/openai/v1/chat/completions", post(azure::v1_chat))
+        .route("/openai/v1/embeddings", post(azure::v1_embeddings))
         .route("/mock/stats", get(stats))
         .route("/mock/last-request", get(last_request))
         .route("/mock/last-headers", get(last_headers))
@@ -395,6 +410,12 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Keys whose secret starts with `revoked` are refused as the provider refuses a bad key
+/// (401, or Google's 403), so tests can see a refused key handled.
+fn is_revoked(secret: &str) -> bool {
+    secret.starts_with("revoked")
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
