@@ -488,3 +488,41 @@ async fn bedrock_refusals_and_stream_exceptions_reach_the_client() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_responses_client_reaches_bedrock_streamed_and_continued() {
+    let keys = two_keys();
+    let (mock, gw) = start(MockOptions::default(), &keys[..1], "").await;
+    let body = json!({"model": MODEL, "input": "three words here", "max_output_tokens": 5, "stream": true});
+    let (status, _, text) = gw.post("/v1/responses", None, &body).await;
+    assert_eq!(status, 200, "{text}");
+    let events = data_of(&text);
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"response.created"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"response.completed"), "{kinds:?}");
+    let completed = &events.last().expect("events")["response"];
+    assert_eq!(completed["usage"]["input_tokens"], 3, "{completed}");
+    assert_eq!(completed["usage"]["output_tokens"], 5, "{completed}");
+    let said: String = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .filter_map(|e| e["delta"].as_str())
+        .collect();
+    assert_eq!(said, "This is a mock reply");
+    assert_eq!(tokens(&gw, "b1").await, (3.0, 5.0));
+    // A follow-up carries the conversation to Bedrock as alternating Converse turns.
+    let id = completed["id"].as_str().expect("id");
+    let next = json!({"model": MODEL, "input": "and more", "previous_response_id": id});
+    let (status, _, text) = gw.post("/v1/responses", None, &next).await;
+    assert_eq!(status, 200, "{text}");
+    let sent = mock.mock.last_request().expect("sent");
+    let roles: Vec<&str> = sent["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "user"], "{sent}");
+    assert_eq!(json_of(&text)["status"], "completed");
+    gw.stop().await;
+}
