@@ -417,6 +417,10 @@ async fn failures_and_overload_are_retried_then_answered_in_the_clients_dialect(
         assert_eq!(status, 502, "{body}");
         assert_eq!(body["error"]["type"], "upstream_error");
         assert_eq!(mock.total_requests(), 2, "one attempt per key");
+        // A stream that fails before it starts is retried the same way.
+        let (status, _, text) = gw.post("/v1/chat/completions", None, &hello(true)).await;
+        assert_eq!(status, 502, "{text}");
+        assert_eq!(mock.total_requests(), 4);
         gw.stop().await;
     }
     let keys = two_keys();
