@@ -172,7 +172,9 @@ async fn chat_from_openai_clients(case: &Case) {
     let body = json!({"model": model(case), "max_tokens": 50,
         "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "three words here"}]});
     let mut total = (0, 0);
-    for _ in 0..2 {
+    // Round robin: k1, k2, k1; the third repeats a prompt (a cache hit where the provider
+    // reports one).
+    for _ in 0..3 {
         let (status, _, text) = post(&gw, "/v1/chat/completions", &body).await;
         assert_eq!(status, 200, "{}: {text}", case.name);
         let answer = json_of(&text);
@@ -200,6 +202,30 @@ async fn chat_from_openai_clients(case: &Case) {
         upstream.iter().map(|s| s.completion_tokens).sum::<u64>()
     );
     usage_matches_upstream(&mock, &gw, "good-1").await;
+    gw.stop().await;
+}
+
+async fn responses_clients(case: &Case) {
+    let (_mock, gw) = start(case, ["good-1", "good-2"]).await;
+    let body = json!({"model": model(case), "max_output_tokens": 50,
+        "instructions": "be brief", "input": "three words here"});
+    let (status, _, text) = post(&gw, "/v1/responses", &body).await;
+    assert_eq!(status, 200, "{}: {text}", case.name);
+    let answer = json_of(&text);
+    assert_eq!(answer["object"], "response", "{text}");
+    assert_eq!(answer["status"], "completed", "{text}");
+    assert_eq!(
+        answer["output"][0]["content"][0]["text"], REPLY,
+        "{}: {text}",
+        case.name
+    );
+    let streamed = json!({"model": model(case), "max_output_tokens": 50, "stream": true,
+        "input": "three words here", "previous_response_id": answer["id"]});
+    let (status, _, text) = post(&gw, "/v1/responses", &streamed).await;
+    assert_eq!(status, 200, "{}: {text}", case.name);
+    let events = sse_data(&text);
+    let last = events.last().expect("events");
+    assert_eq!(last["type"], "response.completed", "{}: {text}", case.name);
     gw.stop().await;
 }
 
@@ -442,6 +468,10 @@ macro_rules! suite {
                 super::chat_from_anthropic_clients(&$case).await;
             }
             #[tokio::test]
+            async fn responses_clients() {
+                super::responses_clients(&$case).await;
+            }
+            #[tokio::test]
             async fn streams_to_both_clients() {
                 super::streams_to_both_clients(&$case).await;
             }
@@ -478,3 +508,86 @@ suite!(anthropic, ANTHROPIC);
 suite!(azure, AZURE);
 suite!(azure_v1, AZURE_V1);
 suite!(gemini, GEMINI);
+
+/// The mock refuses what Google and Azure refuse, in their error shapes, so the suite's
+/// green means the gateway sent what those providers accept.
+#[tokio::test]
+async fn the_mock_refuses_what_gemini_and_azure_refuse() {
+    let mock = Mock::start(MockOptions::default()).await;
+    let http = reqwest::Client::new();
+    let gemini = format!(
+        "{}/v1beta/models/gemini-2.5-flash:generateContent",
+        mock.url
+    );
+    let call = |url: String, headers: Vec<(&'static str, &'static str)>, body: Value| {
+        let mut request = http.post(url).json(&body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move {
+            let response = request.send().await.expect("mock");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("json"))
+        }
+    };
+    let hello = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+    let key = vec![("x-goog-api-key", "AIza-good")];
+    let (status, body) = call(gemini.clone(), key.clone(), hello.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(gemini.clone(), vec![], hello.clone()).await;
+    assert_eq!(
+        (status, &body["error"]["status"]),
+        (403, &json!("PERMISSION_DENIED"))
+    );
+    for bad in [
+        json!({"contents": []}),
+        json!({"contents": [{"role": "assistant", "parts": [{"text": "hi"}]}]}),
+        json!({"contents": [{"role": "user", "parts": []}]}),
+        json!({"contents": [{"role": "user", "parts": [{"text": "a", "inlineData": {"mimeType": "x/y", "data": ""}}]}]}),
+        json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "messages": []}),
+        json!({"contents": [{"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}}]}]}),
+    ] {
+        let (status, body) = call(gemini.clone(), key.clone(), bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["status"], "INVALID_ARGUMENT", "{bad}: {body}");
+        assert_eq!(body["error"]["code"], 400);
+    }
+    let azure = |query: &str| {
+        format!(
+            "{}/openai/deployments/prod/chat/completions{query}",
+            mock.url
+        )
+    };
+    let chat = json!({"messages": [{"role": "user", "content": "hi"}]});
+    let api_key = vec![("api-key", "az-good")];
+    let (status, body) = call(
+        azure("?api-version=2024-10-21"),
+        api_key.clone(),
+        chat.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["prompt_filter_results"].is_array(), "{body}");
+    for query in ["", "?api-version=1999-01-01"] {
+        let (status, body) = call(azure(query), api_key.clone(), chat.clone()).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (404, &json!("404")),
+            "{query}"
+        );
+    }
+    let bearer = vec![("authorization", "Bearer az-good")];
+    let (status, body) = call(azure("?api-version=2024-10-21"), bearer, chat.clone()).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &json!("401")),
+        "{body}"
+    );
+    let v1 = format!("{}/openai/v1/chat/completions", mock.url);
+    let (status, _) = call(v1.clone(), api_key.clone(), chat.clone()).await;
+    assert_eq!(status, 400, "the v1 routes need the model in the body");
+    let mut named = chat;
+    named["model"] = json!("prod");
+    let (status, body) = call(v1, api_key, named).await;
+    assert_eq!(status, 200, "{body}");
+}
