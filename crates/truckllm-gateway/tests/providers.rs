@@ -509,6 +509,25 @@ suite!(azure, AZURE);
 suite!(azure_v1, AZURE_V1);
 suite!(gemini, GEMINI);
 
+/// Azure's content filter annotations reach an OpenAI client as Azure sent them.
+#[tokio::test]
+async fn azure_content_filter_results_pass_through() {
+    let (_mock, gw) = start(&AZURE, ["good-1", "good-2"]).await;
+    let body = json!({"model": model(&AZURE), "messages": [{"role": "user", "content": "hi"}]});
+    let (status, _, text) = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{text}");
+    let answer = json_of(&text);
+    assert_eq!(
+        answer["prompt_filter_results"][0]["content_filter_results"]["hate"]["filtered"], false,
+        "{text}"
+    );
+    assert!(
+        answer["choices"][0]["content_filter_results"].is_object(),
+        "{text}"
+    );
+    gw.stop().await;
+}
+
 /// The mock refuses what Google and Azure refuse, in their error shapes, so the suite's
 /// green means the gateway sent what those providers accept.
 #[tokio::test]
