@@ -9,7 +9,8 @@
 //! Knobs ([`MockOptions`]): latency before answering, a delay between stream events, a share of
 //! 500s, a share of 429s with `Retry-After`, a share of "overloaded" answers (529 on the
 //! Anthropic route, 503 on the OpenAI ones) and a per-key requests-per-minute cap (429 past
-//! it, like a real provider). Each route renders these in its own provider's error shape.
+//! it, like a real provider). Tests can also fault one key for good ([`MockUpstream::fault_key`]:
+//! every request 429, or 500). Each route renders these in its own provider's error shape.
 //! With `responses_native` it also answers OpenAI's Responses API natively ([`responses`]),
 //! keeping each response bound to the key that made it, as OpenAI does.
 //!
