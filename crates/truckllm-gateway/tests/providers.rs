@@ -509,6 +509,41 @@ suite!(azure, AZURE);
 suite!(azure_v1, AZURE_V1);
 suite!(gemini, GEMINI);
 
+/// Gemini's implicit cache hits (`cachedContentTokenCount`) and thinking tokens reach the
+/// client's usage and the store by class.
+#[tokio::test]
+async fn gemini_cache_reads_and_thoughts_are_recorded_by_class() {
+    let (mock, gw) = start(&GEMINI, ["good-1", "good-2"]).await;
+    let body = json!({"model": model(&GEMINI), "max_tokens": 50, "reasoning_effort": "low",
+        "messages": [{"role": "user", "content": "three words here"}]});
+    let (status, _, first) = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, _, second) = post(&gw, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{second}");
+    let usage = &json_of(&second)["usage"];
+    assert_eq!(
+        usage["prompt_tokens_details"]["cached_tokens"], 3,
+        "{second}"
+    );
+    assert_eq!(
+        usage["completion_tokens_details"]["reasoning_tokens"], 4,
+        "{second}"
+    );
+    assert_eq!(
+        usage["completion_tokens"],
+        9 + 4,
+        "thoughts count as completion: {second}"
+    );
+    let read = gw.usage("p", "k1", Metric::CacheReadTokens).await
+        + gw.usage("p", "k2", Metric::CacheReadTokens).await;
+    assert_eq!(read, 3.0);
+    assert_eq!(
+        read,
+        (mock.stats("good-1").cache_read_tokens + mock.stats("good-2").cache_read_tokens) as f64
+    );
+    gw.stop().await;
+}
+
 /// Azure's content filter annotations reach an OpenAI client as Azure sent them.
 #[tokio::test]
 async fn azure_content_filter_results_pass_through() {
