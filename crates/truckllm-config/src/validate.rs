@@ -394,7 +394,13 @@ fn check_provider_kind(path: &str, provider: &ProviderConfig, problems: &mut Pro
             "`native` is for OpenAI-compatible providers; others are translated",
         );
     }
-    match (kind, provider.region.as_deref()) {
+    check_region(path, provider, problems);
+    check_azure_options(path, provider, problems);
+}
+
+/// Bedrock needs an AWS region; no other type takes one.
+fn check_region(path: &str, provider: &ProviderConfig, problems: &mut Problems) {
+    match (provider.kind, provider.region.as_deref()) {
         (ProviderKind::Bedrock, None) => {
             problems.add(
                 format!("{path}.region"),
@@ -413,7 +419,11 @@ fn check_provider_kind(path: &str, provider: &ProviderConfig, problems: &mut Pro
             "only bedrock providers take a region",
         ),
     }
-    if kind != ProviderKind::Azure {
+}
+
+/// Azure's `deployments` and `api_version`: well formed, and on Azure providers only.
+fn check_azure_options(path: &str, provider: &ProviderConfig, problems: &mut Problems) {
+    if provider.kind != ProviderKind::Azure {
         if !provider.deployments.is_empty() {
             problems.add(
                 format!("{path}.deployments"),

@@ -407,7 +407,7 @@ pub fn gemini_to_chat_response(body: &Value, model: &str) -> Result<Value, Unsup
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let read = read_parts(parts, 0);
+    let read = read_parts(parts, 0, body.get("responseId").and_then(Value::as_str));
     let mut message = json!({
         "role": "assistant",
         "content": if read.text.is_empty() && !read.calls.is_empty() { Value::Null } else { Value::String(read.text) },
@@ -416,7 +416,19 @@ pub fn gemini_to_chat_response(body: &Value, model: &str) -> Result<Value, Unsup
         message["reasoning_content"] = Value::String(read.thoughts);
     }
     if !read.calls.is_empty() {
-        message["tool_calls"] = Value::Array(read.calls.clone());
+        // A whole message's calls carry no stream `index`.
+        let calls = read
+            .calls
+            .iter()
+            .cloned()
+            .map(|mut call| {
+                if let Some(call) = call.as_object_mut() {
+                    call.remove("index");
+                }
+                call
+            })
+            .collect();
+        message["tool_calls"] = Value::Array(calls);
     }
     let finish = finish_reason(
         candidate
@@ -452,8 +464,8 @@ pub(super) struct ReadParts {
 }
 
 /// Reads candidate parts; tool calls are numbered from `first_index` (streams number them
-/// across events).
-pub(super) fn read_parts(parts: &[Value], first_index: usize) -> ReadParts {
+/// across events), their ids made unique with the answer's `responseId`.
+pub(super) fn read_parts(parts: &[Value], first_index: usize, response: Option<&str>) -> ReadParts {
     let mut read = ReadParts::default();
     for part in parts {
         if let Some(call) = part.get("functionCall") {
@@ -463,7 +475,7 @@ pub(super) fn read_parts(parts: &[Value], first_index: usize) -> ReadParts {
             let signature = part.get("thoughtSignature").and_then(Value::as_str);
             read.calls.push(json!({
                 "index": index,
-                "id": call_id(call.get("id").and_then(Value::as_str), index, signature),
+                "id": call_id(call.get("id").and_then(Value::as_str), response, index, signature),
                 "type": "function",
                 "function": { "name": name, "arguments": args.to_string() },
             }));
@@ -478,17 +490,26 @@ pub(super) fn read_parts(parts: &[Value], first_index: usize) -> ReadParts {
     read
 }
 
-/// A tool call id: Gemini's own when it sends one, else `call_{index}`; with the call's
-/// thought signature appended (URL-safe base64) so it comes back with the result.
-fn call_id(own: Option<&str>, index: usize, signature: Option<&str>) -> String {
-    let base = own
-        .filter(|id| {
-            !id.is_empty()
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        })
-        .map_or_else(|| format!("call_{index}"), str::to_owned);
+/// A tool call id: Gemini's own when it sends one, else `call_{responseId}_{index}`; with
+/// the call's thought signature appended (URL-safe base64) so it comes back with the result.
+fn call_id(
+    own: Option<&str>,
+    response: Option<&str>,
+    index: usize,
+    signature: Option<&str>,
+) -> String {
+    let safe = |id: &&str| {
+        !id.is_empty()
+            && !id.contains(SIGNATURE_MARK)
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    let base = match (own.filter(safe), response.filter(safe)) {
+        (Some(own), _) => own.to_owned(),
+        (None, Some(response)) => format!("call_{response}_{index}"),
+        (None, None) => format!("call_{index}"),
+    };
     let signature = signature
         .and_then(|s| STANDARD.decode(s).ok())
         .map(|bytes| URL_SAFE_NO_PAD.encode(bytes));
@@ -633,8 +654,8 @@ mod tests {
 
     #[test]
     fn thought_signatures_ride_in_tool_call_ids_and_come_back() {
-        let id = call_id(None, 2, Some("c2lnbmF0dXJlKysvLw=="));
-        assert!(id.starts_with("call_2__ts_"), "{id}");
+        let id = call_id(None, Some("r1"), 2, Some("c2lnbmF0dXJlKysvLw=="));
+        assert!(id.starts_with("call_r1_2__ts_"), "{id}");
         assert!(
             id.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
@@ -642,7 +663,7 @@ mod tests {
         );
         assert_eq!(signature_of(&id).as_deref(), Some("c2lnbmF0dXJlKysvLw=="));
         assert_eq!(signature_of("call_1"), None);
-        assert_eq!(call_id(Some("bad id!"), 0, None), "call_0");
+        assert_eq!(call_id(Some("bad id!"), None, 0, None), "call_0");
     }
 
     #[test]

@@ -70,7 +70,11 @@ impl GeminiToChatStream {
             .and_then(Value::as_array)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let read = read_parts(parts, self.calls);
+        let read = read_parts(
+            parts,
+            self.calls,
+            data.get("responseId").and_then(Value::as_str),
+        );
         if !read.thoughts.is_empty() {
             frames.push_str(&self.chunk(json!({ "reasoning_content": read.thoughts }), None));
         }

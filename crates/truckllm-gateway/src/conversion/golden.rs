@@ -183,6 +183,25 @@ fn convert(function: &str, input: &Value, model: &str, case: &Value) -> Outcome 
             });
             (out, native::ChatReframer::usage(&stream))
         }
+        "chat_to_gemini_request" => {
+            plain(gemini::chat_to_gemini_request(&object()).map(Value::Object))
+        }
+        "gemini_to_chat_response" => {
+            let usage = gemini::usage_of(input);
+            (
+                gemini::gemini_to_chat_response(input, model).map_err(|e| e.0),
+                usage,
+            )
+        }
+        "gemini_to_chat_stream" => {
+            use native::ChatReframer as _;
+            let mut stream = GeminiToChatStream::new(model, case["include_usage"] == true);
+            let out = feed(input, |e| stream.event(e), data_event).map(|mut frames| {
+                frames.push_str(&String::from_utf8_lossy(&stream.finish()));
+                chat_frames(&frames)
+            });
+            (out, stream.usage())
+        }
         other => (Err(format!("unknown function {other}")), None),
     }
 }

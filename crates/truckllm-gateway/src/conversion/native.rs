@@ -112,16 +112,24 @@ pub fn native_to_chat_stream(
 /// A provider's error body as OpenAI's `{"error": {...}}`, keeping its message.
 pub fn native_error_to_openai(wire: Wire, status: u16, body: &[u8]) -> Value {
     let _ = wire;
-    let message = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| error_message(&v))
+    let parsed = serde_json::from_slice::<Value>(body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(error_message)
         .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(1000).collect());
+    // Google's `status` (`INVALID_ARGUMENT`), AWS's `__type`, as the OpenAI `code`.
+    let code = parsed
+        .as_ref()
+        .and_then(|v| v.pointer("/error/status").or_else(|| v.get("__type")))
+        .filter(|c| c.is_string())
+        .cloned()
+        .unwrap_or(Value::Null);
     serde_json::json!({
         "error": {
             "message": message,
             "type": super::openai_error_type(status),
             "param": null,
-            "code": null,
+            "code": code,
         }
     })
 }
@@ -184,5 +192,25 @@ impl NativeToMessagesStream {
             out.extend_from_slice(&self.messages.event(&frame)?);
         }
         Ok(Bytes::from(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_errors_keep_their_message_and_code_in_openai_shape() {
+        let google =
+            br#"{"error":{"code":400,"message":"bad contents","status":"INVALID_ARGUMENT"}}"#;
+        let error = native_error_to_openai(Wire::Gemini, 400, google);
+        assert_eq!(error["error"]["message"], "bad contents");
+        assert_eq!(error["error"]["code"], "INVALID_ARGUMENT");
+        assert_eq!(error["error"]["type"], "invalid_request_error");
+        let aws = br#"{"message":"Too many requests","__type":"ThrottlingException"}"#;
+        let error = native_error_to_openai(Wire::Bedrock, 429, aws);
+        assert_eq!(error["error"]["code"], "ThrottlingException");
+        let raw = native_error_to_openai(Wire::Gemini, 502, b"<html>bad gateway</html>");
+        assert_eq!(raw["error"]["message"], "<html>bad gateway</html>");
     }
 }

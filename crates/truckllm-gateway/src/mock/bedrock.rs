@@ -6,7 +6,8 @@
 //! `x-amzn-ErrorType`): a SigV4 `Authorization` header (`AWS4-HMAC-SHA256
 //! Credential=AKID/date/region/bedrock/aws4_request, SignedHeaders=…, Signature=…`) with
 //! `host` and `x-amz-date` signed, `x-amz-date` within 15 minutes, and the signature itself,
-//! recomputed with the secret of the access key id from [`TEST_CREDENTIALS`] (403
+//! recomputed with the secret the mock holds for the access key id ([`secret_of`]: those of
+//! [`TEST_CREDENTIALS`], else [`test_secret`]; ids starting with `revoked` are unknown) (403
 //! `UnrecognizedClientException` for an unknown id, `InvalidSignatureException` for a wrong
 //! secret or a changed request); then the body (400 `ValidationException`): known top-level
 //! fields only, a conversation that starts with a user turn and alternates, content blocks of
@@ -153,12 +154,19 @@ impl Failure {
     }
 }
 
-/// The secret the mock holds for an access key id.
-fn secret_of(access_key_id: &str) -> Option<String> {
-    TEST_CREDENTIALS
-        .iter()
-        .find(|(id, _)| *id == access_key_id)
-        .map(|(_, secret)| (*secret).to_owned())
+/// The secret the mock holds for an access key id: its own for [`TEST_CREDENTIALS`], none for
+/// ids starting with `revoked` (unknown to AWS, as a deleted key is), else [`test_secret`].
+pub fn secret_of(access_key_id: &str) -> Option<String> {
+    if let Some((_, secret)) = TEST_CREDENTIALS.iter().find(|(id, _)| *id == access_key_id) {
+        return Some((*secret).to_owned());
+    }
+    (!access_key_id.starts_with("revoked")).then(|| test_secret(access_key_id))
+}
+
+/// The secret the mock expects for an access key id outside [`TEST_CREDENTIALS`], so tests
+/// can make keys of their own.
+pub fn test_secret(access_key_id: &str) -> String {
+    format!("{access_key_id}/mock-secret")
 }
 
 /// `POST /model/{modelId}/converse`.
@@ -225,9 +233,15 @@ async fn admit(
     body: &Bytes,
 ) -> Result<(String, Value), Failure> {
     mock.record_headers(uri, headers);
+    // Counted under the key it claims to be, even if the signature is refused.
+    let claimed = super::header_str(headers, "authorization")
+        .and_then(|auth| sigv4::parse_authorization(auth).ok())
+        .map(|auth| key_label(auth.access_key_id));
+    if let Some(claimed) = &claimed {
+        mock.count(claimed, |s| s.requests += 1);
+    }
     let access_key_id = verify_signature(uri, headers, body)?;
     let key = key_label(&access_key_id);
-    mock.count(&key, |s| s.requests += 1);
     let json_type = super::header_str(headers, "content-type")
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));

@@ -10,7 +10,8 @@
 //! Knobs ([`MockOptions`]): latency before answering, a delay between stream events, a share of
 //! 500s, a share of 429s with `Retry-After`, a share of "overloaded" answers (529 on the
 //! Anthropic route, 503 on the OpenAI ones) and a per-key requests-per-minute cap (429 past
-//! it, like a real provider). Each route renders these in its own provider's error shape.
+//! it, like a real provider). Tests can also fault one key for good ([`MockUpstream::fault_key`]:
+//! every request 429, or 500). Each route renders these in its own provider's error shape.
 //! With `responses_native` it also answers OpenAI's Responses API natively ([`responses`]),
 //! keeping each response bound to the key that made it, as OpenAI does.
 //!
@@ -24,6 +25,7 @@
 mod anthropic;
 mod azure;
 pub mod bedrock;
+mod gemini;
 mod openai;
 mod responses;
 
@@ -142,6 +144,17 @@ pub struct MockUpstream {
     /// Native Responses API answers: id → (the key that made it, words of its conversation,
     /// the response object).
     responses: Mutex<HashMap<String, (String, u64, Value)>>,
+    /// Keys (by label) answered with a fault every time ([`MockUpstream::fault_key`]).
+    faults: Mutex<HashMap<String, KeyFault>>,
+}
+
+/// A fault one key meets on every request, whatever the knobs say (tests of retries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFault {
+    /// 429 with `Retry-After: 1`, in the route's dialect.
+    RateLimited,
+    /// 500, in the route's dialect.
+    Failing,
 }
 
 /// Why a knob refused a request; each dialect renders it in its own error shape.
@@ -165,7 +178,15 @@ impl MockUpstream {
             last_headers: Mutex::new(None),
             cached: Mutex::new(HashSet::new()),
             responses: Mutex::new(HashMap::new()),
+            faults: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Answers every request made with `secret` with `fault` from now on.
+    pub fn fault_key(&self, secret: &str, fault: KeyFault) {
+        if let Ok(mut faults) = self.faults.lock() {
+            faults.insert(key_label(secret), fault);
+        }
     }
 
     /// The last request body received.
@@ -271,6 +292,18 @@ impl MockUpstream {
 
     /// The refusal that replaces a normal answer, if a knob fires.
     fn refusal(&self, key: &str) -> Option<Refusal> {
+        let fault = self.faults.lock().ok().and_then(|f| f.get(key).copied());
+        match fault {
+            Some(KeyFault::RateLimited) => {
+                self.count(key, |s| s.rate_limited += 1);
+                return Some(Refusal::RateLimited { retry_after: 1 });
+            }
+            Some(KeyFault::Failing) => {
+                self.count(key, |s| s.errors += 1);
+                return Some(Refusal::Failed);
+            }
+            None => {}
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -342,6 +375,7 @@ pub fn router(mock: Arc<MockUpstream>) -> Router {
         )
         .route("/openai/v1/chat/completions", post(azure::v1_chat))
         .route("/openai/v1/embeddings", post(azure::v1_embeddings))
+        .route("/v1beta/models/{call}", post(gemini::call))
         .route("/mock/stats", get(stats))
         .route("/mock/last-request", get(last_request))
         .route("/mock/last-headers", get(last_headers))

@@ -400,7 +400,7 @@ fn encode_f32s(vector: &[f64]) -> String {
 }
 
 /// A deterministic 8-dimensional unit vector for a text.
-fn vector(text: &str) -> Vec<f64> {
+pub(super) fn vector(text: &str) -> Vec<f64> {
     let mut state = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
