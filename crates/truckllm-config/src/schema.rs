@@ -545,6 +545,26 @@ pub enum ProviderKind {
     Openai,
     /// Anthropic's Messages API (`x-api-key`, `anthropic-version`).
     Anthropic,
+    /// Google's Gemini API (AI Studio: `generateContent`, `x-goog-api-key`).
+    Gemini,
+    /// AWS Bedrock's Converse API, signed with SigV4 (keys hold AWS credentials).
+    Bedrock,
+    /// Azure OpenAI (`api-key`, deployments, `api-version`).
+    Azure,
+}
+
+impl ProviderKind {
+    /// The `base_url` used when the provider names none (`None`: it must name one).
+    /// Bedrock's depends on the region: `https://bedrock-runtime.{region}.amazonaws.com`.
+    pub fn default_base_url(self, region: Option<&str>) -> Option<String> {
+        match self {
+            ProviderKind::Gemini => Some("https://generativelanguage.googleapis.com/v1beta".into()),
+            ProviderKind::Bedrock => {
+                region.map(|r| format!("https://bedrock-runtime.{r}.amazonaws.com"))
+            }
+            ProviderKind::Openai | ProviderKind::Anthropic | ProviderKind::Azure => None,
+        }
+    }
 }
 
 /// One upstream provider.
@@ -556,6 +576,9 @@ pub struct ProviderConfig {
     #[serde(rename = "type", default)]
     pub kind: ProviderKind,
     /// Base URL including the version path, as with the OpenAI SDK (`https://api.openai.com/v1`).
+    /// Gemini and Bedrock have a default ([`ProviderKind::default_base_url`]); Azure's is the
+    /// resource's endpoint (`https://{resource}.openai.azure.com`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub base_url: String,
     /// API keys; requests are balanced across them.
     pub keys: Vec<ProviderKeyConfig>,
@@ -579,6 +602,17 @@ pub struct ProviderConfig {
     /// recent vLLM), which keeps the conversation state bound to the key that made it.
     #[serde(default, skip_serializing_if = "ResponsesMode::is_default")]
     pub responses: ResponsesMode,
+    /// `type: bedrock`: the AWS region (`us-east-1`), signed into every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// `type: azure`: the deployment serving each model (`gpt-4o: my-gpt4o-deploy`); a model
+    /// not listed is sent as its own deployment name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deployments: BTreeMap<String, String>,
+    /// `type: azure`: the `api-version` query parameter (default `2024-10-21`); `v1` uses the
+    /// newer `{base_url}/openai/v1/` routes, with the model in the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
 }
 
 /// How a provider takes Responses API requests.
@@ -604,7 +638,18 @@ impl ResponsesMode {
 pub struct ProviderKeyConfig {
     /// Id used in usage metrics and logs; never the secret.
     pub id: String,
+    /// The API key (every type but `bedrock`).
+    #[serde(default, skip_serializing_if = "Secret::is_empty")]
     pub secret: Secret,
+    /// `type: bedrock`: the AWS access key id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<Secret>,
+    /// `type: bedrock`: the AWS secret access key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<Secret>,
+    /// `type: bedrock`: an AWS session token, for temporary credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
 }

@@ -11,7 +11,10 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use crate::interpolate::{is_opaque, walk};
-use crate::schema::{Config, ConfigKind, Limits, LogSinkConfig, RuntimeKind};
+use crate::schema::{
+    Config, ConfigKind, Limits, LogSinkConfig, ProviderConfig, ProviderKeyConfig, ProviderKind,
+    ResponsesMode, RuntimeKind,
+};
 use crate::secret::REDACTED;
 use crate::spans::string_at;
 
@@ -378,15 +381,7 @@ fn check_providers(config: &Config, problems: &mut Problems) {
                  counters (client limits are counted under `_clients`)",
             );
         }
-        problems.url(&format!("{path}.base_url"), &provider.base_url);
-        if provider.kind == crate::schema::ProviderKind::Anthropic
-            && provider.responses == crate::schema::ResponsesMode::Native
-        {
-            problems.add(
-                format!("{path}.responses"),
-                "`native` is for OpenAI-compatible providers; Anthropic ones are translated",
-            );
-        }
+        check_provider_kind(&path, provider, problems);
         if provider.keys.is_empty() {
             problems.add(format!("{path}.keys"), "a provider needs at least one key");
         }
@@ -399,9 +394,7 @@ fn check_providers(config: &Config, problems: &mut Problems) {
                 .map(|(k, key)| (format!("{path}.keys[{k}].id"), key.id.as_str())),
         );
         for (k, key) in provider.keys.iter().enumerate() {
-            if key.secret.is_empty() {
-                problems.add(format!("{path}.keys[{k}].secret"), "must not be empty");
-            }
+            check_key_credentials(&format!("{path}.keys[{k}]"), provider.kind, key, problems);
             problems.limits(&format!("{path}.keys[{k}].limits"), key.limits.as_ref());
         }
         problems.limits(&format!("{path}.limits"), provider.limits.as_ref());
@@ -416,6 +409,149 @@ fn check_providers(config: &Config, problems: &mut Problems) {
                         format!("must be 0 or more, got {v}"),
                     );
                 }
+            }
+        }
+    }
+}
+
+/// What a provider of each type needs, and what only some types take.
+fn check_provider_kind(path: &str, provider: &ProviderConfig, problems: &mut Problems) {
+    let kind = provider.kind;
+    let default_base = kind.default_base_url(provider.region.as_deref());
+    if !provider.base_url.is_empty() || default_base.is_none() {
+        problems.url(&format!("{path}.base_url"), &provider.base_url);
+    }
+    if kind != ProviderKind::Openai && provider.responses == ResponsesMode::Native {
+        problems.add(
+            format!("{path}.responses"),
+            "`native` is for OpenAI-compatible providers; others are translated",
+        );
+    }
+    check_region(path, provider, problems);
+    check_azure_options(path, provider, problems);
+}
+
+/// Bedrock needs an AWS region; no other type takes one.
+fn check_region(path: &str, provider: &ProviderConfig, problems: &mut Problems) {
+    match (provider.kind, provider.region.as_deref()) {
+        (ProviderKind::Bedrock, None) => {
+            problems.add(
+                format!("{path}.region"),
+                "a bedrock provider needs a region",
+            );
+        }
+        (ProviderKind::Bedrock, Some(region)) if !is_aws_region(region) => {
+            problems.add(
+                format!("{path}.region"),
+                "must be an AWS region name such as us-east-1",
+            );
+        }
+        (ProviderKind::Bedrock, Some(_)) | (_, None) => {}
+        (_, Some(_)) => problems.add(
+            format!("{path}.region"),
+            "only bedrock providers take a region",
+        ),
+    }
+}
+
+/// Azure's `deployments` and `api_version`: well formed, and on Azure providers only.
+fn check_azure_options(path: &str, provider: &ProviderConfig, problems: &mut Problems) {
+    if provider.kind != ProviderKind::Azure {
+        if !provider.deployments.is_empty() {
+            problems.add(
+                format!("{path}.deployments"),
+                "only azure providers take deployments",
+            );
+        }
+        if provider.api_version.is_some() {
+            problems.add(
+                format!("{path}.api_version"),
+                "only azure providers take an api_version",
+            );
+        }
+    }
+    if let Some(version) = &provider.api_version
+        && (version.is_empty()
+            || !version
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    {
+        problems.add(
+            format!("{path}.api_version"),
+            "must be an API version such as 2024-10-21, or v1",
+        );
+    }
+    for (model, deployment) in &provider.deployments {
+        if deployment.is_empty()
+            || !deployment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            problems.add(
+                format!("{path}.deployments.{model}"),
+                "must be a deployment name (letters, digits, '-', '_', '.')",
+            );
+        }
+    }
+}
+
+/// `us-east-1`, `eu-central-2`, `us-gov-west-1`: lower-case words and a number, by dashes.
+fn is_aws_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A key holds an API key (`secret`), or for Bedrock AWS credentials, never both.
+fn check_key_credentials(
+    path: &str,
+    kind: ProviderKind,
+    key: &ProviderKeyConfig,
+    problems: &mut Problems,
+) {
+    let aws = [
+        ("access_key_id", key.access_key_id.as_ref()),
+        ("secret_access_key", key.secret_access_key.as_ref()),
+        ("session_token", key.session_token.as_ref()),
+    ];
+    if kind == ProviderKind::Bedrock {
+        if !key.secret.is_empty() {
+            problems.add(
+                format!("{path}.secret"),
+                "bedrock keys hold access_key_id and secret_access_key, not secret",
+            );
+        }
+        for (name, value) in &aws[..2] {
+            if value.is_none_or(|v| v.is_empty()) {
+                problems.add(
+                    format!("{path}.{name}"),
+                    "a bedrock key needs it (not empty)",
+                );
+            }
+        }
+        if key.session_token.as_ref().is_some_and(|t| t.is_empty()) {
+            problems.add(
+                format!("{path}.session_token"),
+                "must not be empty when given",
+            );
+        }
+    } else {
+        if key.secret.is_empty() {
+            problems.add(format!("{path}.secret"), "must not be empty");
+        }
+        for (name, value) in aws {
+            if value.is_some() {
+                problems.add(
+                    format!("{path}.{name}"),
+                    "only bedrock keys take AWS credentials",
+                );
             }
         }
     }

@@ -539,3 +539,77 @@ fn a_postgres_runtime_store_needs_a_postgres_url() {
         );
     }
 }
+
+#[test]
+fn provider_types_take_their_own_options_and_credentials() {
+    let ok = load_str(
+        "llm_providers:\n  - id: g\n    type: gemini\n    keys: [{id: k, secret: s}]\n  - id: az\n    type: azure\n    base_url: https://r.openai.azure.com\n    deployments: {gpt-4o: prod-4o}\n    api_version: v1\n    keys: [{id: k, secret: s}]\n  - id: b\n    type: bedrock\n    region: us-east-1\n    keys: [{id: k, access_key_id: AKIDEXAMPLE, secret_access_key: wJalr, session_token: tok}]\n",
+        &env(),
+        None,
+    )
+    .expect("gemini needs no base_url, azure takes deployments, bedrock AWS credentials");
+    let providers = &ok.resolved.llm_providers;
+    assert_eq!(
+        providers[0].kind,
+        truckllm_config::schema::ProviderKind::Gemini
+    );
+    assert_eq!(
+        providers[2]
+            .kind
+            .default_base_url(providers[2].region.as_deref())
+            .as_deref(),
+        Some("https://bedrock-runtime.us-east-1.amazonaws.com")
+    );
+    let saved = serde_json::to_string(&ok.raw).expect("json");
+    assert!(
+        !saved.contains("\"secret\":\"\""),
+        "no empty secret is written back"
+    );
+    for (yaml, field) in [
+        (
+            "    type: bedrock\n    keys: [{id: k, access_key_id: a, secret_access_key: b}]\n",
+            "llm_providers[0].region",
+        ),
+        (
+            "    type: bedrock\n    region: Nowhere\n    keys: [{id: k, access_key_id: a, secret_access_key: b}]\n",
+            "llm_providers[0].region",
+        ),
+        (
+            "    type: bedrock\n    region: us-east-1\n    keys: [{id: k, secret: s}]\n",
+            "llm_providers[0].keys[0].secret",
+        ),
+        (
+            "    type: bedrock\n    region: us-east-1\n    keys: [{id: k, access_key_id: a}]\n",
+            "llm_providers[0].keys[0].secret_access_key",
+        ),
+        (
+            "    type: openai\n    base_url: https://a/v1\n    keys: [{id: k, secret: s, access_key_id: a}]\n",
+            "llm_providers[0].keys[0].access_key_id",
+        ),
+        (
+            "    type: openai\n    base_url: https://a/v1\n    deployments: {a: b}\n    keys: [{id: k, secret: s}]\n",
+            "llm_providers[0].deployments",
+        ),
+        (
+            "    type: azure\n    keys: [{id: k, secret: s}]\n",
+            "llm_providers[0].base_url",
+        ),
+        (
+            "    type: azure\n    base_url: https://r\n    api_version: \"2024 10\"\n    keys: [{id: k, secret: s}]\n",
+            "llm_providers[0].api_version",
+        ),
+        (
+            "    type: gemini\n    responses: native\n    keys: [{id: k, secret: s}]\n",
+            "llm_providers[0].responses",
+        ),
+        (
+            "    type: gemini\n    region: us-east-1\n    keys: [{id: k, secret: s}]\n",
+            "llm_providers[0].region",
+        ),
+    ] {
+        let err = load_str(&format!("llm_providers:\n  - id: p\n{yaml}"), &env(), None)
+            .expect_err(yaml)
+            .to_string();
+        assert!(err.contains(field), "{yaml}: {err}");
+    }
+}

@@ -119,7 +119,7 @@ mod tests {
     fn key(id: &str, req_per_min: f64) -> Key {
         Key {
             id: id.into(),
-            secret: Secret::new("s"),
+            secret: crate::providers::KeySecret::ApiKey(Secret::new("s")),
             limits: Limits {
                 req_per_min: Some(req_per_min),
                 tokens_per_min: None,

@@ -32,6 +32,8 @@ pub trait CallPlan: Send {
     fn operation(&self) -> Operation;
     /// Tokens to reserve before the answer says how many were used.
     fn estimate(&self) -> f64;
+    /// Whether the answer is to be streamed.
+    fn streams(&self) -> bool;
     /// The client's headers (some are forwarded, such as Anthropic's betas).
     fn client_headers(&self) -> &HeaderMap;
     /// The body to send `model` on a provider speaking `protocol`'s dialect.
@@ -214,7 +216,11 @@ async fn attempt_all(
         if plan.pinned_key().is_some_and(|(p, _)| p != provider.id) {
             continue;
         }
-        let Some(url) = provider.protocol.url(plan.operation()) else {
+        let model = provider.protocol.upstream_model(&target.model);
+        let Some(url) = provider
+            .protocol
+            .url(plan.operation(), model, plan.streams())
+        else {
             failures.last = Some(ApiError::bad_request(
                 "unsupported_operation",
                 format!(
@@ -226,7 +232,7 @@ async fn attempt_all(
             continue;
         };
         // A target the request cannot be expressed for fails alone: the next may take it.
-        let body = match plan.body_for(provider.protocol.as_ref(), &target.model) {
+        let body = match plan.body_for(provider.protocol.as_ref(), model) {
             Ok(body) => body,
             Err(e) => {
                 failures.last = Some(e);
@@ -282,13 +288,14 @@ async fn attempt_all(
                 reservation,
             );
             attempt.hold_client(client_hold.take());
-            let sent = match provider
-                .protocol
-                .headers(key.secret.expose(), plan.client_headers())
-            {
-                Ok(headers) => gw.upstream.post(url, headers, body.clone()).await,
-                Err(e) => Err(e),
-            };
+            let sent =
+                match provider
+                    .protocol
+                    .authorize(&key.secret, &url, &body, plan.client_headers())
+                {
+                    Ok(headers) => gw.upstream.post(&url, headers, body.clone()).await,
+                    Err(e) => Err(e),
+                };
             let response = match sent {
                 Ok(response) => response,
                 Err(e) => {
@@ -320,9 +327,19 @@ async fn attempt_all(
                             wait,
                         )
                     } else {
+                        let refused_key =
+                            status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
+                        let what = if refused_key {
+                            ": it refused the key"
+                        } else {
+                            ""
+                        };
                         ApiError::upstream(
                             StatusCode::BAD_GATEWAY,
-                            format!("provider `{}` answered {status}", provider.id),
+                            format!(
+                                "provider `{}` key `{}` answered {status}{what}",
+                                provider.id, key.id
+                            ),
                         )
                     });
                 }

@@ -169,7 +169,6 @@ impl ApiError {
     /// `{"type": "error", "error": {"type", "message"}}`.
     pub fn into_response_for(self, wire: crate::providers::Wire) -> Response {
         match wire {
-            crate::providers::Wire::OpenAi => self.into_response(),
             crate::providers::Wire::Anthropic => {
                 let body = json!({
                     "type": "error",
@@ -183,6 +182,8 @@ impl ApiError {
                     self.retry_after,
                 )
             }
+            // OpenAI's shape, and that of every client dialect but Anthropic's.
+            _ => self.into_response(),
         }
     }
 }

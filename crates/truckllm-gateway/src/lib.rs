@@ -10,9 +10,11 @@
 //!   (`relay`).
 //! - [`dispatch`]: the protocol-free attempt loop (resolve, order keys, reserve, call,
 //!   classify, retry or fall back).
-//! - [`providers`]: one file per upstream protocol behind one trait (endpoints, auth headers,
-//!   verdicts, usage).
-//! - [`conversion`]: OpenAI Chat ↔ Anthropic Messages, requests, answers, streams, errors.
+//! - [`providers`]: one file per upstream protocol behind one trait (URLs per model and
+//!   stream, authorisation of the exact body, verdicts, usage): OpenAI-compatible, Anthropic,
+//!   Azure OpenAI, Gemini.
+//! - [`conversion`]: OpenAI Chat ↔ Anthropic Messages, and Chat ↔ providers' own dialects
+//!   (Gemini), requests, answers, streams, errors.
 //! - [`attempt`]: one reserved attempt and how its usage is settled (also when dropped).
 //! - [`recorder`]: usage corrections, coalesced per key and bucket before they reach the store.
 //! - [`clients`]: client keys, hashed and compared in constant time; permissions.
@@ -26,7 +28,8 @@
 //! - [`metrics`]: the gateway's Prometheus metrics.
 //! - [`upstream`]: the pooled HTTP client that calls providers (TLS, connect and read
 //!   timeouts).
-//! - [`mock`]: the mock provider (both dialects) used by tests, the demo and benchmarks.
+//! - [`mock`]: the mock provider (OpenAI, Anthropic, Azure and Gemini dialects) used by
+//!   tests, the demo and benchmarks.
 //! - [`bootstrap`]: store URLs from config, and the demo config.
 //! - [`error`]: errors, rendered in either dialect.
 //!

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 
 use truckllm_config::Config;
-use truckllm_config::Secret;
 use truckllm_config::schema::{Limits, Pricing, ProviderConfig};
 use truckllm_store::ProviderKey;
 
@@ -27,7 +26,7 @@ use crate::clients::Client;
 use crate::error::ApiError;
 use crate::health::KeyHealth;
 use crate::metrics::{KeyMetrics, ProviderMetrics};
-use crate::providers::Protocol;
+use crate::providers::{KeySecret, Protocol};
 
 /// One upstream provider, ready to call.
 #[derive(Debug)]
@@ -55,7 +54,7 @@ pub struct ProviderState {
 #[derive(Debug)]
 pub struct Key {
     pub id: String,
-    pub secret: Secret,
+    pub secret: KeySecret,
     /// The provider's limits, overridden field by field by the key's own.
     pub limits: Limits,
     /// Its name in the runtime store.
@@ -103,13 +102,14 @@ impl Routes {
                 .iter()
                 .map(|k| {
                     let own = k.limits.unwrap_or_default();
+                    let secret = KeySecret::from_config(k);
                     let kept = before
                         .and_then(|old| old.keys.iter().find(|o| o.id == k.id))
-                        .filter(|old| old.secret.expose() == k.secret.expose())
+                        .filter(|old| old.secret == secret)
                         .map(|old| Arc::clone(&old.state));
                     Ok(Key {
                         id: k.id.clone(),
-                        secret: k.secret.clone(),
+                        secret,
                         limits: Limits {
                             req_per_min: own.req_per_min.or(base.req_per_min),
                             tokens_per_min: own.tokens_per_min.or(base.tokens_per_min),
@@ -276,7 +276,12 @@ fn strip_variant(name: &str) -> &str {
 
 /// What must stay the same for a provider's runtime state to be kept: its kind and where it is.
 fn provider_fingerprint(p: &ProviderConfig) -> String {
-    format!("{:?} {}", p.kind, p.base_url.trim_end_matches('/'))
+    format!(
+        "{:?} {} {:?}",
+        p.kind,
+        p.base_url.trim_end_matches('/'),
+        p.region
+    )
 }
 
 #[cfg(test)]

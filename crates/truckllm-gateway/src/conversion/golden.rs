@@ -171,6 +171,37 @@ fn convert(function: &str, input: &Value, model: &str, case: &Value) -> Outcome 
             });
             (out, stream.usage())
         }
+        "chat_to_converse_request" => plain(chat_to_converse_request(&object()).map(Value::Object)),
+        "converse_to_chat_response" => plain(converse_to_chat_response(input, model)),
+        "converse_to_chat_stream" => {
+            let mut stream = ConverseToChatStream::new(model, case["include_usage"] == true);
+            let out = feed_event_stream(input, &mut stream).map(|mut frames| {
+                frames.push_str(&String::from_utf8_lossy(&native::ChatReframer::finish(
+                    &mut stream,
+                )));
+                chat_frames(&frames)
+            });
+            (out, native::ChatReframer::usage(&stream))
+        }
+        "chat_to_gemini_request" => {
+            plain(gemini::chat_to_gemini_request(&object()).map(Value::Object))
+        }
+        "gemini_to_chat_response" => {
+            let usage = gemini::usage_of(input);
+            (
+                gemini::gemini_to_chat_response(input, model).map_err(|e| e.0),
+                usage,
+            )
+        }
+        "gemini_to_chat_stream" => {
+            use native::ChatReframer as _;
+            let mut stream = GeminiToChatStream::new(model, case["include_usage"] == true);
+            let out = feed(input, |e| stream.event(e), data_event).map(|mut frames| {
+                frames.push_str(&String::from_utf8_lossy(&stream.finish()));
+                chat_frames(&frames)
+            });
+            (out, stream.usage())
+        }
         other => (Err(format!("unknown function {other}")), None),
     }
 }
@@ -204,6 +235,31 @@ fn feed(
     let mut out = String::new();
     for item in input.as_array().into_iter().flatten() {
         let bytes = event(frame(item).as_bytes()).map_err(|e| e.0)?;
+        out.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    Ok(out)
+}
+
+/// Bedrock stream items, `{"event": type, "data": payload}` or `{"exception": type, "data":
+/// payload}`, each encoded as an event-stream message and fed whole.
+fn feed_event_stream(input: &Value, stream: &mut ConverseToChatStream) -> Result<String, String> {
+    use crate::providers::bedrock::eventstream::{Frame, encode};
+    let mut out = String::new();
+    for item in input.as_array().into_iter().flatten() {
+        let payload = bytes::Bytes::from(item["data"].to_string());
+        let frame = match (item["event"].as_str(), item["exception"].as_str()) {
+            (Some(kind), _) => Frame::Event {
+                kind: kind.to_owned(),
+                payload,
+            },
+            (None, Some(kind)) => Frame::Exception {
+                kind: kind.to_owned(),
+                payload,
+            },
+            (None, None) => return Err(format!("a stream item without a type: {item}")),
+        };
+        let message = encode(&frame).map_err(|e| e.to_string())?;
+        let bytes = native::ChatReframer::event(stream, &message).map_err(|e| e.0)?;
         out.push_str(&String::from_utf8_lossy(&bytes));
     }
     Ok(out)
@@ -260,12 +316,20 @@ fn anthropic_frames(frames: &str) -> Value {
     Value::Array(out)
 }
 
-/// `created` is the clock; fixtures say 0.
+/// `created` is the clock; fixtures say 0. Completions made from Bedrock answers (which have
+/// no id) get fresh ids; fixtures say `chatcmpl-bedrock`.
 fn zero_created(value: &mut Value) {
     match value {
         Value::Object(map) => {
             if map.contains_key("created") {
                 map.insert("created".into(), 0.into());
+            }
+            let fresh = map
+                .get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| id.starts_with("chatcmpl-bedrock-"));
+            if fresh {
+                map.insert("id".into(), "chatcmpl-bedrock".into());
             }
             map.values_mut().for_each(zero_created);
         }

@@ -19,6 +19,13 @@
 //! - `responses_stream`: [`ChatToResponsesStream`] and [`MessagesToResponsesStream`], Chat
 //!   chunks (or Anthropic events, through [`MessagesToChatStream`]) re-framed as Responses
 //!   stream events.
+//! - [`gemini`] and `gemini_stream`: Chat ↔ Gemini `generateContent`, its SSE stream
+//!   ([`GeminiToChatStream`]) and `batchEmbedContents`; what is lossy is listed there.
+//! - `converse` and `converse_stream`: Chat ↔ Bedrock Converse ([`chat_to_converse_request`],
+//!   [`converse_to_chat_response`]) and its event stream ([`ConverseToChatStream`]); what is
+//!   lossy is listed in `converse`.
+//! - [`native`]: providers' own dialects no client speaks (Gemini, Bedrock), reached through
+//!   Chat: requests from Chat, answers, streams ([`ChatReframer`]) and errors to Chat.
 //! - `errors`: error bodies and error `type`s for a status, both ways
 //!   ([`anthropic_error_type`], [`openai_error_type`], [`openai_error_to_anthropic`],
 //!   [`anthropic_error_to_openai`]).
@@ -109,20 +116,29 @@
 //!   interleaved in a stream (a fragment for a tool call whose block was already closed) are
 //!   refused; providers send them one call after another.
 
+mod converse;
+mod converse_stream;
 mod errors;
 mod from_chat;
 mod from_messages;
+pub mod gemini;
+mod gemini_stream;
+pub mod native;
 mod responses;
 mod responses_stream;
 mod sse;
 mod stream_to_chat;
 mod stream_to_messages;
 
+pub use converse::{chat_to_converse_request, converse_to_chat_response, usage_of_converse};
+pub use converse_stream::ConverseToChatStream;
 pub use errors::{
     anthropic_error_to_openai, anthropic_error_type, openai_error_to_anthropic, openai_error_type,
 };
 pub use from_chat::{chat_to_messages_request, messages_to_chat_response, usage_of_message};
 pub use from_messages::{chat_to_messages_response, messages_to_chat_request};
+pub use gemini_stream::GeminiToChatStream;
+pub use native::{ChatReframer, NativeToMessagesStream};
 pub use responses::{
     ResponseShell, chat_to_responses_response, input_items, kept_item, responses_to_chat_request,
     responses_usage_json, usage_from_responses,

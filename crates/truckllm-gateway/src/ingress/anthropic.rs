@@ -109,16 +109,23 @@ async fn count(
     let routes = &caller.runtime.routes;
     for target in routes.resolve(&model, &caller.client)? {
         let provider = &routes.providers[target.provider];
-        let Some(url) = provider.protocol.url(Operation::CountTokens) else {
+        let Some(url) = provider.protocol.url(
+            Operation::CountTokens,
+            provider.protocol.upstream_model(&target.model),
+            false,
+        ) else {
             continue;
         };
         body.insert("model".into(), Value::String(target.model.clone()));
         let payload = serde_json::to_vec(&body).map_err(|e| ApiError::internal(e.to_string()))?;
         for key in &provider.keys {
-            let Ok(auth) = provider.protocol.headers(key.secret.expose(), &headers) else {
+            let Ok(auth) = provider
+                .protocol
+                .authorize(&key.secret, &url, &payload, &headers)
+            else {
                 continue;
             };
-            let Ok(response) = gw.upstream.post(url, auth, payload.clone().into()).await else {
+            let Ok(response) = gw.upstream.post(&url, auth, payload.clone().into()).await else {
                 continue;
             };
             let status = response.status();

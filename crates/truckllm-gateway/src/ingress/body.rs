@@ -158,6 +158,14 @@ impl RequestBody {
             .map(|text| text.first() == Some(&b'['))
     }
 
+    /// One top-level field of the body, parsed from the whole body (for the few fields
+    /// read only when translating, such as embeddings' `encoding_format`).
+    pub fn field(&self, name: &str) -> Option<Value> {
+        serde_json::from_slice::<Map<String, Value>>(&self.raw)
+            .ok()
+            .and_then(|mut body| body.remove(name))
+    }
+
     /// The embeddings `input`, parsed (only it).
     pub fn input(&self) -> Result<Option<Value>, ApiError> {
         self.value(&self.input)

@@ -73,6 +73,10 @@ impl CallPlan for ClientRequest {
         self.estimate
     }
 
+    fn streams(&self) -> bool {
+        self.stream
+    }
+
     fn client_headers(&self) -> &HeaderMap {
         &self.headers
     }
@@ -88,7 +92,7 @@ impl CallPlan for ClientRequest {
             (Wire::Anthropic, Wire::OpenAi) => {
                 conversion::messages_to_chat_request(self.body.tree()?, model)
             }
-            _ => unreachable_pair(),
+            (from, native) => self.native_body(from, native, model)?,
         };
         let body = translated.map_err(|e| {
             ApiError::bad_request(
@@ -100,11 +104,39 @@ impl CallPlan for ClientRequest {
     }
 }
 
-/// Every pair of distinct wires is matched above; kept total for the compiler.
-fn unreachable_pair() -> Result<Map<String, Value>, conversion::Unsupported> {
-    Err(conversion::Unsupported(
-        "no translation between these dialects".into(),
-    ))
+impl ClientRequest {
+    /// The body for a provider dialect no client speaks, through Chat.
+    fn native_body(
+        &mut self,
+        from: Wire,
+        native: Wire,
+        model: &str,
+    ) -> Result<Result<Map<String, Value>, conversion::Unsupported>, ApiError> {
+        let default_max_tokens = self.default_max_tokens;
+        let operation = self.operation;
+        let tree = self.body.tree()?;
+        Ok(match (from, operation) {
+            (Wire::OpenAi, Operation::Embeddings) => {
+                conversion::native::embeddings_to_native_request(native, tree, model)
+            }
+            (Wire::OpenAi, _) => {
+                conversion::native::chat_to_native_request(native, tree, model, default_max_tokens)
+            }
+            (Wire::Anthropic, _) => {
+                conversion::messages_to_chat_request(tree, model).and_then(|chat| {
+                    conversion::native::chat_to_native_request(
+                        native,
+                        &chat,
+                        model,
+                        default_max_tokens,
+                    )
+                })
+            }
+            _ => Err(conversion::Unsupported(
+                "no translation between these dialects".into(),
+            )),
+        })
+    }
 }
 
 pub(crate) fn to_bytes(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
@@ -113,20 +145,9 @@ pub(crate) fn to_bytes(body: &Map<String, Value>) -> Result<Bytes, ApiError> {
         .map_err(|e| ApiError::internal(e.to_string()))
 }
 
-/// A parsed request [`run`] dispatches: a [`CallPlan`] that says whether it streams.
-pub trait Dispatched: CallPlan {
-    fn streams(&self) -> bool;
-}
-
-impl Dispatched for ClientRequest {
-    fn streams(&self) -> bool {
-        self.stream
-    }
-}
-
 /// Runs a parsed request end to end and renders its answer with `render`, errors included,
 /// in its dialect (`wire`); one request record per request, named `action`.
-pub async fn run<R: Dispatched>(
+pub async fn run<R: CallPlan>(
     gw: &Arc<Gateway>,
     caller: &Caller,
     request_id: &RequestId,

@@ -20,7 +20,8 @@ use crate::attempt::{Attempt, Outcome};
 use crate::conversion;
 use crate::dispatch::Answer;
 use crate::error::ApiError;
-use crate::providers::{Wire, anthropic};
+use crate::providers::bedrock::eventstream::FrameSplitter;
+use crate::providers::{Operation, Wire, anthropic};
 use crate::trace::Trace;
 use crate::upstream::{ReadBody, UpstreamResponse};
 use crate::usage::{self, SseScanner, Usage};
@@ -99,13 +100,10 @@ pub(crate) async fn refusal(
     attempt.settle(Outcome::ClientError);
     match read {
         Ok(bytes) if from == to => built(builder, Body::from(bytes)),
-        Ok(bytes) => {
-            let body = match to {
-                Wire::OpenAi => conversion::anthropic_error_to_openai(status, &bytes),
-                Wire::Anthropic => conversion::openai_error_to_anthropic(status, &bytes),
-            };
-            built(builder, Body::from(body.to_string()))
-        }
+        Ok(bytes) => built(
+            builder,
+            Body::from(translate_error(status, &bytes, from, to).to_string()),
+        ),
         Err(e) => ApiError::upstream(StatusCode::BAD_GATEWAY, e.to_string()).into_response_for(to),
     }
 }
@@ -145,6 +143,19 @@ async fn complete(
     }
 }
 
+/// A provider's error body (status `status`, dialect `from`) in the client's dialect `to`.
+fn translate_error(status: u16, bytes: &[u8], from: Wire, to: Wire) -> Value {
+    match (from, to) {
+        (Wire::Anthropic, _) => conversion::anthropic_error_to_openai(status, bytes),
+        (Wire::OpenAi, _) => conversion::openai_error_to_anthropic(status, bytes),
+        (native, Wire::Anthropic) => {
+            let openai = conversion::native::native_error_to_openai(native, status, bytes);
+            conversion::openai_error_to_anthropic(status, openai.to_string().as_bytes())
+        }
+        (native, _) => conversion::native::native_error_to_openai(native, status, bytes),
+    }
+}
+
 fn translate_body(bytes: &[u8], from: Wire, request: &ClientRequest) -> Result<Value, String> {
     let parsed: Value = serde_json::from_slice(bytes)
         .map_err(|e| format!("the provider's answer is not JSON: {e}"))?;
@@ -155,7 +166,27 @@ fn translate_body(bytes: &[u8], from: Wire, request: &ClientRequest) -> Result<V
         (Wire::OpenAi, Wire::Anthropic) => {
             conversion::chat_to_messages_response(&parsed, &request.model)
         }
-        _ => Ok(parsed),
+        (Wire::OpenAi | Wire::Anthropic, _) => Ok(parsed),
+        (native, _) if request.operation == Operation::Embeddings => {
+            let base64 = request
+                .body
+                .field("encoding_format")
+                .is_some_and(|f| f == "base64");
+            conversion::native::native_to_embeddings_response(
+                native,
+                &parsed,
+                &request.model,
+                base64,
+            )
+        }
+        (native, to) => {
+            conversion::native::native_to_chat_response(native, &parsed, &request.model).and_then(
+                |chat| match to {
+                    Wire::Anthropic => conversion::chat_to_messages_response(&chat, &request.model),
+                    _ => Ok(chat),
+                },
+            )
+        }
     };
     translated.map_err(|e| format!("the provider's answer cannot be translated: {e}"))
 }
@@ -250,7 +281,61 @@ impl StreamRelay for conversion::ChatToMessagesStream {
     }
 }
 
+/// A native provider's stream re-framed as Chat chunks.
+struct NativeToChat(Box<dyn conversion::ChatReframer>);
+
+impl StreamRelay for NativeToChat {
+    fn event(&mut self, event: Bytes) -> Result<Option<Bytes>, String> {
+        self.0
+            .event(&event)
+            .map(|b| (!b.is_empty()).then_some(b))
+            .map_err(|e| e.to_string())
+    }
+    fn finish(&mut self) -> Option<Bytes> {
+        let last = self.0.finish();
+        (!last.is_empty()).then_some(last)
+    }
+    fn usage(&self) -> Option<Usage> {
+        self.0.usage()
+    }
+}
+
+/// A native provider's stream re-framed as Chat chunks, then as Anthropic events.
+impl StreamRelay for conversion::NativeToMessagesStream {
+    fn event(&mut self, event: Bytes) -> Result<Option<Bytes>, String> {
+        conversion::NativeToMessagesStream::event(self, &event)
+            .map(|b| (!b.is_empty()).then_some(b))
+            .map_err(|e| e.to_string())
+    }
+    fn finish(&mut self) -> Option<Bytes> {
+        let last = conversion::NativeToMessagesStream::finish(self);
+        (!last.is_empty()).then_some(last)
+    }
+    fn usage(&self) -> Option<Usage> {
+        conversion::NativeToMessagesStream::usage(self)
+    }
+}
+
+/// A relay that cannot start (a dialect without a stream re-framer): its first event ends
+/// the stream as broken, with why.
+struct Refused(String);
+
+impl StreamRelay for Refused {
+    fn event(&mut self, _event: Bytes) -> Result<Option<Bytes>, String> {
+        Err(self.0.clone())
+    }
+    fn finish(&mut self) -> Option<Bytes> {
+        None
+    }
+    fn usage(&self) -> Option<Usage> {
+        None
+    }
+}
+
 fn stream_relay(from: Wire, request: &ClientRequest) -> Box<dyn StreamRelay> {
+    let native = |wire: Wire| {
+        conversion::native::native_to_chat_stream(wire, &request.model, !request.strip_usage)
+    };
     match (from, request.wire) {
         (Wire::OpenAi, Wire::OpenAi) => Box::new(OpenAiPassthrough {
             strip_usage: request.strip_usage,
@@ -266,6 +351,17 @@ fn stream_relay(from: Wire, request: &ClientRequest) -> Box<dyn StreamRelay> {
         (Wire::OpenAi, Wire::Anthropic) => {
             Box::new(conversion::ChatToMessagesStream::new(&request.model))
         }
+        (from, Wire::Anthropic) => match native(from) {
+            Ok(chat) => Box::new(conversion::NativeToMessagesStream::new(
+                chat,
+                &request.model,
+            )),
+            Err(e) => Box::new(Refused(e.to_string())),
+        },
+        (from, _) => match native(from) {
+            Ok(chat) => Box::new(NativeToChat(chat)),
+            Err(e) => Box::new(Refused(e.to_string())),
+        },
     }
 }
 
@@ -302,11 +398,12 @@ pub(crate) fn stream_through(
     let builder = head(&response, &attempt, translated.then_some(SSE))
         .header(header::CACHE_CONTROL, "no-cache");
     let max_event = attempt.runtime_policy().max_stream_event_bytes as usize;
+    let framing = Framing::for_wire(attempt.provider_config().protocol.wire(), max_event);
     let metered = Metered {
         live: Some(Relaying {
             trace,
             inner: response.into_stream(),
-            scanner: SseScanner::new(max_event),
+            framing,
             relay,
             attempt,
             events: 0,
@@ -317,7 +414,48 @@ pub(crate) fn stream_through(
     built(builder, Body::from_stream(metered))
 }
 
-/// Relays a provider's SSE stream event by event; settles usage when the stream ends. If the
+/// How a provider's stream is cut into events: SSE, or AWS's binary event-stream messages
+/// (Bedrock's `/converse-stream`), each whole however the chunks fall.
+enum Framing {
+    Sse(SseScanner),
+    EventStream(FrameSplitter),
+}
+
+impl Framing {
+    fn for_wire(wire: Wire, max_event: usize) -> Self {
+        match wire {
+            Wire::Bedrock => Framing::EventStream(FrameSplitter::new(max_event)),
+            Wire::OpenAi | Wire::Anthropic | Wire::Gemini => {
+                Framing::Sse(SseScanner::new(max_event))
+            }
+        }
+    }
+
+    /// The whole events completed by `chunk`.
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<Bytes>, String> {
+        match self {
+            Framing::Sse(scanner) => scanner.push(chunk).map_err(|e| e.to_string()),
+            Framing::EventStream(splitter) => splitter.push(chunk).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// At the stream's end: a last SSE event that missed its blank line (with it added, to
+    /// be pushed again), or an error for an event-stream message cut short.
+    fn finish(&mut self) -> Result<Option<Bytes>, String> {
+        match self {
+            Framing::Sse(scanner) => Ok(scanner.finish().map(|rest| {
+                let mut event = BytesMut::from(&rest[..]);
+                event.extend_from_slice(b"\n\n");
+                event.freeze()
+            })),
+            Framing::EventStream(splitter) => {
+                splitter.finish().map(|()| None).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// Relays a provider's stream event by event; settles usage when the stream ends. If the
 /// client goes away first, the rest is drained in the background (see [`Relaying::drain`]).
 struct Metered {
     /// `None` once the stream has ended (or broken) and been settled.
@@ -332,7 +470,7 @@ type StreamItem = Result<Bytes, std::io::Error>;
 struct Relaying {
     trace: Trace,
     inner: ReadBody,
-    scanner: SseScanner,
+    framing: Framing,
     relay: Box<dyn StreamRelay>,
     attempt: Attempt,
     /// Events passed to the client: about one output token each, for an estimate.
@@ -344,7 +482,7 @@ struct Relaying {
 impl Relaying {
     /// Frames a chunk into events and relays them; what to send the client.
     fn relay_chunk(&mut self, chunk: &[u8]) -> Result<Option<Bytes>, String> {
-        let events = self.scanner.push(chunk).map_err(|e| e.to_string())?;
+        let events = self.framing.push(chunk)?;
         let mut out = BytesMut::new();
         for event in events {
             if let Some(bytes) = self.relay.event(event)? {
@@ -378,12 +516,8 @@ impl Relaying {
 
     /// An unterminated last event, ended and relayed like any other.
     fn relay_rest(&mut self) -> Result<Option<Bytes>, String> {
-        match self.scanner.finish() {
-            Some(rest) => {
-                let mut event = BytesMut::from(&rest[..]);
-                event.extend_from_slice(b"\n\n");
-                self.relay_chunk(&event)
-            }
+        match self.framing.finish()? {
+            Some(event) => self.relay_chunk(&event),
             None => Ok(None),
         }
     }

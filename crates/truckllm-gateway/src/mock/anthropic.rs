@@ -274,6 +274,13 @@ async fn admit(
         )
     })?;
     mock.count(&key, |s| s.requests += 1);
+    if header_str(headers, "x-api-key").is_some_and(super::is_revoked) {
+        return Err(Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid x-api-key",
+        ));
+    }
     match header_str(headers, "anthropic-version") {
         None => return Err(Failure::invalid("anthropic-version: header is required")),
         Some(v) if !is_version(v) => {

@@ -1,13 +1,17 @@
 //! `truckllm mock-upstream`: a real HTTP server standing in for LLM providers in tests, demos
-//! and benchmarks. It speaks OpenAI's chat, embeddings and models API ([`openai`]) and
-//! Anthropic's Messages API with streaming and token counting ([`anthropic`]), and checks
-//! requests the way those providers do. Answers are deterministic and carry usage: input
+//! and benchmarks. It speaks OpenAI's chat, embeddings and models API ([`openai`]),
+//! Anthropic's Messages API with streaming and token counting ([`anthropic`]), Azure
+//! OpenAI's deployment and `v1` routes ([`azure`]) and Gemini's `generateContent`, its SSE
+//! stream and `batchEmbedContents` ([`gemini`]) and AWS Bedrock's Converse API with SigV4
+//! checks and event-stream framing ([`bedrock`]), and checks requests the way those providers
+//! do (a key whose secret starts with `revoked` is refused as each refuses a bad key). Answers are deterministic and carry usage: input
 //! tokens are the words of the input; the reply is a fixed sentence cut to `max_tokens` words.
 //!
 //! Knobs ([`MockOptions`]): latency before answering, a delay between stream events, a share of
 //! 500s, a share of 429s with `Retry-After`, a share of "overloaded" answers (529 on the
 //! Anthropic route, 503 on the OpenAI ones) and a per-key requests-per-minute cap (429 past
-//! it, like a real provider). Each route renders these in its own provider's error shape.
+//! it, like a real provider). Tests can also fault one key for good ([`MockUpstream::fault_key`]:
+//! every request 429, or 500). Each route renders these in its own provider's error shape.
 //! With `responses_native` it also answers OpenAI's Responses API natively ([`responses`]),
 //! keeping each response bound to the key that made it, as OpenAI does.
 //!
@@ -15,9 +19,13 @@
 //! [`key_label`] (a short SHA-256 fingerprint); `GET /mock/last-request` the last JSON body;
 //! `GET /mock/last-headers` the last request's path (as `:path`) and the headers that matter
 //! to a provider (an allowlist: `anthropic-version`, `anthropic-beta`, `content-type`, …), with
-//! `x-api-key` and `authorization` shown only as key labels. The mock never shows a secret.
+//! `x-api-key`, `api-key`, `x-goog-api-key` and `authorization` shown only as key labels (a
+//! SigV4 `authorization` without its signature). The mock never shows a secret.
 
 mod anthropic;
+mod azure;
+pub mod bedrock;
+mod gemini;
 mod openai;
 mod responses;
 
@@ -50,7 +58,7 @@ const REPLY: [&str; 9] = [
 ];
 
 /// Request headers `last_headers` keeps: what a provider reads besides the key.
-const RECORDED_HEADERS: [&str; 8] = [
+const RECORDED_HEADERS: [&str; 9] = [
     "accept",
     "anthropic-beta",
     "anthropic-version",
@@ -59,6 +67,7 @@ const RECORDED_HEADERS: [&str; 8] = [
     "openai-organization",
     "openai-project",
     "user-agent",
+    "x-amz-date",
 ];
 
 /// Prefixes remembered for the cache rules before the memory is cleared.
@@ -135,6 +144,17 @@ pub struct MockUpstream {
     /// Native Responses API answers: id → (the key that made it, words of its conversation,
     /// the response object).
     responses: Mutex<HashMap<String, (String, u64, Value)>>,
+    /// Keys (by label) answered with a fault every time ([`MockUpstream::fault_key`]).
+    faults: Mutex<HashMap<String, KeyFault>>,
+}
+
+/// A fault one key meets on every request, whatever the knobs say (tests of retries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFault {
+    /// 429 with `Retry-After: 1`, in the route's dialect.
+    RateLimited,
+    /// 500, in the route's dialect.
+    Failing,
 }
 
 /// Why a knob refused a request; each dialect renders it in its own error shape.
@@ -158,7 +178,15 @@ impl MockUpstream {
             last_headers: Mutex::new(None),
             cached: Mutex::new(HashSet::new()),
             responses: Mutex::new(HashMap::new()),
+            faults: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Answers every request made with `secret` with `fault` from now on.
+    pub fn fault_key(&self, secret: &str, fault: KeyFault) {
+        if let Ok(mut faults) = self.faults.lock() {
+            faults.insert(key_label(secret), fault);
+        }
     }
 
     /// The last request body received.
@@ -225,12 +253,20 @@ impl MockUpstream {
                 kept.insert(name.to_owned(), values.join(", "));
             }
         }
-        if let Some(secret) = header_str(headers, "x-api-key") {
-            kept.insert("x-api-key".to_owned(), key_label(secret));
+        for name in ["x-api-key", "api-key", "x-goog-api-key"] {
+            if let Some(secret) = header_str(headers, name) {
+                kept.insert(name.to_owned(), key_label(secret));
+            }
         }
         if let Some(auth) = header_str(headers, "authorization") {
             let shown = match auth.strip_prefix("Bearer ") {
                 Some(token) => format!("Bearer {}", key_label(token)),
+                // SigV4: the credential scope and signed headers, not the signature.
+                None if auth.starts_with("AWS4-HMAC-SHA256 ") => auth
+                    .split(", Signature=")
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
                 None => "(not a bearer token)".to_owned(),
             };
             kept.insert("authorization".to_owned(), shown);
@@ -256,6 +292,18 @@ impl MockUpstream {
 
     /// The refusal that replaces a normal answer, if a knob fires.
     fn refusal(&self, key: &str) -> Option<Refusal> {
+        let fault = self.faults.lock().ok().and_then(|f| f.get(key).copied());
+        match fault {
+            Some(KeyFault::RateLimited) => {
+                self.count(key, |s| s.rate_limited += 1);
+                return Some(Refusal::RateLimited { retry_after: 1 });
+            }
+            Some(KeyFault::Failing) => {
+                self.count(key, |s| s.errors += 1);
+                return Some(Refusal::Failed);
+            }
+            None => {}
+        }
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -312,6 +360,22 @@ pub fn router(mock: Arc<MockUpstream>) -> Router {
         )
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/model/{model}/converse", post(bedrock::converse))
+        .route(
+            "/model/{model}/converse-stream",
+            post(bedrock::converse_stream),
+        )
+        .route(
+            "/openai/deployments/{deployment}/chat/completions",
+            post(azure::deployment_chat),
+        )
+        .route(
+            "/openai/deployments/{deployment}/embeddings",
+            post(azure::deployment_embeddings),
+        )
+        .route("/openai/v1/chat/completions", post(azure::v1_chat))
+        .route("/openai/v1/embeddings", post(azure::v1_embeddings))
+        .route("/v1beta/models/{call}", post(gemini::call))
         .route("/mock/stats", get(stats))
         .route("/mock/last-request", get(last_request))
         .route("/mock/last-headers", get(last_headers))
@@ -380,6 +444,12 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Keys whose secret starts with `revoked` are refused as the provider refuses a bad key
+/// (401, or Google's 403), so tests can see a refused key handled.
+fn is_revoked(secret: &str) -> bool {
+    secret.starts_with("revoked")
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

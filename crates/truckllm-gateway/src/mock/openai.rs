@@ -34,7 +34,7 @@ pub(super) fn error(status: StatusCode, kind: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn refused(refusal: Refusal) -> Response {
+pub(super) fn refused(refusal: Refusal) -> Response {
     match refusal {
         Refusal::RateLimited { retry_after } => {
             let mut r = error(
@@ -92,6 +92,16 @@ pub(super) async fn admit(
         )
     })?;
     mock.count(&key, |s| s.requests += 1);
+    if super::header_str(headers, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(super::is_revoked)
+    {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+        ));
+    }
     let request: Value = serde_json::from_slice(body).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
@@ -151,11 +161,15 @@ pub(super) async fn chat(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (key, request) = match admit(&mock, &uri, &headers, &body).await {
-        Ok(admitted) => admitted,
-        Err(response) => return response,
-    };
-    let reasoning = match reasoning_tokens(&request) {
+    match admit(&mock, &uri, &headers, &body).await {
+        Ok((key, request)) => answer_chat(&mock, &key, &request),
+        Err(response) => response,
+    }
+}
+
+/// A chat completion for an admitted request (also Azure's, [`super::azure`]).
+pub(super) fn answer_chat(mock: &MockUpstream, key: &str, request: &Value) -> Response {
+    let reasoning = match reasoning_tokens(request) {
         Ok(n) => n,
         Err(message) => {
             return error(StatusCode::BAD_REQUEST, "invalid_request_error", &message);
@@ -173,8 +187,8 @@ pub(super) async fn chat(
         .unwrap_or(super::REPLY.len() as u64);
     let reply = reply(max);
     let completion = reply.len() as u64 + reasoning;
-    let cached = cached_tokens(&mock, &request);
-    mock.count(&key, |s| {
+    let cached = cached_tokens(mock, request);
+    mock.count(key, |s| {
         s.ok += 1;
         s.prompt_tokens += prompt;
         s.completion_tokens += completion;
@@ -183,7 +197,7 @@ pub(super) async fn chat(
     let usage = json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached},
         "completion_tokens_details": {"reasoning_tokens": reasoning}});
-    let call = tool_call(&mock, &request);
+    let call = tool_call(mock, request);
     if request.get("stream").and_then(Value::as_bool) == Some(true) {
         let include_usage = request
             .pointer("/stream_options/include_usage")
@@ -311,10 +325,14 @@ pub(super) async fn embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (key, request) = match admit(&mock, &uri, &headers, &body).await {
-        Ok(admitted) => admitted,
-        Err(response) => return response,
-    };
+    match admit(&mock, &uri, &headers, &body).await {
+        Ok((key, request)) => answer_embeddings(&mock, &key, &request),
+        Err(response) => response,
+    }
+}
+
+/// Embeddings for an admitted request (also Azure's).
+pub(super) fn answer_embeddings(mock: &MockUpstream, key: &str, request: &Value) -> Response {
     let inputs: Vec<String> = match request.get("input") {
         Some(Value::Array(items)) => items
             .iter()
@@ -333,7 +351,7 @@ pub(super) async fn embeddings(
         .iter()
         .map(|s| s.split_whitespace().count() as u64)
         .sum();
-    mock.count(&key, |s| {
+    mock.count(key, |s| {
         s.ok += 1;
         s.prompt_tokens += prompt;
     });
@@ -382,7 +400,7 @@ fn encode_f32s(vector: &[f64]) -> String {
 }
 
 /// A deterministic 8-dimensional unit vector for a text.
-fn vector(text: &str) -> Vec<f64> {
+pub(super) fn vector(text: &str) -> Vec<f64> {
     let mut state = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Uri};
 use serde::Deserialize;
 use truckllm_config::schema::ProviderConfig;
 
-use super::{Operation, Protocol, Wire, sensitive};
+use super::{KeySecret, Operation, Protocol, Wire, sensitive};
 use crate::upstream::UpstreamError;
 use crate::usage::Usage;
 
@@ -76,17 +76,23 @@ impl Protocol for Anthropic {
         Wire::Anthropic
     }
 
-    fn url(&self, operation: Operation) -> Option<&Uri> {
+    fn url(&self, operation: Operation, _model: &str, _stream: bool) -> Option<Uri> {
         match operation {
-            Operation::Chat | Operation::Responses => Some(&self.messages),
-            Operation::CountTokens => Some(&self.count_tokens),
+            Operation::Chat | Operation::Responses => Some(self.messages.clone()),
+            Operation::CountTokens => Some(self.count_tokens.clone()),
             Operation::Embeddings => None,
         }
     }
 
-    fn headers(&self, secret: &str, client: &HeaderMap) -> Result<HeaderMap, UpstreamError> {
+    fn authorize(
+        &self,
+        key: &KeySecret,
+        _url: &Uri,
+        _body: &[u8],
+        client: &HeaderMap,
+    ) -> Result<HeaderMap, UpstreamError> {
         let mut headers = HeaderMap::with_capacity(4);
-        headers.insert("x-api-key", sensitive(secret.to_owned())?);
+        headers.insert("x-api-key", sensitive(key.api_key()?.to_owned())?);
         headers.insert("anthropic-version", self.version.clone());
         if let Some(betas) = self.betas(client) {
             headers.insert("anthropic-beta", betas);
@@ -230,6 +236,12 @@ mod tests {
         .expect("provider")
     }
 
+    fn auth_headers(p: &Anthropic, client: &HeaderMap) -> HeaderMap {
+        let key = KeySecret::ApiKey(truckllm_config::Secret::new("sk-ant"));
+        let url = p.url(Operation::Chat, "m", false).expect("messages");
+        p.authorize(&key, &url, b"{}", client).expect("headers")
+    }
+
     #[test]
     fn calls_carry_the_key_the_version_and_the_allowed_betas() {
         let mut client = HeaderMap::new();
@@ -237,7 +249,7 @@ mod tests {
             "anthropic-beta",
             HeaderValue::from_static("claude-code-20250219, context-1m-2025-08-07"),
         );
-        let headers = provider("").headers("sk-ant", &client).expect("headers");
+        let headers = auth_headers(&provider(""), &client);
         assert_eq!(headers["x-api-key"], "sk-ant");
         assert!(headers["x-api-key"].is_sensitive());
         assert_eq!(headers["anthropic-version"], DEFAULT_VERSION);
@@ -248,12 +260,10 @@ mod tests {
         let narrow = provider(
             "    anthropic_version: \"2024-01-01\"\n    allowed_betas: [\"claude-code-20250219\"]\n",
         );
-        let headers = narrow.headers("sk-ant", &client).expect("headers");
+        let headers = auth_headers(&narrow, &client);
         assert_eq!(headers["anthropic-version"], "2024-01-01");
         assert_eq!(headers["anthropic-beta"], "claude-code-20250219");
-        let none = provider("    allowed_betas: []\n")
-            .headers("k", &client)
-            .expect("headers");
+        let none = auth_headers(&provider("    allowed_betas: []\n"), &client);
         assert!(!none.contains_key("anthropic-beta"));
     }
 

@@ -1,21 +1,34 @@
-//! Upstream protocols, one file each, all behind [`Protocol`]: where each operation is sent,
-//! how a key authenticates, what an answer's status means for the attempt loop (decided here,
-//! once, as a [`Verdict`]), and how usage is read from a body and from a stream.
+//! Upstream protocols, one file each, all behind [`Protocol`]: where each call is sent (by
+//! operation, upstream model and whether it streams), how a key authorises it (given the URL
+//! and the exact body, so a signature can cover them), what an answer's status means for the
+//! attempt loop (decided here, once, as a [`Verdict`]), and how usage is read from a body.
 //!
 //! - [`openai`]: any OpenAI-compatible API (`Authorization: Bearer`).
 //! - [`anthropic`]: Anthropic's Messages API (`x-api-key`, `anthropic-version`).
+//! - [`azure`]: Azure OpenAI (`api-key`, deployments, `api-version`).
+//! - [`gemini`]: Google Gemini (`x-goog-api-key`, the model in the URL).
+//! - [`bedrock`]: AWS Bedrock's Converse API (SigV4, the model in the URL, event-stream framing).
+//!
+//! A key's credentials are a [`KeySecret`]: one API key, or AWS credentials (Bedrock signs each
+//! request with them).
 //!
 //! Translating between dialects is not a provider's business: [`crate::conversion`] does it,
-//! chosen by [`crate::ingress`] from the client's [`Wire`] and the provider's.
+//! chosen by [`crate::ingress`] from the client's [`Wire`] and the provider's. Clients speak
+//! [`Wire::OpenAi`] or [`Wire::Anthropic`]; the other wires are providers' only, reached
+//! through OpenAI Chat ([`crate::conversion::native`]).
 
 pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
+pub mod gemini;
 pub mod openai;
 
 use std::fmt::Debug;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use truckllm_config::schema::{ProviderConfig, ProviderKind};
+use truckllm_config::Secret;
+use truckllm_config::schema::{ProviderConfig, ProviderKeyConfig, ProviderKind};
 
 use crate::upstream::UpstreamError;
 use crate::usage::Usage;
@@ -27,6 +40,57 @@ pub enum Wire {
     OpenAi,
     /// Anthropic Messages.
     Anthropic,
+    /// Google Gemini `generateContent` (providers only).
+    Gemini,
+    /// AWS Bedrock Converse (providers only).
+    Bedrock,
+}
+
+/// One provider key's credentials, as the protocol needs them.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeySecret {
+    /// An API key, sent in a header.
+    ApiKey(Secret),
+    /// AWS credentials, for SigV4 signing.
+    Aws {
+        access_key_id: Secret,
+        secret_access_key: Secret,
+        session_token: Option<Secret>,
+    },
+}
+
+impl std::fmt::Debug for KeySecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySecret::ApiKey(_) => f.write_str("ApiKey([REDACTED])"),
+            KeySecret::Aws { .. } => f.write_str("Aws([REDACTED])"),
+        }
+    }
+}
+
+impl KeySecret {
+    /// A configured key's credentials: AWS ones when it holds an access key id (validation
+    /// allows that for `type: bedrock` only), else its `secret`.
+    pub fn from_config(key: &ProviderKeyConfig) -> Self {
+        match (&key.access_key_id, &key.secret_access_key) {
+            (Some(id), Some(secret)) => KeySecret::Aws {
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+                session_token: key.session_token.clone(),
+            },
+            _ => KeySecret::ApiKey(key.secret.clone()),
+        }
+    }
+
+    /// The API key, for protocols that send one; AWS credentials are not one.
+    pub fn api_key(&self) -> Result<&str, UpstreamError> {
+        match self {
+            KeySecret::ApiKey(secret) => Ok(secret.expose()),
+            KeySecret::Aws { .. } => Err(UpstreamError::Transport(
+                "this key holds AWS credentials, not an API key".into(),
+            )),
+        }
+    }
 }
 
 /// What a request asks a provider to do.
@@ -72,12 +136,27 @@ pub trait Protocol: Send + Sync + Debug {
     /// The dialect this provider speaks.
     fn wire(&self) -> Wire;
 
-    /// Where `operation` is sent, if this provider offers it.
-    fn url(&self, operation: Operation) -> Option<&Uri>;
+    /// The name the provider knows `model` by (Azure: the model's deployment); the URL and
+    /// the body are made for it.
+    fn upstream_model<'m>(&'m self, model: &'m str) -> &'m str {
+        model
+    }
 
-    /// The headers of a call with `secret`, given the client's own request headers (some are
-    /// forwarded, such as Anthropic's betas). Secrets are marked sensitive.
-    fn headers(&self, secret: &str, client: &HeaderMap) -> Result<HeaderMap, UpstreamError>;
+    /// Where `operation` on the upstream `model` is sent (`stream`: the answer is to be
+    /// streamed), if this provider offers it. Some providers name the model or the streaming
+    /// in the URL (Gemini, Bedrock, Azure deployments); the rest ignore both.
+    fn url(&self, operation: Operation, model: &str, stream: bool) -> Option<Uri>;
+
+    /// The headers authorising a call to `url` carrying exactly `body` with `key`, given the
+    /// client's own request headers (some are forwarded, such as Anthropic's betas). Secrets
+    /// are marked sensitive.
+    fn authorize(
+        &self,
+        key: &KeySecret,
+        url: &Uri,
+        body: &[u8],
+        client: &HeaderMap,
+    ) -> Result<HeaderMap, UpstreamError>;
 
     /// What a status means; shared by every protocol unless it has statuses of its own.
     fn verdict(&self, status: StatusCode, headers: &HeaderMap) -> Verdict {
@@ -100,15 +179,47 @@ pub trait Protocol: Send + Sync + Debug {
 
 /// Builds the protocol of a configured provider.
 pub fn protocol_for(config: &ProviderConfig) -> Result<Box<dyn Protocol>, String> {
-    let base_url = config.base_url.trim_end_matches('/');
+    let base_url = base_url(config)?;
+    let base_url = base_url.as_str();
     let url = |path: &str| {
         upstream_uri(&format!("{base_url}{path}"))
             .map_err(|e| format!("provider {}: bad base_url {base_url:?}: {e}", config.id))
     };
+    url("")?;
     Ok(match config.kind {
         ProviderKind::Openai => Box::new(openai::OpenAi::new(&url, config.responses)?),
         ProviderKind::Anthropic => Box::new(anthropic::Anthropic::new(config, &url)?),
+        ProviderKind::Azure => Box::new(azure::Azure::new(config, base_url)?),
+        ProviderKind::Gemini => Box::new(
+            gemini::Gemini::new(base_url).map_err(|e| format!("provider {}: {e}", config.id))?,
+        ),
+        ProviderKind::Bedrock => Box::new(bedrock::Bedrock::new(config, base_url)?),
     })
+}
+
+/// The provider's base URL without a trailing `/`: as configured, else its type's default.
+pub fn base_url(config: &ProviderConfig) -> Result<String, String> {
+    if !config.base_url.is_empty() {
+        return Ok(config.base_url.trim_end_matches('/').to_owned());
+    }
+    config
+        .kind
+        .default_base_url(config.region.as_deref())
+        .ok_or_else(|| format!("provider {}: base_url is required", config.id))
+}
+
+/// `text` as one URL path segment: unreserved characters kept, every other byte
+/// percent-encoded (a model name such as `anthropic.claude-3:0` or `a/b` stays one segment).
+pub fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Parses an upstream URL (http or https with a host).
@@ -120,10 +231,17 @@ fn upstream_uri(url: &str) -> Result<Uri, String> {
     }
 }
 
-/// 429 and 5xx retry elsewhere (429 as a rate limit, honouring `Retry-After`); other 4xx are
-/// the client's; the rest succeed.
+/// 429 and 5xx retry elsewhere (429 as a rate limit, honouring `Retry-After`); so do 401
+/// and 403, the provider refusing the key (another key may be good; the client's own key is
+/// not in question, so its 401 is never handed back); other 4xx are the client's; the rest
+/// succeed.
 pub fn common_verdict(status: StatusCode, headers: &HeaderMap) -> Verdict {
-    if status == StatusCode::TOO_MANY_REQUESTS {
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        Verdict::Retry {
+            rate_limited: false,
+            retry_after: None,
+        }
+    } else if status == StatusCode::TOO_MANY_REQUESTS {
         Verdict::Retry {
             rate_limited: true,
             retry_after: retry_after(headers),
@@ -184,10 +302,42 @@ mod tests {
             common_verdict(StatusCode::BAD_REQUEST, &headers),
             Verdict::ClientError
         );
+        for refused_key in [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN] {
+            assert_eq!(
+                common_verdict(refused_key, &headers),
+                Verdict::Retry {
+                    rate_limited: false,
+                    retry_after: None
+                },
+                "a key the provider refuses is not the client's fault"
+            );
+        }
         assert_eq!(common_verdict(StatusCode::OK, &headers), Verdict::Success);
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1e20"));
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(3600)));
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static("NaN"));
         assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn model_names_stay_one_path_segment() {
+        assert_eq!(path_segment("gemini-2.5-flash"), "gemini-2.5-flash");
+        assert_eq!(
+            path_segment("anthropic.claude-3:0/x?y"),
+            "anthropic.claude-3%3A0%2Fx%3Fy"
+        );
+        assert_eq!(path_segment("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn key_secrets_never_print() {
+        let key = KeySecret::Aws {
+            access_key_id: Secret::new("AKIDEXAMPLE"),
+            secret_access_key: Secret::new("wJalrXUtnFEMI"),
+            session_token: None,
+        };
+        assert!(key.api_key().is_err());
+        let shown = format!("{key:?} {:?}", KeySecret::ApiKey(Secret::new("sk-1")));
+        assert!(!shown.contains("AKID") && !shown.contains("wJal") && !shown.contains("sk-1"));
     }
 }

@@ -5,7 +5,7 @@
 use axum::http::{HeaderMap, Uri, header};
 use truckllm_config::schema::ResponsesMode;
 
-use super::{Operation, Protocol, Wire, sensitive};
+use super::{KeySecret, Operation, Protocol, Wire, sensitive};
 use crate::upstream::UpstreamError;
 use crate::usage::{self, Usage};
 
@@ -40,12 +40,12 @@ impl Protocol for OpenAi {
         Wire::OpenAi
     }
 
-    fn url(&self, operation: Operation) -> Option<&Uri> {
+    fn url(&self, operation: Operation, _model: &str, _stream: bool) -> Option<Uri> {
         match operation {
-            Operation::Chat => Some(&self.chat),
-            Operation::Embeddings => Some(&self.embeddings),
+            Operation::Chat => Some(self.chat.clone()),
+            Operation::Embeddings => Some(self.embeddings.clone()),
             Operation::CountTokens => None,
-            Operation::Responses => Some(self.responses.as_ref().unwrap_or(&self.chat)),
+            Operation::Responses => Some(self.responses.as_ref().unwrap_or(&self.chat).clone()),
         }
     }
 
@@ -53,11 +53,17 @@ impl Protocol for OpenAi {
         self.responses.is_some()
     }
 
-    fn headers(&self, secret: &str, _client: &HeaderMap) -> Result<HeaderMap, UpstreamError> {
+    fn authorize(
+        &self,
+        key: &KeySecret,
+        _url: &Uri,
+        _body: &[u8],
+        _client: &HeaderMap,
+    ) -> Result<HeaderMap, UpstreamError> {
         let mut headers = HeaderMap::with_capacity(2);
         headers.insert(
             header::AUTHORIZATION,
-            sensitive(format!("Bearer {secret}"))?,
+            sensitive(format!("Bearer {}", key.api_key()?))?,
         );
         Ok(headers)
     }
@@ -85,8 +91,11 @@ mod tests {
 
     #[test]
     fn calls_carry_the_key_as_a_sensitive_bearer_token() {
-        let headers = provider()
-            .headers("sk-1", &HeaderMap::new())
+        let p = provider();
+        let url = p.url(Operation::Chat, "m", false).expect("chat");
+        let key = KeySecret::ApiKey(truckllm_config::Secret::new("sk-1"));
+        let headers = p
+            .authorize(&key, &url, b"{}", &HeaderMap::new())
             .expect("headers");
         let auth = &headers[header::AUTHORIZATION];
         assert_eq!(auth, "Bearer sk-1");
@@ -98,12 +107,16 @@ mod tests {
     fn operations_map_to_their_endpoints() {
         let p = provider();
         assert_eq!(
-            p.url(Operation::Chat).map(Uri::to_string).as_deref(),
+            p.url(Operation::Chat, "m", true)
+                .map(|u| u.to_string())
+                .as_deref(),
             Some("https://api.example.com/v1/chat/completions")
         );
-        assert!(p.url(Operation::CountTokens).is_none());
+        assert!(p.url(Operation::CountTokens, "m", false).is_none());
         assert_eq!(
-            p.url(Operation::Responses).map(Uri::to_string).as_deref(),
+            p.url(Operation::Responses, "m", false)
+                .map(|u| u.to_string())
+                .as_deref(),
             Some("https://api.example.com/v1/responses"),
             "a native provider takes Responses turns at /responses"
         );

@@ -49,7 +49,9 @@ use super::relay::{self, Gate, Prompt, StreamRelay};
 use super::{max_tokens, model_of, read_json, text_len, to_bytes};
 use crate::attempt::{Attempt, Outcome};
 use crate::auth::Caller;
-use crate::conversion::{self, ChatToResponsesStream, MessagesToResponsesStream, ResponseShell};
+use crate::conversion::{
+    self, ChatReframer, ChatToResponsesStream, MessagesToResponsesStream, ResponseShell,
+};
 use crate::dispatch::{Answer, CallPlan};
 use crate::error::{ApiError, clip};
 use crate::providers::{Operation, Protocol, Wire};
@@ -154,6 +156,10 @@ impl CallPlan for ResponsesRequest {
         self.estimate
     }
 
+    fn streams(&self) -> bool {
+        self.stream
+    }
+
     fn client_headers(&self) -> &HeaderMap {
         &self.headers
     }
@@ -177,6 +183,14 @@ impl CallPlan for ResponsesRequest {
             Wire::OpenAi => chat,
             Wire::Anthropic => chat.and_then(|chat| {
                 conversion::chat_to_messages_request(&chat, model, self.default_max_tokens)
+            }),
+            native => chat.and_then(|chat| {
+                conversion::native::chat_to_native_request(
+                    native,
+                    &chat,
+                    model,
+                    self.default_max_tokens,
+                )
             }),
         };
         let body = translated.map_err(|e| {
@@ -221,12 +235,6 @@ pub async fn create(
         render,
     )
     .await
-}
-
-impl super::Dispatched for ResponsesRequest {
-    fn streams(&self) -> bool {
-        self.stream
-    }
 }
 
 /// Most items one request's `input` may hold.
@@ -462,6 +470,15 @@ async fn render(answer: Answer, request: ResponsesRequest, trace: &mut Trace) ->
                 request.shell,
                 &request.model,
             )),
+            native => match conversion::native::native_to_chat_stream(native, &request.model, true)
+            {
+                Ok(chat) => Reframer::Native(chat, ChatToResponsesStream::new(request.shell)),
+                Err(e) => {
+                    attempt.settle(Outcome::UpstreamFailure);
+                    return ApiError::upstream(StatusCode::BAD_GATEWAY, e.to_string())
+                        .into_response_for(Wire::OpenAi);
+                }
+            },
         };
         let relay = Box::new(ResponsesRelay {
             reframer,
@@ -532,6 +549,8 @@ fn translate_answer(bytes: &[u8], from: Wire, request: &ResponsesRequest) -> Res
                 }
                 object
             }),
+        native => conversion::native::native_to_chat_response(native, &parsed, &request.model)
+            .and_then(|chat| conversion::chat_to_responses_response(&chat, &request.shell)),
     };
     translated.map_err(|e| format!("the provider's answer cannot be translated: {e}"))
 }
@@ -540,6 +559,31 @@ fn translate_answer(bytes: &[u8], from: Wire, request: &ResponsesRequest) -> Res
 enum Reframer {
     Chat(ChatToResponsesStream),
     Messages(MessagesToResponsesStream),
+    /// A native provider's stream, through Chat chunks.
+    Native(Box<dyn ChatReframer>, ChatToResponsesStream),
+}
+
+impl Reframer {
+    /// Chat frames from a native provider, re-framed as Responses events.
+    fn native_event(
+        chat: &mut dyn ChatReframer,
+        responses: &mut ChatToResponsesStream,
+        event: &[u8],
+    ) -> Result<Bytes, conversion::Unsupported> {
+        let frames = chat.event(event)?;
+        Self::through(responses, &frames)
+    }
+
+    fn through(
+        responses: &mut ChatToResponsesStream,
+        frames: &[u8],
+    ) -> Result<Bytes, conversion::Unsupported> {
+        let mut out = Vec::new();
+        for frame in conversion::native::chat_frames(frames) {
+            out.extend_from_slice(&responses.event(&frame)?);
+        }
+        Ok(Bytes::from(out))
+    }
 }
 
 /// Re-frames a provider's stream as Responses events; keeps the response once complete.
@@ -555,6 +599,7 @@ impl ResponsesRelay {
         match &self.reframer {
             Reframer::Chat(s) => s.response(),
             Reframer::Messages(s) => s.response(),
+            Reframer::Native(_, s) => s.response(),
         }
     }
 
@@ -574,6 +619,7 @@ impl StreamRelay for ResponsesRelay {
         let out = match &mut self.reframer {
             Reframer::Chat(s) => s.event(&event),
             Reframer::Messages(s) => s.event(&event),
+            Reframer::Native(chat, s) => Reframer::native_event(chat.as_mut(), s, &event),
         }
         .map_err(|e| e.to_string())?;
         self.keep_when_done();
@@ -584,6 +630,12 @@ impl StreamRelay for ResponsesRelay {
         let out = match &mut self.reframer {
             Reframer::Chat(s) => s.finish(),
             Reframer::Messages(s) => s.finish(),
+            Reframer::Native(chat, s) => {
+                let last = chat.finish();
+                let mut out = Reframer::through(s, &last).unwrap_or_default().to_vec();
+                out.extend_from_slice(&s.finish());
+                Bytes::from(out)
+            }
         };
         self.keep_when_done();
         (!out.is_empty()).then_some(out)
@@ -593,6 +645,7 @@ impl StreamRelay for ResponsesRelay {
         match &self.reframer {
             Reframer::Chat(s) => s.usage(),
             Reframer::Messages(s) => s.usage(),
+            Reframer::Native(chat, _) => chat.usage(),
         }
     }
 

@@ -284,14 +284,14 @@ async fn ask_route(
         .ok_or_else(gone)?;
     let base = provider
         .protocol
-        .url(Operation::Responses)
+        .url(Operation::Responses, "", false)
         .ok_or_else(gone)?;
     let uri: Uri = format!("{base}/{id}{suffix}")
         .parse()
         .map_err(|_| ApiError::bad_request("invalid_request", "the query cannot be passed on"))?;
     let headers = provider
         .protocol
-        .headers(key.secret.expose(), &HeaderMap::new())
+        .authorize(&key.secret, &uri, &[], &HeaderMap::new())
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let upstream_error = |e: String| {
         ApiError::upstream(
