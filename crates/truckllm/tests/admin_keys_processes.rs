@@ -164,3 +164,110 @@ fn keys_made_on_one_gateway_work_rotate_and_are_revoked_on_another() {
     assert_eq!(sdk(b, &second), "AuthenticationError");
     assert_eq!(chat(b, "seed-client-key"), 200, "other keys are untouched");
 }
+
+/// `truckllm ARGS` against the admin API on `port`: exit success, stdout, stderr.
+fn cli(port: u16, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_truckllm"))
+        .args(args)
+        .args(["--admin-url", &format!("http://127.0.0.1:{port}")])
+        .env("TRUCKLLM_ADMIN_KEY", ADMIN)
+        .output()
+        .expect("truckllm");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_keys_and_teams_commands_drive_a_running_gateway() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mock_port = free_port();
+    let _mock = Process::spawn(
+        &[
+            "mock-upstream",
+            "--listen",
+            &format!("127.0.0.1:{mock_port}"),
+        ],
+        &[],
+    );
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "server:\n  admin_keys: [{{id: ops, key: \"{ADMIN}\", role: admin}}]\nllm_providers:\n  - id: mock\n    base_url: \"http://127.0.0.1:{mock_port}/v1\"\n    keys: [{{id: only, secret: secret-only}}]\n    models: [\"gpt-4o-mini\"]\napi_keys:\n  - {{id: seed, key: seed-client-key}}\n"
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let config = path.to_str().expect("utf-8 path");
+    let _gateway = Process::spawn(&["serve", "--config", config, "--listen", &listen], &[]);
+
+    let (ok, out, err) = cli(
+        port,
+        &[
+            "teams",
+            "create",
+            "search",
+            "--allowed-models",
+            "mock:gpt-4o-mini",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = cli(
+        port,
+        &[
+            "keys",
+            "create",
+            "--id",
+            "cli-key",
+            "--team",
+            "search",
+            "--meta",
+            "owner=ops",
+            "--json",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let created: Value = serde_json::from_str(&out).expect("JSON");
+    let secret = created["key"].as_str().expect("secret");
+    assert_eq!(created["metadata"]["owner"], "ops");
+    assert_eq!(chat(port, secret), 200);
+
+    let (ok, table, _) = cli(port, &["keys", "list"]);
+    assert!(
+        ok && table.starts_with("ID") && table.contains("cli-key") && table.contains("search"),
+        "{table}"
+    );
+    assert!(!table.contains(secret), "{table}");
+
+    let bad = r#"{"budget": {"max_cost": -1, "period": "day"}}"#;
+    let (ok, _, err) = cli(port, &["keys", "update", "cli-key", "--fields", bad]);
+    assert!(
+        !ok && err.contains("400") && err.contains("budget.max_cost"),
+        "{err}"
+    );
+
+    let (ok, out, err) = cli(port, &["keys", "rotate", "cli-key"]);
+    assert!(ok && err.contains("shown once"), "{out}{err}");
+    let rotated = out
+        .lines()
+        .find_map(|l| l.strip_prefix("key: "))
+        .expect("the new secret")
+        .to_owned();
+    assert_eq!(chat(port, secret), 401);
+    assert_eq!(chat(port, &rotated), 200);
+
+    let (ok, _, err) = cli(port, &["teams", "delete", "search"]);
+    assert!(
+        !ok && err.contains("409") && err.contains("cli-key"),
+        "{err}"
+    );
+    assert!(cli(port, &["keys", "revoke", "cli-key"]).0);
+    assert_eq!(chat(port, &rotated), 401);
+    assert!(cli(port, &["teams", "delete", "search"]).0);
+    let (ok, _, err) = cli(port, &["keys", "show", "cli-key"]);
+    assert!(!ok && err.contains("404"), "{err}");
+}

@@ -5,6 +5,7 @@ mod bench_gateway;
 mod bench_logs;
 mod bench_outage;
 mod config;
+mod keys;
 mod logs;
 mod serve;
 mod storage_server;
@@ -31,6 +32,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Logs(args)) => bench_logs::run(&args).await,
         Command::Config(command) => config::run(&cli.config, command).await,
         Command::Logs(command) => logs::run(&cli.config, command),
+        Command::Keys { admin, command } => keys::keys(&admin, command).await,
+        Command::Teams { admin, command } => keys::teams(&admin, command).await,
     }
 }
 
