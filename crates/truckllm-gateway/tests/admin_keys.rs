@@ -362,3 +362,38 @@ async fn a_team_bounds_its_keys_and_cannot_go_while_named() {
     assert_eq!(status, 200, "{body}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_teams_minute_limits_hold_for_its_keys_together_and_a_refusal_gives_back_the_keys_share()
+{
+    let mock = Mock::start(MockOptions::default()).await;
+    let extra = "teams:\n  - {id: duo, limits: {req_per_min: 2}}\napi_keys:\n  - {id: k1, key: key-one, team: duo, limits: {req_per_min: 5}}\n  - {id: k2, key: key-two, team: duo}\npolicy:\n  quota_leasing: false\n";
+    let gw = TestGateway::start(&config(&mock.url, 1, "", extra), Backend::Memory).await;
+    let model = "mock:gpt-4o-mini";
+    assert_eq!(chat_status(&gw, "key-one", model).await, 200);
+    assert_eq!(chat_status(&gw, "key-two", model).await, 200);
+    let (status, headers, body) = gw.chat(Some("key-one"), hello(model)).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("team `duo`"), "{message}");
+    gw.gateway.flush().await;
+    let window = |provider: &'static str, id: &'static str| {
+        let series =
+            truckllm_store::Series::new(provider, id, truckllm_store::Metric::Req).expect("series");
+        let store = std::sync::Arc::clone(&gw.store);
+        async move {
+            store
+                .window(&series, std::time::Duration::from_secs(60))
+                .await
+                .expect("window")
+        }
+    };
+    assert_eq!(window("_teams", "duo").await, 2.0);
+    assert_eq!(
+        window("_clients", "k1").await,
+        1.0,
+        "the refused request's reservation on k1 was given back"
+    );
+    gw.stop().await;
+}
