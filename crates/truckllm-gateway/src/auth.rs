@@ -147,19 +147,25 @@ pub async fn admin(State(gw): State<Arc<Gateway>>, mut request: Request, next: N
             .into_response();
     }
     let writes = route_of(&request).is_none_or(|r| r.access != Access::AdminRead);
+    // A refusal names who was refused: the viewer by its id, an unknown caller as `admin`.
     let admitted = match presented_key(request.headers()) {
-        None => Err(ApiError::unauthorized(
-            "missing admin key: send Authorization: Bearer <admin key>",
+        None => Err((
+            "admin".to_owned(),
+            ApiError::unauthorized("missing admin key: send Authorization: Bearer <admin key>"),
         )),
         Some(key) => match runtime.admins.find(key) {
-            None => Err(ApiError::unauthorized("invalid admin key")),
-            Some(caller) if writes && caller.role != AdminRole::Admin => {
-                Err(ApiError::forbidden(format!(
+            None => Err((
+                "admin".to_owned(),
+                ApiError::unauthorized("invalid admin key"),
+            )),
+            Some(caller) if writes && caller.role != AdminRole::Admin => Err((
+                caller.id.clone(),
+                ApiError::forbidden(format!(
                     "admin identity `{}` is a viewer: it may only read",
                     caller.id
                 ))
-                .with_code("read_only"))
-            }
+                .with_code("read_only"),
+            )),
             Some(caller) => Ok(caller.clone()),
         },
     };
@@ -168,7 +174,7 @@ pub async fn admin(State(gw): State<Arc<Gateway>>, mut request: Request, next: N
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
-        Err(e) => refuse(&gw, &request, "admin", e),
+        Err((who, e)) => refuse(&gw, &request, &who, e),
     }
 }
 

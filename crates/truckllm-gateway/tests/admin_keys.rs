@@ -397,3 +397,65 @@ async fn a_teams_minute_limits_hold_for_its_keys_together_and_a_refusal_gives_ba
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn every_admin_call_is_audited_with_its_admin_and_never_a_secret() {
+    let mock = Mock::start(MockOptions::default()).await;
+    let logs = tempfile::tempdir().expect("dir");
+    let audit = logs.path().join("audit.jsonl");
+    let extra = format!(
+        "{}storage:\n  logging:\n    - type: file\n      path: \"{}\"\n      audit_path: \"{}\"\n",
+        setup(),
+        logs.path().join("requests.jsonl").display(),
+        audit.display()
+    );
+    let gw = TestGateway::start(&config(&mock.url, 1, "", &extra), Backend::Memory).await;
+    let (_, created) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        ADMIN,
+        Some(json!({"id": "dave"})),
+    )
+    .await;
+    let secret = created["key"].as_str().expect("secret").to_owned();
+    admin(&gw, "GET", "/admin/keys", VIEWER, None).await;
+    admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        ADMIN,
+        Some(json!({"id": "dave"})),
+    )
+    .await;
+    admin(&gw, "POST", "/admin/keys/dave/rotate", VIEWER, None).await;
+    gw.stop().await;
+    let text = std::fs::read_to_string(&audit).expect("audit log");
+    assert!(!text.contains(&secret), "no secret audited");
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let seen: Vec<(&str, &str, &str, u64)> = records
+        .iter()
+        .filter(|r| r["action"].as_str().is_some_and(|a| a.starts_with("keys.")))
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap_or_default(),
+                r["actor"].as_str().unwrap_or_default(),
+                r["outcome"].as_str().unwrap_or_default(),
+                r["status"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("keys.create", "ops", "ok", 201),
+            ("keys.list", "auditor", "ok", 200),
+            ("keys.create", "ops", "failed", 400),
+            ("keys.rotate", "auditor", "denied", 403),
+        ],
+        "{text}"
+    );
+}

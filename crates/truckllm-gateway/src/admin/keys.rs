@@ -119,7 +119,7 @@ pub async fn create(
     };
     let fields = match fields {
         Ok(fields) => fields,
-        Err(e) => return call.read(Err(e)),
+        Err(e) => return call.refuse(e),
     };
     let (secret, hash) = new_secret();
     call.write(StatusCode::CREATED, |raw, _| {
@@ -196,7 +196,7 @@ pub async fn update(
     };
     let patch = match object(&body, &FIELDS[1..]) {
         Ok(patch) => patch,
-        Err(e) => return call.read(Err(e)),
+        Err(e) => return call.refuse(e),
     };
     call.write(StatusCode::OK, |raw, _| {
         let i = position(raw, &id)?;
@@ -269,7 +269,7 @@ async fn set_disabled(
         target: crate::error::clip(&id, 64).into_owned(),
     };
     if let Err(e) = object(&body, &[]) {
-        return call.read(Err(e));
+        return call.refuse(e);
     }
     call.write(StatusCode::OK, |raw, _| {
         let i = position(raw, &id)?;
@@ -315,7 +315,7 @@ pub async fn rotate(
         });
     let rotate = match rotate {
         Ok(rotate) => rotate,
-        Err(e) => return call.read(Err(e)),
+        Err(e) => return call.refuse(e),
     };
     let (secret, hash) = new_secret();
     call.write(StatusCode::OK, |raw, resolved| {

@@ -53,6 +53,11 @@ impl Call<'_> {
         self.answer(result.map(|body| (StatusCode::OK, body, None)))
     }
 
+    /// Audits and answers a call refused before anything was looked at (a bad body).
+    pub fn refuse(&self, error: ApiError) -> Response {
+        self.answer(Err(error))
+    }
+
     /// Applies `edit` to the running config, saves and applies the result, audits, answers
     /// `status` with the edit's body (and `config_version`).
     pub async fn write(

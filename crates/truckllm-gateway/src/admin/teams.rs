@@ -85,7 +85,7 @@ pub async fn create(
     let call = call(&gw, &admin, "teams.create", &id);
     let fields = match fields {
         Ok(fields) => fields,
-        Err(e) => return call.read(Err(e)),
+        Err(e) => return call.refuse(e),
     };
     call.write(StatusCode::CREATED, |raw, _| {
         if !is_plain_id(&id) {
@@ -144,7 +144,7 @@ pub async fn update(
     let call = call(&gw, &admin, "teams.update", &id);
     let patch = match object(&body, &FIELDS[1..]) {
         Ok(patch) => patch,
-        Err(e) => return call.read(Err(e)),
+        Err(e) => return call.refuse(e),
     };
     call.write(StatusCode::OK, |raw, _| {
         let i = position(raw, &id)?;
