@@ -271,3 +271,84 @@ fn the_keys_and_teams_commands_drive_a_running_gateway() {
     let (ok, _, err) = cli(port, &["keys", "show", "cli-key"]);
     assert!(!ok && err.contains("404"), "{err}");
 }
+
+/// With `storage.config.type: http`, admin changes are saved on the storage server (with
+/// If-Match on the version they edit) and polled in by every gateway sharing it.
+#[test]
+fn admin_changes_travel_through_an_http_config_store() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (mock, server) = (free_port(), free_port());
+    let _mock = Process::spawn(
+        &["mock-upstream", "--listen", &format!("127.0.0.1:{mock}")],
+        &[],
+    );
+    let central = dir.path().join("central.yaml");
+    std::fs::write(
+        &central,
+        format!(
+            "server:\n  admin_keys: [{{id: ops, key: \"{ADMIN}\", role: admin}}]\nllm_providers:\n  - id: mock\n    base_url: \"http://127.0.0.1:{mock}/v1\"\n    keys: [{{id: only, secret: secret-only}}]\n    models: [\"gpt-4o-mini\"]\napi_keys:\n  - {{id: seed, key: seed-client-key}}\n"
+        ),
+    )
+    .expect("central config");
+    let tokens = dir.path().join("tokens.yaml");
+    std::fs::write(
+        &tokens,
+        "tokens:\n  - name: gateways\n    token: \"cfg-secret\"\n    scopes: [read, write, config, config_secrets]\n",
+    )
+    .expect("tokens");
+    let _server = Process::spawn(
+        &[
+            "storage-server",
+            "--insecure-plain-http",
+            "--listen",
+            &format!("127.0.0.1:{server}"),
+            "--store",
+            "memory:",
+            "--tokens",
+            tokens.to_str().expect("utf-8"),
+            "--config-store",
+            central.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    let bootstrap = dir.path().join("bootstrap.yaml");
+    std::fs::write(
+        &bootstrap,
+        format!(
+            "storage:\n  config:\n    type: http\n    addr: \"http://127.0.0.1:{server}\"\n    api_key: \"cfg-secret\"\n    poll_secs: 1\n"
+        ),
+    )
+    .expect("bootstrap config");
+    let (a, b) = (free_port(), free_port());
+    let _gateways: Vec<Process> = [a, b]
+        .iter()
+        .map(|port| {
+            let listen = format!("127.0.0.1:{port}");
+            let config = bootstrap.to_str().expect("utf-8");
+            Process::spawn(&["serve", "--config", config, "--listen", &listen], &[])
+        })
+        .collect();
+
+    let (status, created) = call(
+        a,
+        "POST",
+        "/admin/keys",
+        ADMIN,
+        Some(&json!({"id": "erin"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let secret = created["key"].as_str().expect("secret").to_owned();
+    assert_eq!(chat(a, &secret), 200, "applied where it was made");
+    eventually("the key reaches B through the storage server", || {
+        chat(b, &secret) == 200
+    });
+    let saved = std::fs::read_to_string(&central).expect("central config");
+    assert!(
+        saved.contains("erin") && !saved.contains(&secret),
+        "{saved}"
+    );
+
+    let (status, body) = call(b, "DELETE", "/admin/keys/erin", ADMIN, None);
+    assert_eq!(status, 200, "{body}");
+    eventually("the revocation reaches A", || chat(a, &secret) == 401);
+}
