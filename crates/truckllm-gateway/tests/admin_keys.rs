@@ -459,3 +459,48 @@ async fn every_admin_call_is_audited_with_its_admin_and_never_a_secret() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_edit_applies_to_the_newest_stored_version_and_keeps_another_writers_change() {
+    let mock = Mock::start(MockOptions::default()).await;
+    let base = config(&mock.url, 1, "", &setup());
+    let gw = TestGateway::start(&base, Backend::Memory).await;
+    // Another instance saves a version this one has not loaded (no watcher runs here).
+    let store = gw.gateway.live().store();
+    let current = store.load().await.expect("load").info.version;
+    let theirs = format!("{base}  - {{id: from-elsewhere, key: elsewhere-key}}\n");
+    let meta = truckllm_config::SaveMeta::new("other", "keys.create from-elsewhere");
+    store.save_text(&theirs, current, meta).await.expect("save");
+    assert_eq!(
+        chat_status(&gw, "elsewhere-key", "mock:gpt-4o-mini").await,
+        401
+    );
+
+    let (status, body) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        ADMIN,
+        Some(json!({"id": "mine"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["config_version"],
+        current + 2,
+        "saved on top of theirs"
+    );
+    assert_eq!(
+        chat_status(&gw, "elsewhere-key", "mock:gpt-4o-mini").await,
+        200
+    );
+    let (_, list) = admin(&gw, "GET", "/admin/keys", ADMIN, None).await;
+    let ids: Vec<&str> = list["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|k| k["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["seed", "from-elsewhere", "mine"]);
+    gw.stop().await;
+}

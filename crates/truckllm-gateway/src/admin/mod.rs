@@ -133,7 +133,9 @@ async fn change(
     }
     Err(ApiError::bad_request(
         "version_conflict",
-        "the config kept changing under this edit; try again",
+        "the config store kept holding a version newer than the one this instance runs (other \
+         writers, or a stored version this instance rejected: see its reload error); try \
+         again, or fix or roll back the stored version",
     )
     .with_status(StatusCode::CONFLICT))
 }
