@@ -4,6 +4,7 @@
 //! # Layout
 //!
 //! - [`schema`]: the serde types, one per YAML section; the JSON Schema is generated from them.
+//! - [`governance`]: admin identities and roles, teams, budgets, client key lifecycle.
 //! - [`load`]: YAML text to a checked [`LoadedConfig`]: parse (path, line, column,
 //!   did-you-mean), [`interpolate`] (`${VAR}`, `${VAR:-default}`, `enc:v1:`), [`validate`].
 //! - [`secret`]: the redacting [`Secret`] type and AES-256-GCM encryption at rest.
@@ -14,6 +15,7 @@
 //! - [`error`]: the one error type, whose problems name a field path and a line.
 
 pub mod error;
+pub mod governance;
 pub mod interpolate;
 pub mod load;
 pub mod metrics;

@@ -10,6 +10,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::governance::{
+    AdminKeyConfig, AdminRole, BudgetConfig, BudgetPeriod, BudgetReset, PreviousKeyConfig,
+    TeamConfig,
+};
 use crate::secret::Secret;
 
 /// The whole configuration file.
@@ -30,6 +34,9 @@ pub struct Config {
     /// Client API keys. With none, the gateway runs in an explicit open mode.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub api_keys: Vec<ClientKeyConfig>,
+    /// Teams: limits, budgets and permissions that bound the keys naming them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teams: Vec<TeamConfig>,
     #[serde(default)]
     pub policy: PolicyConfig,
 }
@@ -44,6 +51,10 @@ pub struct ServerConfig {
     /// Key for the admin API (config reload, usage). Without it the admin API is off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_key: Option<Secret>,
+    /// Admin identities with roles (`admin` writes, `viewer` only reads); `admin_key`, when
+    /// set too, is one more `admin` named `admin`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_keys: Vec<AdminKeyConfig>,
     /// Serve without client keys on purpose: with no `api_keys`, anyone who can reach the
     /// gateway may use every provider. A reload that removes the last client key is refused
     /// unless this is true.
@@ -59,6 +70,7 @@ impl Default for ServerConfig {
         Self {
             listen: default_listen(),
             admin_key: None,
+            admin_keys: Vec::new(),
             open_mode: false,
             limits: ServerLimitsConfig::default(),
         }
@@ -700,11 +712,26 @@ pub struct ClientKeyConfig {
     pub allowed_models: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// The team whose limits, budget and permissions bound this key's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetConfig>,
+    /// When the key stops working: RFC 3339, UTC (`2026-12-01T00:00:00Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// A disabled key is refused (401) until enabled again; its usage is kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// Free-form labels (owner, purpose), shown by the admin API.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// After a rotation: the old key, still accepted until its grace period ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousKeyConfig>,
 }
 
-fn everything() -> Vec<String> {
-    vec!["*".into()]
-}
+use crate::governance::everything;
 
 /// How a key is chosen among candidates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -867,6 +894,9 @@ impl Config {
         let hide_opt = |s: &Option<Secret>| s.as_ref().map(hide);
         let mut out = self.clone();
         out.server.admin_key = hide_opt(&self.server.admin_key);
+        for admin in &mut out.server.admin_keys {
+            admin.key = hide_opt(&admin.key);
+        }
         out.storage.runtime.password = hide_opt(&self.storage.runtime.password);
         out.storage.runtime.api_key = hide_opt(&self.storage.runtime.api_key);
         out.storage.config.api_key = hide_opt(&self.storage.config.api_key);

@@ -145,6 +145,15 @@ pub fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// 32 bytes from the operating system's random source (through the AEAD crate's generator,
+/// which the master key uses too), for secrets such as generated client keys.
+pub fn random_bytes() -> [u8; 32] {
+    let key = Key::<Aes256Gcm>::generate();
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(key.as_slice());
+    bytes
+}
+
 /// The AES-256 key that encrypts `enc:v1:` values.
 pub struct MasterKey(Zeroizing<[u8; 32]>);
 

@@ -7,6 +7,8 @@
 //! environment variable or a decrypted secret. [`crate::load`] shows the value as written
 //! (the `${VAR}` reference, the `enc:` value, or `[REDACTED]` for a literal secret).
 
+mod governance;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
@@ -75,6 +77,9 @@ fn check(config: &Config, opaque: bool) -> Vec<(String, String)> {
     check_providers(config, &mut problems);
     check_aliases(config, &mut problems);
     check_clients(config, &mut problems);
+    governance::check_admins(config, &mut problems);
+    governance::check_teams(config, &mut problems);
+    governance::check_client_lifecycle(config, &mut problems);
     check_policy(config, &mut problems);
     problems.found
 }
@@ -634,27 +639,44 @@ fn check_clients(config: &Config, problems: &mut Problems) {
             }
             _ => {}
         }
-        for (j, provider) in client.allowed_providers.iter().enumerate() {
-            if provider != "*"
-                && !config.llm_providers.iter().any(|p| &p.id == provider)
-                && !any_opaque_id(config, problems.opaque)
-            {
-                problems.add(
-                    format!("{path}.allowed_providers[{j}]"),
-                    "names a provider that is not configured",
-                );
-            }
-        }
-        for (j, model) in client.allowed_models.iter().enumerate() {
-            let known_alias = config.aliases.contains_key(model);
-            if model != "*"
-                && !known_alias
-                && let Some(message) = target_problem(config, problems.opaque, model)
-            {
-                problems.add(format!("{path}.allowed_models[{j}]"), message);
-            }
-        }
+        permissions(
+            config,
+            problems,
+            &path,
+            &client.allowed_providers,
+            &client.allowed_models,
+        );
         problems.limits(&format!("{path}.limits"), client.limits.as_ref());
+    }
+}
+
+/// `allowed_providers` and `allowed_models` of a client key or team at `path`.
+fn permissions(
+    config: &Config,
+    problems: &mut Problems,
+    path: &str,
+    providers: &[String],
+    models: &[String],
+) {
+    for (j, provider) in providers.iter().enumerate() {
+        if provider != "*"
+            && !config.llm_providers.iter().any(|p| &p.id == provider)
+            && !any_opaque_id(config, problems.opaque)
+        {
+            problems.add(
+                format!("{path}.allowed_providers[{j}]"),
+                "names a provider that is not configured",
+            );
+        }
+    }
+    for (j, model) in models.iter().enumerate() {
+        let known_alias = config.aliases.contains_key(model);
+        if model != "*"
+            && !known_alias
+            && let Some(message) = target_problem(config, problems.opaque, model)
+        {
+            problems.add(format!("{path}.allowed_models[{j}]"), message);
+        }
     }
 }
 

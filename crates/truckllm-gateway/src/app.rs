@@ -4,8 +4,8 @@
 //! ([`Access`]); [`router`] builds the router from it, so no route can be served without an
 //! access decision. Layers, outermost first:
 //! 1. [`trace::layer`]: a request id for every request, `x-request-id` on every answer;
-//! 2. per access class: [`auth::client`] (client key) or [`auth::admin`] (admin key); public
-//!    routes have none.
+//! 2. per access class: [`auth::client`] (client key) or [`auth::admin`] (an admin identity;
+//!    a viewer only on [`Access::AdminRead`] routes); public routes have none.
 //!
 //! Anything not in the table is a 404 that names the method and path, behind client auth (so
 //! the route list is not probed anonymously), logged and counted.
@@ -20,11 +20,12 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use serde_json::json;
 
 use truckllm_logging::{AuditCategory, AuditRecord};
 
+use crate::admin::{keys, teams};
 use crate::auth;
 use crate::error::{ApiError, clip};
 use crate::ingress::{anthropic, openai, responses};
@@ -42,8 +43,10 @@ pub enum Access {
     Public,
     /// A client key ([`auth::client`]).
     Client,
-    /// The admin key ([`auth::admin`]).
+    /// An admin identity with the `admin` role ([`auth::admin`]): routes that change things.
     Admin,
+    /// Any admin identity, `viewer` included: routes that only read.
+    AdminRead,
 }
 
 /// One served route.
@@ -119,6 +122,64 @@ pub const ROUTES: &[Route] = &[
         Access::Admin,
         "config.reload",
     ),
+    route(Method::GET, "/admin/keys", Access::AdminRead, "keys.list"),
+    route(Method::POST, "/admin/keys", Access::Admin, "keys.create"),
+    route(
+        Method::GET,
+        "/admin/keys/{id}",
+        Access::AdminRead,
+        "keys.show",
+    ),
+    route(
+        Method::PATCH,
+        "/admin/keys/{id}",
+        Access::Admin,
+        "keys.update",
+    ),
+    route(
+        Method::DELETE,
+        "/admin/keys/{id}",
+        Access::Admin,
+        "keys.revoke",
+    ),
+    route(
+        Method::POST,
+        "/admin/keys/{id}/disable",
+        Access::Admin,
+        "keys.disable",
+    ),
+    route(
+        Method::POST,
+        "/admin/keys/{id}/enable",
+        Access::Admin,
+        "keys.enable",
+    ),
+    route(
+        Method::POST,
+        "/admin/keys/{id}/rotate",
+        Access::Admin,
+        "keys.rotate",
+    ),
+    route(Method::GET, "/admin/teams", Access::AdminRead, "teams.list"),
+    route(Method::POST, "/admin/teams", Access::Admin, "teams.create"),
+    route(
+        Method::GET,
+        "/admin/teams/{id}",
+        Access::AdminRead,
+        "teams.show",
+    ),
+    route(
+        Method::PATCH,
+        "/admin/teams/{id}",
+        Access::Admin,
+        "teams.update",
+    ),
+    route(
+        Method::DELETE,
+        "/admin/teams/{id}",
+        Access::Admin,
+        "teams.delete",
+    ),
 ];
 
 /// The route `method path` matched, if it is one of [`ROUTES`].
@@ -146,6 +207,19 @@ fn handler(route: &Route) -> MethodRouter<Arc<Gateway>> {
         ("POST", "/v1/messages") => post(anthropic::messages),
         ("POST", "/v1/messages/count_tokens") => post(anthropic::count_tokens),
         ("POST", "/admin/config/reload") => post(reload),
+        ("GET", "/admin/keys") => get(keys::list),
+        ("POST", "/admin/keys") => post(keys::create),
+        ("GET", "/admin/keys/{id}") => get(keys::show),
+        ("PATCH", "/admin/keys/{id}") => patch(keys::update),
+        ("DELETE", "/admin/keys/{id}") => delete(keys::revoke),
+        ("POST", "/admin/keys/{id}/disable") => post(keys::disable),
+        ("POST", "/admin/keys/{id}/enable") => post(keys::enable),
+        ("POST", "/admin/keys/{id}/rotate") => post(keys::rotate),
+        ("GET", "/admin/teams") => get(teams::list),
+        ("POST", "/admin/teams") => post(teams::create),
+        ("GET", "/admin/teams/{id}") => get(teams::show),
+        ("PATCH", "/admin/teams/{id}") => patch(teams::update),
+        ("DELETE", "/admin/teams/{id}") => delete(teams::delete),
         _ => unreachable_route(route),
     }
 }
@@ -167,7 +241,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         let group = match route.access {
             Access::Public => &mut public,
             Access::Client => &mut client,
-            Access::Admin => &mut admin,
+            Access::Admin | Access::AdminRead => &mut admin,
         };
         *group = std::mem::take(group).route(route.path, handler(route));
     }
@@ -249,14 +323,17 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     }
 }
 
-async fn reload(State(gw): State<Arc<Gateway>>) -> Response {
+async fn reload(
+    State(gw): State<Arc<Gateway>>,
+    axum::Extension(admin): axum::Extension<auth::AdminCaller>,
+) -> Response {
     let running = gw.live().current();
     let old_version = running.version;
     let result = gw.live().reload("admin api").await;
     let audit = AuditRecord::new(
         AuditCategory::Admin,
         "config.reload",
-        "admin",
+        admin.id,
         if result.is_ok() { "ok" } else { "failed" },
     )
     .target("config");

@@ -29,6 +29,13 @@ pub enum Outcome {
     Abandoned,
 }
 
+/// What a request holds against its caller's own limits: the client key's reservation and
+/// its team's, settled together with the request's outcome.
+#[derive(Debug)]
+pub struct ClientHold {
+    pub reservations: Vec<Reservation>,
+}
+
 /// A reserved attempt on one key, to be settled exactly once.
 pub struct Attempt {
     gateway: Arc<Gateway>,
@@ -36,7 +43,7 @@ pub struct Attempt {
     pub provider: usize,
     pub key: usize,
     reservation: Option<Reservation>,
-    client: Option<Reservation>,
+    client: Option<ClientHold>,
     started: Instant,
 }
 
@@ -60,7 +67,7 @@ impl Attempt {
     }
 
     /// Hands the client's reservation to this attempt, to be settled with its outcome.
-    pub fn hold_client(&mut self, client: Option<Reservation>) {
+    pub fn hold_client(&mut self, client: Option<ClientHold>) {
         self.client = client;
     }
 
@@ -89,7 +96,7 @@ impl Attempt {
     }
 
     /// Settles a failed attempt and gives back the client's reservation for the next one.
-    pub fn fail(mut self, cooldown: Option<Duration>) -> Option<Reservation> {
+    pub fn fail(mut self, cooldown: Option<Duration>) -> Option<ClientHold> {
         let client = self.client.take();
         self.cool_down(cooldown);
         self.settle(Outcome::UpstreamFailure);
@@ -174,7 +181,11 @@ impl Attempt {
                 .filter(|(m, _)| matches!(m, Metric::Req | Metric::Tokens | Metric::Cost))
                 .copied()
                 .collect();
-            self.gateway.usage.record(client, &client_actual, bucket_ms);
+            for reservation in client.reservations {
+                self.gateway
+                    .usage
+                    .record(reservation, &client_actual, bucket_ms);
+            }
         }
         self.gateway.usage.record(reservation, &actual, bucket_ms);
     }
@@ -208,17 +219,31 @@ fn usage_entries(provider: &crate::routing::Provider, u: &Usage) -> Vec<(Metric,
     entries
 }
 
-/// Settles a client's reservation when no attempt was made or all failed.
-pub fn settle_client_only(gateway: &Gateway, client: Option<Reservation>) {
-    if let Some(client) = client {
+/// Settles a client's reservations when no attempt was made or all failed: the request
+/// counts, its tokens do not.
+pub fn settle_client_only(gateway: &Gateway, client: Option<ClientHold>) {
+    for reservation in client.into_iter().flat_map(|c| c.reservations) {
         let store = Arc::clone(&gateway.store);
         gateway.settlements.spawn(async move {
             if let Err(e) = store
-                .reconcile(client, &[(Metric::Req, 1.0), (Metric::Tokens, 0.0)])
+                .reconcile(reservation, &[(Metric::Req, 1.0), (Metric::Tokens, 0.0)])
                 .await
             {
                 tracing::error!(error = %e, "cannot record usage for a client");
             }
         });
+    }
+}
+
+/// Gives back reservations taken for a request that was then refused before any attempt:
+/// neither its request nor its tokens count.
+pub fn release_client(gateway: &Gateway, reservations: Vec<Reservation>) {
+    let bucket_ms = gateway.store.windowing().bucket_ms();
+    for reservation in reservations {
+        gateway.usage.record(
+            reservation,
+            &[(Metric::Req, 0.0), (Metric::Tokens, 0.0)],
+            bucket_ms,
+        );
     }
 }

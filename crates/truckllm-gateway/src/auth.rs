@@ -6,10 +6,13 @@
 //!   ([`crate::clients`]). The caller, and the runtime it was checked against, travel to the
 //!   handler as a [`Caller`] extension, so a handler cannot forget to authenticate and always
 //!   works with the config version that admitted it.
-//! - [`admin`]: `/admin/...`. The admin key's SHA-256 is computed when a config version is
-//!   applied; a presented key is hashed and the digests compared in constant time. A missing
-//!   header is refused without comparing anything. With no admin key configured the admin API
-//!   answers 404.
+//! - [`admin`]: `/admin/...`. The admin identities' SHA-256 digests (`server.admin_keys`,
+//!   and `server.admin_key` as the admin named `admin`) are computed when a config version is
+//!   applied; a presented key is hashed and compared with every digest in constant time. A
+//!   missing header is refused without comparing anything. A `viewer` may call only the
+//!   read-only admin routes ([`crate::app::Access::AdminRead`]); a write answers 403. The
+//!   identity travels to the handler as an [`AdminCaller`] (it authors config versions). With
+//!   no admin identity configured the admin API answers 404.
 //!
 //! Every refusal leaves an audit record (category `access`, the route's action, never the key),
 //! a request record, and a count in `truckllm_rejected_total{code}`.
@@ -24,6 +27,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use truckllm_logging::{AuditCategory, AuditRecord};
 
+use truckllm_config::Config;
+use truckllm_config::schema::AdminRole;
+
+use crate::app::Access;
 use crate::clients::Client;
 use crate::error::ApiError;
 use crate::providers::Wire;
@@ -36,6 +43,63 @@ pub struct Caller {
     /// The runtime (config version) the caller was authenticated against.
     pub runtime: Arc<Runtime>,
     pub client: Arc<Client>,
+}
+
+/// The authenticated caller of an admin route.
+#[derive(Debug, Clone)]
+pub struct AdminCaller {
+    pub id: String,
+    pub role: AdminRole,
+}
+
+/// The admin identities of one config version, holding only digests.
+#[derive(Debug, Clone, Default)]
+pub struct Admins {
+    identities: Vec<(AdminCaller, [u8; 32])>,
+}
+
+impl Admins {
+    /// `server.admin_keys`, and `server.admin_key` as the admin named `admin`.
+    pub fn from_config(config: &Config) -> Self {
+        let legacy = config.server.admin_key.as_ref().map(|key| {
+            let caller = AdminCaller {
+                id: "admin".into(),
+                role: AdminRole::Admin,
+            };
+            (caller, digest(key.expose().as_bytes()))
+        });
+        let listed = config.server.admin_keys.iter().filter_map(|a| {
+            let hash = match (&a.key, &a.key_sha256) {
+                (Some(key), _) => digest(key.expose().as_bytes()),
+                (None, Some(hex)) => truckllm_config::secret::parse_sha256_hex(hex)?,
+                (None, None) => return None,
+            };
+            let caller = AdminCaller {
+                id: a.id.clone(),
+                role: a.role,
+            };
+            Some((caller, hash))
+        });
+        Self {
+            identities: legacy.into_iter().chain(listed).collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.identities.is_empty()
+    }
+
+    /// The identity whose key was presented; every digest is compared in constant time.
+    fn find(&self, key: &str) -> Option<&AdminCaller> {
+        let presented = digest(key.as_bytes());
+        let mut found = None;
+        for (caller, hash) in &self.identities {
+            if bool::from(hash.ct_eq(&presented)) {
+                found = Some(caller);
+            }
+        }
+        found
+    }
 }
 
 /// The client key a request presents: `Authorization: Bearer <key>` (OpenAI's way, and
@@ -64,7 +128,7 @@ pub async fn client(State(gw): State<Arc<Gateway>>, mut request: Request, next: 
     let runtime = gw.runtime();
     let admitted = runtime
         .clients
-        .authenticate(presented_key(request.headers()))
+        .authenticate(presented_key(request.headers()), gw.now_ms())
         .map(Arc::clone);
     match admitted {
         Ok(client) => {
@@ -75,24 +139,42 @@ pub async fn client(State(gw): State<Arc<Gateway>>, mut request: Request, next: 
     }
 }
 
-/// Admin routes: the admin key, compared as a digest.
-pub async fn admin(State(gw): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
+/// Admin routes: an admin identity, compared as a digest, whose role allows the route.
+pub async fn admin(State(gw): State<Arc<Gateway>>, mut request: Request, next: Next) -> Response {
     let runtime = gw.runtime();
-    let Some(expected) = runtime.admin_key_digest else {
-        return ApiError::not_found("the admin API is off: set server.admin_key").into_response();
-    };
-    let refusal = match presented_key(request.headers()) {
-        None => Some(ApiError::unauthorized(
-            "missing admin key: send Authorization: Bearer <admin key>",
+    if runtime.admins.is_empty() {
+        return ApiError::not_found("the admin API is off: set server.admin_keys or admin_key")
+            .into_response();
+    }
+    let writes = route_of(&request).is_none_or(|r| r.access != Access::AdminRead);
+    // A refusal names who was refused: the viewer by its id, an unknown caller as `admin`.
+    let admitted = match presented_key(request.headers()) {
+        None => Err((
+            "admin".to_owned(),
+            ApiError::unauthorized("missing admin key: send Authorization: Bearer <admin key>"),
         )),
-        Some(key) if !bool::from(digest(key.as_bytes()).ct_eq(&expected)) => {
-            Some(ApiError::unauthorized("invalid admin key"))
-        }
-        Some(_) => None,
+        Some(key) => match runtime.admins.find(key) {
+            None => Err((
+                "admin".to_owned(),
+                ApiError::unauthorized("invalid admin key"),
+            )),
+            Some(caller) if writes && caller.role != AdminRole::Admin => Err((
+                caller.id.clone(),
+                ApiError::forbidden(format!(
+                    "admin identity `{}` is a viewer: it may only read",
+                    caller.id
+                ))
+                .with_code("read_only"),
+            )),
+            Some(caller) => Ok(caller.clone()),
+        },
     };
-    match refusal {
-        None => next.run(request).await,
-        Some(e) => refuse(&gw, &request, "admin", e),
+    match admitted {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err((who, e)) => refuse(&gw, &request, &who, e),
     }
 }
 

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use truckllm_store::{ProviderKey, ReserveOutcome, ReserveRequest};
 
-use crate::attempt::{Attempt, settle_client_only};
+use crate::attempt::{Attempt, ClientHold, release_client, settle_client_only};
 use crate::clients::Client;
 use crate::error::ApiError;
 use crate::leases::{self, Ask};
@@ -24,6 +24,9 @@ use crate::upstream::UpstreamResponse;
 
 /// Provider id under which per-client limits are counted in the store.
 pub const CLIENTS_NAMESPACE: &str = "_clients";
+
+/// Provider id under which per-team limits (all the team's keys together) are counted.
+pub const TEAMS_NAMESPACE: &str = "_teams";
 
 /// What the loop needs of a request, whatever its dialect.
 pub trait CallPlan: Send {
@@ -114,16 +117,48 @@ async fn reserve(
     })
 }
 
+/// Reserves the request against the client key's minute limits, then its team's. A refusal
+/// at the team gives back what the key reserved, so a refused request never counts.
 async fn reserve_client(
     gw: &Gateway,
     client: &Client,
     estimate: f64,
     leasing: bool,
-) -> Result<Option<truckllm_store::Reservation>, ApiError> {
-    let Some(limits) = client.limits else {
-        return Ok(None);
-    };
-    let key = ProviderKey::new(CLIENTS_NAMESPACE, client.id.clone())
+) -> Result<Option<ClientHold>, ApiError> {
+    let team = client
+        .team
+        .as_ref()
+        .and_then(|t| Some((t.id.as_str(), t.limits?)));
+    let scopes = [
+        client
+            .limits
+            .map(|l| (CLIENTS_NAMESPACE, client.id.as_str(), l, "client")),
+        team.map(|(id, l)| (TEAMS_NAMESPACE, id, l, "team")),
+    ];
+    let mut held = Vec::new();
+    for (namespace, id, limits, what) in scopes.into_iter().flatten() {
+        match reserve_scope(gw, namespace, id, limits, what, estimate, leasing).await {
+            Ok(reservation) => held.push(reservation),
+            Err(e) => {
+                release_client(gw, held);
+                return Err(e);
+            }
+        }
+    }
+    Ok((!held.is_empty()).then_some(ClientHold { reservations: held }))
+}
+
+/// One reservation against the minute limits of a client key or a team (`what`).
+async fn reserve_scope(
+    gw: &Gateway,
+    namespace: &str,
+    id: &str,
+    limits: truckllm_config::schema::Limits,
+    what: &str,
+    estimate: f64,
+    leasing: bool,
+) -> Result<truckllm_store::Reservation, ApiError> {
+    let key = ProviderKey::new(namespace, id.to_owned())
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let ask = Ask {
         req_per_min: limits.req_per_min,
@@ -131,11 +166,11 @@ async fn reserve_client(
         estimate,
     };
     match reserve(gw, &key, ask, leasing).await? {
-        ReserveOutcome::Granted(r) => Ok(Some(r)),
+        ReserveOutcome::Granted(r) => Ok(r),
         ReserveOutcome::Denied(d) => Err(ApiError::rate_limited(
             format!(
-                "client `{}` is over its {} limit ({} of {} per minute)",
-                client.id, d.metric, d.used, d.limit
+                "{what} `{id}` is over its {} limit ({} of {} per minute)",
+                d.metric, d.used, d.limit
             ),
             d.retry_after,
         )),
@@ -201,7 +236,7 @@ async fn attempt_all(
     rt: Arc<Runtime>,
     targets: &[Target],
     plan: &mut dyn CallPlan,
-    mut client_hold: Option<truckllm_store::Reservation>,
+    mut client_hold: Option<ClientHold>,
     trace: &mut Trace,
 ) -> Result<Answer, ApiError> {
     let policy = &rt.policy;

@@ -135,6 +135,12 @@ impl ApiError {
         )
     }
 
+    /// The same error answered with another status (a 409 for a conflicting admin edit).
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
     /// The same error under another machine-readable code.
     pub fn with_code(mut self, code: &'static str) -> Self {
         self.code = code;

@@ -5,6 +5,7 @@
 //!
 //! - [`app`]: the route table (each route's access class and dialect), layers, serving.
 //! - [`auth`]: the client and admin layers; every route but the public list needs one.
+//! - [`admin`]: the admin API for client keys and teams; every change is a config version.
 //! - [`ingress`]: one module per client dialect (`openai`, `anthropic`): parse into a
 //!   neutral request, render answers, stream frames and errors in the client's dialect
 //!   (`relay`).
@@ -43,6 +44,7 @@
 //! dialect (streams event by event) while `attempt` hands the real usage to `recorder`,
 //! which writes it coalesced with other requests' (the second round trip, shared).
 
+pub mod admin;
 pub mod alerts;
 pub mod app;
 pub mod attempt;

@@ -305,7 +305,7 @@ mod tests {
         clients: &crate::clients::Clients,
         model: &str,
     ) -> Vec<(String, String)> {
-        let client = clients.authenticate(None).expect("open mode");
+        let client = clients.authenticate(None, 0).expect("open mode");
         routes
             .resolve(model, client)
             .map(|targets| {
@@ -351,7 +351,7 @@ mod tests {
         );
         assert!(
             !routes
-                .model_names(clients.authenticate(None).expect("open"))
+                .model_names(clients.authenticate(None, 0).expect("open"))
                 .iter()
                 .any(|n| n.contains('*'))
         );

@@ -29,8 +29,8 @@ pub struct Runtime {
     pub clients: Clients,
     pub policy: PolicyConfig,
     pub snapshot: Snapshot,
-    /// SHA-256 of `server.admin_key`; `None` turns the admin API off.
-    pub admin_key_digest: Option<[u8; 32]>,
+    /// The admin identities (digests and roles); none turns the admin API off.
+    pub admins: crate::auth::Admins,
 }
 
 impl Runtime {
@@ -46,11 +46,7 @@ impl Runtime {
             clients: Clients::from_config(config),
             policy: config.policy.clone(),
             snapshot: Snapshot::default(),
-            admin_key_digest: config
-                .server
-                .admin_key
-                .as_ref()
-                .map(|key| crate::auth::digest(key.expose().as_bytes())),
+            admins: crate::auth::Admins::from_config(config),
             routes,
         })
     }

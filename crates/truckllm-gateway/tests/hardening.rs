@@ -16,10 +16,11 @@ use truckllm_gateway::providers::Wire;
 
 const CLIENT_KEY: &str = "client-secret-key";
 const ADMIN_KEY: &str = "admin-secret-key-0123456789";
+const VIEWER_KEY: &str = "viewer-secret-key-0123456789";
 
 fn clients_and_admin() -> String {
     format!(
-        "server:\n  admin_key: \"{ADMIN_KEY}\"\napi_keys:\n  - id: \"team-a\"\n    key: \"{CLIENT_KEY}\"\n    allowed_models: [\"mock:gpt-4o-mini\"]\n"
+        "server:\n  admin_key: \"{ADMIN_KEY}\"\n  admin_keys: [{{id: auditor, key: \"{VIEWER_KEY}\", role: viewer}}]\napi_keys:\n  - id: \"team-a\"\n    key: \"{CLIENT_KEY}\"\n    allowed_models: [\"mock:gpt-4o-mini\"]\n"
     )
 }
 
@@ -28,7 +29,12 @@ fn hello(model: &str) -> Value {
 }
 
 async fn call(gw: &TestGateway, method: &Method, path: &str, key: Option<&str>) -> (u16, Value) {
-    let url = format!("{}{}", gw.url, path.replace("{*id}", "mock:gpt-4o-mini"));
+    let url = format!(
+        "{}{}",
+        gw.url,
+        path.replace("{*id}", "mock:gpt-4o-mini")
+            .replace("{id}", "no-such-id")
+    );
     let mut request = gw.http.request(method.clone(), url);
     if *method == Method::POST {
         request = request.json(&hello("mock:gpt-4o-mini"));
@@ -86,11 +92,28 @@ async fn every_route_is_authenticated_unless_it_is_on_the_public_list() {
                 }
                 assert_ne!(with_client_key, 401, "{} {}", route.method, route.path);
             }
-            Access::Admin => {
+            Access::Admin | Access::AdminRead => {
                 assert_eq!(anonymous, 401, "{} {}: {body}", route.method, route.path);
                 assert_eq!(with_client_key, 401, "a client key is not the admin key");
+                let (viewer, _) = call(&gw, &route.method, route.path, Some(VIEWER_KEY)).await;
                 let (admin, body) = call(&gw, &route.method, route.path, Some(ADMIN_KEY)).await;
-                assert_eq!(admin, 200, "{} {}: {body}", route.method, route.path);
+                // Admitted: the handler answers (a chat body is no admin request, and the ids
+                // do not exist), never with a refusal of the caller.
+                assert!(
+                    ![401, 403].contains(&admin) && admin < 500,
+                    "{} {}: {admin} {body}",
+                    route.method,
+                    route.path
+                );
+                if route.access == Access::AdminRead {
+                    assert_eq!(viewer, admin, "{} {} reads", route.method, route.path);
+                } else {
+                    assert_eq!(
+                        viewer, 403,
+                        "{} {}: a viewer only reads",
+                        route.method, route.path
+                    );
+                }
             }
         }
     }

@@ -93,6 +93,129 @@ pub enum Command {
     /// Search and summarise the logs the file sink wrote (rotated files included).
     #[command(subcommand)]
     Logs(LogsCommand),
+    /// Manage client keys through a running gateway's admin API.
+    Keys {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Manage teams through a running gateway's admin API.
+    Teams {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: TeamsCommand,
+    },
+}
+
+/// Which gateway's admin API, as whom, and how to print its answers.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    /// The gateway's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "TRUCKLLM_ADMIN_URL",
+        default_value = "http://127.0.0.1:2906"
+    )]
+    pub admin_url: String,
+    /// An admin key (`server.admin_keys`, or `server.admin_key`); required.
+    #[arg(
+        long,
+        global = true,
+        env = "TRUCKLLM_ADMIN_KEY",
+        hide_env_values = true
+    )]
+    pub admin_key: Option<String>,
+    /// Print the API's JSON answers instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Fields of a key or team to set, beyond the named flags.
+#[derive(Debug, Clone, Args)]
+pub struct FieldArgs {
+    /// `team` of a key.
+    #[arg(long)]
+    pub team: Option<String>,
+    /// When a key stops working (RFC 3339, UTC).
+    #[arg(long)]
+    pub expires_at: Option<String>,
+    /// Comma-separated `allowed_models`.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_models: Option<Vec<String>>,
+    /// Comma-separated `allowed_providers`.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_providers: Option<Vec<String>>,
+    /// A `metadata` label, `name=value`; repeatable.
+    #[arg(long = "meta", value_name = "NAME=VALUE")]
+    pub metadata: Vec<String>,
+    /// Any other fields, as a JSON object (`{"budget": {"max_cost": 5, "period": "day"}}`).
+    #[arg(long, value_name = "JSON")]
+    pub fields: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; its secret is printed this once.
+    Create {
+        /// The key's id (generated when absent).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        fields: FieldArgs,
+    },
+    /// List keys (never their secrets).
+    List,
+    Show {
+        id: String,
+    },
+    /// Change a key's fields (a JSON `null` in --fields clears one).
+    Update {
+        id: String,
+        #[command(flatten)]
+        fields: FieldArgs,
+    },
+    /// A new secret for the same id, printed this once; the old one works for --grace-secs.
+    Rotate {
+        id: String,
+        #[arg(long, default_value_t = 0)]
+        grace_secs: u64,
+    },
+    /// Revoke a key on every gateway sharing the config.
+    Revoke {
+        id: String,
+    },
+    Disable {
+        id: String,
+    },
+    Enable {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamsCommand {
+    Create {
+        id: String,
+        #[command(flatten)]
+        fields: FieldArgs,
+    },
+    List,
+    Show {
+        id: String,
+    },
+    /// Change a team's fields (a JSON `null` in --fields clears one).
+    Update {
+        id: String,
+        #[command(flatten)]
+        fields: FieldArgs,
+    },
+    /// Delete a team no key names.
+    Delete {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

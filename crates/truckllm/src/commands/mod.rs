@@ -5,6 +5,7 @@ mod bench_gateway;
 mod bench_logs;
 mod bench_outage;
 mod config;
+mod keys;
 mod logs;
 mod serve;
 mod storage_server;
@@ -42,6 +43,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             config::run(&target, command).await
         }
         Command::Logs(command) => logs::run(&cli.config, command).await,
+        Command::Keys { admin, command } => keys::keys(&admin, command).await,
+        Command::Teams { admin, command } => keys::teams(&admin, command).await,
     }
 }
 
