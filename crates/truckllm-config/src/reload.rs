@@ -83,6 +83,9 @@ pub struct LiveConfig {
     /// What the last rejection was about (the text's hash, or the store's error), so that a
     /// change seen twice is rejected once.
     rejected: Mutex<Option<String>>,
+    /// Held across a reload's load and apply, so two reloads (the watcher's and an admin
+    /// call's) never interleave and put an older version back over a newer one.
+    applying: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for LiveConfig {
@@ -117,6 +120,7 @@ impl LiveConfig {
             master_key,
             current: ArcSwap::from_pointee(running),
             rejected: Mutex::new(None),
+            applying: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -147,6 +151,7 @@ impl LiveConfig {
     }
 
     async fn apply(&self, trigger: &str, quiet: bool) -> Result<ReloadOutcome, ConfigError> {
+        let _applying = self.applying.lock().await;
         let old_version = self.current().version;
         let (key, result) = self.try_reload().await;
         if quiet && result.is_err() && self.already_rejected(&key) {
@@ -210,9 +215,17 @@ impl LiveConfig {
     ) -> Result<ReloadOutcome, ConfigError> {
         let running = self.current();
         if hash == running.sha256 {
-            return Ok(ReloadOutcome::Unchanged {
-                version: running.version,
-            });
+            // The same text saved again as a newer version: run it under that number, so the
+            // next save names the version the store holds.
+            if version != running.version {
+                self.current.store(Arc::new(Running {
+                    version,
+                    raw: running.raw.clone(),
+                    resolved: running.resolved.clone(),
+                    sha256: running.sha256.clone(),
+                }));
+            }
+            return Ok(ReloadOutcome::Unchanged { version });
         }
         let loaded = load_str(text, self.env.as_ref(), self.master_key.as_deref())?;
         refuse_silent_open_mode(&running.resolved, &loaded.resolved)?;

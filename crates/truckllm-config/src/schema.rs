@@ -908,6 +908,9 @@ impl Config {
         for provider in &mut out.llm_providers {
             for key in &mut provider.keys {
                 key.secret = hide(&key.secret);
+                key.access_key_id = hide_opt(&key.access_key_id);
+                key.secret_access_key = hide_opt(&key.secret_access_key);
+                key.session_token = hide_opt(&key.session_token);
             }
         }
         for client in &mut out.api_keys {

@@ -91,3 +91,35 @@ async fn a_save_reaches_every_listener_and_an_empty_store_says_what_to_do() {
         .expect("the stream goes on");
     assert!(second.load().await.expect("load").text.contains("client-1"));
 }
+
+/// Into an empty store, two first saves at once: one is version 1, the other a conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_first_saves_into_an_empty_store_conflict() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let server = PostgresServer::shared();
+    let url = tokio::task::spawn_blocking(move || server.fresh_database())
+        .await
+        .expect("a test database");
+    let store = Arc::new(
+        PostgresConfigStore::connect(&url, options())
+            .await
+            .expect("connect"),
+    );
+    let saves = (1..=2).map(|n| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .save_text(&sample(n), 0, SaveMeta::new("boot", "first"))
+                .await
+        }
+    });
+    let results = futures_util::future::join_all(saves).await;
+    let won: Vec<_> = results.iter().filter(|r| r.is_ok()).collect();
+    assert_eq!(won.len(), 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, Err(truckllm_config::ConfigError::Conflict { .. }))),
+        "{results:?}"
+    );
+}

@@ -310,7 +310,7 @@ fn provider_ids_starting_with_underscore_are_reserved() {
 
 #[test]
 fn redacted_configs_hide_literal_secrets_defaults_and_url_passwords() {
-    let yaml = "server:\n  admin_key: \"${ADMIN:-fallback-admin-secret}\"\nstorage:\n  runtime:\n    type: redis\n    addr: \"redis://:redis-pass@cache:6379\"\n    password: \"literal-redis-pass\"\n  config:\n    addr: \"${CONFIG_URL:-https://u:url-pass@h}\"\nllm_providers:\n  - id: p\n    base_url: https://p/v1\n    keys:\n      - {id: a, secret: \"sk-literal\"}\n      - {id: b, secret: \"${A}sk-mixed${B}\"}\n      - {id: c, secret: \"${KEY_C}\"}\n";
+    let yaml = "server:\n  admin_key: \"${ADMIN:-fallback-admin-secret}\"\nstorage:\n  runtime:\n    type: redis\n    addr: \"redis://:redis-pass@cache:6379\"\n    password: \"literal-redis-pass\"\n  config:\n    addr: \"${CONFIG_URL:-https://u:url-pass@h}\"\nllm_providers:\n  - id: p\n    base_url: https://p/v1\n    keys:\n      - {id: a, secret: \"sk-literal\"}\n      - {id: b, secret: \"${A}sk-mixed${B}\"}\n      - {id: c, secret: \"${KEY_C}\"}\n  - id: aws\n    type: bedrock\n    region: us-east-1\n    keys:\n      - {id: k, access_key_id: \"AKIALITERAL\", secret_access_key: \"aws-secret-literal\", session_token: \"aws-session-literal\"}\n";
     let raw = truckllm_config::parse(yaml).expect("parse");
     let shown = serde_json::to_string(&raw.redacted()).expect("json");
     for hidden in [
@@ -319,6 +319,9 @@ fn redacted_configs_hide_literal_secrets_defaults_and_url_passwords() {
         "url-pass",
         "sk-literal",
         "sk-mixed",
+        "AKIALITERAL",
+        "aws-secret-literal",
+        "aws-session-literal",
     ] {
         assert!(!shown.contains(hidden), "{hidden} shown: {shown}");
     }

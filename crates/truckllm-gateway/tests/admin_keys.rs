@@ -504,3 +504,47 @@ async fn an_edit_applies_to_the_newest_stored_version_and_keeps_another_writers_
     assert_eq!(ids, ["seed", "from-elsewhere", "mine"]);
     gw.stop().await;
 }
+
+/// A call that changes nothing (enabling an enabled key, an empty patch) saves no version, and
+/// the writes after it still succeed.
+#[tokio::test]
+async fn a_call_that_changes_nothing_saves_no_version_and_later_writes_still_land() {
+    let mock = Mock::start(MockOptions::default()).await;
+    let gw = TestGateway::start(&config(&mock.url, 1, "", &setup()), Backend::Memory).await;
+    let (status, _) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        ADMIN,
+        Some(json!({"id": "bob"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let saved = version(&gw);
+    for (method, path, body) in [
+        ("POST", "/admin/keys/bob/enable", None),
+        ("PATCH", "/admin/keys/bob", Some(json!({}))),
+    ] {
+        let (status, answer) = admin(&gw, method, path, ADMIN, body).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        assert_eq!(version(&gw), saved, "{path} saved a version");
+    }
+    let versions = gw
+        .gateway
+        .live()
+        .store()
+        .versions()
+        .await
+        .expect("versions");
+    assert_eq!(versions.last().map(|v| v.version), Some(saved));
+    let (status, answer) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        ADMIN,
+        Some(json!({"id": "carol"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(version(&gw), saved + 1);
+}

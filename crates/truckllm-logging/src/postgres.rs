@@ -88,8 +88,9 @@ impl PostgresSink {
         })
     }
 
-    /// One attempt at the whole batch: schema, partitions, then one INSERT per table.
-    async fn try_write(&mut self, batch: &[LogRecord]) -> Result<(), String> {
+    /// One attempt at the whole batch: schema, partitions, then one INSERT per table, in one
+    /// transaction (all of the batch or none of it).
+    async fn try_write(&mut self, batch: &[LogRecord]) -> Result<(), Failure> {
         self.migrate().await?;
         let (requests, audits) = split(batch);
         for (table, records) in [(REQUEST_TABLE, &requests), (AUDIT_TABLE, &audits)] {
@@ -97,33 +98,37 @@ impl PostgresSink {
                 self.ensure_partition(table, &day).await?;
             }
         }
-        let mut tx = self.pool.begin().await.map_err(|e| e.to_string())?;
+        let mut tx = self.pool.begin().await.map_err(Failure::of)?;
         for (sql, records) in [(INSERT_REQUESTS, requests), (INSERT_AUDIT, audits)] {
             if records.is_empty() {
                 continue;
             }
             let json = serde_json::Value::Array(records.into_iter().map(|(_, v)| v).collect());
-            sqlx::query(sql)
+            let inserted = sqlx::query(sql)
                 .bind(json.to_string())
                 .execute(&mut *tx)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await;
+            if let Err(e) = inserted {
+                // Perhaps another gateway dropped a partition this sink thought it had.
+                self.partitions.clear();
+                return Err(Failure::of(e));
+            }
         }
-        tx.commit().await.map_err(|e| e.to_string())
+        tx.commit().await.map_err(Failure::of)
     }
 
-    async fn migrate(&mut self) -> Result<(), String> {
+    async fn migrate(&mut self) -> Result<(), Failure> {
         if !self.migrated {
             schema::migrate(&self.pool, "postgres")
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Failure::Transient(e.to_string()))?;
             self.migrated = true;
-            self.maintain().await?;
+            self.maintain().await.map_err(Failure::Transient)?;
         }
         Ok(())
     }
 
-    async fn ensure_partition(&mut self, table: &'static str, day: &str) -> Result<(), String> {
+    async fn ensure_partition(&mut self, table: &'static str, day: &str) -> Result<(), Failure> {
         if self.partitions.contains(&(table, day.to_owned())) {
             return Ok(());
         }
@@ -132,7 +137,7 @@ impl PostgresSink {
             .bind(day)
             .execute(&self.pool)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(Failure::of)?;
         self.partitions.insert((table, day.to_owned()));
         Ok(())
     }
@@ -143,7 +148,9 @@ impl PostgresSink {
         for table in [REQUEST_TABLE, AUDIT_TABLE] {
             for ahead in [Duration::ZERO, Duration::from_secs(86_400)] {
                 let day = day_of(now + ahead);
-                self.ensure_partition(table, &day).await?;
+                self.ensure_partition(table, &day)
+                    .await
+                    .map_err(|f| f.to_string())?;
             }
         }
         for (table, keep) in [(REQUEST_TABLE, self.keep), (AUDIT_TABLE, self.audit_keep)] {
@@ -164,6 +171,36 @@ impl PostgresSink {
     }
 }
 
+/// Why a write failed: worth retrying (the database is away, a conflict), or never (the
+/// records themselves are refused: SQLSTATE class 22, data exception, or 23, integrity).
+#[derive(Debug)]
+enum Failure {
+    Transient(String),
+    Refused(String),
+}
+
+impl Failure {
+    fn of(e: sqlx::Error) -> Self {
+        let refused = e
+            .as_database_error()
+            .and_then(|d| d.code())
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23"));
+        if refused {
+            Failure::Refused(e.to_string())
+        } else {
+            Failure::Transient(e.to_string())
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Transient(reason) | Failure::Refused(reason) => f.write_str(reason),
+        }
+    }
+}
+
 /// Each record's UTC day and its JSON, requests and audit records apart.
 type Rows = Vec<(String, serde_json::Value)>;
 
@@ -175,11 +212,25 @@ fn split(batch: &[LogRecord]) -> (Rows, Rows) {
             LogRecord::Request(r) => (&r.ts, serde_json::to_value(&**r), &mut requests),
             LogRecord::Audit(a) => (&a.ts, serde_json::to_value(&**a), &mut audits),
         };
-        if let Ok(json) = json {
+        if let Ok(mut json) = json {
+            without_nul(&mut json);
             rows.push((ts.get(..10).unwrap_or_default().to_owned(), json));
         }
     }
     (requests, audits)
+}
+
+/// PostgreSQL's `jsonb` refuses `\u0000`, and record strings come from clients (a model
+/// name, a request id): each NUL becomes U+FFFD, so one request cannot stop the sink.
+fn without_nul(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => {
+            *text = text.replace('\0', "\u{fffd}");
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(without_nul),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(without_nul),
+        _ => {}
+    }
 }
 
 fn days_of(rows: &Rows) -> BTreeSet<String> {
@@ -224,7 +275,14 @@ impl LogSink for PostgresSink {
             let last_chance = stop.is_cancelled();
             let reason = match self.try_write(batch).await {
                 Ok(()) => return Ok(()),
-                Err(reason) => reason,
+                // The same batch would fail the same way forever: give it up, counted.
+                Err(Failure::Refused(reason)) => {
+                    return Err(SinkError::GaveUp {
+                        records: batch.len(),
+                        reason: format!("PostgreSQL refused the records: {reason}"),
+                    });
+                }
+                Err(Failure::Transient(reason)) => reason,
             };
             if last_chance {
                 return Err(SinkError::GaveUp {
@@ -262,9 +320,9 @@ impl LogSink for PostgresSink {
 }
 
 /// `logs search` and `logs stats` in SQL: the records of `table` that `filter` keeps, oldest
-/// first, each handed to `each` as its JSON text (what the file sink would have written).
-/// Time, provider, key, client and model are matched by the indexed columns; status and text
-/// by the same rules as over files.
+/// first, each handed to `each` as compact JSON. Time, provider, key, client and model are
+/// matched by the indexed columns; status and text (`--grep`, over the compact JSON) as over
+/// files. Keys come out in PostgreSQL's jsonb order, not the order the file sink writes.
 pub async fn scan_sql(
     url: &str,
     audit: bool,
@@ -283,13 +341,12 @@ pub async fn scan_sql(
     let sql = if audit {
         "SELECT record::text FROM truckllm_audit_log WHERE ($1::timestamptz IS NULL OR ts >= $1::timestamptz) \
          AND ($2::timestamptz IS NULL OR ts < $2::timestamptz) \
-         AND ($7::text IS NULL OR strpos(record::text, $7) > 0) ORDER BY ts"
+         ORDER BY ts"
     } else {
         "SELECT record::text FROM truckllm_request_log WHERE ($1::timestamptz IS NULL OR ts >= $1::timestamptz) \
          AND ($2::timestamptz IS NULL OR ts < $2::timestamptz) AND ($3::text IS NULL OR provider = $3) \
          AND ($4::text IS NULL OR key = $4) AND ($5::text IS NULL OR client = $5) \
-         AND ($6::text IS NULL OR model = $6) \
-         AND ($7::text IS NULL OR strpos(record::text, $7) > 0) ORDER BY ts"
+         AND ($6::text IS NULL OR model = $6) ORDER BY ts"
     };
     let mut rows = sqlx::query_scalar::<_, String>(sql)
         .bind(ts(filter.since))
@@ -298,7 +355,6 @@ pub async fn scan_sql(
         .bind(filter.key.as_deref())
         .bind(filter.client.as_deref())
         .bind(filter.model.as_deref())
-        .bind(filter.grep.as_deref())
         .fetch(&pool);
     let mut summary = crate::search::ScanSummary::default();
     while let Some(text) = rows.try_next().await.map_err(|e| e.to_string())? {
@@ -314,9 +370,15 @@ pub async fn scan_sql(
                 .and_then(|s| u16::try_from(s).ok())
                 .is_some_and(|s| want.matches(s))
         });
-        if keep {
+        let line = record.to_string();
+        if keep
+            && filter
+                .grep
+                .as_deref()
+                .is_none_or(|text| line.contains(text))
+        {
             summary.matched += 1;
-            each(record.to_string().as_bytes());
+            each(line.as_bytes());
         }
     }
     Ok(summary)

@@ -62,12 +62,21 @@ async fn records_land_in_day_partitions_and_old_days_are_dropped() {
     logger.emit(request(now, "r-err", "bob", 429));
     logger.emit(request(old, "r-old", "alice", 200));
     logger.emit(AuditRecord::new(AuditCategory::Admin, "keys.create", "ops", "ok").target("alice"));
+    // jsonb refuses NUL: a client's model name holding one must not stop the sink.
+    let mut nul = request(now, "r-nul", "dave", 200);
+    nul.model = "a\0b".into();
+    logger.emit(nul);
     logger.flush().await;
     logger.shutdown(Duration::from_secs(10)).await;
+    let model = server.psql_in(
+        &db,
+        "SELECT model FROM truckllm_request_log WHERE request_id = 'r-nul'",
+    );
+    assert_eq!(model, "a\u{fffd}b");
 
     let rows = server.psql_in(
         &db,
-        "SELECT request_id, client, status, prompt_tokens, cost FROM truckllm_request_log ORDER BY ts, request_id",
+        "SELECT request_id, client, status, prompt_tokens, cost FROM truckllm_request_log WHERE request_id <> 'r-nul' ORDER BY ts, request_id",
     );
     assert_eq!(
         rows,
@@ -97,7 +106,7 @@ async fn records_land_in_day_partitions_and_old_days_are_dropped() {
     logger.shutdown(Duration::from_secs(10)).await;
     assert_eq!(partitions(&db), "2");
     let left = server.psql_in(&db, "SELECT count(*) FROM truckllm_request_log");
-    assert_eq!(left, "3", "r-old went with its day");
+    assert_eq!(left, "4", "r-old went with its day");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,7 +24,13 @@ pub struct Cli {
     /// Config store: a YAML file path, `postgres://user:pass@host:port/db`, or a storage
     /// server's `http(s)://` URL (token: --store-token). `serve` and the config commands
     /// use it instead of --config; `storage-server` serves GET/PUT /config from it.
-    #[arg(long, global = true, env = "TRUCKLLM_CONFIG_STORE", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "TRUCKLLM_CONFIG_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub config_store: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
@@ -513,6 +519,10 @@ pub struct LogsBenchArgs {
     /// Rotate at this many MiB, so the search spans several files.
     #[arg(long, default_value_t = 16.0)]
     pub rotate_mb: f64,
+    /// Also write the same records through the PostgreSQL sink into this (empty) database and
+    /// time the same queries in SQL, beside the file's.
+    #[arg(long, value_name = "URL")]
+    pub db: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -90,29 +90,29 @@ impl PostgresConfigStore {
         ))
     }
 
-    /// The current version, locked for the rest of `tx` when `lock`; `None` in a new store.
-    async fn current_version(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        lock: bool,
-    ) -> Result<Option<u64>> {
-        let sql = if lock {
-            "SELECT version FROM truckllm_config_current FOR UPDATE"
-        } else {
-            "SELECT version FROM truckllm_config_current"
-        };
-        let version: Option<i64> = sqlx::query_scalar(sql)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(|e| self.failed("read the current version", e))?;
+    /// The current version, its row locked for the rest of `tx`; `None` in a new store.
+    async fn current_version(&self, tx: &mut Transaction<'_, Postgres>) -> Result<Option<u64>> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM truckllm_config_current FOR UPDATE")
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(|e| self.failed("read the current version", e))?;
         Ok(version.map(to_u64))
     }
 
+    /// A transaction holding the config's advisory lock: saves and restores take turns, even
+    /// into an empty store (where there is no current row to lock yet).
     async fn begin(&self) -> Result<Transaction<'_, Postgres>> {
-        self.pool
+        let mut tx = self
+            .pool
             .begin()
             .await
-            .map_err(|e| self.failed("begin a transaction", e))
+            .map_err(|e| self.failed("begin a transaction", e))?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('truckllm_config'))")
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.failed("lock the config", e))?;
+        Ok(tx)
     }
 
     async fn read_version(&self, version: u64) -> Result<Versioned> {
@@ -234,17 +234,25 @@ impl PostgresConfigStore {
 #[async_trait]
 impl ConfigStore for PostgresConfigStore {
     async fn load(&self) -> Result<Versioned> {
-        let mut tx = self.begin().await?;
-        let current = self.current_version(&mut tx, false).await?;
-        drop(tx);
-        self.read_version(current.ok_or_else(|| self.empty())?)
-            .await
+        // One statement: the pointer and the text it names, as of one snapshot.
+        let row = sqlx::query(
+            "SELECT v.version, v.time_ms, v.author, v.comment, v.sha256, v.text \
+             FROM truckllm_config_current c JOIN truckllm_config_versions v USING (version)",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.failed("load", e))?
+        .ok_or_else(|| self.empty())?;
+        Ok(Versioned {
+            info: info_of(&row)?,
+            text: row.try_get("text").map_err(|e| self.failed("read", e))?,
+        })
     }
 
     async fn save_text(&self, text: &str, expected: u64, meta: SaveMeta) -> Result<u64> {
         self.check(text)?;
         let mut tx = self.begin().await?;
-        let current = self.current_version(&mut tx, true).await?.unwrap_or(0);
+        let current = self.current_version(&mut tx).await?.unwrap_or(0);
         if current != expected {
             return Err(ConfigError::Conflict { expected, current });
         }
@@ -297,7 +305,7 @@ impl ConfigStore for PostgresConfigStore {
     async fn restore(&self, path: &Path) -> Result<u64> {
         let backup = self.read_backup(path)?;
         let mut tx = self.begin().await?;
-        self.current_version(&mut tx, true).await?;
+        self.current_version(&mut tx).await?;
         for sql in [
             "DELETE FROM truckllm_config_current",
             "DELETE FROM truckllm_config_versions",

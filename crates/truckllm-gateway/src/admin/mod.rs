@@ -117,6 +117,10 @@ async fn change(
         let mut raw = running.raw.clone();
         let edited = edit(&mut raw, &running.resolved)?;
         check(&raw, &edited.entry)?;
+        // Nothing changed (enabling an enabled key, an empty patch): no new version.
+        if raw == running.raw {
+            return Ok((edited.body, (running.version, running.version)));
+        }
         let meta = SaveMeta::new(admin.id.clone(), format!("{action} {target}"));
         match live.store().save(&raw, running.version, meta).await {
             Ok(_) => {}

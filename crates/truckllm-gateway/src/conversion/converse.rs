@@ -355,10 +355,14 @@ fn tool_result(message: &Value) -> Result<Value, Unsupported> {
         .get("tool_call_id")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let content: Vec<Value> = text_blocks(message.get("content"), "tool")?
+    let mut content: Vec<Value> = text_blocks(message.get("content"), "tool")?
         .into_iter()
         .filter(|b| b.get("text").is_some())
         .collect();
+    // Converse wants at least one block; an empty tool output is an empty JSON object.
+    if content.is_empty() {
+        content.push(json!({ "json": {} }));
+    }
     Ok(json!({ "toolResult": { "toolUseId": tool_id(id), "content": content } }))
 }
 

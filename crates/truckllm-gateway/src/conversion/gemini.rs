@@ -19,7 +19,8 @@
 //!   `seed`; `response_format` `json_object` → `responseMimeType: application/json`,
 //!   `json_schema` → that and `responseJsonSchema` (its `name` and `strict` dropped);
 //!   `reasoning_effort` → `thinkingConfig.thinkingBudget` (`none` 0, `minimal` 512, `low`
-//!   1024, `medium` 8192, `high` 24576).
+//!   1024, `medium` 8192, `high` 24576) with `includeThoughts` unless `none` (models that must
+//!   think, such as 2.5 Pro, refuse a budget of 0: their 400 reaches the client).
 //! - Refused: `n` > 1, `logprobs`, audio, non-function tools, the legacy `functions`, tool
 //!   call arguments that are not a JSON object. Dropped: `user`, `metadata`, `store`,
 //!   `service_tier`, `stream_options`, `parallel_tool_calls`, `logit_bias`,
@@ -351,7 +352,14 @@ fn generation_config(chat: &Object) -> Result<Object, Unsupported> {
     }
     response_format(chat.get("response_format"), &mut config)?;
     if let Some(budget) = thinking_budget(chat.get("reasoning_effort"))? {
-        config.insert("thinkingConfig".into(), json!({ "thinkingBudget": budget }));
+        // Thoughts come back only when asked for: without `includeThoughts` the answer holds
+        // no `thought` parts and `reasoning_content` would stay empty.
+        let thinking = if budget > 0 {
+            json!({ "thinkingBudget": budget, "includeThoughts": true })
+        } else {
+            json!({ "thinkingBudget": budget })
+        };
+        config.insert("thinkingConfig".into(), thinking);
     }
     Ok(config)
 }

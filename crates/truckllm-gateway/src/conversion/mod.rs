@@ -181,11 +181,17 @@ fn count(tokens: f64) -> u64 {
 
 /// An OpenAI `usage` object for the neutral record.
 fn openai_usage_json(usage: &Usage) -> Value {
+    let mut details = json!({"cached_tokens": count(usage.cache_read_tokens)});
+    // Cache writes (Anthropic, Bedrock) have no OpenAI field; shown when there are any, in
+    // the name the gateway reads back (see `crate::usage`).
+    if usage.cache_write_tokens > 0.0 {
+        details["cache_write_tokens"] = count(usage.cache_write_tokens).into();
+    }
     json!({
         "prompt_tokens": count(usage.prompt_tokens),
         "completion_tokens": count(usage.completion_tokens),
         "total_tokens": count(usage.total()),
-        "prompt_tokens_details": {"cached_tokens": count(usage.cache_read_tokens)},
+        "prompt_tokens_details": details,
     })
 }
 

@@ -125,10 +125,22 @@ impl Protocol for Bedrock {
     }
 
     /// Bedrock's 408 (`ModelTimeoutException`) is the model's, not the request's: retried.
+    /// Its 400 `ServiceQuotaExceededException` is the account's quota: another key (another
+    /// account) may have room, so it is retried as a rate limit.
     fn verdict(&self, status: StatusCode, headers: &HeaderMap) -> Verdict {
         if status == StatusCode::REQUEST_TIMEOUT {
             return Verdict::Retry {
                 rate_limited: false,
+                retry_after: None,
+            };
+        }
+        let error_type = headers
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if error_type.starts_with("ServiceQuotaExceededException") {
+            return Verdict::Retry {
+                rate_limited: true,
                 retry_after: None,
             };
         }
@@ -212,6 +224,31 @@ mod tests {
             secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
             session_token: token.map(Secret::new),
         }
+    }
+
+    #[test]
+    fn an_accounts_quota_moves_to_the_next_key_and_a_bad_request_does_not() {
+        let bedrock = provider();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-amzn-errortype",
+            axum::http::HeaderValue::from_static("ServiceQuotaExceededException:http://internal"),
+        );
+        assert!(matches!(
+            bedrock.verdict(StatusCode::BAD_REQUEST, &headers),
+            Verdict::Retry {
+                rate_limited: true,
+                ..
+            }
+        ));
+        headers.insert(
+            "x-amzn-errortype",
+            axum::http::HeaderValue::from_static("ValidationException"),
+        );
+        assert_eq!(
+            bedrock.verdict(StatusCode::BAD_REQUEST, &headers),
+            Verdict::ClientError
+        );
     }
 
     #[test]

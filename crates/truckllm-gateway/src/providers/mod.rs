@@ -212,8 +212,11 @@ pub fn base_url(config: &ProviderConfig) -> Result<String, String> {
 /// percent-encoded (a model name such as `anthropic.claude-3:0` or `a/b` stays one segment).
 pub fn path_segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    // `.` and `..` alone would be read as path steps: their dots are encoded too.
+    let only_dots = text.bytes().all(|b| b == b'.');
     for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+        let dot = byte == b'.' && !only_dots;
+        if byte.is_ascii_alphanumeric() || dot || matches!(byte, b'-' | b'_' | b'~') {
             out.push(char::from(byte));
         } else {
             out.push_str(&format!("%{byte:02X}"));
@@ -327,6 +330,9 @@ mod tests {
             "anthropic.claude-3%3A0%2Fx%3Fy"
         );
         assert_eq!(path_segment("é"), "%C3%A9");
+        assert_eq!(path_segment(".."), "%2E%2E");
+        assert_eq!(path_segment("."), "%2E");
+        assert_eq!(path_segment("a..b"), "a..b");
     }
 
     #[test]

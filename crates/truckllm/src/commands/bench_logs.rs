@@ -1,12 +1,13 @@
 //! `truckllm bench logs`: writes a request log of realistic records through the real file sink
 //! (rotating, fsync per batch), then times what `truckllm logs search` and `logs stats` do over
-//! it: a full scan, field filters, a text search, and per-key stats.
+//! it: a full scan, field filters, a text search, and per-key stats. With `--db`, the same
+//! records go through the PostgreSQL sink too and the same queries run in SQL.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use truckllm_config::schema::{FileSinkConfig, LogSinkConfig};
+use truckllm_config::schema::{FileSinkConfig, LogSinkConfig, PostgresSinkConfig};
 use truckllm_logging::RequestRecord;
 use truckllm_logging::search::{self, Filter, GroupBy, Stats};
 
@@ -21,7 +22,7 @@ pub async fn run(args: &LogsBenchArgs) -> Result<ExitCode> {
         queue_size: 100_000,
         ..FileSinkConfig::at(path.display().to_string())
     };
-    let (records, bytes, write_time) = write_log(&sink, args.mb << 20).await?;
+    let (records, bytes, write_time) = write_log(LogSinkConfig::File(sink), args.mb << 20).await?;
     let files = search::log_files(&path, None)?;
     println!(
         "log: {records} records, {:.1} MiB in {} files, written through the file sink in {:.2} s ({:.0} records/s)",
@@ -32,8 +33,81 @@ pub async fn run(args: &LogsBenchArgs) -> Result<ExitCode> {
     );
     println!("| query | matched | time | MiB/s |");
     println!("|---|---:|---:|---:|");
+    for (name, filter) in queries() {
+        let started = Instant::now();
+        let summary = search::scan_requests(&files, &filter, |_, _| {})?;
+        report(name, summary.matched, started.elapsed(), bytes);
+    }
+    let started = Instant::now();
+    let mut stats = Stats::default();
+    let summary = search::scan_requests(&files, &Filter::default(), |r, _| {
+        stats.add(GroupBy::Key, r)
+    })?;
+    stats.finish();
+    report(
+        "stats --by key (p50/p95/p99)",
+        summary.matched,
+        started.elapsed(),
+        bytes,
+    );
+    if let Some(url) = &args.db {
+        in_postgres(url, args.mb << 20).await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The same records through the PostgreSQL sink, and the same queries in SQL.
+async fn in_postgres(url: &str, target: u64) -> Result<()> {
+    let sink = PostgresSinkConfig {
+        url: url.to_owned(),
+        keep_days: 30.0,
+        audit_keep_days: 400.0,
+        batch_size: 1_000,
+        flush_interval_ms: 50,
+        queue_size: 100_000,
+        queue_max_mb: 256.0,
+    };
+    let (records, _, took) = write_log(LogSinkConfig::Postgres(sink), target).await?;
+    println!(
+        "postgres: the same {records} records written through the PostgreSQL sink in {:.2} s ({:.0} records/s)",
+        took.as_secs_f64(),
+        records as f64 / took.as_secs_f64()
+    );
+    println!("| query (SQL) | matched | time |");
+    println!("|---|---:|---:|");
+    for (name, filter) in queries() {
+        let started = Instant::now();
+        let summary = truckllm_logging::postgres::scan_sql(url, false, &filter, |_| {})
+            .await
+            .map_err(anyhow::Error::msg)?;
+        report_sql(name, summary.matched, started.elapsed());
+    }
+    let started = Instant::now();
+    let mut stats = Stats::default();
+    let summary = truckllm_logging::postgres::scan_sql(url, false, &Filter::default(), |raw| {
+        if let Ok(r) = serde_json::from_slice::<search::RequestView<'_>>(raw) {
+            stats.add(GroupBy::Key, &r);
+        }
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    stats.finish();
+    report_sql(
+        "stats --by key (p50/p95/p99)",
+        summary.matched,
+        started.elapsed(),
+    );
+    Ok(())
+}
+
+fn report_sql(name: &str, matched: usize, took: Duration) {
+    println!("| `{name}` | {matched} | {:.3} s |", took.as_secs_f64());
+}
+
+/// The queries timed, as `logs search` flags and filters.
+fn queries() -> [(&'static str, Filter); 5] {
     let since = SystemTime::now() - Duration::from_secs(600);
-    let queries: [(&str, Filter); 5] = [
+    [
         ("everything", Filter::default()),
         (
             "--provider groq --key g1",
@@ -65,25 +139,7 @@ pub async fn run(args: &LogsBenchArgs) -> Result<ExitCode> {
                 ..Filter::default()
             },
         ),
-    ];
-    for (name, filter) in queries {
-        let started = Instant::now();
-        let summary = search::scan_requests(&files, &filter, |_, _| {})?;
-        report(name, summary.matched, started.elapsed(), bytes);
-    }
-    let started = Instant::now();
-    let mut stats = Stats::default();
-    let summary = search::scan_requests(&files, &Filter::default(), |r, _| {
-        stats.add(GroupBy::Key, r)
-    })?;
-    stats.finish();
-    report(
-        "stats --by key (p50/p95/p99)",
-        summary.matched,
-        started.elapsed(),
-        bytes,
-    );
-    Ok(ExitCode::SUCCESS)
+    ]
 }
 
 fn report(name: &str, matched: usize, took: Duration, bytes: u64) {
@@ -95,8 +151,8 @@ fn report(name: &str, matched: usize, took: Duration, bytes: u64) {
 }
 
 /// Emits records until the log holds `target` bytes; returns records, bytes and time taken.
-async fn write_log(sink: &FileSinkConfig, target: u64) -> Result<(usize, u64, Duration)> {
-    let logger = truckllm_logging::start(&[LogSinkConfig::File(sink.clone())])?;
+async fn write_log(sink: LogSinkConfig, target: u64) -> Result<(usize, u64, Duration)> {
+    let logger = truckllm_logging::start(&[sink])?;
     let providers = [
         ("openai", "k1"),
         ("openai", "k2"),
