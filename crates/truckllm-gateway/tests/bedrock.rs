@@ -490,6 +490,11 @@ async fn bedrock_refusals_and_stream_exceptions_reach_the_client() {
         error["message"],
         "Too many tokens, please wait before trying again."
     );
+    // The key failed, though the client had a 200: an error for it, not a success.
+    let errors = gw
+        .usage("bedrock", "b1", truckllm_store::Metric::Errors)
+        .await;
+    assert!(errors >= 1.0, "the stream's exception counts as an error");
     gw.stop().await;
 }
 

@@ -35,6 +35,8 @@ pub struct ConverseToChatStream {
     finish: Option<&'static str>,
     /// `[DONE]` (or an error frame) was sent: nothing more goes out.
     closed: bool,
+    /// The stream ended in an error frame.
+    failed: bool,
 }
 
 impl ConverseToChatStream {
@@ -49,6 +51,7 @@ impl ConverseToChatStream {
             tools: HashMap::new(),
             finish: None,
             closed: false,
+            failed: false,
         }
     }
 }
@@ -86,6 +89,7 @@ impl ChatReframer for ConverseToChatStream {
         if self.finish.is_some() {
             return Bytes::from_static(DONE_FRAME.as_bytes());
         }
+        self.failed = true;
         let error = json!({ "error": {
             "message": "the provider's stream ended before the response was complete",
             "type": "server_error",
@@ -98,6 +102,10 @@ impl ChatReframer for ConverseToChatStream {
     /// The usage the stream reported (in its `metadata` event), if it got that far.
     fn usage(&self) -> Option<Usage> {
         self.usage
+    }
+
+    fn failed(&self) -> bool {
+        self.failed
     }
 }
 
@@ -196,6 +204,7 @@ impl ConverseToChatStream {
     /// An exception or error message as an OpenAI error frame; the stream ends there.
     fn error(&mut self, frame: &eventstream::Frame) -> String {
         self.closed = true;
+        self.failed = true;
         let (code, status) = match frame {
             eventstream::Frame::Exception { kind, .. } => (kind.clone(), exception_status(kind)),
             eventstream::Frame::Error { code, .. } => (code.clone(), 500),

@@ -28,6 +28,8 @@ pub struct GeminiToChatStream {
     finished: bool,
     /// `[DONE]` (or an error frame) was sent: nothing more goes out.
     closed: bool,
+    /// The stream ended in an error frame.
+    failed: bool,
 }
 
 impl GeminiToChatStream {
@@ -42,6 +44,7 @@ impl GeminiToChatStream {
             calls: 0,
             finished: false,
             closed: false,
+            failed: false,
         }
     }
 
@@ -120,6 +123,7 @@ impl GeminiToChatStream {
     /// A Google error object (sent in the stream) as an OpenAI-shaped error frame.
     fn error(&mut self, error: &Value) -> String {
         self.closed = true;
+        self.failed = true;
         let status = error.get("code").and_then(Value::as_u64).unwrap_or(500);
         let message = error
             .get("message")
@@ -163,6 +167,10 @@ impl ChatReframer for GeminiToChatStream {
 
     fn usage(&self) -> Option<Usage> {
         self.usage
+    }
+
+    fn failed(&self) -> bool {
+        self.failed
     }
 }
 

@@ -26,6 +26,9 @@ pub trait ChatReframer: Send + Debug {
     /// error frame when the provider stopped before the answer was complete.
     fn finish(&mut self) -> Bytes;
     fn usage(&self) -> Option<Usage>;
+    /// Whether the stream ended in an error frame (an exception, or cut short): the attempt
+    /// then counts as failed, not as a success.
+    fn failed(&self) -> bool;
 }
 
 fn not_built(wire: Wire) -> Unsupported {
@@ -184,6 +187,10 @@ impl NativeToMessagesStream {
 
     pub fn usage(&self) -> Option<Usage> {
         self.chat.usage()
+    }
+
+    pub fn failed(&self) -> bool {
+        self.chat.failed()
     }
 
     fn reframe(&mut self, chat: &[u8]) -> Result<Bytes, Unsupported> {

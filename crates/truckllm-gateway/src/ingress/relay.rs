@@ -204,6 +204,11 @@ pub trait StreamRelay: Send {
     fn hold_until(&mut self) -> Option<Gate> {
         None
     }
+    /// Whether the stream, though it ended, ended in an error the relay passed on (a native
+    /// provider's in-stream exception, or a stream cut short): settled as broken off.
+    fn failed(&self) -> bool {
+        false
+    }
 }
 
 /// A store write a stream's next bytes wait for (see [`StreamRelay::hold_until`]).
@@ -298,6 +303,9 @@ impl StreamRelay for NativeToChat {
     fn usage(&self) -> Option<Usage> {
         self.0.usage()
     }
+    fn failed(&self) -> bool {
+        self.0.failed()
+    }
 }
 
 /// A native provider's stream re-framed as Chat chunks, then as Anthropic events.
@@ -313,6 +321,9 @@ impl StreamRelay for conversion::NativeToMessagesStream {
     }
     fn usage(&self) -> Option<Usage> {
         conversion::NativeToMessagesStream::usage(self)
+    }
+    fn failed(&self) -> bool {
+        conversion::NativeToMessagesStream::failed(self)
     }
 }
 
@@ -506,11 +517,21 @@ impl Relaying {
         if let Some(last) = self.relay.finish() {
             out.extend_from_slice(&last);
         }
+        let gate = self.relay.hold_until();
+        if self.relay.failed() {
+            // The provider's error reached the client as the stream's last frame: an error
+            // for the key, with what was streamed (or estimated) as its usage.
+            self.trace.error("stream_failed");
+            let usage = self.usage_or_estimate(false);
+            let pricing = &self.attempt.provider_config().pricing;
+            self.trace.usage(Some(&usage), pricing);
+            self.attempt.settle(Outcome::BrokenOff(usage));
+            return Ok(((!out.is_empty()).then(|| out.freeze()), gate));
+        }
         let usage = self.relay.usage();
         let pricing = &self.attempt.provider_config().pricing;
         self.trace.usage(usage.as_ref(), pricing);
         self.attempt.settle(Outcome::Success(usage));
-        let gate = self.relay.hold_until();
         Ok(((!out.is_empty()).then(|| out.freeze()), gate))
     }
 
