@@ -319,6 +319,15 @@ impl LogSink for PostgresSink {
     }
 }
 
+/// The statuses a filter keeps, as an inclusive range for the indexed `status` column.
+fn status_range(filter: Option<crate::search::StatusFilter>) -> Option<(i32, i32)> {
+    use crate::search::StatusFilter;
+    filter.map(|f| match f {
+        StatusFilter::Class(c) => (i32::from(c) * 100, i32::from(c) * 100 + 99),
+        StatusFilter::Exact(code) => (i32::from(code), i32::from(code)),
+    })
+}
+
 /// `logs search` and `logs stats` in SQL: the records of `table` that `filter` keeps, oldest
 /// first, each handed to `each` as compact JSON. Time, provider, key, client and model are
 /// matched by the indexed columns; status and text (`--grep`, over the compact JSON) as over
@@ -346,7 +355,8 @@ pub async fn scan_sql(
         "SELECT record::text FROM truckllm_request_log WHERE ($1::timestamptz IS NULL OR ts >= $1::timestamptz) \
          AND ($2::timestamptz IS NULL OR ts < $2::timestamptz) AND ($3::text IS NULL OR provider = $3) \
          AND ($4::text IS NULL OR key = $4) AND ($5::text IS NULL OR client = $5) \
-         AND ($6::text IS NULL OR model = $6) ORDER BY ts"
+         AND ($6::text IS NULL OR model = $6) \
+         AND ($7::integer IS NULL OR (status >= $7 AND status <= $8)) ORDER BY ts"
     };
     let mut rows = sqlx::query_scalar::<_, String>(sql)
         .bind(ts(filter.since))
@@ -355,6 +365,8 @@ pub async fn scan_sql(
         .bind(filter.key.as_deref())
         .bind(filter.client.as_deref())
         .bind(filter.model.as_deref())
+        .bind(status_range(filter.status).map(|r| r.0))
+        .bind(status_range(filter.status).map(|r| r.1))
         .fetch(&pool);
     let mut summary = crate::search::ScanSummary::default();
     while let Some(text) = rows.try_next().await.map_err(|e| e.to_string())? {

@@ -26,7 +26,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::PgPool;
+use sqlx::{ConnectOptions, PgPool};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::task::AbortHandle;
 
@@ -691,9 +691,12 @@ fn connect_options(
     let statement_timeout = duration_ms(postgres.response_timeout * 2)
         .max(1)
         .to_string();
+    // Slow statements are not logged by sqlx: the store's own timeouts and latency metrics
+    // cover them, and a long `logs search` would otherwise print warnings into its output.
     options = options
         .application_name("truckllm")
-        .options([("statement_timeout", statement_timeout.as_str())]);
+        .options([("statement_timeout", statement_timeout.as_str())])
+        .disable_statement_logging();
     if let Some(ca) = &postgres.tls_ca_file {
         options = options.ssl_root_cert(ca);
     }
