@@ -13,8 +13,10 @@
 //! Readers ([`read_history`]) group rows by provider, provider key or client (clients are
 //! counted under the [`CLIENTS_PROVIDER`] namespace of the runtime store).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -22,8 +24,8 @@ use sqlx::PgPool;
 use crate::clock::SharedClock;
 use crate::error::StoreError;
 use crate::series::Metric;
-use crate::store::SeriesRollup;
-use crate::window::duration_ms;
+use crate::store::{RuntimeStore, SeriesRollup};
+use crate::window::{RollupPolicy, duration_ms};
 
 const BACKEND: &str = "postgres";
 
@@ -214,9 +216,14 @@ impl HistoryWriter {
         let now_ms = self.clock.now_ms();
         let step_ms = duration_ms(step).max(1);
         let mut report = WriteReport::default();
-        for (start_ms, rows) in steps_of(rollups) {
+        let steps = steps_of(rollups);
+        let first = steps.keys().next().copied().unwrap_or(now_ms);
+        let recorded = self.recorded_since(first).await?;
+        for (start_ms, rows) in steps {
             if start_ms.saturating_add(step_ms).saturating_add(SETTLE_MS) > now_ms {
                 report.unfinished += 1;
+            } else if recorded.contains(&start_ms) {
+                report.already_written += 1;
             } else if self.write_step(start_ms, &rows, now_ms).await? {
                 report.written += 1;
             } else {
@@ -224,6 +231,35 @@ impl HistoryWriter {
             }
         }
         Ok(report)
+    }
+
+    /// Reads the roll-ups `store` keeps (steps of `policy`) and writes the finished ones.
+    pub async fn write_from(
+        &self,
+        store: &dyn RuntimeStore,
+        policy: RollupPolicy,
+    ) -> Result<WriteReport, StoreError> {
+        let since_ms = policy.oldest_kept(self.clock.now_ms()) * policy.step_ms();
+        let rollups = store.rollups("", since_ms).await?;
+        self.write_finished(&rollups, policy.step).await
+    }
+
+    /// Steps of this source recorded from `since_ms` on (a cheap first filter; the insert in
+    /// [`Self::write_step`] is what decides).
+    async fn recorded_since(&self, since_ms: u64) -> Result<HashSet<u64>, StoreError> {
+        let rows: Vec<i64> = sqlx::query_scalar(
+            "SELECT step_start_ms FROM truckllm_usage_history_steps \
+             WHERE source = $1 AND step_start_ms >= $2",
+        )
+        .bind(&self.source)
+        .bind(ms_i64(since_ms))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| super::map_error(BACKEND, "history_write", e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|ms| u64::try_from(ms).ok())
+            .collect())
     }
 
     /// Writes one step unless it is recorded already; whether it wrote.
@@ -350,4 +386,45 @@ fn steps_of(rollups: &[SeriesRollup]) -> std::collections::BTreeMap<u64, StepRow
 /// Unix ms as PostgreSQL's bigint; times past year 292 million are clamped.
 fn ms_i64(ms: u64) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// How often the gateway's history task writes finished steps.
+pub const WRITE_EVERY: Duration = Duration::from_secs(60);
+
+/// Rounds of [`WRITE_EVERY`] between retention passes (an hour).
+const PRUNE_EVERY_ROUNDS: u64 = 60;
+
+/// Runs `writer` until the process ends: every [`WRITE_EVERY`] the finished steps of `store`'s
+/// roll-ups, every hour a retention pass. Failures are logged once per outage and retried
+/// next round; steps missed stay in the runtime store for its `keep`, so an outage shorter
+/// than that loses nothing.
+pub fn spawn_history(
+    writer: HistoryWriter,
+    store: Arc<dyn RuntimeStore>,
+    policy: RollupPolicy,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(WRITE_EVERY);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        for round in 0u64.. {
+            ticker.tick().await;
+            let mut result = writer.write_from(store.as_ref(), policy).await.map(|_| ());
+            if result.is_ok() && round % PRUNE_EVERY_ROUNDS == 0 {
+                result = writer.prune().await.map(|_| ());
+            }
+            match result {
+                Ok(()) if failing => {
+                    tracing::info!("usage history writes recovered");
+                    failing = false;
+                }
+                Ok(()) => {}
+                Err(e) if !failing => {
+                    tracing::warn!(error = %e, "usage history write failed; retrying every minute");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+    })
 }
