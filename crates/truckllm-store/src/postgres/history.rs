@@ -310,6 +310,16 @@ impl HistoryWriter {
         Ok(true)
     }
 
+    /// The history from `since_ms` on (see [`read_history`]).
+    pub async fn read(
+        &self,
+        group: HistoryGroup,
+        step: HistoryStep,
+        since_ms: u64,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
+        read_history(&self.pool, group, step, since_ms).await
+    }
+
     /// Deletes history rows and step records older than `keep_days`; how many rows went.
     pub async fn prune(&self) -> Result<u64, StoreError> {
         let err = |e| super::map_error(BACKEND, "history_prune", e);

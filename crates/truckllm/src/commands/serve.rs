@@ -131,7 +131,15 @@ pub async fn serve(
     .map_err(anyhow::Error::msg)?;
     let _refresh = gateway.spawn_snapshot_refresh(Duration::from_secs(1));
     let _history = match &running.resolved.storage.history {
-        Some(history) => Some(start_history(history, &store, rollup).await?),
+        Some(history) => {
+            let writer = open_history(history).await?;
+            gateway.set_history(writer.clone());
+            Some(truckllm_store::postgres::history::spawn_history(
+                writer,
+                Arc::clone(&store),
+                rollup,
+            ))
+        }
         None => None,
     };
 
@@ -294,25 +302,21 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Starts writing the runtime store's finished roll-up steps into the PostgreSQL usage history
-/// (`storage.history`); the database must answer at start, later outages are ridden out.
-async fn start_history(
+/// Opens the PostgreSQL usage history (`storage.history`): the database must answer at
+/// start (and gets its schema); later outages are ridden out by the writer task.
+async fn open_history(
     history: &truckllm_config::schema::HistoryStorageConfig,
-    store: &Arc<dyn truckllm_store::RuntimeStore>,
-    rollup: RollupPolicy,
-) -> Result<tokio::task::JoinHandle<()>> {
-    use truckllm_store::postgres::history::{HistoryWriter, spawn_history};
+) -> Result<truckllm_store::postgres::history::HistoryWriter> {
     let options = truckllm_store::PostgresOptions::default();
     let pool = truckllm_store::postgres::connect_pool(&history.url, &options)
         .await
         .context("cannot reach the usage history database (storage.history.url)")?;
-    let writer = HistoryWriter::new(
+    truckllm_store::postgres::history::HistoryWriter::new(
         pool,
         history.source.clone(),
         history.keep_days,
         Arc::new(truckllm_store::SystemClock),
     )
     .await
-    .context("cannot open the usage history (storage.history)")?;
-    Ok(spawn_history(writer, Arc::clone(store), rollup))
+    .context("cannot open the usage history (storage.history)")
 }
