@@ -161,6 +161,34 @@ pub struct StorageConfig {
     /// Log sinks; several may be configured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logging: Vec<LogSinkConfig>,
+    /// Long-term usage history: the runtime store's roll-ups summed per hour and day in
+    /// PostgreSQL. Off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryStorageConfig>,
+}
+
+/// `storage.history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryStorageConfig {
+    /// `postgres://user:pass@host:port/db` (a `${VAR}` for the password keeps it out of files).
+    pub url: String,
+    /// Days of hourly and daily rows kept.
+    #[serde(default = "default_history_keep_days")]
+    pub keep_days: u32,
+    /// Name of this fleet's share of the history: gateways sharing one runtime store share a
+    /// source (each roll-up step is written once per source); fleets with separate runtime
+    /// stores writing to one database need different sources, and their sums add up.
+    #[serde(default = "default_history_source")]
+    pub source: String,
+}
+
+fn default_history_keep_days() -> u32 {
+    400
+}
+
+fn default_history_source() -> String {
+    "default".into()
 }
 
 /// Which runtime store backs usage metrics.

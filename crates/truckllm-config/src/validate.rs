@@ -182,6 +182,34 @@ fn check_server(config: &Config, problems: &mut Problems) {
     }
 }
 
+/// `storage.history`: a PostgreSQL URL, days kept, a source name, and roll-ups to read.
+fn check_history(config: &Config, problems: &mut Problems) {
+    let Some(history) = &config.storage.history else {
+        return;
+    };
+    if !is_postgres_url(&history.url) {
+        problems.add(
+            "storage.history.url",
+            "must be a postgres:// URL, e.g. postgres://truckllm@db:5432/truckllm",
+        );
+    }
+    if !(1..=3660).contains(&history.keep_days) {
+        problems.add(
+            "storage.history.keep_days",
+            "must be between 1 and 3660 days",
+        );
+    }
+    if history.source.trim().is_empty() {
+        problems.add("storage.history.source", "must not be empty");
+    }
+    if config.storage.runtime.rollup_keep_secs == 0 {
+        problems.add(
+            "storage.history",
+            "needs roll-ups: storage.runtime.rollup_keep_secs is 0",
+        );
+    }
+}
+
 fn check_storage(config: &Config, problems: &mut Problems) {
     let runtime = &config.storage.runtime;
     match (runtime.kind, runtime.addr.as_deref()) {
@@ -205,6 +233,7 @@ fn check_storage(config: &Config, problems: &mut Problems) {
     if runtime.expected_instances == 0 {
         problems.add("storage.runtime.expected_instances", "must be at least 1");
     }
+    check_history(config, problems);
     problems.whole(
         "storage.runtime.call_timeout_ms".into(),
         runtime.call_timeout_ms,

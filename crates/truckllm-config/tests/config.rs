@@ -613,3 +613,41 @@ fn provider_types_take_their_own_options_and_credentials() {
         assert!(err.contains(field), "{yaml}: {err}");
     }
 }
+
+#[test]
+fn usage_history_has_defaults_and_names_bad_fields() {
+    let loaded = load_str(
+        "storage:\n  history:\n    url: \"postgres://truckllm@db/truckllm\"\n",
+        &env(),
+        None,
+    )
+    .expect("loads");
+    let history = loaded.resolved.storage.history.expect("history on");
+    assert_eq!(
+        (history.keep_days, history.source.as_str()),
+        (400, "default")
+    );
+    for (yaml, field) in [
+        (
+            "  history:\n    url: \"redis://db\"\n",
+            "storage.history.url",
+        ),
+        (
+            "  history:\n    url: \"postgres://db/t\"\n    keep_days: 0\n",
+            "storage.history.keep_days",
+        ),
+        (
+            "  history:\n    url: \"postgres://db/t\"\n    source: \" \"\n",
+            "storage.history.source",
+        ),
+        (
+            "  runtime:\n    rollup_keep_secs: 0\n  history:\n    url: \"postgres://db/t\"\n",
+            "storage.history",
+        ),
+    ] {
+        let err = load_str(&format!("storage:\n{yaml}"), &env(), None)
+            .expect_err(yaml)
+            .to_string();
+        assert!(err.contains(field), "{yaml}: {err}");
+    }
+}

@@ -180,6 +180,12 @@ pub const ROUTES: &[Route] = &[
         Access::Admin,
         "teams.delete",
     ),
+    route(
+        Method::GET,
+        "/admin/usage/history",
+        Access::AdminRead,
+        "usage.history",
+    ),
 ];
 
 /// The route `method path` matched, if it is one of [`ROUTES`].
@@ -220,6 +226,7 @@ fn handler(route: &Route) -> MethodRouter<Arc<Gateway>> {
         ("GET", "/admin/teams/{id}") => get(teams::show),
         ("PATCH", "/admin/teams/{id}") => patch(teams::update),
         ("DELETE", "/admin/teams/{id}") => delete(teams::delete),
+        ("GET", "/admin/usage/history") => get(crate::admin::history::history),
         _ => unreachable_route(route),
     }
 }

@@ -111,6 +111,8 @@ pub struct Gateway {
     /// This instance's quota leases, and where their leftovers are settled.
     pub leases: Arc<crate::leases::Leases>,
     pub lease_returns: Arc<dyn crate::leases::GiveBack>,
+    /// The long-term usage history (`storage.history`), once the binary has opened it.
+    history: std::sync::OnceLock<truckllm_store::postgres::history::HistoryWriter>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -159,6 +161,7 @@ impl Gateway {
             logger,
             leases: Arc::default(),
             lease_returns,
+            history: std::sync::OnceLock::new(),
         });
         gateway.apply_each_version(events);
         Ok(gateway)
@@ -217,6 +220,15 @@ impl Gateway {
         self.settlements.wait().await;
         self.settlements.reopen();
         self.usage.flush().await;
+    }
+
+    /// Serves `GET /admin/usage/history` from `writer`'s database; the first call wins.
+    pub fn set_history(&self, writer: truckllm_store::postgres::history::HistoryWriter) {
+        let _ = self.history.set(writer);
+    }
+
+    pub fn history(&self) -> Option<&truckllm_store::postgres::history::HistoryWriter> {
+        self.history.get()
     }
 
     pub fn now_ms(&self) -> u64 {

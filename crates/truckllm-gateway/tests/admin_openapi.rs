@@ -25,7 +25,31 @@ fn resolve<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
     }
 }
 
-#[tokio::test]
+async fn history_database() -> truckllm_store::postgres::history::HistoryWriter {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let server = truckllm_testkit::PostgresServer::shared();
+    let url = tokio::task::spawn_blocking(move || server.fresh_database())
+        .await
+        .expect("create a test database");
+    let options = truckllm_store::PostgresOptions {
+        connect_timeout: std::time::Duration::from_secs(10),
+        response_timeout: std::time::Duration::from_secs(10),
+        ..truckllm_store::PostgresOptions::default()
+    };
+    let pool = truckllm_store::postgres::connect_pool(&url, &options)
+        .await
+        .expect("connect");
+    truckllm_store::postgres::history::HistoryWriter::new(
+        pool,
+        "fleet",
+        400,
+        std::sync::Arc::new(truckllm_store::SystemClock),
+    )
+    .await
+    .expect("history")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_matches_its_openapi_document() {
     let doc: Value = serde_saphyr::from_str(DOC).expect("the OpenAPI document parses");
     let paths = doc["paths"].as_object().expect("paths");
@@ -81,6 +105,8 @@ async fn the_admin_api_matches_its_openapi_document() {
         "server:\n  admin_keys: [{{id: ops, key: \"{ADMIN}\", role: admin}}]\napi_keys:\n  - {{id: seed, key: seed-key}}\n"
     );
     let gw = TestGateway::start(&config(&mock.url, 1, "", &setup), Backend::Memory).await;
+    // The usage history lives in PostgreSQL (storage.history): a real one, empty.
+    gw.gateway.set_history(history_database().await);
     for (method, path) in &documented {
         let op = &paths[path][method];
         let id = if path.starts_with("/admin/teams") {

@@ -485,9 +485,34 @@ pub enum UsageCommand {
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
         format: String,
         /// Only series whose name (provider:key_id:metric) starts with this.
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", conflicts_with = "db")]
         prefix: String,
+        /// Read the long-term usage history (storage.history) at this `postgres://` URL
+        /// instead of the runtime store's roll-ups: sums per hour or day, kept for months.
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "TRUCKLLM_HISTORY_DB",
+            hide_env_values = true
+        )]
+        db: Option<String>,
+        /// With --db: sum by provider, key (provider:key_id) or client.
+        #[arg(long, default_value = "key", requires = "db", value_parser = parse_history_group)]
+        by: truckllm_store::postgres::history::HistoryGroup,
+        /// With --db: one row per hour or per day.
+        #[arg(long, default_value = "hour", requires = "db", value_parser = parse_history_step)]
+        step: truckllm_store::postgres::history::HistoryStep,
     },
+}
+
+fn parse_history_group(s: &str) -> Result<truckllm_store::postgres::history::HistoryGroup, String> {
+    s.parse()
+        .map_err(|e: truckllm_store::StoreError| e.to_string())
+}
+
+fn parse_history_step(s: &str) -> Result<truckllm_store::postgres::history::HistoryStep, String> {
+    s.parse()
+        .map_err(|e: truckllm_store::StoreError| e.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -1,4 +1,5 @@
-//! The admin API for client keys and teams (`/admin/keys…`, `/admin/teams…`).
+//! The admin API for client keys and teams (`/admin/keys…`, `/admin/teams…`), and the usage
+//! history (`/admin/usage/history`, a read of PostgreSQL, not config).
 //!
 //! Keys and teams are config. Every change is made the same way ([`change`]): take the config
 //! version running now (as written, `${ENV}` references kept), apply the edit, validate the
@@ -8,6 +9,7 @@
 //! A save that loses a race with another writer is redone on the newer version; a bad edit is a
 //! 400 naming the field and saves nothing. Every call, read or write, leaves an audit record.
 
+pub mod history;
 pub mod keys;
 pub mod teams;
 

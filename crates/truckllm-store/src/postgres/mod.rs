@@ -18,6 +18,7 @@
 //! TLS follows the URL's `sslmode` (`disable`, `prefer`, `require`, `verify-ca`,
 //! `verify-full`) and `sslrootcert`, through rustls with the aws-lc-rs provider.
 
+pub mod history;
 pub mod schema;
 
 use std::fmt;

@@ -41,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0003_config_versions.sql"),
     ),
     (4, "logs", include_str!("migrations/0004_logs.sql")),
+    (
+        5,
+        "usage history",
+        include_str!("migrations/0005_usage_history.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -106,6 +106,7 @@ pub async fn serve(
         call_timeout: Duration::from_millis(runtime.call_timeout_ms),
         ..ResilientOptions::default()
     };
+    let rollup = store_options.rollup;
     let stack = gateway_stack(inner, store_options, resilient);
     if let Some(events) = stack.events {
         forward(events, logger.clone(), storage_record);
@@ -129,6 +130,18 @@ pub async fn serve(
     )
     .map_err(anyhow::Error::msg)?;
     let _refresh = gateway.spawn_snapshot_refresh(Duration::from_secs(1));
+    let _history = match &running.resolved.storage.history {
+        Some(history) => {
+            let writer = open_history(history).await?;
+            gateway.set_history(writer.clone());
+            Some(truckllm_store::postgres::history::spawn_history(
+                writer,
+                Arc::clone(&store),
+                rollup,
+            ))
+        }
+        None => None,
+    };
 
     let listen = match args.listen {
         Some(addr) => addr,
@@ -287,4 +300,23 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
+}
+
+/// Opens the PostgreSQL usage history (`storage.history`): the database must answer at
+/// start (and gets its schema); later outages are ridden out by the writer task.
+async fn open_history(
+    history: &truckllm_config::schema::HistoryStorageConfig,
+) -> Result<truckllm_store::postgres::history::HistoryWriter> {
+    let options = truckllm_store::PostgresOptions::default();
+    let pool = truckllm_store::postgres::connect_pool(&history.url, &options)
+        .await
+        .context("cannot reach the usage history database (storage.history.url)")?;
+    truckllm_store::postgres::history::HistoryWriter::new(
+        pool,
+        history.source.clone(),
+        history.keep_days,
+        Arc::new(truckllm_store::SystemClock),
+    )
+    .await
+    .context("cannot open the usage history (storage.history)")
 }

@@ -1,15 +1,30 @@
-//! `truckllm usage get|set|incr|list`: the seed's debug commands over any store.
+//! `truckllm usage get|set|incr|list|export`: the seed's debug commands over any store, and
+//! the export of roll-ups (the last hour, from the runtime store) or of the long-term usage
+//! history (`--db`, from PostgreSQL).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
+use truckllm_store::postgres::history::{HistoryGroup, HistoryStep, read_history};
 use truckllm_store::{ListedSeries, Series, SeriesRollup};
 
 use super::{open, within};
 use crate::cli::{SeriesArgs, StoreArgs, UsageCommand};
 
 pub async fn run(args: &StoreArgs, command: UsageCommand) -> Result<ExitCode> {
+    if let UsageCommand::Export {
+        since,
+        format,
+        db: Some(db),
+        by,
+        step,
+        ..
+    } = &command
+    {
+        export_history(db, *since, format, *by, *step).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = open(args).await?;
     match command {
         UsageCommand::Get { series, window } => {
@@ -38,15 +53,65 @@ pub async fn run(args: &StoreArgs, command: UsageCommand) -> Result<ExitCode> {
             since,
             format,
             prefix,
+            ..
         } => {
-            let since_ms = since
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            let since_ms = unix_ms(since);
             let rollups = within(args, store.rollups(&prefix, since_ms)).await?;
             export(&rollups, &format)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn unix_ms(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Writes the usage history from `since` as JSON lines or CSV, one row per group, metric and
+/// hour or day.
+async fn export_history(
+    db: &str,
+    since: std::time::SystemTime,
+    format: &str,
+    by: HistoryGroup,
+    step: HistoryStep,
+) -> Result<()> {
+    use std::io::Write as _;
+    let options = truckllm_store::PostgresOptions::default();
+    let pool = truckllm_store::postgres::connect_pool(db, &options).await?;
+    let rows = read_history(&pool, by, step, unix_ms(since)).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if format == "csv" {
+        writeln!(out, "start,{by},metric,value")?;
+    }
+    for row in rows {
+        let start = truckllm_logging::record::timestamp(
+            std::time::UNIX_EPOCH + Duration::from_millis(row.start_ms),
+        );
+        let line = if format == "csv" {
+            [
+                start,
+                csv_field(&row.group),
+                row.metric,
+                row.value.to_string(),
+            ]
+            .join(",")
+        } else {
+            serde_json::json!({
+                "start": start,
+                "start_ms": row.start_ms,
+                "step": step.as_str(),
+                by.as_str(): row.group,
+                "metric": row.metric,
+                "value": row.value,
+            })
+            .to_string()
+        };
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Writes roll-ups as JSON lines or CSV (RFC 4180), one row per series and step.
