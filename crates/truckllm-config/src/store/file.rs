@@ -24,7 +24,7 @@ use super::{
 };
 use crate::error::ConfigError;
 use crate::interpolate::{Env, ProcessEnv};
-use crate::load::{MAX_CONFIG_BYTES, check_written, load_str, parse};
+use crate::load::{MAX_CONFIG_BYTES, check_written, load_str};
 use crate::secret::MasterKey;
 
 /// How a store checks a config before saving it.
@@ -62,6 +62,17 @@ impl Default for FileStoreOptions {
 }
 
 impl FileStoreOptions {
+    /// Checks a config text before a store saves it, as [`Self::validation`] says.
+    pub fn check(&self, text: &str) -> Result<()> {
+        match self.validation {
+            Validation::Resolve => {
+                let key = self.master_key.as_deref();
+                load_str(text, self.env.as_ref(), key).map(drop)
+            }
+            Validation::Written => check_written(text).map(drop),
+        }
+    }
+
     /// Options of a store that checks configs as written only ([`Validation::Written`]): no
     /// environment, no master key.
     pub fn written_only() -> Self {
@@ -138,16 +149,6 @@ impl FileConfigStore {
         file.lock()
             .map_err(|e| ConfigError::io("lock", &self.lock_path, e))?;
         Ok(file)
-    }
-
-    fn check(&self, text: &str) -> Result<()> {
-        match self.options.validation {
-            Validation::Resolve => {
-                let key = self.options.master_key.as_deref();
-                load_str(text, self.options.env.as_ref(), key).map(drop)
-            }
-            Validation::Written => check_written(text).map(drop),
-        }
     }
 
     fn entry_paths(&self, version: u64) -> (PathBuf, PathBuf) {
@@ -293,7 +294,7 @@ impl ConfigStore for FileConfigStore {
     }
 
     async fn save_text(&self, text: &str, expected: u64, meta: SaveMeta) -> Result<u64> {
-        self.check(text)?;
+        self.options.check(text)?;
         let text = text.to_owned();
         self.locked(move |s| s.save_locked(&text, expected, meta))
             .await
@@ -342,31 +343,8 @@ impl ConfigStore for FileConfigStore {
     }
 
     async fn restore(&self, path: &Path) -> Result<u64> {
-        let bytes = fs::read(path).map_err(|e| ConfigError::io("read backup", path, e))?;
-        let backup: Backup = serde_json::from_slice(&bytes).map_err(|e| {
-            ConfigError::Other(format!("{} is not a config backup: {e}", path.display()))
-        })?;
-        if backup.format != BACKUP_FORMAT {
-            return Err(ConfigError::Other(format!(
-                "backup format {:?} is not {BACKUP_FORMAT:?}",
-                backup.format
-            )));
-        }
-        let current = backup
-            .versions
-            .iter()
-            .find(|e| e.info.version == backup.current)
-            .ok_or(ConfigError::UnknownVersion(backup.current))?;
-        for entry in &backup.versions {
-            parse(&entry.text)?;
-            if sha256_hex(&entry.text) != entry.info.sha256 {
-                return Err(ConfigError::Other(format!(
-                    "backup version {} does not match its checksum",
-                    entry.info.version
-                )));
-            }
-        }
-        self.check(&current.text)?;
+        let backup = Backup::read_checked(path)?;
+        self.options.check(backup.current_text()?)?;
         self.locked(move |s| {
             if s.history_dir.exists() {
                 fs::remove_dir_all(&s.history_dir)
@@ -375,12 +353,7 @@ impl ConfigStore for FileConfigStore {
             for entry in &backup.versions {
                 s.write_entry(&entry.info, &entry.text)?;
             }
-            let current = backup
-                .versions
-                .iter()
-                .find(|e| e.info.version == backup.current)
-                .ok_or(ConfigError::UnknownVersion(backup.current))?;
-            write_atomic(&s.path, current.text.as_bytes())?;
+            write_atomic(&s.path, backup.current_text()?.as_bytes())?;
             Ok(backup.current)
         })
         .await

@@ -128,5 +128,42 @@ pub struct BackupEntry {
     pub text: String,
 }
 
+impl Backup {
+    /// Reads a backup file and checks it whole before anything is replaced: its format, each
+    /// version's syntax and checksum, and that its current version is among them.
+    pub fn read_checked(path: &Path) -> Result<Backup> {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::io("read backup", path, e))?;
+        let backup: Backup = serde_json::from_slice(&bytes).map_err(|e| {
+            ConfigError::Other(format!("{} is not a config backup: {e}", path.display()))
+        })?;
+        if backup.format != BACKUP_FORMAT {
+            return Err(ConfigError::Other(format!(
+                "backup format {:?} is not {BACKUP_FORMAT:?}",
+                backup.format
+            )));
+        }
+        for entry in &backup.versions {
+            crate::load::parse(&entry.text)?;
+            if file::sha256_hex(&entry.text) != entry.info.sha256 {
+                return Err(ConfigError::Other(format!(
+                    "backup version {} does not match its checksum",
+                    entry.info.version
+                )));
+            }
+        }
+        backup.current_text()?;
+        Ok(backup)
+    }
+
+    /// The text of the backup's current version.
+    pub fn current_text(&self) -> Result<&str> {
+        self.versions
+            .iter()
+            .find(|e| e.info.version == self.current)
+            .map(|e| e.text.as_str())
+            .ok_or(ConfigError::UnknownVersion(self.current))
+    }
+}
+
 /// The `format` tag of backup files this version writes and reads.
 pub const BACKUP_FORMAT: &str = "truckllm-config-backup/v1";

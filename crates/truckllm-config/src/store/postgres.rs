@@ -20,12 +20,11 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use truckllm_store::postgres::{PostgresOptions, connect_pool};
 use truckllm_store::redact_url;
 
-use super::file::{FileStoreOptions, Validation, sha256_hex, write_atomic};
+use super::file::{FileStoreOptions, sha256_hex, write_atomic};
 use super::{
     BACKUP_FORMAT, Backup, BackupEntry, ConfigStore, Result, SaveMeta, VersionInfo, Versioned,
 };
 use crate::error::ConfigError;
-use crate::load::{check_written, load_str, parse};
 
 /// The channel saves NOTIFY on.
 pub const CHANNEL: &str = "truckllm_config";
@@ -67,16 +66,6 @@ impl PostgresConfigStore {
             shown,
             options,
         })
-    }
-
-    fn check(&self, text: &str) -> Result<()> {
-        match self.options.validation {
-            Validation::Resolve => {
-                let key = self.options.master_key.as_deref();
-                load_str(text, self.options.env.as_ref(), key).map(drop)
-            }
-            Validation::Written => check_written(text).map(drop),
-        }
     }
 
     fn failed(&self, action: &str, e: sqlx::Error) -> ConfigError {
@@ -199,36 +188,6 @@ impl PostgresConfigStore {
     async fn commit(&self, tx: Transaction<'_, Postgres>) -> Result<()> {
         tx.commit().await.map_err(|e| self.failed("commit", e))
     }
-
-    /// Reads a backup file and checks every version in it before anything is replaced.
-    fn read_backup(&self, path: &Path) -> Result<Backup> {
-        let bytes = std::fs::read(path).map_err(|e| ConfigError::io("read backup", path, e))?;
-        let backup: Backup = serde_json::from_slice(&bytes).map_err(|e| {
-            ConfigError::Other(format!("{} is not a config backup: {e}", path.display()))
-        })?;
-        if backup.format != BACKUP_FORMAT {
-            return Err(ConfigError::Other(format!(
-                "backup format {:?} is not {BACKUP_FORMAT:?}",
-                backup.format
-            )));
-        }
-        for entry in &backup.versions {
-            parse(&entry.text)?;
-            if sha256_hex(&entry.text) != entry.info.sha256 {
-                return Err(ConfigError::Other(format!(
-                    "backup version {} does not match its checksum",
-                    entry.info.version
-                )));
-            }
-        }
-        let current = backup
-            .versions
-            .iter()
-            .find(|e| e.info.version == backup.current)
-            .ok_or(ConfigError::UnknownVersion(backup.current))?;
-        self.check(&current.text)?;
-        Ok(backup)
-    }
 }
 
 #[async_trait]
@@ -250,7 +209,7 @@ impl ConfigStore for PostgresConfigStore {
     }
 
     async fn save_text(&self, text: &str, expected: u64, meta: SaveMeta) -> Result<u64> {
-        self.check(text)?;
+        self.options.check(text)?;
         let mut tx = self.begin().await?;
         let current = self.current_version(&mut tx).await?.unwrap_or(0);
         if current != expected {
@@ -303,7 +262,8 @@ impl ConfigStore for PostgresConfigStore {
     }
 
     async fn restore(&self, path: &Path) -> Result<u64> {
-        let backup = self.read_backup(path)?;
+        let backup = Backup::read_checked(path)?;
+        self.options.check(backup.current_text()?)?;
         let mut tx = self.begin().await?;
         self.current_version(&mut tx).await?;
         for sql in [
