@@ -258,8 +258,18 @@ pub fn free_port() -> u16 {
 
 /// Kills `pid` when this test process exits, even by abort or SIGKILL.
 fn spawn_watchdog(pid: u32) {
+    spawn_watchdog_script(pid, "kill -9 $PID", "");
+}
+
+/// Runs `stop` (with `$PID` set) once this test process has exited, then `after`; but only
+/// while `pid` is still the process it was when the watchdog started (same start time in
+/// `/proc/PID/stat`). A server a test stopped or killed early frees its pid, which the system
+/// may give to another process, a later test binary say: that one must not be killed.
+pub(crate) fn spawn_watchdog_script(pid: u32, stop: &str, after: &str) {
     let script = format!(
-        "while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill -9 {pid} 2>/dev/null",
+        "start() {{ cut -d' ' -f22 /proc/{pid}/stat 2>/dev/null; }}; born=$(start); \
+         while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; \
+         PID={pid}; if [ -n \"$born\" ] && [ \"$(start)\" = \"$born\" ]; then {stop}; fi; {after}",
         parent = std::process::id()
     );
     let _ = Command::new("sh")

@@ -282,18 +282,11 @@ fn unprivileged_user() -> Option<(u32, u32)> {
 }
 
 /// Stops `pid` (immediate shutdown) and removes `dir` when this test process exits, even by
-/// abort or SIGKILL. The server's own directory is left alone while the server runs.
+/// abort or SIGKILL; a pid no longer the server's is left alone (see
+/// [`crate::spawn_watchdog_script`]). The server's own directory is left alone while the
+/// server runs.
 fn spawn_watchdog(pid: u32, dir: &Path) {
-    let script = format!(
-        "while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; \
-         kill -QUIT {pid} 2>/dev/null; sleep 1; kill -9 {pid} 2>/dev/null; rm -rf '{dir}'",
-        parent = std::process::id(),
-        dir = dir.display()
-    );
-    let _ = Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
+    let stop = "kill -QUIT $PID 2>/dev/null; sleep 1; \
+                [ \"$(start)\" = \"$born\" ] && kill -9 $PID 2>/dev/null";
+    crate::spawn_watchdog_script(pid, stop, &format!("rm -rf '{}'", dir.display()));
 }
