@@ -358,6 +358,7 @@ pub async fn scan_sql(
          AND ($6::text IS NULL OR model = $6) \
          AND ($7::integer IS NULL OR (status >= $7 AND status <= $8)) ORDER BY ts"
     };
+    let statuses = status_range(filter.status);
     let mut rows = sqlx::query_scalar::<_, String>(sql)
         .bind(ts(filter.since))
         .bind(ts(filter.until))
@@ -365,8 +366,8 @@ pub async fn scan_sql(
         .bind(filter.key.as_deref())
         .bind(filter.client.as_deref())
         .bind(filter.model.as_deref())
-        .bind(status_range(filter.status).map(|r| r.0))
-        .bind(status_range(filter.status).map(|r| r.1))
+        .bind(statuses.map(|r| r.0))
+        .bind(statuses.map(|r| r.1))
         .fetch(&pool);
     let mut summary = crate::search::ScanSummary::default();
     while let Some(text) = rows.try_next().await.map_err(|e| e.to_string())? {

@@ -114,10 +114,7 @@ impl PostgresConfigStore {
         .await
         .map_err(|e| self.failed("read a version", e))?
         .ok_or(ConfigError::UnknownVersion(version))?;
-        Ok(Versioned {
-            info: info_of(&row)?,
-            text: row.try_get("text").map_err(|e| self.failed("read", e))?,
-        })
+        versioned_of(&row)
     }
 
     /// Inserts `text` as the version after the newest, makes it current, drops versions
@@ -202,10 +199,7 @@ impl ConfigStore for PostgresConfigStore {
         .await
         .map_err(|e| self.failed("load", e))?
         .ok_or_else(|| self.empty())?;
-        Ok(Versioned {
-            info: info_of(&row)?,
-            text: row.try_get("text").map_err(|e| self.failed("read", e))?,
-        })
+        versioned_of(&row)
     }
 
     async fn save_text(&self, text: &str, expected: u64, meta: SaveMeta) -> Result<u64> {
@@ -326,6 +320,15 @@ impl ConfigStore for PostgresConfigStore {
         });
         Some(Box::pin(changes))
     }
+}
+
+fn versioned_of(row: &sqlx::postgres::PgRow) -> Result<Versioned> {
+    Ok(Versioned {
+        info: info_of(row)?,
+        text: row
+            .try_get("text")
+            .map_err(|e| ConfigError::Other(format!("config store: a bad row: {e}")))?,
+    })
 }
 
 fn info_of(row: &sqlx::postgres::PgRow) -> Result<VersionInfo> {

@@ -518,21 +518,17 @@ impl Relaying {
             out.extend_from_slice(&last);
         }
         let gate = self.relay.hold_until();
+        let out = (!out.is_empty()).then(|| out.freeze());
         if self.relay.failed() {
-            // The provider's error reached the client as the stream's last frame: an error
-            // for the key, with what was streamed (or estimated) as its usage.
-            self.trace.error("stream_failed");
-            let usage = self.usage_or_estimate(false);
-            let pricing = &self.attempt.provider_config().pricing;
-            self.trace.usage(Some(&usage), pricing);
-            self.attempt.settle(Outcome::BrokenOff(usage));
-            return Ok(((!out.is_empty()).then(|| out.freeze()), gate));
+            // The provider's error reached the client as the stream's last frame.
+            self.settle_broken("stream_failed");
+            return Ok((out, gate));
         }
         let usage = self.relay.usage();
         let pricing = &self.attempt.provider_config().pricing;
         self.trace.usage(usage.as_ref(), pricing);
         self.attempt.settle(Outcome::Success(usage));
-        Ok(((!out.is_empty()).then(|| out.freeze()), gate))
+        Ok((out, gate))
     }
 
     /// An unterminated last event, ended and relayed like any other.
@@ -546,13 +542,19 @@ impl Relaying {
     /// Ends the stream as broken by the provider: an upstream failure that still uses the
     /// tokens streamed so far (reported, or estimated); the upstream body is dropped with it,
     /// so nothing more is read.
-    fn broken(mut self, cause: impl std::fmt::Display) -> std::io::Error {
-        self.trace.error("stream_broken");
+    fn broken(self, cause: impl std::fmt::Display) -> std::io::Error {
+        self.settle_broken("stream_broken");
+        std::io::Error::other(cause.to_string())
+    }
+
+    /// Settles the stream as broken off (`why` in the record): an error for the key, with
+    /// the usage streamed so far (reported, or estimated).
+    fn settle_broken(mut self, why: &str) {
+        self.trace.error(why);
         let usage = self.usage_or_estimate(false);
         let pricing = &self.attempt.provider_config().pricing;
         self.trace.usage(Some(&usage), pricing);
         self.attempt.settle(Outcome::BrokenOff(usage));
-        std::io::Error::other(cause.to_string())
     }
 
     /// The provider's usage if the stream reached its end (`complete`), else an estimate
