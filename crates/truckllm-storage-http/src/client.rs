@@ -34,6 +34,7 @@ use truckllm_store::{
     RollupPoint, RuntimeStore, Series, SeriesRollup, SharedClock, StoreError, SystemClock,
     Windowing, redact_url,
 };
+use truckllm_store::{PeriodAdd, PeriodOutcome, PeriodRead, PeriodReserve, ProviderKey};
 
 use crate::protocol::*;
 
@@ -654,6 +655,30 @@ impl RuntimeStore for HttpStore {
         call.await.map(drop)
     }
 
+    async fn reserve_periods(&self, _request: &PeriodReserve) -> Result<PeriodOutcome, StoreError> {
+        Err(StoreError::invalid(
+            "period counters: not yet implemented on this backend (h6)",
+        ))
+    }
+    async fn add_to_periods(
+        &self,
+        _key: &ProviderKey,
+        _batch_id: Option<&str>,
+        _adds: &[PeriodAdd],
+    ) -> Result<(), StoreError> {
+        Err(StoreError::invalid(
+            "period counters: not yet implemented on this backend (h6)",
+        ))
+    }
+    async fn read_periods(
+        &self,
+        _key: &ProviderKey,
+        _reads: &[PeriodRead],
+    ) -> Result<Vec<f64>, StoreError> {
+        Err(StoreError::invalid(
+            "period counters: not yet implemented on this backend (h6)",
+        ))
+    }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>, StoreError> {
         let path = format!("/usage?prefix={}", encode_segment(prefix));
         let r: ListResponse = self

@@ -13,6 +13,8 @@ use std::fmt;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::period::{PeriodAdd, PeriodOutcome, PeriodRead, PeriodReserve};
+use crate::series::ProviderKey;
 use async_trait::async_trait;
 use metrics::{Counter, Gauge, Histogram, Recorder};
 
@@ -234,6 +236,20 @@ impl<S: RuntimeStore> RuntimeStore for InstrumentedStore<S> {
             self.inner.reconcile_once(settle_id, reservation, actual),
         )
         .await
+    }
+    async fn reserve_periods(&self, request: &PeriodReserve) -> Result<PeriodOutcome> {
+        self.inner.reserve_periods(request).await
+    }
+    async fn add_to_periods(
+        &self,
+        key: &ProviderKey,
+        batch_id: Option<&str>,
+        adds: &[PeriodAdd],
+    ) -> Result<()> {
+        self.inner.add_to_periods(key, batch_id, adds).await
+    }
+    async fn read_periods(&self, key: &ProviderKey, reads: &[PeriodRead]) -> Result<Vec<f64>> {
+        self.inner.read_periods(key, reads).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         self.observe(Op::List, self.inner.list(prefix)).await

@@ -32,6 +32,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::period::{PeriodAdd, PeriodOutcome, PeriodRead, PeriodReserve};
+use crate::series::ProviderKey;
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
 
@@ -618,6 +620,26 @@ impl<S: RuntimeStore + 'static> RuntimeStore for ResilientStore<S> {
             .batches
             .push_back((settle_id.to_owned(), increments));
         self.shared.fallback.reconcile(reservation, actual).await
+    }
+    async fn reserve_periods(&self, _request: &PeriodReserve) -> Result<PeriodOutcome> {
+        Err(crate::StoreError::invalid(
+            "period counters: not yet implemented on this backend (h6)",
+        ))
+    }
+    async fn add_to_periods(
+        &self,
+        _key: &ProviderKey,
+        _batch_id: Option<&str>,
+        _adds: &[PeriodAdd],
+    ) -> Result<()> {
+        Err(crate::StoreError::invalid(
+            "period counters: not yet implemented on this backend (h6)",
+        ))
+    }
+    async fn read_periods(&self, _key: &ProviderKey, _reads: &[PeriodRead]) -> Result<Vec<f64>> {
+        Err(crate::StoreError::invalid(
+            "period counters: not yet implemented on this backend (h6)",
+        ))
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         if !self.is_degraded()

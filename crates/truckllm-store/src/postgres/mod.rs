@@ -26,6 +26,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::period::{PeriodAdd, PeriodOutcome, PeriodRead, PeriodReserve};
+use crate::series::ProviderKey;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
@@ -489,6 +491,26 @@ impl RuntimeStore for PostgresStore {
         .map(drop)
     }
 
+    async fn reserve_periods(&self, _request: &PeriodReserve) -> Result<PeriodOutcome> {
+        Err(StoreError::invalid(
+            "period counters: not yet implemented on this backend (h6)",
+        ))
+    }
+    async fn add_to_periods(
+        &self,
+        _key: &ProviderKey,
+        _batch_id: Option<&str>,
+        _adds: &[PeriodAdd],
+    ) -> Result<()> {
+        Err(StoreError::invalid(
+            "period counters: not yet implemented on this backend (h6)",
+        ))
+    }
+    async fn read_periods(&self, _key: &ProviderKey, _reads: &[PeriodRead]) -> Result<Vec<f64>> {
+        Err(StoreError::invalid(
+            "period counters: not yet implemented on this backend (h6)",
+        ))
+    }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         let now = self.options.clock.expiry_ms();
         let rows: Vec<(String, f64, i64)> = self

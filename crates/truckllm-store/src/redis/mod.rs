@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+use crate::period::{PeriodAdd, PeriodOutcome, PeriodRead, PeriodReserve};
+use crate::series::ProviderKey;
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
 use redis::{Cmd, FromRedisValue, Pipeline, ServerErrorKind, Value, cmd};
@@ -639,6 +641,26 @@ impl RuntimeStore for RedisStore {
         self.run_scripts("reconcile_once", &calls).await.map(drop)
     }
 
+    async fn reserve_periods(&self, _request: &PeriodReserve) -> Result<PeriodOutcome> {
+        Err(StoreError::invalid(
+            "period counters: not yet implemented on this backend (h6)",
+        ))
+    }
+    async fn add_to_periods(
+        &self,
+        _key: &ProviderKey,
+        _batch_id: Option<&str>,
+        _adds: &[PeriodAdd],
+    ) -> Result<()> {
+        Err(StoreError::invalid(
+            "period counters: not yet implemented on this backend (h6)",
+        ))
+    }
+    async fn read_periods(&self, _key: &ProviderKey, _reads: &[PeriodRead]) -> Result<Vec<f64>> {
+        Err(StoreError::invalid(
+            "period counters: not yet implemented on this backend (h6)",
+        ))
+    }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         let found = self
             .series_keys(keys::scan_pattern(prefix), keys::parse_counter_key, prefix)
