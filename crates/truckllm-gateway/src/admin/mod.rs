@@ -9,6 +9,7 @@
 //! A save that loses a race with another writer is redone on the newer version; a bad edit is a
 //! 400 naming the field and saves nothing. Every call, read or write, leaves an audit record.
 
+pub mod budget_status;
 pub mod history;
 pub mod keys;
 pub mod teams;
