@@ -212,7 +212,7 @@ mod tests {
         let text = demo_config(
             "http://127.0.0.1:9",
             "127.0.0.1:2906",
-            "tk-admin-demo",
+            "tk-admin-0123456789abcdef",
             "/tmp/demo dir/requests.jsonl",
         );
         let env = std::collections::HashMap::new();
