@@ -208,7 +208,12 @@ pub const ROUTES: &[Route] = &[
         Access::AdminRead,
         "requests.search",
     ),
-    route(Method::GET, "/admin/storage", Access::AdminRead, "storage.show"),
+    route(
+        Method::GET,
+        "/admin/storage",
+        Access::AdminRead,
+        "storage.show",
+    ),
     route(
         Method::GET,
         "/admin/config/versions",

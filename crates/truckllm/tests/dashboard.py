@@ -157,7 +157,10 @@ def check_overview(admin, sent):
     # Percentiles come from the request log: the same requests, and the refusals above.
     status, _, found = http("GET", "/admin/requests?since=15m&model=gpt-4o-mini&status=2xx", key=ADMIN)
     assert status == 200 and found["matched"] == TRAFFIC, found
-    eventually("the log's figures", lambda: figure("logged") == str(summary()["log"]["requests"]))
+    eventually("the log's figures", lambda: figure("logged") == str(TRAFFIC))
+    log = summary()["log"]
+    assert log["requests"] == TRAFFIC and 0 < log["latency_p50_ms"] <= log["latency_p99_ms"], log
+    assert float(figure("p50")) == log["latency_p50_ms"], (figure("p50"), log)
     admin.page.click("button[data-range='30d']")
     admin.page.wait_for_selector("[data-unavailable='30d']")
     admin.clean()
@@ -175,7 +178,8 @@ def check_pages(admin):
         admin.open(name)
         width = admin.page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"{name} is {width} px wide on a 390 px screen"
-    admin.shot("clients-phone")
+    admin.open("overview")
+    admin.shot("overview-phone")
     admin.page.set_viewport_size({"width": 1280, "height": 800})
     print("every page renders without a console error, at 1280x800 and 390 wide")
 
@@ -186,9 +190,16 @@ LONG_ID = "ui-made-key-with-a-rather-long-name-that-must-not-break-layout"
 def check_keys(admin):
     admin.open("clients")
     admin.page.fill("#new-key-id", LONG_ID)
+    admin.page.fill("#new-key-rpm", "60")
+    admin.page.fill("#new-key-budget", "5")
     admin.page.click("#create-key button[type='submit']")
     secret = admin.page.text_content(f"[data-secret='{LONG_ID}']", timeout=TIMEOUT_S * 1000)
     assert secret.startswith("tk-"), secret
+    status, _, shown = http("GET", "/admin/keys/" + LONG_ID, key=ADMIN)
+    assert shown["limits"] == {"req_per_min": 60.0} and shown["budget"]["max_cost"] == 5.0, shown
+    assert secret not in json.dumps(shown), "the secret is shown once only"
+    admin.page.wait_for_selector(f"tr[data-key='{LONG_ID}']")
+    admin.shot("clients")
     reply = chat(secret)
     assert reply.choices[0].message.content, reply
     admin.page.wait_for_selector(f"tr[data-key='{LONG_ID}'] [data-status='active']")
@@ -212,7 +223,6 @@ def check_rollback(admin, made_key):
     status, _, versions = http("GET", "/admin/config/versions", key=ADMIN)
     assert status == 200 and versions["current"] >= 4, versions
     admin.open("config")
-    admin.shot("config")
     admin.page.once("dialog", lambda dialog: dialog.accept())
     admin.page.click("button[data-rollback='1']")
     notice = admin.page.wait_for_selector("[data-rolled-back]")
@@ -228,9 +238,11 @@ def check_rollback(admin, made_key):
     except openai.AuthenticationError:
         pass
     # A dismissed confirmation changes nothing.
-    admin.page.once("dialog", lambda dialog: dialog.dismiss())
+    asked = []
+    admin.page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
     admin.page.click("button[data-rollback='2']")
-    admin.page.wait_for_timeout(300)
+    eventually("the confirmation", lambda: asked)
+    assert "version 2" in asked[0], asked
     status, _, same = http("GET", "/admin/config/versions", key=ADMIN)
     assert same["current"] == new_version, same
     # The diff and a version's text show no secret.
@@ -239,6 +251,7 @@ def check_rollback(admin, made_key):
     admin.page.click("#diff-form button[type='submit']")
     diff = admin.page.text_content("#diff")
     assert LONG_ID in diff, diff
+    admin.shot("config")
     for secret in (ADMIN, VIEWER, CLIENT, "mock-secret"):
         assert secret not in diff, "a secret in the diff"
     admin.clean()
@@ -251,11 +264,12 @@ def check_requests(admin):
     admin.page.fill("#filter-status", "2xx")
     admin.page.fill("#filter-model", "gpt-4o-mini")
     admin.page.click("#request-filter button[type='submit']")
-    button = admin.page.wait_for_selector("button[data-request]")
-    request_id = button.get_attribute("data-request")
-    button.click()
+    admin.page.wait_for_selector("#requests-body[data-query*='status=2xx']")
+    # A locator, found again if the live refresh redraws the table meanwhile.
+    admin.page.locator("button[data-request]").first.click()
     record = json.loads(admin.page.text_content("#record"))
-    assert record["request_id"] == request_id and record["status"] == 200, record
+    assert record["status"] == 200 and record["model"] == "gpt-4o-mini", record
+    assert record["request_id"].startswith("req-"), record
     admin.clean()
     print("requests: filtered search and one record opened in full")
 

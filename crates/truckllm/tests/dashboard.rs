@@ -195,5 +195,8 @@ fn the_demo_prints_the_dashboard_link_and_an_admin_key_that_signs_in() {
     let _ = demo.kill();
     let _ = demo.wait();
     let answer = String::from_utf8_lossy(&signed_in.stdout);
-    assert!(answer.starts_with("303 ") && answer.ends_with("/ui"), "{answer}");
+    assert!(
+        answer.starts_with("303 ") && answer.ends_with("/ui"),
+        "{answer}"
+    );
 }

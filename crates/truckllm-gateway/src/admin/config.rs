@@ -49,9 +49,9 @@ fn store_error(e: ConfigError) -> ApiError {
             format!("another version was saved meanwhile: {e}"),
         )
         .with_status(StatusCode::CONFLICT),
-        ConfigError::UnknownVersion(v) => {
-            ApiError::not_found(format!("config version {v} is not kept by the config store"))
-        }
+        ConfigError::UnknownVersion(v) => ApiError::not_found(format!(
+            "config version {v} is not kept by the config store"
+        )),
         other => ApiError::store_unavailable(format!("the config store: {other}")),
     }
 }
@@ -180,7 +180,10 @@ pub async fn diff(
                 .max()
                 .unwrap_or(to)
         });
-        let (a, b) = (redacted(version(&gw, from).await?), redacted(version(&gw, to).await?));
+        let (a, b) = (
+            redacted(version(&gw, from).await?),
+            redacted(version(&gw, to).await?),
+        );
         Ok(json!({"from": from, "to": to, "diff": truckllm_config::diff(&a, &b)}))
     }
     .await;
@@ -235,7 +238,8 @@ pub async fn rollback(
             ))
         })?;
         let running = gw.runtime().version;
-        let body = json!({"rolled_back_to": rollback.version, "version": saved, "running": running});
+        let body =
+            json!({"rolled_back_to": rollback.version, "version": saved, "running": running});
         Ok((StatusCode::OK, body, (old, running)))
     }
     .await;

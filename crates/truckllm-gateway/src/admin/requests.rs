@@ -108,9 +108,7 @@ pub fn parse_time(name: &str, text: &str, now: SystemTime) -> Result<SystemTime,
 
 fn filter_of(query: &SearchQuery, now: SystemTime) -> Result<Filter, ApiError> {
     let given = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
-    let time = |name, v: &Option<String>| {
-        given(v).map(|t| parse_time(name, &t, now)).transpose()
-    };
+    let time = |name, v: &Option<String>| given(v).map(|t| parse_time(name, &t, now)).transpose();
     let status = given(&query.status)
         .map(|s| s.parse())
         .transpose()
@@ -199,7 +197,9 @@ pub async fn stats_since(
     let sink = Arc::clone(&stats);
     let scanned = scan(&source, filter, move |raw| {
         if let Ok(record) = serde_json::from_slice::<search::RequestView<'_>>(raw) {
-            let mut stats = sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut stats = sink
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             stats.add(&record);
         }
     })
@@ -224,10 +224,13 @@ pub struct LogStats {
 
 impl LogStats {
     fn add(&mut self, record: &search::RequestView<'_>) {
-        // One group for everything: grouping by a constant is grouping by nothing.
-        let mut whole = record.clone();
-        whole.provider = Some("all".into());
-        self.all.add(search::GroupBy::Provider, &whole);
+        // Latency over the requests that reached a provider (refusals take microseconds), in
+        // one group: grouping by a constant is grouping by nothing.
+        if record.provider.is_some() {
+            let mut whole = record.clone();
+            whole.provider = Some("all".into());
+            self.all.add(search::GroupBy::Provider, &whole);
+        }
         self.by_client.add(search::GroupBy::Client, record);
         self.by_model.add(search::GroupBy::Model, record);
     }

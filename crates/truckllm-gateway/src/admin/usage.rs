@@ -9,7 +9,8 @@
 //! - neither: `available: false` and the reason, never a figure made up from less data.
 //!
 //! Steps are whole: a range covers the steps that began within it, so its start is exact to
-//! one step. Latency percentiles, and sums per model, come from the request log when a file
+//! one step. Latency percentiles (of the requests that reached a provider; refusals are left
+//! out), and sums per model, come from the request log when a file
 //! or PostgreSQL sink is configured and the range is at most a day (roll-ups keep latency sums,
 //! not distributions).
 
@@ -95,13 +96,24 @@ impl Summary {
     /// Adds one value of one provider key's (or namespace's) series.
     fn add(&mut self, provider: &str, key: &str, metric: &str, start_ms: u64, value: f64) {
         match provider {
-            CLIENTS_NAMESPACE => self.by_client.entry(key.into()).or_default().add(metric, value),
-            TEAMS_NAMESPACE => self.by_team.entry(key.into()).or_default().add(metric, value),
+            CLIENTS_NAMESPACE => self
+                .by_client
+                .entry(key.into())
+                .or_default()
+                .add(metric, value),
+            TEAMS_NAMESPACE => self
+                .by_team
+                .entry(key.into())
+                .or_default()
+                .add(metric, value),
             // Other namespaces (budgets, ...) are not traffic.
             p if p.starts_with('_') => {}
             p => {
                 self.total.add(metric, value);
-                self.by_provider.entry(p.into()).or_default().add(metric, value);
+                self.by_provider
+                    .entry(p.into())
+                    .or_default()
+                    .add(metric, value);
                 self.by_key
                     .entry(format!("{p}/{key}"))
                     .or_default()
@@ -163,15 +175,22 @@ fn parse_range(query: &SummaryQuery) -> Result<(String, Duration), ApiError> {
 
 /// From the runtime store's roll-ups.
 async fn from_rollups(gw: &Gateway, since_ms: u64) -> Result<Summary, ApiError> {
-    let rollups = gw.store.rollups("", since_ms).await.map_err(|e| {
-        ApiError::store_unavailable(format!("cannot read the usage roll-ups: {e}"))
-    })?;
+    let rollups =
+        gw.store.rollups("", since_ms).await.map_err(|e| {
+            ApiError::store_unavailable(format!("cannot read the usage roll-ups: {e}"))
+        })?;
     let mut summary = Summary::default();
     for rollup in rollups {
         let s = &rollup.series;
         let metric = s.metric().as_str();
         for point in rollup.points.iter().filter(|p| p.start_ms >= since_ms) {
-            summary.add(s.provider(), s.key_id(), metric, point.start_ms, point.value);
+            summary.add(
+                s.provider(),
+                s.key_id(),
+                metric,
+                point.start_ms,
+                point.value,
+            );
         }
     }
     Ok(summary)
@@ -203,7 +222,10 @@ async fn from_history(
         for row in rows {
             let (provider, key) = match group {
                 HistoryGroup::Client => (CLIENTS_NAMESPACE, row.group.as_str()),
-                _ => row.group.split_once(':').unwrap_or((row.group.as_str(), "")),
+                _ => row
+                    .group
+                    .split_once(':')
+                    .unwrap_or((row.group.as_str(), "")),
             };
             summary.add(provider, key, &row.metric, row.start_ms, row.value);
         }
@@ -212,7 +234,13 @@ async fn from_history(
 }
 
 fn log_view(stats: &LogStats) -> Value {
-    let all = stats.all.groups.values().next().cloned().unwrap_or_default();
+    let all = stats
+        .all
+        .groups
+        .values()
+        .next()
+        .cloned()
+        .unwrap_or_default();
     let grouped = |s: &truckllm_logging::search::Stats| -> Value {
         s.groups
             .iter()
@@ -331,7 +359,10 @@ mod tests {
         let q = |r: &str| SummaryQuery {
             range: Some(r.into()),
         };
-        assert_eq!(parse_range(&q("15m")).expect("ok").1, Duration::from_secs(900));
+        assert_eq!(
+            parse_range(&q("15m")).expect("ok").1,
+            Duration::from_secs(900)
+        );
         assert!(parse_range(&q("0s")).is_err());
         assert!(parse_range(&q("999d")).is_err());
         assert!(parse_range(&q("soon")).is_err());

@@ -115,7 +115,11 @@ pub fn router(gateway: Arc<Gateway>) -> Router<Arc<Gateway>> {
             ("GET", "/ui/login") => get(login_page),
             ("POST", "/ui/login") => post(sign_in),
             ("GET", "/ui/login.css") => get(|| async {
-                ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], LOGIN_CSS).into_response()
+                (
+                    [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+                    LOGIN_CSS,
+                )
+                    .into_response()
             }),
             ("GET", "/ui") => get(|| async { page("overview") }),
             ("GET", "/ui/{page}") => get(|Path(name): Path<String>| async move { page(&name) }),
@@ -146,7 +150,10 @@ async fn secure_headers(mut response: Response) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -257,7 +264,10 @@ async fn sign_in(
                 .status(401)
                 .message("unknown admin key"),
         );
-        return login_with(StatusCode::UNAUTHORIZED, "That is not an admin key of this gateway.");
+        return login_with(
+            StatusCode::UNAUTHORIZED,
+            "That is not an admin key of this gateway.",
+        );
     };
     gw.logger.emit(
         AuditRecord::new(
@@ -288,9 +298,8 @@ async fn sign_out(
     if let Some(token) = session::cookie_token(request.headers()) {
         gw.ui.sessions.sign_out(token);
     }
-    gw.logger.emit(
-        AuditRecord::new(AuditCategory::Admin, "ui.sign_out", admin.id, "ok").status(204),
-    );
+    gw.logger
+        .emit(AuditRecord::new(AuditCategory::Admin, "ui.sign_out", admin.id, "ok").status(204));
     (
         StatusCode::NO_CONTENT,
         [(header::SET_COOKIE, session::clear_cookie(secure))],
@@ -326,8 +335,17 @@ mod tests {
         let total: usize = all.iter().map(|t| t.len()).sum();
         assert!(total < 500 * 1024, "{total} bytes");
         for text in all {
-            for remote in ["src=\"http", "href=\"http", "url(http", "fetch(\"http", "@import"] {
-                assert!(!text.contains(remote), "nothing fetched from elsewhere: {remote}");
+            for remote in [
+                "src=\"http",
+                "href=\"http",
+                "url(http",
+                "fetch(\"http",
+                "@import",
+            ] {
+                assert!(
+                    !text.contains(remote),
+                    "nothing fetched from elsewhere: {remote}"
+                );
             }
         }
         assert!(LOGIN_HTML.contains("type=\"password\""));

@@ -146,15 +146,17 @@ pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
 /// front that terminated TLS and says so (`X-Forwarded-Proto: https`).
 pub fn over_tls(headers: &HeaderMap) -> bool {
     headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
 }
 
 /// The `Set-Cookie` value that stores `token`.
 pub fn set_cookie(token: &str, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
-    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_TTL_SECS}{secure}")
+    format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_TTL_SECS}{secure}"
+    )
 }
 
 /// The `Set-Cookie` value that removes the cookie.
@@ -219,7 +221,10 @@ mod tests {
     fn with_cookie(token: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         let cookie = format!("other=1; {COOKIE}={token}");
-        headers.insert(header::COOKIE, HeaderValue::from_str(&cookie).expect("cookie"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&cookie).expect("cookie"),
+        );
         headers
     }
 
@@ -228,7 +233,9 @@ mod tests {
         let sessions = Sessions::default();
         let admins = admins();
         assert!(sessions.sign_in(&admins, "wrong", 0).is_none());
-        let (token, opened) = sessions.sign_in(&admins, "eye-key", 1000).expect("signed in");
+        let (token, opened) = sessions
+            .sign_in(&admins, "eye-key", 1000)
+            .expect("signed in");
         assert_eq!(opened.caller.id, "eye");
         assert_eq!(opened.caller.role, AdminRole::Viewer);
         assert!(sessions.find(&admins, &token, 2000).is_some());
@@ -243,9 +250,14 @@ mod tests {
     #[test]
     fn a_session_ends_when_its_key_leaves_the_config() {
         let sessions = Sessions::default();
-        let (token, _) = sessions.sign_in(&admins(), "ops-key", 0).expect("signed in");
+        let (token, _) = sessions
+            .sign_in(&admins(), "ops-key", 0)
+            .expect("signed in");
         assert!(sessions.find(&Admins::default(), &token, 1).is_none());
-        assert!(sessions.find(&admins(), &token, 1).is_none(), "gone for good");
+        assert!(
+            sessions.find(&admins(), &token, 1).is_none(),
+            "gone for good"
+        );
     }
 
     #[test]
@@ -260,7 +272,10 @@ mod tests {
         assert_eq!(refused.status.as_u16(), 403);
         headers.insert(CSRF_HEADER, HeaderValue::from_static("guess"));
         assert!(admit(&sessions, &admins, &headers, &Method::DELETE, 1).is_err());
-        headers.insert(CSRF_HEADER, HeaderValue::from_str(&opened.csrf).expect("token"));
+        headers.insert(
+            CSRF_HEADER,
+            HeaderValue::from_str(&opened.csrf).expect("token"),
+        );
         assert!(admit(&sessions, &admins, &headers, &Method::POST, 1).is_ok());
         assert_eq!(
             admit(&sessions, &admins, &HeaderMap::new(), &Method::GET, 1).expect("none"),
@@ -279,7 +294,13 @@ mod tests {
     #[test]
     fn cookies_are_strict_http_only_and_secure_under_tls() {
         let cookie = set_cookie("t", true);
-        for part in ["HttpOnly", "SameSite=Strict", "Secure", "Max-Age=28800", "Path=/"] {
+        for part in [
+            "HttpOnly",
+            "SameSite=Strict",
+            "Secure",
+            "Max-Age=28800",
+            "Path=/",
+        ] {
             assert!(cookie.contains(part), "{cookie}");
         }
         assert!(!set_cookie("t", false).contains("Secure"));

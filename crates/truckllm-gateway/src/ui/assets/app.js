@@ -145,8 +145,8 @@ function usageTable(title, rows) {
     { title: "Tokens", num: true, value: (r) => int(r.tokens) },
     { title: "Cost", num: true, value: (r) => cost(r.cost) },
     { title: "Error rate", num: true, value: (r) => pct(r.error_rate) },
-    { title: "Mean latency", num: true, value: (r) => r.mean_latency_ms === undefined ? "–" : ms(r.mean_latency_ms) },
-  ], rows));
+    { title: "Latency", num: true, value: (r) => r.mean_latency_ms !== undefined ? ms(r.mean_latency_ms) + " mean" : r.latency_p50_ms !== undefined ? ms(r.latency_p50_ms) + " p50" : "–" },
+  ], rows.map((r) => Object.assign({}, r, { name: r.name === "" ? "(none: refused)" : r.name }))));
 }
 
 async function overviewData() {
@@ -173,7 +173,7 @@ async function overviewData() {
       figure("p50", "p50 latency", log.latency_p50_ms, ms(log.latency_p50_ms)),
       figure("p95", "p95 latency", log.latency_p95_ms, ms(log.latency_p95_ms)),
       figure("p99", "p99 latency", log.latency_p99_ms, ms(log.latency_p99_ms)),
-      figure("logged", "Requests in the log", log.requests, int(log.requests))));
+      figure("logged", "Logged requests that reached a provider", log.requests, int(log.requests))));
   }
   if (s.available && s.steps && s.steps.length) parts.push(el("section", {}, el("h2", { text: "Requests over time" }), chart(s.steps)));
   if (s.available) {
@@ -342,6 +342,8 @@ function requestsFrame() {
 async function requestsData() {
   const query = new URLSearchParams(state.filter).toString();
   const data = await api("GET", "/admin/requests?" + query);
+  const body = document.getElementById("requests-body");
+  if (body) body.dataset.query = query;
   if (!data.available) { fill("requests-body", el("p", { class: "notice", text: data.reason })); return; }
   fill("requests-body", el("p", { class: "muted", text: data.matched + " matched; newest " + data.records.length + " shown." }), table([
     { title: "Time", value: (r) => r.ts },
