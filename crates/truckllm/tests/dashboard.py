@@ -199,6 +199,14 @@ def check_keys(admin):
     assert shown["limits"] == {"req_per_min": 60.0} and shown["budget"]["max_cost"] == 5.0, shown
     assert secret not in json.dumps(shown), "the secret is shown once only"
     admin.page.wait_for_selector(f"tr[data-key='{LONG_ID}']")
+    # A budget set from the UI on an existing key.
+    admin.page.select_option("#budget-target", "keys:seed")
+    admin.page.fill("#budget-amount", "2.5")
+    admin.page.select_option("#budget-period", "month")
+    admin.page.click("#set-budget button[type='submit']")
+    budget = lambda: http("GET", "/admin/keys/seed", key=ADMIN)[2].get("budget") or {}
+    eventually("the seed key's budget", lambda: budget().get("max_cost") == 2.5)
+    assert budget()["period"] == "month", budget()
     admin.shot("clients")
     reply = chat(secret)
     assert reply.choices[0].message.content, reply

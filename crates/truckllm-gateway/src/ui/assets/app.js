@@ -283,9 +283,37 @@ function createTeamForm() {
   } }, el("label", { for: "new-team-id" }, "Team id", id), el("button", { type: "submit", class: "primary change" }, "Create team"));
 }
 
+function budgetForm() {
+  const target = el("select", { name: "target", id: "budget-target" });
+  const amount = el("input", { name: "max_cost", id: "budget-amount", type: "number", min: "0", step: "any", placeholder: "empty: no budget" });
+  const period = el("select", { name: "period", id: "budget-period" }, ["day", "hour", "week", "month", "total"].map((p) => el("option", { value: p, text: p })));
+  return el("form", { class: "inline", id: "set-budget", onsubmit: (ev) => {
+    ev.preventDefault();
+    const [kind, ...rest] = target.value.split(":");
+    const id = rest.join(":");
+    if (!id) return;
+    const budget = amount.value ? { max_cost: Number(amount.value), period: period.value } : null;
+    change("PATCH", "/admin/" + kind + "/" + encodeURIComponent(id), { budget });
+  } },
+  el("label", { for: "budget-target" }, "Key or team", target), el("label", { for: "budget-amount" }, "Budget ($)", amount),
+  el("label", { for: "budget-period" }, "Per", period), el("button", { type: "submit", class: "primary change" }, "Set budget"));
+}
+
+// Fills the budget form's choice of keys and teams, keeping what is chosen.
+function budgetTargets(keys, teams) {
+  const select = document.getElementById("budget-target");
+  if (!select) return;
+  const chosen = select.value;
+  select.replaceChildren(
+    ...keys.map((k) => el("option", { value: "keys:" + k.id, text: "key " + k.id })),
+    ...teams.map((t) => el("option", { value: "teams:" + t.id, text: "team " + t.id })));
+  if (chosen) select.value = chosen;
+}
+
 function clientsFrame() {
   const parts = [el("h1", { text: "Clients and teams" })];
   if (isAdmin()) parts.push(el("section", {}, el("h2", { text: "New client key" }), createKeyForm(), region("key-secret")));
+  if (isAdmin()) parts.push(el("section", {}, el("h2", { text: "Budget of a key or team" }), budgetForm()));
   parts.push(el("section", {}, el("h2", { text: "Client keys" }), region("keys-body")));
   if (isAdmin()) parts.push(el("section", {}, el("h2", { text: "New team" }), createTeamForm()));
   parts.push(el("section", {}, el("h2", { text: "Teams" }), region("teams-body")));
@@ -302,6 +330,7 @@ function limitsText(l) {
 
 async function clientsData() {
   const [keys, teams] = await Promise.all([api("GET", "/admin/keys"), api("GET", "/admin/teams")]);
+  budgetTargets(keys.keys, teams.teams);
   fill("keys-body", keys.keys.length === 0 ? el("p", { class: "muted", text: "No client keys: the gateway is in open mode." }) : table([
     { title: "Id", name: true, value: (k) => k.id },
     { title: "Team", name: true, value: (k) => k.team },
