@@ -169,7 +169,26 @@ def check_overview(admin, sent):
     print(f"overview: {TRAFFIC} requests, {sent['tokens']} tokens, as the admin API and the SDK say")
 
 
+def check_keyboard(admin):
+    # From the top of a page, Tab reaches the skip link first, then the navigation; Enter
+    # follows a link.
+    admin.open("overview")
+    admin.page.keyboard.press("Tab")
+    assert admin.page.evaluate("document.activeElement.textContent") == "Skip to content"
+    for _ in range(10):
+        admin.page.keyboard.press("Tab")
+        if admin.page.evaluate("document.activeElement.dataset.page") == "config":
+            break
+    else:
+        raise AssertionError("Tab never reached the Config link")
+    admin.page.keyboard.press("Enter")
+    admin.page.wait_for_url(BASE + "/ui/config")
+    admin.ready()
+    print("keyboard: Tab reaches the links, Enter follows them")
+
+
 def check_pages(admin):
+    check_keyboard(admin)
     for name in PAGES:
         admin.open(name)
         admin.shot(name)
