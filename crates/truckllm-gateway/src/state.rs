@@ -113,6 +113,8 @@ pub struct Gateway {
     pub lease_returns: Arc<dyn crate::leases::GiveBack>,
     /// The long-term usage history (`storage.history`), once the binary has opened it.
     history: std::sync::OnceLock<truckllm_store::postgres::history::HistoryWriter>,
+    /// The dashboard's sessions and what it shows of the store's state.
+    pub ui: crate::ui::UiState,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -162,6 +164,7 @@ impl Gateway {
             leases: Arc::default(),
             lease_returns,
             history: std::sync::OnceLock::new(),
+            ui: crate::ui::UiState::default(),
         });
         gateway.apply_each_version(events);
         Ok(gateway)
