@@ -4,8 +4,12 @@
 //! ([`Access`]); [`router`] builds the router from it, so no route can be served without an
 //! access decision. Layers, outermost first:
 //! 1. [`trace::layer`]: a request id for every request, `x-request-id` on every answer;
-//! 2. per access class: [`auth::client`] (client key) or [`auth::admin`] (an admin identity;
-//!    a viewer only on [`Access::AdminRead`] routes); public routes have none.
+//! 2. per access class: [`auth::client`] (client key) or [`auth::admin`] (an admin identity,
+//!    by its key or a dashboard session; a viewer only on [`Access::AdminRead`] routes);
+//!    public routes have none.
+//!
+//! The dashboard's pages (`/ui/...`) have their own table, [`crate::ui::ROUTES`]: open for
+//! signing in, a session for everything else; the data they show is this table's admin API.
 //!
 //! Anything not in the table is a 404 that names the method and path, behind client auth (so
 //! the route list is not probed anonymously), logged and counted.
@@ -186,6 +190,54 @@ pub const ROUTES: &[Route] = &[
         Access::AdminRead,
         "usage.history",
     ),
+    route(
+        Method::GET,
+        "/admin/usage/summary",
+        Access::AdminRead,
+        "usage.summary",
+    ),
+    route(
+        Method::GET,
+        "/admin/providers",
+        Access::AdminRead,
+        "providers.list",
+    ),
+    route(
+        Method::GET,
+        "/admin/requests",
+        Access::AdminRead,
+        "requests.search",
+    ),
+    route(
+        Method::GET,
+        "/admin/storage",
+        Access::AdminRead,
+        "storage.show",
+    ),
+    route(
+        Method::GET,
+        "/admin/config/versions",
+        Access::AdminRead,
+        "config.versions",
+    ),
+    route(
+        Method::GET,
+        "/admin/config/show",
+        Access::AdminRead,
+        "config.show",
+    ),
+    route(
+        Method::GET,
+        "/admin/config/diff",
+        Access::AdminRead,
+        "config.diff",
+    ),
+    route(
+        Method::POST,
+        "/admin/config/rollback",
+        Access::Admin,
+        "config.rollback",
+    ),
 ];
 
 /// The route `method path` matched, if it is one of [`ROUTES`].
@@ -227,6 +279,14 @@ fn handler(route: &Route) -> MethodRouter<Arc<Gateway>> {
         ("PATCH", "/admin/teams/{id}") => patch(teams::update),
         ("DELETE", "/admin/teams/{id}") => delete(teams::delete),
         ("GET", "/admin/usage/history") => get(crate::admin::history::history),
+        ("GET", "/admin/usage/summary") => get(crate::admin::usage::summary),
+        ("GET", "/admin/providers") => get(crate::admin::providers::list),
+        ("GET", "/admin/requests") => get(crate::admin::requests::search_log),
+        ("GET", "/admin/storage") => get(crate::admin::storage::show),
+        ("GET", "/admin/config/versions") => get(crate::admin::config::versions),
+        ("GET", "/admin/config/show") => get(crate::admin::config::show),
+        ("GET", "/admin/config/diff") => get(crate::admin::config::diff),
+        ("POST", "/admin/config/rollback") => post(crate::admin::config::rollback),
         _ => unreachable_route(route),
     }
 }
@@ -257,6 +317,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .layer(from_fn_with_state(Arc::clone(&gateway), auth::client));
     let admin = admin.layer(from_fn_with_state(Arc::clone(&gateway), auth::admin));
     public
+        .merge(crate::ui::router(Arc::clone(&gateway)))
         .merge(admin)
         .merge(client)
         .layer(axum::middleware::from_fn(trace::layer))

@@ -12,7 +12,9 @@
 //!   missing header is refused without comparing anything. A `viewer` may call only the
 //!   read-only admin routes ([`crate::app::Access::AdminRead`]); a write answers 403. The
 //!   identity travels to the handler as an [`AdminCaller`] (it authors config versions). With
-//!   no admin identity configured the admin API answers 404.
+//!   no admin identity configured the admin API answers 404. Without a key, a dashboard
+//!   session cookie is accepted instead ([`crate::ui::session`]): the same identity and role,
+//!   and every change must carry the session's CSRF token.
 //!
 //! Every refusal leaves an audit record (category `access`, the route's action, never the key),
 //! a request record, and a count in `truckllm_rejected_total{code}`.
@@ -46,7 +48,7 @@ pub struct Caller {
 }
 
 /// The authenticated caller of an admin route.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminCaller {
     pub id: String,
     pub role: AdminRole,
@@ -91,10 +93,14 @@ impl Admins {
 
     /// The identity whose key was presented; every digest is compared in constant time.
     fn find(&self, key: &str) -> Option<&AdminCaller> {
-        let presented = digest(key.as_bytes());
+        self.by_digest(&digest(key.as_bytes()))
+    }
+
+    /// The identity whose key has this SHA-256; every digest is compared in constant time.
+    pub fn by_digest(&self, presented: &[u8; 32]) -> Option<&AdminCaller> {
         let mut found = None;
         for (caller, hash) in &self.identities {
-            if bool::from(hash.ct_eq(&presented)) {
+            if bool::from(hash.ct_eq(presented)) {
                 found = Some(caller);
             }
         }
@@ -148,26 +154,25 @@ pub async fn admin(State(gw): State<Arc<Gateway>>, mut request: Request, next: N
     }
     let writes = route_of(&request).is_none_or(|r| r.access != Access::AdminRead);
     // A refusal names who was refused: the viewer by its id, an unknown caller as `admin`.
-    let admitted = match presented_key(request.headers()) {
-        None => Err((
-            "admin".to_owned(),
-            ApiError::unauthorized("missing admin key: send Authorization: Bearer <admin key>"),
-        )),
-        Some(key) => match runtime.admins.find(key) {
-            None => Err((
+    let identified = match presented_key(request.headers()) {
+        Some(key) => runtime.admins.find(key).cloned().ok_or_else(|| {
+            (
                 "admin".to_owned(),
                 ApiError::unauthorized("invalid admin key"),
-            )),
-            Some(caller) if writes && caller.role != AdminRole::Admin => Err((
-                caller.id.clone(),
-                ApiError::forbidden(format!(
-                    "admin identity `{}` is a viewer: it may only read",
-                    caller.id
-                ))
-                .with_code("read_only"),
-            )),
-            Some(caller) => Ok(caller.clone()),
-        },
+            )
+        }),
+        None => session_caller(&gw, &runtime.admins, &request),
+    };
+    let admitted = match identified {
+        Ok(caller) if writes && caller.role != AdminRole::Admin => Err((
+            caller.id.clone(),
+            ApiError::forbidden(format!(
+                "admin identity `{}` is a viewer: it may only read",
+                caller.id
+            ))
+            .with_code("read_only"),
+        )),
+        other => other,
     };
     match admitted {
         Ok(caller) => {
@@ -175,6 +180,31 @@ pub async fn admin(State(gw): State<Arc<Gateway>>, mut request: Request, next: N
             next.run(request).await
         }
         Err((who, e)) => refuse(&gw, &request, &who, e),
+    }
+}
+
+/// The admin of the request's dashboard session, when it carries no key.
+fn session_caller(
+    gw: &Gateway,
+    admins: &Admins,
+    request: &Request,
+) -> Result<AdminCaller, (String, ApiError)> {
+    let admitted = crate::ui::session::admit(
+        &gw.ui.sessions,
+        admins,
+        request.headers(),
+        request.method(),
+        gw.now_ms(),
+    );
+    match admitted {
+        Ok(Some(caller)) => Ok(caller),
+        Ok(None) => Err((
+            "admin".to_owned(),
+            ApiError::unauthorized(
+                "missing admin key: send Authorization: Bearer <admin key> (or sign in at /ui)",
+            ),
+        )),
+        Err(e) => Err(("admin".to_owned(), e)),
     }
 }
 

@@ -5,7 +5,9 @@
 //!
 //! - [`app`]: the route table (each route's access class and dialect), layers, serving.
 //! - [`auth`]: the client and admin layers; every route but the public list needs one.
-//! - [`admin`]: the admin API for client keys and teams; every change is a config version.
+//! - [`admin`]: the admin API for client keys and teams (every change is a config version),
+//!   usage, provider keys, the request log, config history and rollback, storage state.
+//! - [`ui`]: the dashboard at `/ui`: embedded pages over the admin API, session sign-in.
 //! - [`ingress`]: one module per client dialect (`openai`, `anthropic`): parse into a
 //!   neutral request, render answers, stream frames and errors in the client's dialect
 //!   (`relay`).
@@ -71,6 +73,7 @@ pub mod routing;
 pub mod snapshot;
 pub mod state;
 pub mod trace;
+pub mod ui;
 pub mod upstream;
 pub mod usage;
 

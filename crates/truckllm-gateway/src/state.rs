@@ -115,6 +115,8 @@ pub struct Gateway {
     history: std::sync::OnceLock<truckllm_store::postgres::history::HistoryWriter>,
     /// Where "now" comes from when not the system clock: tests of calendar budgets inject one.
     clock: std::sync::OnceLock<truckllm_store::SharedClock>,
+    /// The dashboard's sessions and what it shows of the store's state.
+    pub ui: crate::ui::UiState,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -165,6 +167,7 @@ impl Gateway {
             lease_returns,
             history: std::sync::OnceLock::new(),
             clock: std::sync::OnceLock::new(),
+            ui: crate::ui::UiState::default(),
         });
         gateway.apply_each_version(events);
         Ok(gateway)

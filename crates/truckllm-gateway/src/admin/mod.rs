@@ -8,11 +8,21 @@
 //! Other instances sharing the config store pick the version up through their config watch.
 //! A save that loses a race with another writer is redone on the newer version; a bad edit is a
 //! 400 naming the field and saves nothing. Every call, read or write, leaves an audit record.
+//!
+//! The dashboard (`/ui`) reads and changes everything through these routes; the ones it adds
+//! are the usage summary ([`usage`]), provider keys' live state ([`providers`]), the request
+//! log ([`requests`]), config versions, diff and rollback ([`config`]) and the runtime store's
+//! state ([`storage`]).
 
 pub mod budget_status;
+pub mod config;
 pub mod history;
 pub mod keys;
+pub mod providers;
+pub mod requests;
+pub mod storage;
 pub mod teams;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -70,6 +80,12 @@ impl Call<'_> {
     ) -> Response {
         let result = change(self.gw, self.admin, self.action, &self.target, edit).await;
         self.answer(result.map(|(body, versions)| (status, body, Some(versions))))
+    }
+
+    /// Audits and answers a change made other than by editing the config (a rollback):
+    /// its status, body and (old, new) running versions.
+    pub fn changed(&self, result: Result<(StatusCode, Value, (u64, u64)), ApiError>) -> Response {
+        self.answer(result.map(|(status, body, versions)| (status, body, Some(versions))))
     }
 
     fn answer(&self, result: Result<Answered, ApiError>) -> Response {

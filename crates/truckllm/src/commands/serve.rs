@@ -47,12 +47,15 @@ pub async fn serve(
 ) -> Result<ExitCode> {
     // The demo's files and mock live as long as the gateway.
     let mut _demo_dir = None;
+    let mut demo_admin_key = None;
     let config_path: PathBuf = if args.demo {
         let listen = args
             .listen
             .map_or_else(|| "127.0.0.1:2906".to_owned(), |a| a.to_string());
-        let (dir, path) = start_demo(&listen).await?;
+        let admin_key = demo_admin_key_new();
+        let (dir, path) = start_demo(&listen, &admin_key).await?;
         _demo_dir = Some(dir);
+        demo_admin_key = Some(admin_key);
         path
     } else {
         config.to_owned()
@@ -108,6 +111,8 @@ pub async fn serve(
     };
     let rollup = store_options.rollup;
     let stack = gateway_stack(inner, store_options, resilient);
+    // The dashboard's storage page follows the same events as the alerts.
+    let watched = stack.events.as_ref().map(|e| e.resubscribe());
     if let Some(events) = stack.events {
         forward(events, logger.clone(), storage_record);
     }
@@ -129,6 +134,9 @@ pub async fn serve(
         logger,
     )
     .map_err(anyhow::Error::msg)?;
+    if let Some(events) = watched {
+        gateway.ui.storage.track(events);
+    }
     let _refresh = gateway.spawn_snapshot_refresh(Duration::from_secs(1));
     let _history = match &running.resolved.storage.history {
         Some(history) => {
@@ -177,6 +185,11 @@ pub async fn serve(
             "  curl -s http://{addr}/v1/chat/completions -H 'Content-Type: application/json' -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello there\"}}]}}'"
         );
         say!("  curl -s http://{addr}/metrics | grep truckllm_requests_total");
+        if let Some(key) = &demo_admin_key {
+            say!("Dashboard: http://{addr}/ui  (sign in with the demo admin key {key})");
+        }
+    } else if !rt.admins.is_empty() {
+        say!("Dashboard: http://{addr}/ui  (sign in with an admin key of server.admin_keys)");
     }
     truckllm_gateway::app::serve(listener, gateway, shutdown_signal()).await?;
     say!("TruckLLM gateway stopped; usage flushed");
@@ -239,8 +252,16 @@ async fn start_config(
     Ok((live, shown, poll))
 }
 
-/// Starts an in-process mock provider and writes the demo config beside it.
-async fn start_demo(listen: &str) -> Result<(tempfile::TempDir, PathBuf)> {
+/// A fresh admin key for one demo run, printed with the dashboard's link.
+fn demo_admin_key_new() -> String {
+    let bytes = truckllm_config::secret::random_bytes();
+    let hex: String = bytes[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("tk-admin-{hex}")
+}
+
+/// Starts an in-process mock provider and writes the demo config beside it (its request log
+/// too, so the dashboard can search it).
+async fn start_demo(listen: &str, admin_key: &str) -> Result<(tempfile::TempDir, PathBuf)> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .context("cannot start the demo's mock provider")?;
@@ -252,7 +273,9 @@ async fn start_demo(listen: &str) -> Result<(tempfile::TempDir, PathBuf)> {
     ));
     let dir = tempfile::tempdir().context("cannot create the demo's config directory")?;
     let path = dir.path().join("config.yaml");
-    std::fs::write(&path, demo_config(&upstream, listen))
+    let log = dir.path().join("requests.jsonl");
+    let log = log.to_str().context("the demo's directory is not UTF-8")?;
+    std::fs::write(&path, demo_config(&upstream, listen, admin_key, log))
         .context("cannot write the demo config")?;
     Ok((dir, path))
 }
