@@ -454,8 +454,7 @@ impl RedisStore {
         batch_id: Option<&str>,
         adds: &[PeriodAdd],
     ) -> ScriptCall<'_> {
-        let now_ms = self.options.clock.now_ms();
-        let markers = keys::MarkerGenerations::at(now_ms);
+        let markers = keys::MarkerGenerations::at(self.options.clock.now_ms());
         let mut keys = match batch_id {
             Some(_) => markers.check_keys(key),
             None => Vec::new(),
@@ -464,7 +463,7 @@ impl RedisStore {
             batch_id.unwrap_or_default().to_owned(),
             markers.current_ttl_ms().to_string(),
             keys.len().to_string(),
-            now_ms.to_string(),
+            self.options.clock.expiry_ms().to_string(),
         ];
         for add in adds {
             keys.push(keys::period_key(key, add.metric, &add.counter.name));
@@ -710,7 +709,7 @@ impl RuntimeStore for RedisStore {
     }
 
     async fn reserve_periods(&self, request: &PeriodReserve) -> Result<PeriodOutcome> {
-        request.validate(self.options.clock.now_ms())?;
+        request.validate(self.options.clock.expiry_ms())?;
         let call = self.period_reserve_call(request);
         let answer = self.run_one_script("reserve_periods", call).await?;
         let answer: Vec<Value> = self.parse("reserve_periods", answer)?;
