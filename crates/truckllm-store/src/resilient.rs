@@ -27,8 +27,8 @@
 //! outage a period reservation is decided in memory: fail-open grants it; a share checks each
 //! limit divided by the expected instances against what this instance counted in memory for
 //! that counter, which is what it granted and settled during outages (net of give-backs) while
-//! the counter lives. With N instances sharing the backend, outage spending of one period
-//! counter therefore stays within its limit in total, so the backend's count after the replay
+//! the counter lives. With at most N (`instances`) instances sharing the backend, outage
+//! spending of one period counter therefore stays within its limit in total, so the backend's count after the replay
 //! is at most the limit plus what it held before the outage. Grants are journaled as adds and
 //! replayed once; an add whose period has ended by then changes nothing. A period reservation
 //! carries no id, so one that timed out at the backend but landed there is counted twice
