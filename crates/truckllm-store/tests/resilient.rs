@@ -383,3 +383,78 @@ async fn period_counters_follow_outage_limits_and_replay_exactly_once() {
         vec![6.5]
     );
 }
+
+/// Fail-open during an outage: every period reservation is granted, counted in memory, and
+/// replayed once, so the store holds the overspend afterwards (and denies from then on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_open_period_reservations_are_granted_and_replayed() {
+    use truckllm_store::{PeriodCheck, PeriodCounter, PeriodOutcome, PeriodRead, PeriodReserve};
+
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let redis_options = RedisOptions {
+        connect_timeout: Duration::from_millis(300),
+        response_timeout: Duration::from_millis(300),
+        ..RedisOptions::default()
+    };
+    let inner = RedisStore::connect(&server.url(), StoreOptions::default(), redis_options)
+        .await
+        .expect("connect");
+    let fail_open = ResilientOptions {
+        limits: OutageLimits::FailOpen,
+        ..options()
+    };
+    let store = ResilientStore::new(inner, StoreOptions::default(), fail_open);
+    let key = ProviderKey::new("_teams", "search").expect("key");
+    let request = PeriodReserve {
+        key: key.clone(),
+        checks: vec![PeriodCheck {
+            metric: Metric::Tokens,
+            limit: 3.0,
+            amount: 1.0,
+            counted: vec!["total".into()],
+            write: PeriodCounter {
+                name: "total".into(),
+                expires_at_ms: None,
+            },
+        }],
+    };
+    let reserve = || async {
+        store
+            .reserve_periods(&request)
+            .await
+            .expect("reserve_periods")
+    };
+    assert_eq!(reserve().await, PeriodOutcome::Granted);
+    server.kill();
+    for _ in 0..4 {
+        assert_eq!(reserve().await, PeriodOutcome::Granted, "fail-open");
+    }
+    assert!(store.is_degraded());
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.is_degraded() {
+        assert!(Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        server.cli(&["GET", "usage-period:{_teams:search}:tokens:total"]),
+        "5",
+        "1 before and 4 during the outage, each once"
+    );
+    let read = PeriodRead {
+        metric: Metric::Tokens,
+        counted: vec!["total".into()],
+    };
+    assert_eq!(
+        store.read_periods(&key, &[read]).await.expect("read"),
+        vec![5.0]
+    );
+    assert_eq!(
+        reserve().await,
+        PeriodOutcome::Denied {
+            check: 0,
+            used: 5.0
+        }
+    );
+}
