@@ -121,6 +121,11 @@ impl MemoryStore {
         self.options.clock.now_ms()
     }
 
+    /// "Now" for expiry by this store's clock ([`Clock::expiry_ms`]).
+    pub(crate) fn expiry_now_ms(&self) -> u64 {
+        self.options.clock.expiry_ms()
+    }
+
     /// "Now" by this store's clock, both readings.
     fn now(&self) -> Now {
         let clock: &dyn Clock = self.options.clock.as_ref();
