@@ -30,7 +30,7 @@
 //! webhooks) once per period per threshold across every instance: the first instance to see a
 //! threshold crossed takes a once-only marker in the store.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
@@ -83,6 +83,18 @@ pub struct Budget {
     pub period: BudgetPeriod,
     pub reset: BudgetReset,
     zone: TimeZone,
+    /// The highest threshold this instance has already seen taken, and in which period (the
+    /// alert marker's name without its threshold), so a budget past 50 % does not ask the
+    /// store about its markers on every request.
+    alerted: Arc<Mutex<Option<Alerted>>>,
+}
+
+/// A threshold marker this instance saw taken: its period, threshold, and when it expires.
+#[derive(Debug)]
+struct Alerted {
+    period: String,
+    threshold: u32,
+    until_ms: Option<u64>,
 }
 
 /// Where a budget stands at one instant: the counters it sums, the one it writes, and when it
@@ -139,6 +151,7 @@ impl Budget {
             period: config.period,
             reset: config.reset,
             zone,
+            alerted: Arc::default(),
         })
     }
 
@@ -459,6 +472,18 @@ async fn alert_crossings(gw: &Gateway, budget: &Budget, span: &Span, used: f64) 
             break;
         }
         let marker = alert_marker(budget, span, threshold, gw.now_ms());
+        let seen = Alerted {
+            period: marker
+                .name
+                .split_once('-')
+                .map_or("", |(_, p)| p)
+                .to_owned(),
+            threshold,
+            until_ms: marker.expires_at_ms,
+        };
+        if budget.already_alerted(&seen, gw.now_ms()) {
+            continue;
+        }
         let request = PeriodReserve {
             key: key.clone(),
             checks: vec![PeriodCheck {
@@ -469,9 +494,30 @@ async fn alert_crossings(gw: &Gateway, budget: &Budget, span: &Span, used: f64) 
                 write: marker,
             }],
         };
-        if let Ok(PeriodOutcome::Granted) = gw.store.reserve_periods(&request).await {
-            gw.logger.emit(alert_record(budget, threshold, used, span));
+        match gw.store.reserve_periods(&request).await {
+            Ok(PeriodOutcome::Granted) => {
+                gw.logger.emit(alert_record(budget, threshold, used, span));
+                budget.mark_alerted(seen);
+            }
+            Ok(PeriodOutcome::Denied { .. }) => budget.mark_alerted(seen),
+            Err(_) => {}
         }
+    }
+}
+
+impl Budget {
+    /// Whether a marker at least as high as `asked`'s, for its period, is known taken.
+    fn already_alerted(&self, asked: &Alerted, now_ms: u64) -> bool {
+        let seen = self.alerted.lock().unwrap_or_else(PoisonError::into_inner);
+        seen.as_ref().is_some_and(|s| {
+            s.period == asked.period
+                && s.threshold >= asked.threshold
+                && s.until_ms.is_none_or(|until| now_ms < until)
+        })
+    }
+
+    fn mark_alerted(&self, seen: Alerted) {
+        *self.alerted.lock().unwrap_or_else(PoisonError::into_inner) = Some(seen);
     }
 }
 
