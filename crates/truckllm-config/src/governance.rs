@@ -66,7 +66,7 @@ pub(crate) fn everything() -> Vec<String> {
 
 /// A spending limit over a period: exactly one of `max_cost` (currency units, priced as the
 /// providers' `pricing` says) and `max_tokens`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +76,10 @@ pub struct BudgetConfig {
     pub period: BudgetPeriod,
     #[serde(default)]
     pub reset: BudgetReset,
+    /// For calendar periods: the IANA time zone whose midnights, Mondays and 1sts start them
+    /// (`Europe/Berlin`); UTC when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
 }
 
 /// The period a budget covers.

@@ -804,6 +804,12 @@ pub struct PolicyConfig {
     /// `previous_response_id`) is kept in the runtime store, in seconds.
     #[serde(default = "default_responses_ttl")]
     pub responses_ttl_secs: u64,
+    /// A budget reserves a request's worst case before the call: its prompt (estimated) and
+    /// its `max_tokens`, the latter capped at this many tokens so an agent's 64k `max_tokens`
+    /// does not block a small budget. What a request spends above the cap is settled after
+    /// the call: the bound on a budget's overspend (see the README's "Keys and budgets").
+    #[serde(default = "default_max_estimate_tokens")]
+    pub max_estimate_tokens: u32,
 }
 
 impl Default for PolicyConfig {
@@ -818,6 +824,7 @@ impl Default for PolicyConfig {
             stream_drain_secs: default_stream_drain(),
             quota_leasing: true,
             responses_ttl_secs: default_responses_ttl(),
+            max_estimate_tokens: default_max_estimate_tokens(),
         }
     }
 }
@@ -837,6 +844,10 @@ fn default_max_stream_event() -> u32 {
 
 fn yes() -> bool {
     true
+}
+
+fn default_max_estimate_tokens() -> u32 {
+    4096
 }
 
 fn default_estimate() -> u32 {

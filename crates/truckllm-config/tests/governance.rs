@@ -24,16 +24,22 @@ fn a_full_governance_config_loads() {
     let config = loaded.resolved;
     assert_eq!(config.server.admin_keys[1].role, AdminRole::Viewer);
     let team = &config.teams[0];
-    assert_eq!(team.budget.map(|b| b.period), Some(BudgetPeriod::Day));
     assert_eq!(
-        team.budget.map(|b| b.reset),
+        team.budget.as_ref().map(|b| b.period),
+        Some(BudgetPeriod::Day)
+    );
+    assert_eq!(
+        team.budget.as_ref().map(|b| b.reset),
         Some(BudgetReset::Calendar),
         "the default"
     );
     let alice = &config.api_keys[0];
     assert_eq!(alice.team.as_deref(), Some("search"));
     assert!(alice.disabled);
-    assert_eq!(alice.budget.map(|b| b.reset), Some(BudgetReset::Rolling));
+    assert_eq!(
+        alice.budget.as_ref().map(|b| b.reset),
+        Some(BudgetReset::Rolling)
+    );
     let redacted = serde_json::to_string(&config.redacted()).expect("json");
     assert!(
         !redacted.contains("ops-admin-key"),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use truckllm_store::{Metric, Reservation};
 
+use crate::budgets::{self, BudgetHold, WorstCase};
 use crate::state::{Gateway, Runtime};
 use crate::usage::Usage;
 
@@ -34,6 +35,17 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct ClientHold {
     pub reservations: Vec<Reservation>,
+    pub budgets: Vec<BudgetHold>,
+}
+
+impl ClientHold {
+    /// A hold on what was reserved; `None` if nothing was.
+    pub fn new(reservations: Vec<Reservation>, budgets: Vec<BudgetHold>) -> Option<Self> {
+        (!reservations.is_empty() || !budgets.is_empty()).then_some(Self {
+            reservations,
+            budgets,
+        })
+    }
 }
 
 /// A reserved attempt on one key, to be settled exactly once.
@@ -186,6 +198,18 @@ impl Attempt {
                     .usage
                     .record(reservation, &client_actual, bucket_ms);
             }
+            let spent = |metric| {
+                client_actual
+                    .iter()
+                    .filter(|(m, _)| *m == metric)
+                    .map(|(_, v)| v)
+                    .sum()
+            };
+            let spent = WorstCase {
+                cost: spent(Metric::Cost),
+                tokens: spent(Metric::Tokens),
+            };
+            budgets::settle(&self.gateway, client.budgets, spent);
         }
         self.gateway.usage.record(reservation, &actual, bucket_ms);
     }
@@ -222,7 +246,9 @@ fn usage_entries(provider: &crate::routing::Provider, u: &Usage) -> Vec<(Metric,
 /// Settles a client's reservations when no attempt was made or all failed: the request
 /// counts, its tokens do not.
 pub fn settle_client_only(gateway: &Gateway, client: Option<ClientHold>) {
-    for reservation in client.into_iter().flat_map(|c| c.reservations) {
+    let Some(client) = client else { return };
+    budgets::release(gateway, client.budgets);
+    for reservation in client.reservations {
         let store = Arc::clone(&gateway.store);
         gateway.settlements.spawn(async move {
             if let Err(e) = store

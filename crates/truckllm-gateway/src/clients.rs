@@ -11,9 +11,11 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use truckllm_config::Config;
 use truckllm_config::governance::parse_time_ms;
-use truckllm_config::schema::{BudgetConfig, ClientKeyConfig, Limits, TeamConfig};
+use truckllm_config::schema::{ClientKeyConfig, Limits, TeamConfig};
 
 use crate::auth::digest;
+use crate::budgets::{Budget, Owner};
+use crate::dispatch::{CLIENTS_NAMESPACE, TEAMS_NAMESPACE};
 use crate::error::ApiError;
 
 /// Which providers and models may be used.
@@ -54,7 +56,7 @@ impl Permissions {
 pub struct Team {
     pub id: String,
     pub limits: Option<Limits>,
-    pub budget: Option<BudgetConfig>,
+    pub budget: Option<Budget>,
     permissions: Permissions,
 }
 
@@ -63,7 +65,10 @@ impl Team {
         Self {
             id: team.id.clone(),
             limits: team.limits,
-            budget: team.budget,
+            budget: team
+                .budget
+                .as_ref()
+                .and_then(|b| Budget::from_config(Owner::Team, TEAMS_NAMESPACE, &team.id, b)),
             permissions: Permissions {
                 providers: team.allowed_providers.clone(),
                 models: team.allowed_models.clone(),
@@ -81,7 +86,7 @@ pub struct Client {
     previous: Option<([u8; 32], u64)>,
     permissions: Permissions,
     pub limits: Option<Limits>,
-    pub budget: Option<BudgetConfig>,
+    pub budget: Option<Budget>,
     pub team: Option<Arc<Team>>,
     disabled: bool,
     /// When the key stops working (Unix ms).
@@ -108,6 +113,14 @@ impl Client {
                 .is_none_or(|t| t.permissions.may_use_model(provider, model, requested))
     }
 
+    /// The budgets this client's requests are held to: its own, then its team's.
+    pub fn budgets(&self) -> Vec<&Budget> {
+        self.budget
+            .iter()
+            .chain(self.team.as_ref().and_then(|t| t.budget.as_ref()))
+            .collect()
+    }
+
     /// The client of one `api_keys` entry; `None` when it names neither key nor hash (the
     /// config validation refuses that).
     fn from_config(c: &ClientKeyConfig, teams: &[Arc<Team>]) -> Option<Self> {
@@ -129,7 +142,10 @@ impl Client {
                 models: c.allowed_models.clone(),
             },
             limits: c.limits,
-            budget: c.budget,
+            budget: c
+                .budget
+                .as_ref()
+                .and_then(|b| Budget::from_config(Owner::Client, CLIENTS_NAMESPACE, &c.id, b)),
             team: c
                 .team
                 .as_ref()

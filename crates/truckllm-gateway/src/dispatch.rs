@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
+use tokio::task::JoinHandle;
 use truckllm_store::{ProviderKey, ReserveOutcome, ReserveRequest};
 
 use crate::attempt::{Attempt, ClientHold, release_client, settle_client_only};
+use crate::budgets::{self, WorstCase};
+use crate::client_status::{self, ClientStatus};
 use crate::clients::Client;
 use crate::error::ApiError;
 use crate::leases::{self, Ask};
@@ -35,6 +38,8 @@ pub trait CallPlan: Send {
     fn operation(&self) -> Operation;
     /// Tokens to reserve before the answer says how many were used.
     fn estimate(&self) -> f64;
+    /// The prompt's size in tokens, roughly; asked only when a budget needs a worst case.
+    fn prompt_estimate(&self) -> f64;
     /// Whether the answer is to be streamed.
     fn streams(&self) -> bool;
     /// The client's headers (some are forwarded, such as Anthropic's betas).
@@ -54,6 +59,9 @@ pub struct Answer {
     pub response: UpstreamResponse,
     pub attempt: Attempt,
     pub client_error: bool,
+    /// The client key's figures for the answer's headers, being read (see
+    /// [`crate::client_status`]).
+    pub status: Option<JoinHandle<ClientStatus>>,
 }
 
 /// Runs the attempt loop for `plan` on behalf of `client`.
@@ -66,14 +74,71 @@ pub async fn dispatch(
 ) -> Result<Answer, ApiError> {
     let targets = rt.routes.resolve(plan.model(), client)?;
     let leasing = rt.policy.quota_leasing;
-    let client_hold = match reserve_client(&gw, client, plan.estimate(), leasing).await {
+    let estimate = plan.estimate();
+    let worst = (!client.budgets().is_empty()).then(|| worst_case(&rt, &targets, plan));
+    let client_hold = match hold_client(&gw, client, estimate, worst, leasing).await {
         Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
             trace.rate_limited();
             return Err(e);
         }
         other => other?,
     };
-    attempt_all(gw, rt, &targets, plan, client_hold, trace).await
+    let status = client_status::read_later(&gw, client);
+    let mut answer = attempt_all(gw, rt, &targets, plan, client_hold, trace).await?;
+    answer.status = status;
+    Ok(answer)
+}
+
+/// Reserves the request against the client's minute limits, then its budgets (with the
+/// request's `worst` case, computed when there are budgets); a refusal by a budget gives back
+/// the limits' reservations.
+async fn hold_client(
+    gw: &Gateway,
+    client: &Client,
+    estimate: f64,
+    worst: Option<WorstCase>,
+    leasing: bool,
+) -> Result<Option<ClientHold>, ApiError> {
+    let reservations = reserve_client(gw, client, estimate, leasing).await?;
+    let budgets = match worst {
+        Some(worst) => budgets::reserve(gw, &client.budgets(), worst).await,
+        None => Ok(Vec::new()),
+    };
+    match budgets {
+        Ok(budgets) => Ok(ClientHold::new(reservations, budgets)),
+        Err(e) => {
+            release_client(gw, reservations);
+            Err(e)
+        }
+    }
+}
+
+/// The most a request may cost before its answer says: its prompt (estimated) at the highest
+/// input price among its targets, and its `max_tokens`, capped at
+/// `policy.max_estimate_tokens`, at the highest output price.
+fn worst_case(rt: &Runtime, targets: &[Target], plan: &dyn CallPlan) -> WorstCase {
+    let (prompt, completion) = match plan.operation() {
+        Operation::Embeddings => (plan.estimate(), 0.0),
+        _ => (
+            plan.prompt_estimate(),
+            plan.estimate()
+                .min(f64::from(rt.policy.max_estimate_tokens)),
+        ),
+    };
+    let cost = targets
+        .iter()
+        .map(|t| {
+            let price = &rt.routes.providers[t.provider].pricing;
+            let input = price
+                .input_per_1m
+                .max(price.cache_write_per_1m.unwrap_or(0.0));
+            (prompt * input + completion * price.output_per_1m) / 1e6
+        })
+        .fold(0.0, f64::max);
+    WorstCase {
+        cost,
+        tokens: prompt + completion,
+    }
 }
 
 /// Reserves one request's amounts against `key`'s limits (from a quota lease when `leasing`);
@@ -124,7 +189,7 @@ async fn reserve_client(
     client: &Client,
     estimate: f64,
     leasing: bool,
-) -> Result<Option<ClientHold>, ApiError> {
+) -> Result<Vec<truckllm_store::Reservation>, ApiError> {
     let team = client
         .team
         .as_ref()
@@ -145,7 +210,7 @@ async fn reserve_client(
             }
         }
     }
-    Ok((!held.is_empty()).then_some(ClientHold { reservations: held }))
+    Ok(held)
 }
 
 /// One reservation against the minute limits of a client key or a team (`what`).
@@ -384,6 +449,7 @@ async fn attempt_all(
                         response,
                         attempt,
                         client_error: true,
+                        status: None,
                     });
                 }
                 Verdict::Success => {
@@ -391,6 +457,7 @@ async fn attempt_all(
                         response,
                         attempt,
                         client_error: false,
+                        status: None,
                     });
                 }
             }

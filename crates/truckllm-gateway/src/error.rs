@@ -113,6 +113,19 @@ impl ApiError {
         e
     }
 
+    /// A budget cannot pay for the request: OpenAI's `insufficient_quota` type, with
+    /// `Retry-After` when the budget resets.
+    pub fn budget_exceeded(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "insufficient_quota",
+            "budget_exceeded",
+            message,
+        );
+        e.retry_after = retry_after;
+        e
+    }
+
     pub fn upstream(status: StatusCode, message: impl Into<String>) -> Self {
         Self::new(status, "upstream_error", "upstream_unavailable", message)
     }

@@ -20,6 +20,9 @@
 //!   (Gemini), requests, answers, streams, errors.
 //! - [`attempt`]: one reserved attempt and how its usage is settled (also when dropped).
 //! - [`recorder`]: usage corrections, coalesced per key and bucket before they reach the store.
+//! - [`budgets`]: spend per period on keys and teams: worst case reserved before the call,
+//!   settled to the real cost after it, alerts at 50/80/100 %.
+//! - [`client_status`]: the `x-ratelimit-*` and budget headers every answer carries.
 //! - [`clients`]: client keys, hashed and compared in constant time; permissions.
 //! - [`routing`]: model names to provider targets; per-provider and per-key state, carried
 //!   across config versions.
@@ -53,6 +56,8 @@ pub mod attempt;
 pub mod auth;
 pub mod balancer;
 pub mod bootstrap;
+pub mod budgets;
+pub mod client_status;
 pub mod clients;
 pub mod conversion;
 pub mod dispatch;

@@ -113,6 +113,8 @@ pub struct Gateway {
     pub lease_returns: Arc<dyn crate::leases::GiveBack>,
     /// The long-term usage history (`storage.history`), once the binary has opened it.
     history: std::sync::OnceLock<truckllm_store::postgres::history::HistoryWriter>,
+    /// Where "now" comes from when not the system clock: tests of calendar budgets inject one.
+    clock: std::sync::OnceLock<truckllm_store::SharedClock>,
     /// The dashboard's sessions and what it shows of the store's state.
     pub ui: crate::ui::UiState,
 }
@@ -164,6 +166,7 @@ impl Gateway {
             leases: Arc::default(),
             lease_returns,
             history: std::sync::OnceLock::new(),
+            clock: std::sync::OnceLock::new(),
             ui: crate::ui::UiState::default(),
         });
         gateway.apply_each_version(events);
@@ -235,7 +238,16 @@ impl Gateway {
     }
 
     pub fn now_ms(&self) -> u64 {
-        SystemClock.now_ms()
+        match self.clock.get() {
+            Some(clock) => clock.now_ms(),
+            None => SystemClock.now_ms(),
+        }
+    }
+
+    /// Makes `clock` this gateway's "now" (once; later calls change nothing), for tests that
+    /// move time, such as a budget's calendar reset.
+    pub fn use_clock(&self, clock: truckllm_store::SharedClock) {
+        let _ = self.clock.set(clock);
     }
 
     /// Refreshes the usage snapshot every `every` until the process ends.

@@ -337,7 +337,7 @@ async fn a_team_bounds_its_keys_and_cannot_go_while_named() {
     let mock = Mock::start(MockOptions::default()).await;
     let gw = TestGateway::start(&config(&mock.url, 1, "", &setup()), Backend::Memory).await;
     let team = json!({"id": "search", "allowed_models": ["mock:text-embedding-3-small"],
-                      "budget": {"max_cost": 5.0, "period": "month"}});
+                      "budget": {"max_cost": 500.0, "period": "month"}});
     let (status, body) = admin(&gw, "POST", "/admin/teams", ADMIN, Some(team)).await;
     assert_eq!(status, 201, "{body}");
     let key = json!({"id": "carol", "team": "search"});

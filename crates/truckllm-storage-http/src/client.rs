@@ -29,11 +29,13 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
+use truckllm_store::period::{check_adds, check_reads};
 use truckllm_store::{
     ConnectionStats, Increment, ListedSeries, Metric, Reservation, ReserveOutcome, ReserveRequest,
     RollupPoint, RuntimeStore, Series, SeriesRollup, SharedClock, StoreError, SystemClock,
     Windowing, redact_url,
 };
+use truckllm_store::{PeriodAdd, PeriodOutcome, PeriodRead, PeriodReserve, ProviderKey};
 
 use crate::protocol::*;
 
@@ -654,6 +656,73 @@ impl RuntimeStore for HttpStore {
         call.await.map(drop)
     }
 
+    /// One `POST /periods/reserve`; like `reserve`, never retried blindly.
+    async fn reserve_periods(&self, request: &PeriodReserve) -> Result<PeriodOutcome, StoreError> {
+        request.validate(self.inner.options.clock.expiry_ms())?;
+        let r: PeriodReserveResponse = self
+            .inner
+            .json(
+                "reserve_periods",
+                Method::POST,
+                "/periods/reserve",
+                Some(&PeriodReserveBody::from_request(request)),
+                None,
+                false,
+            )
+            .await?;
+        r.to_outcome()
+    }
+    /// One `POST /periods/add` under the batch id (a fresh one if none is given, so that a
+    /// retry of the same call is applied once).
+    async fn add_to_periods(
+        &self,
+        key: &ProviderKey,
+        batch_id: Option<&str>,
+        adds: &[PeriodAdd],
+    ) -> Result<(), StoreError> {
+        check_adds(batch_id, adds)?;
+        let id = batch_id.map_or_else(|| self.inner.new_id(), str::to_owned);
+        let body = serde_json::to_vec(&PeriodAddBody::from_adds(key, adds))
+            .map(Bytes::from)
+            .map_err(|e| StoreError::invalid(format!("cannot encode request: {e}")))?;
+        self.inner
+            .call(
+                "add_to_periods",
+                Method::POST,
+                "/periods/add",
+                Some(body),
+                Some(&id),
+                true,
+            )
+            .await
+            .map(drop)
+    }
+    async fn read_periods(
+        &self,
+        key: &ProviderKey,
+        reads: &[PeriodRead],
+    ) -> Result<Vec<f64>, StoreError> {
+        check_reads(reads)?;
+        let r: ValuesResponse = self
+            .inner
+            .json(
+                "read_periods",
+                Method::POST,
+                "/periods/read",
+                Some(&PeriodReadBody::from_reads(key, reads)),
+                None,
+                true,
+            )
+            .await?;
+        if r.values.len() != reads.len() {
+            return Err(StoreError::Protocol {
+                backend: BACKEND,
+                operation: "read_periods",
+                detail: "wrong number of sums".into(),
+            });
+        }
+        Ok(r.values)
+    }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>, StoreError> {
         let path = format!("/usage?prefix={}", encode_segment(prefix));
         let r: ListResponse = self

@@ -10,15 +10,16 @@
 //! - `GET /health`.
 //!
 //! Beyond the seed: `GET /usage?prefix=P` (listing), `POST /batch/get`, `POST /batch/increment`,
-//! `POST /reserve`, `POST /batch/reserve`, `POST /reconcile`, and documents
+//! `POST /reserve`, `POST /batch/reserve`, `POST /reconcile`, budgets' period counters
+//! (`POST /periods/reserve`, `/periods/add`, `/periods/read`), and documents
 //! (`GET`/`PUT`/`DELETE /docs/{key}`, the value base64 in JSON). Path segments are percent-decoded, so ids may hold `:`,
 //! `/`, `{` or spaces. Bearer tokens authenticate every route but `/health`.
 //! `docs/storage-api.openapi.yaml` documents it all.
 
 use serde::{Deserialize, Serialize};
 use truckllm_store::{
-    Denial, LimitCheck, Metric, ProviderKey, Reservation, ReserveOutcome, ReserveRequest, Series,
-    StoreError,
+    Denial, LimitCheck, Metric, PeriodAdd, PeriodCheck, PeriodCounter, PeriodOutcome, PeriodRead,
+    PeriodReserve, ProviderKey, Reservation, ReserveOutcome, ReserveRequest, Series, StoreError,
 };
 
 /// Makes an increment exactly-once: the server applies a repeated key only once.
@@ -407,5 +408,224 @@ impl DenialRef {
             requested: self.requested,
             retry_after: std::time::Duration::from_millis(self.retry_after_ms),
         })
+    }
+}
+
+/// A period counter on the wire (see `truckllm_store::period`); no `expires_at_ms`: never.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodCounterRef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+}
+
+/// One budget check of `POST /periods/reserve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodCheckRef {
+    pub metric: String,
+    pub limit: f64,
+    pub amount: f64,
+    pub counted: Vec<String>,
+    pub write: PeriodCounterRef,
+}
+
+/// `POST /periods/reserve`: `RuntimeStore::reserve_periods`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodReserveBody {
+    pub provider: String,
+    pub key_id: String,
+    pub checks: Vec<PeriodCheckRef>,
+}
+
+/// The answer to `POST /periods/reserve`: granted, or the check (0-based) that did not fit and
+/// what its counters summed to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeriodReserveResponse {
+    pub granted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<f64>,
+}
+
+/// One delta of `POST /periods/add`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodAddRef {
+    pub metric: String,
+    pub counter: PeriodCounterRef,
+    pub delta: f64,
+}
+
+/// `POST /periods/add`: `RuntimeStore::add_to_periods`; the batch id is the
+/// `Idempotency-Key` header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodAddBody {
+    pub provider: String,
+    pub key_id: String,
+    pub adds: Vec<PeriodAddRef>,
+}
+
+/// One sum of `POST /periods/read`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodReadRef {
+    pub metric: String,
+    pub counted: Vec<String>,
+}
+
+/// `POST /periods/read`: `RuntimeStore::read_periods`, answered as [`ValuesResponse`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodReadBody {
+    pub provider: String,
+    pub key_id: String,
+    pub reads: Vec<PeriodReadRef>,
+}
+
+impl PeriodCounterRef {
+    pub fn from_counter(c: &PeriodCounter) -> Self {
+        Self {
+            name: c.name.clone(),
+            expires_at_ms: c.expires_at_ms,
+        }
+    }
+
+    pub fn to_counter(&self) -> PeriodCounter {
+        PeriodCounter {
+            name: self.name.clone(),
+            expires_at_ms: self.expires_at_ms,
+        }
+    }
+}
+
+impl PeriodReserveBody {
+    pub fn from_request(request: &PeriodReserve) -> Self {
+        Self {
+            provider: request.key.provider().to_owned(),
+            key_id: request.key.key_id().to_owned(),
+            checks: request
+                .checks
+                .iter()
+                .map(|c| PeriodCheckRef {
+                    metric: c.metric.as_str().to_owned(),
+                    limit: c.limit,
+                    amount: c.amount,
+                    counted: c.counted.clone(),
+                    write: PeriodCounterRef::from_counter(&c.write),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn to_request(&self) -> Result<PeriodReserve, StoreError> {
+        let checks = self
+            .checks
+            .iter()
+            .map(|c| {
+                Ok(PeriodCheck {
+                    metric: c.metric.parse()?,
+                    limit: c.limit,
+                    amount: c.amount,
+                    counted: c.counted.clone(),
+                    write: c.write.to_counter(),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(PeriodReserve {
+            key: ProviderKey::new(self.provider.clone(), self.key_id.clone())?,
+            checks,
+        })
+    }
+}
+
+impl PeriodReserveResponse {
+    pub fn from_outcome(outcome: PeriodOutcome) -> Self {
+        match outcome {
+            PeriodOutcome::Granted => Self {
+                granted: true,
+                check: None,
+                used: None,
+            },
+            PeriodOutcome::Denied { check, used } => Self {
+                granted: false,
+                check: Some(check),
+                used: Some(used),
+            },
+        }
+    }
+
+    pub fn to_outcome(&self) -> Result<PeriodOutcome, StoreError> {
+        match (self.granted, self.check, self.used) {
+            (true, _, _) => Ok(PeriodOutcome::Granted),
+            (false, Some(check), Some(used)) => Ok(PeriodOutcome::Denied { check, used }),
+            _ => Err(StoreError::Protocol {
+                backend: "http",
+                operation: "reserve_periods",
+                detail: "a denial without its check and sum".into(),
+            }),
+        }
+    }
+}
+
+impl PeriodAddBody {
+    pub fn from_adds(key: &ProviderKey, adds: &[PeriodAdd]) -> Self {
+        Self {
+            provider: key.provider().to_owned(),
+            key_id: key.key_id().to_owned(),
+            adds: adds
+                .iter()
+                .map(|a| PeriodAddRef {
+                    metric: a.metric.as_str().to_owned(),
+                    counter: PeriodCounterRef::from_counter(&a.counter),
+                    delta: a.delta,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn to_adds(&self) -> Result<Vec<PeriodAdd>, StoreError> {
+        self.adds
+            .iter()
+            .map(|a| {
+                Ok(PeriodAdd {
+                    metric: a.metric.parse()?,
+                    counter: a.counter.to_counter(),
+                    delta: a.delta,
+                })
+            })
+            .collect()
+    }
+}
+
+impl PeriodReadBody {
+    pub fn from_reads(key: &ProviderKey, reads: &[PeriodRead]) -> Self {
+        Self {
+            provider: key.provider().to_owned(),
+            key_id: key.key_id().to_owned(),
+            reads: reads
+                .iter()
+                .map(|r| PeriodReadRef {
+                    metric: r.metric.as_str().to_owned(),
+                    counted: r.counted.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn to_reads(&self) -> Result<Vec<PeriodRead>, StoreError> {
+        self.reads
+            .iter()
+            .map(|r| {
+                Ok(PeriodRead {
+                    metric: r.metric.parse()?,
+                    counted: r.counted.clone(),
+                })
+            })
+            .collect()
     }
 }

@@ -172,6 +172,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/reserve"),
     ("post", "/batch/reserve"),
     ("post", "/reconcile"),
+    ("post", "/periods/reserve"),
+    ("post", "/periods/add"),
+    ("post", "/periods/read"),
     ("get", "/config"),
     ("put", "/config"),
     ("get", "/docs/{key}"),
@@ -208,6 +211,9 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/reserve", post(reserve))
         .route("/batch/reserve", post(batch_reserve))
         .route("/reconcile", post(reconcile))
+        .route("/periods/reserve", post(reserve_periods))
+        .route("/periods/add", post(add_to_periods))
+        .route("/periods/read", post(read_periods))
         .route("/config", get(get_config).put(put_config))
         .route("/docs/{key}", get(get_doc).put(put_doc).delete(delete_doc))
         // Runs on every route above, before its handler reads path, query or body:
@@ -772,6 +778,59 @@ async fn reconcile(
     }
     .await;
     audited(&s, &token.name, "reconcile", &target, reply)
+}
+
+/// Budgets' period counters: checked and reserved together for one key (scope `write`).
+async fn reserve_periods(State(s): State<Arc<ServerState>>, caller: Caller, body: Body) -> Reply {
+    let token = caller.require(&s, Scope::Write, &[], "periods.reserve", "periods")?;
+    let body: PeriodReserveBody = read_json(body).await?;
+    let key = ProviderKey::new(body.provider.clone(), body.key_id.clone())?;
+    let target = key.encoded();
+    check_providers(&s, token, &[key.provider()], "periods.reserve", &target)?;
+    let reply = async {
+        let request = body.to_request()?;
+        charge(&s, token, &[&key])?;
+        let outcome = s.store.reserve_periods(&request).await?;
+        Ok(axum::Json(PeriodReserveResponse::from_outcome(outcome)).into_response())
+    }
+    .await;
+    audited(&s, &token.name, "periods.reserve", &target, reply)
+}
+
+/// Deltas to period counters of one key, once per `Idempotency-Key` if one is sent (scope
+/// `write`).
+async fn add_to_periods(
+    State(s): State<Arc<ServerState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let token = caller.require(&s, Scope::Write, &[], "periods.add", "periods")?;
+    let body: PeriodAddBody = read_json(body).await?;
+    let key = ProviderKey::new(body.provider.clone(), body.key_id.clone())?;
+    let target = key.encoded();
+    check_providers(&s, token, &[key.provider()], "periods.add", &target)?;
+    let reply = async {
+        let adds = body.to_adds()?;
+        charge(&s, token, &[&key])?;
+        let batch_id = idempotency_key(&headers);
+        s.store
+            .add_to_periods(&key, batch_id.as_deref(), &adds)
+            .await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    audited(&s, &token.name, "periods.add", &target, reply)
+}
+
+/// Sums of period counters of one key (scope `read`).
+async fn read_periods(State(s): State<Arc<ServerState>>, caller: Caller, body: Body) -> Reply {
+    let token = caller.require(&s, Scope::Read, &[], "periods.read", "periods")?;
+    let body: PeriodReadBody = read_json(body).await?;
+    let key = ProviderKey::new(body.provider.clone(), body.key_id.clone())?;
+    check_providers(&s, token, &[key.provider()], "periods.read", &key.encoded())?;
+    let values = s.store.read_periods(&key, &body.to_reads()?).await?;
+    Ok(axum::Json(ValuesResponse { values }).into_response())
 }
 
 fn config_store(s: &ServerState) -> Result<&Arc<dyn ConfigStore>, HttpError> {

@@ -556,3 +556,102 @@ async fn the_http_config_store_conforms() {
     };
     run_all(fresh, Capabilities { history: false }).await;
 }
+
+/// Budgets' period routes: reserve and add need the write scope, read the read scope (and the
+/// token's providers); bad input is a 400 that changes nothing; an add repeated under one
+/// Idempotency-Key counts once.
+#[tokio::test]
+async fn period_routes_check_scopes_and_input() {
+    let s = start(false).await;
+    let b = &s.base;
+    let reserve = r#"{"provider":"openai","key_id":"key1","checks":[{"metric":"cost","limit":1,"amount":0.25,"counted":["total"],"write":{"name":"total"}}]}"#;
+    let read =
+        r#"{"provider":"openai","key_id":"key1","reads":[{"metric":"cost","counted":["total"]}]}"#;
+    let add = r#"{"provider":"openai","key_id":"key1","adds":[{"metric":"cost","counter":{"name":"total"},"delta":0.5}]}"#;
+    let (status, text) = send(
+        b,
+        "POST",
+        "/periods/reserve",
+        Some("dash-secret"),
+        Some(reserve),
+    )
+    .await;
+    assert_eq!(status, 403, "a read token may not reserve: {text}");
+    let (status, _) = send(b, "POST", "/periods/add", Some("dash-secret"), Some(add)).await;
+    assert_eq!(status, 403, "a read token may not add");
+    assert_eq!(
+        send(b, "POST", "/periods/reserve", None, Some(reserve))
+            .await
+            .0,
+        401
+    );
+
+    let (status, text) = send(
+        b,
+        "POST",
+        "/periods/reserve",
+        Some("gw-secret"),
+        Some(reserve),
+    )
+    .await;
+    assert_eq!((status, text.as_str()), (200, r#"{"granted":true}"#));
+    let (status, text) = send(b, "POST", "/periods/read", Some("dash-secret"), Some(read)).await;
+    assert_eq!(
+        (status, text.as_str()),
+        (200, r#"{"values":[0.25]}"#),
+        "a read token may read"
+    );
+    let groq = read.replace("openai", "groq");
+    let (status, _) = send(b, "POST", "/periods/read", Some("dash-secret"), Some(&groq)).await;
+    assert_eq!(status, 403, "outside the read token's providers");
+
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        let response = http
+            .post(format!("{b}/periods/add"))
+            .bearer_auth("gw-secret")
+            .header("idempotency-key", "settle-1")
+            .header("content-type", "application/json")
+            .body(add)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status().as_u16(), 204);
+    }
+    let (_, text) = send(b, "POST", "/periods/read", Some("gw-secret"), Some(read)).await;
+    assert_eq!(
+        text, r#"{"values":[0.75]}"#,
+        "the repeated key counted once"
+    );
+
+    for (path, body) in [
+        ("/periods/reserve", reserve.replace("0.25", "-1")),
+        (
+            "/periods/reserve",
+            reserve.replace(r#""total"]"#, r#""a b"]"#),
+        ),
+        (
+            "/periods/reserve",
+            reserve.replace(r#""checks":["#, r#""checks":[],"x":["#),
+        ),
+        (
+            "/periods/reserve",
+            reserve.replace(
+                r#"{"name":"total"}"#,
+                r#"{"name":"total","expires_at_ms":1}"#,
+            ),
+        ),
+        ("/periods/reserve", reserve.replace("cost", "dollars")),
+        ("/periods/add", add.replace("0.5", "1e300")),
+        (
+            "/periods/add",
+            add.replace(r#""adds":[{"#, r#""adds":[],"y":[{"#),
+        ),
+        ("/periods/read", read.replace(r#"["total"]"#, "[]")),
+    ] {
+        let (status, text) = send(b, "POST", path, Some("gw-secret"), Some(&body)).await;
+        assert_eq!(status, 400, "{path} {body}: {text}");
+    }
+    let (_, text) = send(b, "POST", "/periods/read", Some("gw-secret"), Some(read)).await;
+    assert_eq!(text, r#"{"values":[0.75]}"#, "bad input changed nothing");
+}

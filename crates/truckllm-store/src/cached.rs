@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::period::{PeriodAdd, PeriodOutcome, PeriodRead, PeriodReserve};
+use crate::series::ProviderKey;
 use async_trait::async_trait;
 use quick_cache::sync::Cache;
 
@@ -310,6 +312,20 @@ impl<S: RuntimeStore> RuntimeStore for CachedStore<S> {
             .await?;
         self.forget_key(&key);
         Ok(())
+    }
+    async fn reserve_periods(&self, request: &PeriodReserve) -> Result<PeriodOutcome> {
+        self.inner.reserve_periods(request).await
+    }
+    async fn add_to_periods(
+        &self,
+        key: &ProviderKey,
+        batch_id: Option<&str>,
+        adds: &[PeriodAdd],
+    ) -> Result<()> {
+        self.inner.add_to_periods(key, batch_id, adds).await
+    }
+    async fn read_periods(&self, key: &ProviderKey, reads: &[PeriodRead]) -> Result<Vec<f64>> {
+        self.inner.read_periods(key, reads).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         self.inner.list(prefix).await

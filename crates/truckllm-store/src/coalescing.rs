@@ -24,6 +24,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::period::{PeriodAdd, PeriodOutcome, PeriodRead, PeriodReserve};
+use crate::series::ProviderKey;
 use async_trait::async_trait;
 use tokio::sync::oneshot;
 
@@ -230,6 +232,20 @@ impl<S: RuntimeStore + 'static> RuntimeStore for CoalescingStore<S> {
         self.inner()
             .reconcile_once(settle_id, reservation, actual)
             .await
+    }
+    async fn reserve_periods(&self, request: &PeriodReserve) -> Result<PeriodOutcome> {
+        self.inner().reserve_periods(request).await
+    }
+    async fn add_to_periods(
+        &self,
+        key: &ProviderKey,
+        batch_id: Option<&str>,
+        adds: &[PeriodAdd],
+    ) -> Result<()> {
+        self.inner().add_to_periods(key, batch_id, adds).await
+    }
+    async fn read_periods(&self, key: &ProviderKey, reads: &[PeriodRead]) -> Result<Vec<f64>> {
+        self.inner().read_periods(key, reads).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         self.inner().list(prefix).await

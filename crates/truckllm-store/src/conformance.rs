@@ -19,6 +19,9 @@ use futures_util::future::join_all;
 
 use crate::clock::{Clock, ManualClock};
 use crate::error::StoreError;
+use crate::period::{
+    PeriodAdd, PeriodCheck, PeriodCounter, PeriodOutcome, PeriodRead, PeriodReserve,
+};
 use crate::series::{Metric, ProviderKey, Series};
 use crate::store::{
     Increment, LimitCheck, ReserveOutcome, ReserveRequest, RollupPoint, RuntimeStore,
@@ -114,6 +117,12 @@ macro_rules! conformance_tests {
             check_documents,
             check_document_ttl,
             check_health,
+            check_period_reserve_limits,
+            check_period_rolling_sum_and_isolation,
+            check_period_expiry,
+            check_period_adds,
+            check_period_reserve_under_contention,
+            check_period_bad_input,
         );
     };
     (@each $setup:expr, $ttl:expr, $expiry:expr; $($check:ident),* $(,)?) => {
@@ -1108,4 +1117,475 @@ pub async fn check_document_ttl(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
 /// A reachable store is healthy.
 pub async fn check_health(store: &Arc<dyn RuntimeStore>, _ctx: &Context) {
     store.health().await.expect("healthy");
+}
+
+fn period_counter(name: &str, expires_at_ms: Option<u64>) -> PeriodCounter {
+    PeriodCounter {
+        name: name.to_owned(),
+        expires_at_ms,
+    }
+}
+
+/// A check of `limit` summing `counted`, writing `amount` to `write` (expiring in a day).
+fn period_check(
+    ctx: &Context,
+    metric: Metric,
+    limit: f64,
+    amount: f64,
+    counted: &[&str],
+    write: &str,
+) -> PeriodCheck {
+    PeriodCheck {
+        metric,
+        limit,
+        amount,
+        counted: counted.iter().map(|n| (*n).to_owned()).collect(),
+        write: period_counter(write, Some(ctx.clock.now_ms() + 86_400_000)),
+    }
+}
+
+fn period_reserve(key: &ProviderKey, checks: Vec<PeriodCheck>) -> PeriodReserve {
+    PeriodReserve {
+        key: key.clone(),
+        checks,
+    }
+}
+
+fn period_read(metric: Metric, counted: &[&str]) -> PeriodRead {
+    PeriodRead {
+        metric,
+        counted: counted.iter().map(|n| (*n).to_owned()).collect(),
+    }
+}
+
+/// One period sum of `key`.
+async fn period_sum(
+    store: &Arc<dyn RuntimeStore>,
+    key: &ProviderKey,
+    metric: Metric,
+    counted: &[&str],
+) -> f64 {
+    let values = store
+        .read_periods(key, &[period_read(metric, counted)])
+        .await
+        .expect("read_periods");
+    assert_eq!(values.len(), 1, "one sum per read");
+    values[0]
+}
+
+/// Period reservations grant up to the limit, then deny with what was used and add nothing;
+/// several checks in one call are granted or denied together.
+pub async fn check_period_reserve_limits(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let key = ctx.key("_clients", "alice");
+    let day = period_reserve(
+        &key,
+        vec![period_check(ctx, Metric::Cost, 1.0, 0.25, &["d1"], "d1")],
+    );
+    for _ in 0..4 {
+        let outcome = store.reserve_periods(&day).await.expect("reserve_periods");
+        assert_eq!(outcome, PeriodOutcome::Granted);
+    }
+    let denied = store.reserve_periods(&day).await.expect("reserve_periods");
+    let PeriodOutcome::Denied { check: 0, used } = denied else {
+        panic!("the fifth quarter of a 1.0 budget is denied, got {denied:?}");
+    };
+    assert!(close(used, 1.0), "used {used}");
+    assert!(close(
+        period_sum(store, &key, Metric::Cost, &["d1"]).await,
+        1.0
+    ));
+
+    // Both checks fit: both are written. The second does not fit: neither is.
+    let both = |tokens_limit: f64| {
+        period_reserve(
+            &key,
+            vec![
+                period_check(ctx, Metric::Tokens, 1000.0, 400.0, &["m1"], "m1"),
+                period_check(ctx, Metric::Req, tokens_limit, 1.0, &["m1"], "m1"),
+            ],
+        )
+    };
+    assert_eq!(
+        store.reserve_periods(&both(5.0)).await.expect("reserve"),
+        PeriodOutcome::Granted
+    );
+    let denied = store.reserve_periods(&both(1.0)).await.expect("reserve");
+    let PeriodOutcome::Denied { check: 1, used } = denied else {
+        panic!("the second check denies, got {denied:?}");
+    };
+    assert!(close(used, 1.0), "used {used}");
+    let sums = store
+        .read_periods(
+            &key,
+            &[
+                period_read(Metric::Tokens, &["m1"]),
+                period_read(Metric::Req, &["m1"]),
+            ],
+        )
+        .await
+        .expect("read_periods");
+    assert_eq!(sums, vec![400.0, 1.0], "the denied call added nothing");
+    // A zero limit denies any positive amount; a zero amount fits it.
+    let zero = period_reserve(
+        &key,
+        vec![period_check(ctx, Metric::Cost, 0.0, 0.0, &["z"], "z")],
+    );
+    assert_eq!(
+        store.reserve_periods(&zero).await.expect("reserve"),
+        PeriodOutcome::Granted
+    );
+}
+
+/// A rolling sum counts several counters and writes one; counters are separate per key,
+/// metric and name.
+pub async fn check_period_rolling_sum_and_isolation(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let key = ctx.key("_clients", "bob");
+    let hours = ["h1", "h2", "h3"];
+    for (hour, amount) in hours.iter().zip([3.0, 4.0, 5.0]) {
+        let request = period_reserve(
+            &key,
+            vec![period_check(
+                ctx,
+                Metric::Tokens,
+                100.0,
+                amount,
+                &hours,
+                hour,
+            )],
+        );
+        assert_eq!(
+            store.reserve_periods(&request).await.expect("reserve"),
+            PeriodOutcome::Granted
+        );
+    }
+    assert_eq!(period_sum(store, &key, Metric::Tokens, &hours).await, 12.0);
+    assert_eq!(period_sum(store, &key, Metric::Tokens, &["h2"]).await, 4.0);
+    assert_eq!(
+        period_sum(store, &key, Metric::Tokens, &["h2", "h3", "h9"]).await,
+        9.0,
+        "an absent counter counts zero"
+    );
+    // 12 used of 20: 9 more would pass 20 even though h3 alone holds only 5.
+    let over = period_reserve(
+        &key,
+        vec![period_check(ctx, Metric::Tokens, 20.0, 9.0, &hours, "h3")],
+    );
+    assert_eq!(
+        store.reserve_periods(&over).await.expect("reserve"),
+        PeriodOutcome::Denied {
+            check: 0,
+            used: 12.0
+        }
+    );
+    let other_key = ctx.key("_clients", "carol");
+    let other_provider = ctx.key("openai", "bob");
+    assert_eq!(
+        period_sum(store, &other_key, Metric::Tokens, &hours).await,
+        0.0
+    );
+    assert_eq!(
+        period_sum(store, &other_provider, Metric::Tokens, &hours).await,
+        0.0
+    );
+    assert_eq!(period_sum(store, &key, Metric::Cost, &hours).await, 0.0);
+    assert_eq!(period_sum(store, &key, Metric::Tokens, &["h4"]).await, 0.0);
+    let sums = store
+        .read_periods(
+            &key,
+            &[
+                period_read(Metric::Tokens, &["h1"]),
+                period_read(Metric::Cost, &["h1"]),
+                period_read(Metric::Tokens, &["h3", "h1"]),
+            ],
+        )
+        .await
+        .expect("read_periods");
+    assert_eq!(sums, vec![3.0, 0.0, 8.0], "one sum per read, in order");
+}
+
+/// An expired counter reads 0 and an add to it changes nothing; a counter without an expiry
+/// stays.
+pub async fn check_period_expiry(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let key = ctx.key("_clients", "dave");
+    if ctx.expiry == Expiry::RealTime {
+        // The store expires by the real clock, which ran on while the harness started it.
+        ctx.clock.set_ms(ctx.clock.now_ms().max(wall_ms()));
+    }
+    let ttl = Duration::from_secs(2);
+    let expires = ctx.clock.now_ms() + ttl.as_millis() as u64;
+    let request = |name: &str, expires_at_ms: Option<u64>| PeriodReserve {
+        key: key.clone(),
+        checks: vec![PeriodCheck {
+            metric: Metric::Cost,
+            limit: 10.0,
+            amount: 2.0,
+            counted: vec![name.to_owned()],
+            write: period_counter(name, expires_at_ms),
+        }],
+    };
+    for (name, expiry) in [("brief", Some(expires)), ("total", None)] {
+        assert_eq!(
+            store
+                .reserve_periods(&request(name, expiry))
+                .await
+                .expect("reserve"),
+            PeriodOutcome::Granted
+        );
+    }
+    assert_eq!(period_sum(store, &key, Metric::Cost, &["brief"]).await, 2.0);
+    match ctx.expiry {
+        Expiry::Clock => ctx.clock.advance(ttl + Duration::from_millis(1)),
+        Expiry::RealTime => {
+            let deadline = tokio::time::Instant::now() + ttl + Duration::from_secs(5);
+            while period_sum(store, &key, Metric::Cost, &["brief"]).await != 0.0 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "period counter outlived its expiry"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // The store's own clock catches up with the real time that passed.
+            ctx.clock
+                .set_ms(ctx.clock.now_ms().max(expires + 1).max(wall_ms()));
+        }
+    }
+    assert_eq!(
+        period_sum(store, &key, Metric::Cost, &["brief", "total"]).await,
+        2.0,
+        "the expired counter reads 0, the one without expiry stays"
+    );
+    let late = PeriodAdd {
+        metric: Metric::Cost,
+        counter: period_counter("brief", Some(expires)),
+        delta: 5.0,
+    };
+    store
+        .add_to_periods(&key, None, std::slice::from_ref(&late))
+        .await
+        .expect("add to an expired counter");
+    store
+        .add_to_periods(&key, Some("late-settle"), &[late])
+        .await
+        .expect("add to an expired counter, once");
+    assert_eq!(
+        period_sum(store, &key, Metric::Cost, &["brief"]).await,
+        0.0,
+        "an add to an expired counter changes nothing"
+    );
+    assert_invalid(
+        store
+            .reserve_periods(&request("brief", Some(expires)))
+            .await,
+        "a reservation writing an expired counter",
+    );
+    assert_eq!(period_sum(store, &key, Metric::Cost, &["total"]).await, 2.0);
+}
+
+/// Adds apply together; with a batch id, once; negative deltas give back.
+pub async fn check_period_adds(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let key = ctx.key("_clients", "erin");
+    let expires = Some(ctx.clock.now_ms() + 86_400_000);
+    let add = |metric: Metric, name: &str, delta: f64| PeriodAdd {
+        metric,
+        counter: period_counter(name, expires),
+        delta,
+    };
+    let settle = [
+        add(Metric::Cost, "d1", 1.5),
+        add(Metric::Tokens, "d1", 300.0),
+    ];
+    for _ in 0..3 {
+        store
+            .add_to_periods(&key, Some("settle-1"), &settle)
+            .await
+            .expect("add once");
+    }
+    let both = [
+        period_read(Metric::Cost, &["d1"]),
+        period_read(Metric::Tokens, &["d1"]),
+    ];
+    assert_eq!(
+        store.read_periods(&key, &both).await.expect("read"),
+        vec![1.5, 300.0],
+        "applied once"
+    );
+    // Concurrent repeats of one id still apply once.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = Arc::clone(store);
+            let key = key.clone();
+            let settle = settle.clone();
+            tokio::spawn(async move { store.add_to_periods(&key, Some("settle-2"), &settle).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("add_to_periods");
+    }
+    assert_eq!(
+        store.read_periods(&key, &both).await.expect("read"),
+        vec![3.0, 600.0]
+    );
+    // Without an id every call counts; negative deltas give back.
+    let give_back = [add(Metric::Cost, "d1", -0.5)];
+    store
+        .add_to_periods(&key, None, &give_back)
+        .await
+        .expect("add");
+    store
+        .add_to_periods(&key, None, &give_back)
+        .await
+        .expect("add");
+    assert!(close(
+        period_sum(store, &key, Metric::Cost, &["d1"]).await,
+        2.0
+    ));
+    // What was given back can be reserved again.
+    let request = period_reserve(
+        &key,
+        vec![period_check(ctx, Metric::Cost, 3.0, 1.0, &["d1"], "d1")],
+    );
+    assert_eq!(
+        store.reserve_periods(&request).await.expect("reserve"),
+        PeriodOutcome::Granted
+    );
+    assert_eq!(
+        store.reserve_periods(&request).await.expect("reserve"),
+        PeriodOutcome::Denied {
+            check: 0,
+            used: 3.0
+        }
+    );
+    // An add to an absent counter creates it.
+    store
+        .add_to_periods(&key, None, &[add(Metric::Req, "fresh", 2.0)])
+        .await
+        .expect("add");
+    assert_eq!(period_sum(store, &key, Metric::Req, &["fresh"]).await, 2.0);
+}
+
+/// Concurrent reservers never pass the limit, and the counter ends at exactly what was granted.
+pub async fn check_period_reserve_under_contention(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let key = ctx.key("_clients", "frank");
+    let request = period_reserve(
+        &key,
+        vec![period_check(ctx, Metric::Req, 37.0, 1.0, &["d1"], "d1")],
+    );
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = Arc::clone(store);
+            let request = request.clone();
+            tokio::spawn(async move {
+                let mut granted = 0;
+                for _ in 0..10 {
+                    let outcome = store.reserve_periods(&request).await.expect("reserve");
+                    granted += usize::from(outcome == PeriodOutcome::Granted);
+                }
+                granted
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for task in tasks {
+        granted += task.await.expect("task");
+    }
+    assert_eq!(granted, 37, "exactly the limit of 200 attempts is granted");
+    assert_eq!(period_sum(store, &key, Metric::Req, &["d1"]).await, 37.0);
+}
+
+/// Bad input is refused as invalid and changes nothing.
+pub async fn check_period_bad_input(store: &Arc<dyn RuntimeStore>, ctx: &Context) {
+    let key = ctx.key("_clients", "grace");
+    let good = period_check(ctx, Metric::Cost, 10.0, 1.0, &["d1"], "d1");
+    let with = |change: &dyn Fn(&mut PeriodCheck)| {
+        let mut check = good.clone();
+        change(&mut check);
+        // A good check first: a bad second one must stop it being written too.
+        period_reserve(&key, vec![good.clone(), check])
+    };
+    let bad_requests = [
+        ("NaN amount", with(&|c| c.amount = f64::NAN)),
+        ("infinite limit", with(&|c| c.limit = f64::INFINITY)),
+        ("negative limit", with(&|c| c.limit = -1.0)),
+        ("negative amount", with(&|c| c.amount = -1.0)),
+        ("nothing counted", with(&|c| c.counted.clear())),
+        (
+            "bad counted name",
+            with(&|c| c.counted = vec!["a b".into()]),
+        ),
+        ("bad write name", with(&|c| c.write.name = "{x}".into())),
+        ("empty write name", with(&|c| c.write.name = String::new())),
+        (
+            "long name",
+            with(&|c| c.write.name = "n".repeat(crate::period::MAX_PERIOD_NAME_LEN + 1)),
+        ),
+        (
+            "too many counted",
+            with(&|c| c.counted = vec!["d1".into(); crate::period::MAX_COUNTED + 1]),
+        ),
+        (
+            "expired write",
+            with(&|c| c.write.expires_at_ms = Some(ctx.clock.now_ms() - 60_000)),
+        ),
+        (
+            "too many checks",
+            period_reserve(&key, vec![good.clone(); crate::period::MAX_PER_CALL + 1]),
+        ),
+        ("no checks", period_reserve(&key, vec![])),
+    ];
+    for (what, request) in &bad_requests {
+        assert_invalid(store.reserve_periods(request).await, what);
+    }
+    let add = PeriodAdd {
+        metric: Metric::Cost,
+        counter: good.write.clone(),
+        delta: 1.0,
+    };
+    let bad_add = |change: &dyn Fn(&mut PeriodAdd)| {
+        let mut bad = add.clone();
+        change(&mut bad);
+        vec![add.clone(), bad]
+    };
+    let bad_adds = [
+        ("NaN delta", None, bad_add(&|a| a.delta = f64::NAN)),
+        ("huge delta", None, bad_add(&|a| a.delta = -1e300)),
+        (
+            "bad name",
+            None,
+            bad_add(&|a| a.counter.name = "a/b".into()),
+        ),
+        ("bad batch id", Some("has space"), vec![add.clone()]),
+        ("no adds", None, vec![]),
+        (
+            "too many adds",
+            None,
+            vec![add.clone(); crate::period::MAX_PER_CALL + 1],
+        ),
+    ];
+    for (what, batch_id, adds) in &bad_adds {
+        assert_invalid(store.add_to_periods(&key, *batch_id, adds).await, what);
+    }
+    assert_invalid(store.read_periods(&key, &[]).await, "no reads");
+    assert_invalid(
+        store
+            .read_periods(&key, &[period_read(Metric::Cost, &[])])
+            .await,
+        "a read of nothing",
+    );
+    assert_invalid(
+        store
+            .read_periods(&key, &[period_read(Metric::Cost, &["a b"])])
+            .await,
+        "a read of a bad name",
+    );
+    assert_eq!(
+        period_sum(store, &key, Metric::Cost, &["d1"]).await,
+        0.0,
+        "bad input changed nothing"
+    );
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

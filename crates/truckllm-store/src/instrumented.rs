@@ -13,6 +13,8 @@ use std::fmt;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::period::{PeriodAdd, PeriodOutcome, PeriodRead, PeriodReserve};
+use crate::series::ProviderKey;
 use async_trait::async_trait;
 use metrics::{Counter, Gauge, Histogram, Recorder};
 
@@ -49,6 +51,9 @@ enum Op {
     ReserveMany,
     Reconcile,
     ReconcileOnce,
+    ReservePeriods,
+    AddToPeriods,
+    ReadPeriods,
     List,
     Rollups,
     PutDoc,
@@ -58,7 +63,7 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 18] = [
+    const ALL: [Op; 21] = [
         Op::Get,
         Op::Set,
         Op::Increment,
@@ -71,6 +76,9 @@ impl Op {
         Op::ReserveMany,
         Op::Reconcile,
         Op::ReconcileOnce,
+        Op::ReservePeriods,
+        Op::AddToPeriods,
+        Op::ReadPeriods,
         Op::List,
         Op::Rollups,
         Op::PutDoc,
@@ -93,6 +101,9 @@ impl Op {
             Op::ReserveMany => "reserve_many",
             Op::Reconcile => "reconcile",
             Op::ReconcileOnce => "reconcile_once",
+            Op::ReservePeriods => "reserve_periods",
+            Op::AddToPeriods => "add_to_periods",
+            Op::ReadPeriods => "read_periods",
             Op::List => "list",
             Op::Rollups => "rollups",
             Op::PutDoc => "put_doc",
@@ -234,6 +245,26 @@ impl<S: RuntimeStore> RuntimeStore for InstrumentedStore<S> {
             self.inner.reconcile_once(settle_id, reservation, actual),
         )
         .await
+    }
+    async fn reserve_periods(&self, request: &PeriodReserve) -> Result<PeriodOutcome> {
+        self.observe(Op::ReservePeriods, self.inner.reserve_periods(request))
+            .await
+    }
+    async fn add_to_periods(
+        &self,
+        key: &ProviderKey,
+        batch_id: Option<&str>,
+        adds: &[PeriodAdd],
+    ) -> Result<()> {
+        self.observe(
+            Op::AddToPeriods,
+            self.inner.add_to_periods(key, batch_id, adds),
+        )
+        .await
+    }
+    async fn read_periods(&self, key: &ProviderKey, reads: &[PeriodRead]) -> Result<Vec<f64>> {
+        self.observe(Op::ReadPeriods, self.inner.read_periods(key, reads))
+            .await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         self.observe(Op::List, self.inner.list(prefix)).await

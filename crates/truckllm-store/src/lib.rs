@@ -6,6 +6,7 @@
 //!   (increments, limit checks, reservations).
 //! - [`series`]: what is counted: `(provider, key_id, metric)` and the escaping of odd names.
 //! - [`window`]: time buckets that make windows really slide; options shared by backends.
+//! - [`period`]: period counters for budgets (calendar and rolling periods).
 //! - [`docs`]: small TTL'd documents every instance shares (stored Responses conversations).
 //! - [`clock`]: injectable time, so window and TTL tests need no sleeps.
 //! - Backends, one per module: [`memory`] (the embedded default), [`redis`] (production) and
@@ -31,6 +32,7 @@ pub mod error;
 pub mod instrumented;
 pub mod memory;
 pub mod metrics;
+pub mod period;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod redis;
@@ -47,6 +49,7 @@ pub use coalescing::{CoalescingOptions, CoalescingStore};
 pub use error::StoreError;
 pub use instrumented::InstrumentedStore;
 pub use memory::MemoryStore;
+pub use period::{PeriodAdd, PeriodCheck, PeriodCounter, PeriodOutcome, PeriodRead, PeriodReserve};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use redis::{RedisOptions, RedisStore};

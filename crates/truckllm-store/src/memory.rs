@@ -27,6 +27,10 @@ use async_trait::async_trait;
 
 use crate::clock::Clock;
 use crate::error::StoreError;
+use crate::period::{
+    PeriodAdd, PeriodCounter, PeriodOutcome, PeriodRead, PeriodReserve, check_adds, check_reads,
+    fits_budget,
+};
 use crate::series::{Metric, ProviderKey, Series, check_value};
 use crate::store::{
     ConnectionStats, Denial, Increment, ListedSeries, Reservation, ReserveOutcome, ReserveRequest,
@@ -73,6 +77,8 @@ struct KeyState {
     metrics: [MetricState; Metric::ALL.len()],
     /// Batch ids applied to this key, with the instant (Unix ms) they may be forgotten.
     applied_batches: HashMap<String, u64>,
+    /// Period counters (see [`crate::period`]) by metric and name: value and expiry.
+    periods: HashMap<(Metric, String), (f64, Option<u64>)>,
 }
 
 #[derive(Default)]
@@ -113,6 +119,11 @@ impl MemoryStore {
     /// "Now" by this store's clock, for placing events.
     pub(crate) fn now_ms(&self) -> u64 {
         self.options.clock.now_ms()
+    }
+
+    /// "Now" for expiry by this store's clock ([`Clock::expiry_ms`]).
+    pub(crate) fn expiry_now_ms(&self) -> u64 {
+        self.options.clock.expiry_ms()
     }
 
     /// "Now" by this store's clock, both readings.
@@ -330,12 +341,42 @@ impl KeyState {
             m.expire(now);
             alive | m.is_alive()
         });
-        metrics_alive || !self.applied_batches.is_empty()
+        self.periods
+            .retain(|_, (_, expires)| expires.is_none_or(|at| at > now));
+        metrics_alive || !self.applied_batches.is_empty() || !self.periods.is_empty()
+    }
+
+    /// The sum of the live period counters named in `counted`.
+    fn period_sum(&self, metric: Metric, counted: &[String], now: u64) -> f64 {
+        counted
+            .iter()
+            .filter_map(|name| self.periods.get(&(metric, name.clone())))
+            .filter(|(_, expires)| expires.is_none_or(|at| at > now))
+            .map(|(value, _)| value)
+            .sum()
+    }
+
+    /// Adds `delta` to a period counter; an expired counter is dropped and left alone.
+    fn add_to_period(&mut self, metric: Metric, counter: &PeriodCounter, delta: f64, now: u64) {
+        if counter.expires_at_ms.is_some_and(|at| at <= now) {
+            self.periods.remove(&(metric, counter.name.clone()));
+            return;
+        }
+        let entry = self
+            .periods
+            .entry((metric, counter.name.clone()))
+            .or_insert((0.0, counter.expires_at_ms));
+        if entry.1.is_some_and(|at| at <= now) {
+            entry.0 = 0.0;
+        }
+        entry.0 += delta;
+        entry.1 = counter.expires_at_ms;
     }
 
     /// Whether anything but roll-ups is kept (call after `expire`).
     fn holds_more_than_rollups(&self) -> bool {
         !self.applied_batches.is_empty()
+            || !self.periods.is_empty()
             || self
                 .metrics
                 .iter()
@@ -530,6 +571,51 @@ impl RuntimeStore for MemoryStore {
             }
             Ok(())
         })
+    }
+
+    async fn reserve_periods(&self, request: &PeriodReserve) -> Result<PeriodOutcome> {
+        request.validate(self.now().store)?;
+        self.with_key(&request.key, |state, now| {
+            for (i, check) in request.checks.iter().enumerate() {
+                let used = state.period_sum(check.metric, &check.counted, now.store);
+                if !fits_budget(used, check.amount, check.limit) {
+                    return Ok(PeriodOutcome::Denied { check: i, used });
+                }
+            }
+            for check in &request.checks {
+                state.add_to_period(check.metric, &check.write, check.amount, now.store);
+            }
+            Ok(PeriodOutcome::Granted)
+        })
+    }
+
+    async fn add_to_periods(
+        &self,
+        key: &ProviderKey,
+        batch_id: Option<&str>,
+        adds: &[PeriodAdd],
+    ) -> Result<()> {
+        check_adds(batch_id, adds)?;
+        self.with_key(key, |state, now| {
+            if batch_id.is_none_or(|id| state.first_application(id, now.store)) {
+                for add in adds {
+                    state.add_to_period(add.metric, &add.counter, add.delta, now.store);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn read_periods(&self, key: &ProviderKey, reads: &[PeriodRead]) -> Result<Vec<f64>> {
+        check_reads(reads)?;
+        Ok(self.read_key(key, |state, now| {
+            reads
+                .iter()
+                .map(|read| {
+                    state.map_or(0.0, |s| s.period_sum(read.metric, &read.counted, now.store))
+                })
+                .collect()
+        }))
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {

@@ -21,6 +21,19 @@
 //! backend had granted it after all. Reconciles are sent with an id too
 //! ([`RuntimeStore::reconcile_once`], in the reservation's bucket), and journaled under it.
 //!
+//! **Budgets' period counters** ([`crate::period`]) follow the same rules. Adds are sent with
+//! a batch id (the caller's, or a fresh one) and journaled under it when they fail, so the
+//! replay ([`RuntimeStore::add_to_periods`] with that id) applies each exactly once. During an
+//! outage a period reservation is decided in memory: fail-open grants it; a share checks each
+//! limit divided by the expected instances against what this instance counted in memory for
+//! that counter, which is what it granted and settled during outages (net of give-backs) while
+//! the counter lives. With at most N (`instances`) instances sharing the backend, outage
+//! spending of one period counter therefore stays within its limit in total, so the backend's count after the replay
+//! is at most the limit plus what it held before the outage. Grants are journaled as adds and
+//! replayed once; an add whose period has ended by then changes nothing. A period reservation
+//! carries no id, so one that timed out at the backend but landed there is counted twice
+//! after the replay: budgets over-count (deny early), never under-count.
+//!
 //! Reads during an outage see only what was written during it. Deltas replayed after an outage
 //! land in the current window bucket, not the original one.
 
@@ -32,6 +45,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::period::{PeriodAdd, PeriodCheck, PeriodOutcome, PeriodRead, PeriodReserve, check_adds};
+use crate::series::ProviderKey;
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
 
@@ -86,6 +101,24 @@ struct Journal {
     deltas: BTreeMap<Series, f64>,
     /// Last value `set` while degraded, per series.
     sets: BTreeMap<Series, f64>,
+    /// Period adds (grants, settlements) with their ids, replayed in order with
+    /// [`RuntimeStore::add_to_periods`].
+    periods: VecDeque<PeriodBatch>,
+}
+
+/// Period adds of one key that must reach the backend, under a fixed batch id.
+#[derive(Clone)]
+struct PeriodBatch {
+    id: String,
+    key: ProviderKey,
+    adds: Vec<PeriodAdd>,
+}
+
+/// The next thing the replay sends.
+enum Next {
+    Batch(String, Vec<Increment>),
+    Period(PeriodBatch),
+    Sets(BTreeMap<Series, f64>),
 }
 
 impl Journal {
@@ -174,7 +207,10 @@ impl<S: RuntimeStore + 'static> ResilientStore<S> {
     /// Deltas and batches waiting for the backend.
     pub fn journal_len(&self) -> usize {
         let j = self.shared.lock_journal();
-        j.batches.iter().map(|(_, b)| b.len()).sum::<usize>() + j.deltas.len() + j.sets.len()
+        j.batches.iter().map(|(_, b)| b.len()).sum::<usize>()
+            + j.deltas.len()
+            + j.sets.len()
+            + j.periods.iter().map(|b| b.adds.len()).sum::<usize>()
     }
 
     fn new_id(&self) -> String {
@@ -307,6 +343,75 @@ impl<S: RuntimeStore + 'static> ResilientStore<S> {
     }
 }
 
+impl<S: RuntimeStore + 'static> ResilientStore<S> {
+    /// Decides a period reservation in memory according to [`OutageLimits`]; a grant is added
+    /// to the fallback's counters and journaled.
+    async fn reserve_periods_in_memory(&self, request: &PeriodReserve) -> Result<PeriodOutcome> {
+        let fallback = &self.shared.fallback;
+        let outcome = match self.shared.options.limits {
+            OutageLimits::FailOpen => {
+                request.validate(fallback.expiry_now_ms())?;
+                fallback
+                    .add_to_periods(&request.key, None, &grants(request))
+                    .await?;
+                PeriodOutcome::Granted
+            }
+            OutageLimits::Share { instances } => {
+                let share = PeriodReserve {
+                    key: request.key.clone(),
+                    checks: request
+                        .checks
+                        .iter()
+                        .map(|c| PeriodCheck {
+                            limit: c.limit / f64::from(instances.max(1)),
+                            ..c.clone()
+                        })
+                        .collect(),
+                };
+                fallback.reserve_periods(&share).await?
+            }
+        };
+        if outcome == PeriodOutcome::Granted {
+            let id = self.new_id();
+            if !self.journal_periods(&id, &request.key, grants(request)) {
+                // The backend is back and the journal replayed: send the grant there.
+                self.add_to_periods(&request.key, Some(&id), &grants(request))
+                    .await?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Journals period adds, if the store is still degraded (checked under the journal's
+    /// lock, which the replay holds when it declares the store healthy); false if not, and
+    /// the adds must go to the backend.
+    fn journal_periods(&self, id: &str, key: &ProviderKey, adds: Vec<PeriodAdd>) -> bool {
+        let mut journal = self.shared.lock_journal();
+        if !self.is_degraded() {
+            return false;
+        }
+        journal.periods.push_back(PeriodBatch {
+            id: id.to_owned(),
+            key: key.clone(),
+            adds,
+        });
+        true
+    }
+}
+
+/// A granted reservation's amounts, as adds to its write counters.
+fn grants(request: &PeriodReserve) -> Vec<PeriodAdd> {
+    request
+        .checks
+        .iter()
+        .map(|c| PeriodAdd {
+            metric: c.metric,
+            counter: c.write.clone(),
+            delta: c.amount,
+        })
+        .collect()
+}
+
 impl<S> Shared<S> {
     fn lock_journal(&self) -> MutexGuard<'_, Journal> {
         self.journal.lock().unwrap_or_else(|p| p.into_inner())
@@ -353,53 +458,102 @@ async fn replay<S: RuntimeStore>(shared: &Shared<S>) -> bool {
         let next = {
             let mut journal = shared.lock_journal();
             cut_batches(shared, &mut journal);
-            if journal.batches.is_empty() && journal.sets.is_empty() {
+            if journal.batches.is_empty() && journal.sets.is_empty() && journal.periods.is_empty() {
                 // Nothing left, and writers check the flag under this lock: none is stranded.
                 shared.degraded.store(false, Ordering::SeqCst);
                 drop(journal);
                 recovered(shared);
                 return true;
             }
-            match journal.batches.front().cloned() {
-                Some(batch) => Ok(batch),
-                None => Err(std::mem::take(&mut journal.sets)),
+            if let Some((id, increments)) = journal.batches.front().cloned() {
+                Next::Batch(id, increments)
+            } else if let Some(batch) = journal.periods.front().cloned() {
+                Next::Period(batch)
+            } else {
+                Next::Sets(std::mem::take(&mut journal.sets))
             }
         };
-        match next {
-            Ok((id, increments)) => {
-                let call = shared.inner.increment_many_once(&id, &increments);
-                match tokio::time::timeout(shared.options.call_timeout, call).await {
-                    Ok(Ok(_)) => {
-                        shared.replayed.increment(increments.len() as u64);
-                        shared
-                            .replayed_in_outage
-                            .fetch_add(increments.len() as u64, Ordering::SeqCst);
-                        let mut journal = shared.lock_journal();
-                        if journal
-                            .batches
-                            .front()
-                            .is_some_and(|(front, _)| *front == id)
-                        {
-                            journal.batches.pop_front();
-                        }
-                    }
-                    Ok(Err(e)) if !e.is_retryable() => {
-                        tracing::error!(target: "truckllm::alert", error = %e, "dropping a journal batch the backend refuses");
-                        shared.lock_journal().batches.pop_front();
-                    }
-                    _ => return false,
-                }
-            }
-            Err(sets) => {
-                for (series, value) in &sets {
-                    if shared.inner.set(series, *value).await.is_err() {
-                        shared.lock_journal().sets.extend(sets.clone());
-                        return false;
-                    }
-                }
-            }
+        let sent = match next {
+            Next::Batch(id, increments) => replay_batch(shared, id, increments).await,
+            Next::Period(batch) => replay_periods(shared, batch).await,
+            Next::Sets(sets) => replay_sets(shared, sets).await,
+        };
+        if !sent {
+            return false;
         }
     }
+}
+
+/// Sends one journaled batch; false if the backend failed (the batch stays).
+async fn replay_batch<S: RuntimeStore>(
+    shared: &Shared<S>,
+    id: String,
+    increments: Vec<Increment>,
+) -> bool {
+    let call = shared.inner.increment_many_once(&id, &increments);
+    match tokio::time::timeout(shared.options.call_timeout, call).await {
+        Ok(Ok(_)) => {
+            shared.replayed.increment(increments.len() as u64);
+            shared
+                .replayed_in_outage
+                .fetch_add(increments.len() as u64, Ordering::SeqCst);
+            let mut journal = shared.lock_journal();
+            if journal
+                .batches
+                .front()
+                .is_some_and(|(front, _)| *front == id)
+            {
+                journal.batches.pop_front();
+            }
+            true
+        }
+        Ok(Err(e)) if !e.is_retryable() => {
+            tracing::error!(target: "truckllm::alert", error = %e, "dropping a journal batch the backend refuses");
+            shared.lock_journal().batches.pop_front();
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Sends one journaled batch of period adds under its id; false if the backend failed.
+async fn replay_periods<S: RuntimeStore>(shared: &Shared<S>, batch: PeriodBatch) -> bool {
+    let call = shared
+        .inner
+        .add_to_periods(&batch.key, Some(&batch.id), &batch.adds);
+    let pop = |shared: &Shared<S>| {
+        let mut journal = shared.lock_journal();
+        if journal.periods.front().is_some_and(|b| b.id == batch.id) {
+            journal.periods.pop_front();
+        }
+    };
+    match tokio::time::timeout(shared.options.call_timeout, call).await {
+        Ok(Ok(())) => {
+            shared.replayed.increment(batch.adds.len() as u64);
+            shared
+                .replayed_in_outage
+                .fetch_add(batch.adds.len() as u64, Ordering::SeqCst);
+            pop(shared);
+            true
+        }
+        Ok(Err(e)) if !e.is_retryable() => {
+            tracing::error!(target: "truckllm::alert", error = %e, "dropping journaled period adds the backend refuses");
+            pop(shared);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Sends the values `set` during the outage; false (and they are kept) if the backend failed.
+async fn replay_sets<S: RuntimeStore>(shared: &Shared<S>, sets: BTreeMap<Series, f64>) -> bool {
+    for (series, value) in &sets {
+        if shared.inner.set(series, *value).await.is_err() {
+            shared.lock_journal().sets.extend(sets.clone());
+            return false;
+        }
+    }
+    true
 }
 
 /// Cuts the summed outage deltas into batches with fixed ids.
@@ -618,6 +772,54 @@ impl<S: RuntimeStore + 'static> RuntimeStore for ResilientStore<S> {
             .batches
             .push_back((settle_id.to_owned(), increments));
         self.shared.fallback.reconcile(reservation, actual).await
+    }
+    /// Sent to the backend as is; decided in memory during an outage (see the module doc).
+    async fn reserve_periods(&self, request: &PeriodReserve) -> Result<PeriodOutcome> {
+        if !self.is_degraded()
+            && let Some(outcome) = self
+                .try_inner(
+                    "reserve_periods",
+                    self.shared.inner.reserve_periods(request),
+                )
+                .await?
+        {
+            return Ok(outcome);
+        }
+        self.reserve_periods_in_memory(request).await
+    }
+    /// Sent with the caller's batch id or a fresh one, and journaled under it when the
+    /// backend fails, so the replay applies it exactly once.
+    async fn add_to_periods(
+        &self,
+        key: &ProviderKey,
+        batch_id: Option<&str>,
+        adds: &[PeriodAdd],
+    ) -> Result<()> {
+        check_adds(batch_id, adds)?;
+        let id = batch_id.map_or_else(|| self.new_id(), str::to_owned);
+        if !self.is_degraded() {
+            let call = self.shared.inner.add_to_periods(key, Some(&id), adds);
+            if self.try_inner("add_to_periods", call).await?.is_some() {
+                return Ok(());
+            }
+        }
+        if !self.journal_periods(&id, key, adds.to_vec()) {
+            return Box::pin(self.add_to_periods(key, Some(&id), adds)).await;
+        }
+        self.shared
+            .fallback
+            .add_to_periods(key, Some(&id), adds)
+            .await
+    }
+    async fn read_periods(&self, key: &ProviderKey, reads: &[PeriodRead]) -> Result<Vec<f64>> {
+        if !self.is_degraded()
+            && let Some(v) = self
+                .try_inner("read_periods", self.shared.inner.read_periods(key, reads))
+                .await?
+        {
+            return Ok(v);
+        }
+        self.shared.fallback.read_periods(key, reads).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         if !self.is_degraded()

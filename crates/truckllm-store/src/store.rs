@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::StoreError;
+use crate::period::{PeriodAdd, PeriodOutcome, PeriodRead, PeriodReserve};
 use crate::series::{Metric, ProviderKey, Series, check_value};
 use crate::window::Windowing;
 
@@ -103,6 +104,29 @@ pub trait RuntimeStore: Send + Sync + Debug + Display {
         reservation: Reservation,
         actual: &[(Metric, f64)],
     ) -> Result<()>;
+
+    /// Budgets' period counters (see [`crate::period`]): checks every [`PeriodCheck`] of one
+    /// key against the sum of its `counted` counters and, only if all fit, adds each amount to
+    /// its `write` counter (setting that counter's expiry), in one atomic step. Concurrent
+    /// reservers never exceed a limit.
+    ///
+    /// [`PeriodCheck`]: crate::period::PeriodCheck
+    async fn reserve_periods(&self, request: &PeriodReserve) -> Result<PeriodOutcome>;
+
+    /// Adds deltas (negative to give back) to period counters of one key, atomically together;
+    /// with a `batch_id`, at most once per id (remembered like
+    /// [`increment_many_once`](Self::increment_many_once)'s), so a settlement can be retried or
+    /// replayed. An add to a counter that has expired changes nothing.
+    async fn add_to_periods(
+        &self,
+        key: &ProviderKey,
+        batch_id: Option<&str>,
+        adds: &[PeriodAdd],
+    ) -> Result<()>;
+
+    /// Each read's sum of period counters (live ones; expired or absent count `0.0`), in input
+    /// order.
+    async fn read_periods(&self, key: &ProviderKey, reads: &[PeriodRead]) -> Result<Vec<f64>>;
 
     /// Counters whose escaped name (`provider:key_id:metric`, see [`Series`]'s `Display`)
     /// starts with `prefix`, sorted by series. For debugging; never on a hot path.
@@ -398,6 +422,20 @@ impl<T: RuntimeStore + ?Sized> RuntimeStore for std::sync::Arc<T> {
         (**self)
             .reconcile_once(settle_id, reservation, actual)
             .await
+    }
+    async fn reserve_periods(&self, request: &PeriodReserve) -> Result<PeriodOutcome> {
+        (**self).reserve_periods(request).await
+    }
+    async fn add_to_periods(
+        &self,
+        key: &ProviderKey,
+        batch_id: Option<&str>,
+        adds: &[PeriodAdd],
+    ) -> Result<()> {
+        (**self).add_to_periods(key, batch_id, adds).await
+    }
+    async fn read_periods(&self, key: &ProviderKey, reads: &[PeriodRead]) -> Result<Vec<f64>> {
+        (**self).read_periods(key, reads).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         (**self).list(prefix).await

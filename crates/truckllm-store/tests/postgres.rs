@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use truckllm_store::postgres::schema;
+use truckllm_store::{Clock, PeriodAdd, PeriodCounter};
 use truckllm_store::{
     Increment, LimitCheck, ManualClock, Metric, OutageLimits, PostgresOptions, PostgresStore,
     ProviderKey, ReserveOutcome, ReserveRequest, ResilientOptions, ResilientStore, RuntimeStore,
@@ -102,6 +103,20 @@ async fn expired_rows_are_deleted_not_only_hidden() {
         .increment_many_once("b-1", &[Increment::new(req.clone(), 2.0)])
         .await
         .expect("increment");
+    // Two period counters: one expiring in 30 s, one never.
+    let period = |name: &str, expires_at_ms: Option<u64>| PeriodAdd {
+        metric: Metric::Cost,
+        counter: PeriodCounter {
+            name: name.into(),
+            expires_at_ms,
+        },
+        delta: 1.0,
+    };
+    let brief = period("d1", Some(clock.now_ms() + 30_000));
+    store
+        .add_to_periods(req.key(), None, &[brief, period("total", None)])
+        .await
+        .expect("add to periods");
     let db = database_name(&url);
     let rows = || {
         [
@@ -109,24 +124,26 @@ async fn expired_rows_are_deleted_not_only_hidden() {
             "truckllm_buckets",
             "truckllm_rollups",
             "truckllm_batch_ids",
+            "truckllm_periods",
         ]
         .map(|table| server.psql_in(db, &format!("SELECT count(*) FROM {table}")))
     };
-    assert_eq!(rows(), ["1", "1", "1", "1"]);
+    assert_eq!(rows(), ["1", "1", "1", "1", "2"]);
     assert_eq!(
         store.sweep().await.expect("sweep"),
         0,
         "nothing expired yet"
     );
 
-    // Past the counter TTL and the longest window: the counter and bucket go.
+    // Past the counter TTL, the longest window and the period's expiry: the counter, bucket
+    // and expired period go; the period without expiry stays.
     clock.advance(Duration::from_secs(62));
-    assert_eq!(store.sweep().await.expect("sweep"), 2);
-    assert_eq!(rows(), ["0", "0", "1", "1"]);
+    assert_eq!(store.sweep().await.expect("sweep"), 3);
+    assert_eq!(rows(), ["0", "0", "1", "1", "1"]);
     // Past the roll-up retention and the batch id's hour: the rest goes.
     clock.advance(Duration::from_secs(3660));
     assert_eq!(store.sweep().await.expect("sweep"), 2);
-    assert_eq!(rows(), ["0", "0", "0", "0"]);
+    assert_eq!(rows(), ["0", "0", "0", "0", "1"]);
     assert_eq!(store.get(&req).await.expect("get"), 0.0);
 }
 

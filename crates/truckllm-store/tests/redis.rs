@@ -10,6 +10,7 @@ use truckllm_store::{
     Increment, InstrumentedStore, Metric, RedisOptions, RedisStore, RuntimeStore, Series,
     StoreError, StoreOptions,
 };
+use truckllm_store::{PeriodCheck, PeriodCounter, PeriodOutcome, PeriodRead, PeriodReserve};
 use truckllm_testkit::RedisServer;
 
 fn install_tls_provider() {
@@ -127,6 +128,47 @@ async fn rediss_with_a_private_ca() {
     let s = series("openai", "key1", Metric::Req);
     assert_eq!(store.increment(&s, 2.0).await.expect("incr over TLS"), 2.0);
     assert_eq!(server.cli(&["GET", "usage:{openai:key1}:req"]), "2");
+    let key = s.key().clone();
+    let budget = PeriodReserve {
+        key: key.clone(),
+        checks: vec![PeriodCheck {
+            metric: Metric::Cost,
+            limit: 1.0,
+            amount: 0.75,
+            counted: vec!["total".into()],
+            write: PeriodCounter {
+                name: "total".into(),
+                expires_at_ms: None,
+            },
+        }],
+    };
+    assert_eq!(
+        store
+            .reserve_periods(&budget)
+            .await
+            .expect("period over TLS"),
+        PeriodOutcome::Granted
+    );
+    assert_eq!(
+        server.cli(&["GET", "usage-period:{openai:key1}:cost:total"]),
+        "0.75"
+    );
+    assert_eq!(
+        server.cli(&["PTTL", "usage-period:{openai:key1}:cost:total"]),
+        "-1",
+        "a total never expires"
+    );
+    let read = PeriodRead {
+        metric: Metric::Cost,
+        counted: vec!["total".into()],
+    };
+    assert_eq!(
+        store
+            .read_periods(&key, &[read])
+            .await
+            .expect("read over TLS"),
+        vec![0.75]
+    );
     let untrusted = connect(&server.url()).await;
     assert!(
         untrusted.is_err(),

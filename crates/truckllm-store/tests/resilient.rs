@@ -280,3 +280,181 @@ async fn a_cluster_node_restart_under_load_loses_no_increment() {
     }
     drop(cluster);
 }
+
+/// Budgets' period counters through an outage: reservations decided in memory at the share
+/// (10 over 2 instances: 5), settlements journaled under their batch ids, reads from memory,
+/// and after the restart every grant and settlement in Redis exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn period_counters_follow_outage_limits_and_replay_exactly_once() {
+    use truckllm_store::{
+        PeriodAdd, PeriodCheck, PeriodCounter, PeriodOutcome, PeriodRead, PeriodReserve,
+    };
+
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let redis_options = RedisOptions {
+        connect_timeout: Duration::from_millis(300),
+        response_timeout: Duration::from_millis(300),
+        ..RedisOptions::default()
+    };
+    let inner = RedisStore::connect(&server.url(), StoreOptions::default(), redis_options)
+        .await
+        .expect("connect");
+    let store = ResilientStore::new(inner, StoreOptions::default(), options());
+    let key = ProviderKey::new("_clients", "alice").expect("key");
+    let day = PeriodCounter {
+        name: "d1".into(),
+        expires_at_ms: None,
+    };
+    let request = PeriodReserve {
+        key: key.clone(),
+        checks: vec![PeriodCheck {
+            metric: Metric::Cost,
+            limit: 10.0,
+            amount: 1.0,
+            counted: vec!["d1".into()],
+            write: day.clone(),
+        }],
+    };
+    let settle = |delta: f64| {
+        [PeriodAdd {
+            metric: Metric::Cost,
+            counter: day.clone(),
+            delta,
+        }]
+    };
+    let read = [PeriodRead {
+        metric: Metric::Cost,
+        counted: vec!["d1".into()],
+    }];
+
+    for _ in 0..3 {
+        let outcome = store.reserve_periods(&request).await.expect("healthy");
+        assert_eq!(outcome, PeriodOutcome::Granted);
+    }
+    store
+        .add_to_periods(&key, Some("settle-a"), &settle(-0.5))
+        .await
+        .expect("healthy settlement");
+    assert!(!store.is_degraded());
+
+    server.kill();
+    let mut granted = 0;
+    for _ in 0..8 {
+        let outcome = store
+            .reserve_periods(&request)
+            .await
+            .expect("reserve during the outage");
+        granted += usize::from(outcome == PeriodOutcome::Granted);
+    }
+    assert!(store.is_degraded(), "the outage was noticed");
+    assert_eq!(granted, 5, "a limit of 10 over 2 instances: 5 from memory");
+    for id in ["settle-b", "settle-b", "settle-a"] {
+        store
+            .add_to_periods(&key, Some(id), &settle(-1.0))
+            .await
+            .expect("settlement during the outage");
+    }
+    let during = store.read_periods(&key, &read).await.expect("read");
+    assert_eq!(
+        during,
+        vec![3.0],
+        "reads come from memory: 5 granted, settle-b once, settle-a once (memory never saw it)"
+    );
+
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.is_degraded() {
+        assert!(
+            Instant::now() < deadline,
+            "never recovered; journal {}",
+            store.journal_len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(store.journal_len(), 0);
+    // 3 - 0.5 before; 5 granted and settle-b's -1 replayed once; settle-a's repeat skipped.
+    assert_eq!(
+        server.cli(&["GET", "usage-period:{_clients:alice}:cost:d1"]),
+        "6.5"
+    );
+    assert_eq!(
+        store.read_periods(&key, &read).await.expect("read"),
+        vec![6.5]
+    );
+}
+
+/// Fail-open during an outage: every period reservation is granted, counted in memory, and
+/// replayed once, so the store holds the overspend afterwards (and denies from then on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_open_period_reservations_are_granted_and_replayed() {
+    use truckllm_store::{PeriodCheck, PeriodCounter, PeriodOutcome, PeriodRead, PeriodReserve};
+
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let redis_options = RedisOptions {
+        connect_timeout: Duration::from_millis(300),
+        response_timeout: Duration::from_millis(300),
+        ..RedisOptions::default()
+    };
+    let inner = RedisStore::connect(&server.url(), StoreOptions::default(), redis_options)
+        .await
+        .expect("connect");
+    let fail_open = ResilientOptions {
+        limits: OutageLimits::FailOpen,
+        ..options()
+    };
+    let store = ResilientStore::new(inner, StoreOptions::default(), fail_open);
+    let key = ProviderKey::new("_teams", "search").expect("key");
+    let request = PeriodReserve {
+        key: key.clone(),
+        checks: vec![PeriodCheck {
+            metric: Metric::Tokens,
+            limit: 3.0,
+            amount: 1.0,
+            counted: vec!["total".into()],
+            write: PeriodCounter {
+                name: "total".into(),
+                expires_at_ms: None,
+            },
+        }],
+    };
+    let reserve = || async {
+        store
+            .reserve_periods(&request)
+            .await
+            .expect("reserve_periods")
+    };
+    assert_eq!(reserve().await, PeriodOutcome::Granted);
+    server.kill();
+    for _ in 0..4 {
+        assert_eq!(reserve().await, PeriodOutcome::Granted, "fail-open");
+    }
+    assert!(store.is_degraded());
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.is_degraded() {
+        assert!(Instant::now() < deadline, "never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        server.cli(&["GET", "usage-period:{_teams:search}:tokens:total"]),
+        "5",
+        "1 before and 4 during the outage, each once"
+    );
+    let read = PeriodRead {
+        metric: Metric::Tokens,
+        counted: vec!["total".into()],
+    };
+    assert_eq!(
+        store.read_periods(&key, &[read]).await.expect("read"),
+        vec![5.0]
+    );
+    assert_eq!(
+        reserve().await,
+        PeriodOutcome::Denied {
+            check: 0,
+            used: 5.0
+        }
+    );
+}

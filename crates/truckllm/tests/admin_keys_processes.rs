@@ -1,7 +1,8 @@
 //! Keys managed through the admin API across real gateway processes sharing one config file:
 //! a key created on one gateway works on the other with the official OpenAI Python SDK;
 //! a rotation's old key works through its grace and is then refused on both; a revocation
-//! reaches the other gateway; a viewer cannot write. Needs `python3` with the `openai`
+//! reaches the other gateway; a viewer cannot write; a budget shared through Redis admits
+//! exactly what it can pay for on both gateways together. Needs `python3` with the `openai`
 //! package and `curl` (`bash .ci/run` installs them).
 
 mod common;
@@ -351,4 +352,109 @@ fn admin_changes_travel_through_an_http_config_store() {
     let (status, body) = call(b, "DELETE", "/admin/keys/erin", ADMIN, None);
     assert_eq!(status, 200, "{body}");
     eventually("the revocation reaches A", || chat(a, &secret) == 401);
+}
+
+/// A request the mock and the gateway both count as 4 prompt tokens ("ab ab ab ab", with the
+/// role 15 characters: 4 by the gateway's estimate) and 2 completion tokens: at the budget
+/// test's prices (125 and 250 per million), exactly 0.001 reserved and 0.001 spent.
+fn paid_chat(port: u16, key: &str) -> (u16, Value) {
+    let body = json!({"model": "mock:gpt-4o-mini", "messages": [{"role": "user", "content": "ab ab ab ab"}], "max_tokens": 2});
+    call(port, "POST", "/v1/chat/completions", key, Some(&body))
+}
+
+#[test]
+fn a_budget_admits_exactly_what_it_can_pay_for_across_two_gateways_sharing_redis() {
+    let redis = truckllm_testkit::RedisServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let mock_port = free_port();
+    let _mock = Process::spawn(
+        &[
+            "mock-upstream",
+            "--listen",
+            &format!("127.0.0.1:{mock_port}"),
+        ],
+        &[],
+    );
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "server:\n  admin_keys:\n    - {{id: ops, key: \"{ADMIN}\", role: admin}}\nstorage:\n  runtime: {{type: redis, addr: \"127.0.0.1:{}\"}}\nllm_providers:\n  - id: mock\n    base_url: \"http://127.0.0.1:{mock_port}/v1\"\n    keys: [{{id: only, secret: secret-only}}]\n    models: [\"gpt-4o-mini\"]\n    pricing: {{input_per_1m: 125, output_per_1m: 250}}\napi_keys:\n  - {{id: seed, key: seed-client-key}}\n",
+            redis.port()
+        ),
+    )
+    .expect("config");
+    let config = path.to_str().expect("utf-8 path");
+    let (a, b) = (free_port(), free_port());
+    let _gateways: Vec<Process> = [a, b]
+        .iter()
+        .map(|port| {
+            let listen = format!("127.0.0.1:{port}");
+            Process::spawn(&["serve", "--config", config, "--listen", &listen], &[])
+        })
+        .collect();
+
+    let budget = json!({"id": "alice", "budget": {"max_cost": 0.01, "period": "day"}});
+    let (status, created) = call(a, "POST", "/admin/keys", ADMIN, Some(&budget));
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().expect("secret").to_owned();
+    eventually("the new key reaches B", || {
+        call(b, "GET", "/v1/models", &key, None).0 == 200
+    });
+
+    // 16 requests at once, half on each gateway: the budget pays for 10.
+    let statuses: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..16)
+            .map(|i| {
+                let key = key.as_str();
+                scope.spawn(move || paid_chat(if i % 2 == 0 { a } else { b }, key))
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().expect("call")).collect()
+    });
+    let admitted = statuses.iter().filter(|(s, _)| *s == 200).count();
+    let refused: Vec<&Value> = statuses
+        .iter()
+        .filter(|(s, _)| *s == 429)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!((admitted, refused.len()), (10, 6), "{statuses:?}");
+    for body in refused {
+        assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+    }
+
+    // The SDK sees the refusal as OpenAI's own 429, with the code.
+    let script = r#"
+import sys, openai
+client = openai.OpenAI(base_url=sys.argv[1], api_key=sys.argv[2], max_retries=0)
+try:
+    client.chat.completions.create(model="mock:gpt-4o-mini", max_tokens=2,
+        messages=[{"role": "user", "content": "ab ab ab ab"}])
+    print("ok")
+except openai.APIStatusError as e:
+    print(type(e).__name__, e.code)
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, &format!("http://127.0.0.1:{b}/v1"), &key])
+        .output()
+        .expect("python3");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "RateLimitError budget_exceeded",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Both gateways report the same spend, from the store they share.
+    for port in [a, b] {
+        let (status, shown) = call(port, "GET", "/admin/keys/alice", ADMIN, None);
+        assert_eq!(status, 200, "{shown}");
+        let spent = shown["budget_status"]["spent"].as_f64().expect("spent");
+        assert!((spent - 0.01).abs() < 1e-9, "{shown}");
+    }
+    assert_eq!(
+        paid_chat(a, "seed-client-key").0,
+        200,
+        "other keys are untouched"
+    );
 }

@@ -118,6 +118,17 @@ fn budget(problems: &mut Problems, path: &str, budget: Option<&BudgetConfig>) {
         }
         _ => {}
     }
+    if let Some(zone) = &budget.timezone
+        && jiff::tz::TimeZone::get(zone).is_err()
+    {
+        problems.add(
+            format!("{path}.timezone"),
+            format!(
+                "unknown time zone {:?}; use an IANA name such as Europe/Berlin",
+                zone.chars().take(64).collect::<String>()
+            ),
+        );
+    }
 }
 
 fn time(problems: &mut Problems, path: &str, text: &str) {

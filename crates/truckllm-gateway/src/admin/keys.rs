@@ -20,7 +20,10 @@ use truckllm_config::governance::{format_time_ms, is_plain_id, now_ms, parse_tim
 use truckllm_config::schema::{ClientKeyConfig, Config, PreviousKeyConfig};
 
 use super::{Call, Edited, merged, object, typed};
+use crate::admin::budget_status;
 use crate::auth::{AdminCaller, digest};
+use crate::budgets::Owner;
+use crate::dispatch::CLIENTS_NAMESPACE;
 use crate::error::ApiError;
 use crate::state::Gateway;
 
@@ -155,7 +158,20 @@ pub async fn list(
 ) -> Response {
     let running = gw.live().current();
     let now = now_ms();
-    let keys: Vec<Value> = running.raw.api_keys.iter().map(|k| view(k, now)).collect();
+    let mut keys: Vec<Value> = running.raw.api_keys.iter().map(|k| view(k, now)).collect();
+    let budgets = running
+        .raw
+        .api_keys
+        .iter()
+        .map(|k| (k.id.clone(), k.budget.clone()));
+    budget_status::add(
+        &gw,
+        Owner::Client,
+        CLIENTS_NAMESPACE,
+        &mut keys,
+        budgets.collect(),
+    )
+    .await;
     let call = Call {
         gw: &gw,
         admin: &admin,
@@ -178,7 +194,18 @@ pub async fn show(
         action: "keys.show",
         target: crate::error::clip(&id, 64).into_owned(),
     };
-    call.read(position(&running.raw, &id).map(|i| view(&running.raw.api_keys[i], now_ms())))
+    let found = position(&running.raw, &id).map(|i| &running.raw.api_keys[i]);
+    let found = match found {
+        Ok(entry) => {
+            let mut views = [view(entry, now_ms())];
+            let budget = vec![(entry.id.clone(), entry.budget.clone())];
+            budget_status::add(&gw, Owner::Client, CLIENTS_NAMESPACE, &mut views, budget).await;
+            let [view] = views;
+            Ok(view)
+        }
+        Err(e) => Err(e),
+    };
+    call.read(found)
 }
 
 /// `PATCH /admin/keys/{id}`: the fields given replace the key's (`null` clears one).

@@ -14,6 +14,7 @@
 //! log ([`requests`]), config versions, diff and rollback ([`config`]) and the runtime store's
 //! state ([`storage`]).
 
+pub mod budget_status;
 pub mod config;
 pub mod history;
 pub mod keys;

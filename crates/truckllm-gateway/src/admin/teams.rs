@@ -14,7 +14,10 @@ use truckllm_config::governance::is_plain_id;
 use truckllm_config::schema::{Config, TeamConfig};
 
 use super::{Call, Edited, merged, object, typed};
+use crate::admin::budget_status;
 use crate::auth::AdminCaller;
+use crate::budgets::Owner;
+use crate::dispatch::TEAMS_NAMESPACE;
 use crate::error::{ApiError, clip};
 use crate::state::Gateway;
 
@@ -114,12 +117,25 @@ pub async fn list(
     Extension(admin): Extension<AdminCaller>,
 ) -> Response {
     let running = gw.live().current();
-    let teams: Vec<Value> = running
+    let mut teams: Vec<Value> = running
         .raw
         .teams
         .iter()
         .map(|t| view(&running.raw, t))
         .collect();
+    let budgets = running
+        .raw
+        .teams
+        .iter()
+        .map(|t| (t.id.clone(), t.budget.clone()));
+    budget_status::add(
+        &gw,
+        Owner::Team,
+        TEAMS_NAMESPACE,
+        &mut teams,
+        budgets.collect(),
+    )
+    .await;
     call(&gw, &admin, "teams.list", "teams").read(Ok(json!({ "teams": teams })))
 }
 
@@ -130,7 +146,16 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Response {
     let running = gw.live().current();
-    let found = position(&running.raw, &id).map(|i| view(&running.raw, &running.raw.teams[i]));
+    let found = match position(&running.raw, &id).map(|i| &running.raw.teams[i]) {
+        Ok(team) => {
+            let mut views = [view(&running.raw, team)];
+            let budget = vec![(team.id.clone(), team.budget.clone())];
+            budget_status::add(&gw, Owner::Team, TEAMS_NAMESPACE, &mut views, budget).await;
+            let [view] = views;
+            Ok(view)
+        }
+        Err(e) => Err(e),
+    };
     call(&gw, &admin, "teams.show", &id).read(found)
 }
 

@@ -73,6 +73,10 @@ impl CallPlan for ClientRequest {
         self.estimate
     }
 
+    fn prompt_estimate(&self) -> f64 {
+        self.body.prompt().estimate_tokens()
+    }
+
     fn streams(&self) -> bool {
         self.stream
     }
@@ -160,7 +164,7 @@ pub async fn run<R: CallPlan>(
     let result = async {
         let mut request = parsed.await?;
         trace.model(request.model(), request.streams());
-        let answer = crate::dispatch::dispatch(
+        let mut answer = crate::dispatch::dispatch(
             Arc::clone(gw),
             Arc::clone(&caller.runtime),
             &caller.client,
@@ -168,7 +172,15 @@ pub async fn run<R: CallPlan>(
             &mut trace,
         )
         .await?;
-        Ok::<_, ApiError>(render(answer, request, &mut trace).await)
+        let status = answer.status.take();
+        let mut response = render(answer, request, &mut trace).await;
+        if let Some(Ok(status)) = match status {
+            Some(task) => Some(task.await),
+            None => None,
+        } {
+            status.apply(response.headers_mut());
+        }
+        Ok::<_, ApiError>(response)
     }
     .await;
     let response = match result {

@@ -43,6 +43,7 @@ pub async fn render(answer: Answer, request: &ClientRequest, trace: &mut Trace) 
         response,
         attempt,
         client_error,
+        ..
     } = answer;
     let from = attempt.provider_config().protocol.wire();
     if client_error {

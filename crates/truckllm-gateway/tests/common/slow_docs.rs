@@ -6,8 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use truckllm_store::store::Result;
 use truckllm_store::{
-    ConnectionStats, Increment, ListedSeries, MemoryStore, Metric, Reservation, ReserveOutcome,
-    ReserveRequest, RuntimeStore, Series, SeriesRollup, Windowing,
+    ConnectionStats, Increment, ListedSeries, MemoryStore, Metric, PeriodAdd, PeriodOutcome,
+    PeriodRead, PeriodReserve, ProviderKey, Reservation, ReserveOutcome, ReserveRequest,
+    RuntimeStore, Series, SeriesRollup, Windowing,
 };
 
 #[derive(Debug, Default)]
@@ -79,6 +80,20 @@ impl RuntimeStore for SlowDocWrites {
         actual: &[(Metric, f64)],
     ) -> Result<()> {
         self.inner.reconcile_once(id, reservation, actual).await
+    }
+    async fn reserve_periods(&self, request: &PeriodReserve) -> Result<PeriodOutcome> {
+        self.inner.reserve_periods(request).await
+    }
+    async fn add_to_periods(
+        &self,
+        key: &ProviderKey,
+        batch_id: Option<&str>,
+        adds: &[PeriodAdd],
+    ) -> Result<()> {
+        self.inner.add_to_periods(key, batch_id, adds).await
+    }
+    async fn read_periods(&self, key: &ProviderKey, reads: &[PeriodRead]) -> Result<Vec<f64>> {
+        self.inner.read_periods(key, reads).await
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         self.inner.list(prefix).await

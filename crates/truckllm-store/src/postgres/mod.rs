@@ -26,6 +26,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::period::{PeriodAdd, PeriodOutcome, PeriodRead, PeriodReserve, check_adds, check_reads};
+use crate::series::ProviderKey;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
@@ -254,6 +256,46 @@ impl ReserveArgs {
             }
         }
         Ok(args)
+    }
+}
+
+/// The arguments of a period call, column by column (see migration 0006).
+#[derive(Default)]
+struct PeriodArgs {
+    metrics: Vec<&'static str>,
+    limits: Vec<f64>,
+    amounts: Vec<f64>,
+    counted_counts: Vec<i32>,
+    counted: Vec<String>,
+    names: Vec<String>,
+    expiries: Vec<Option<i64>>,
+}
+
+impl PeriodArgs {
+    fn of_reserve(request: &PeriodReserve) -> Result<Self> {
+        let mut args = Self::default();
+        for check in &request.checks {
+            args.metrics.push(check.metric.as_str());
+            args.limits.push(check.limit);
+            args.amounts.push(check.amount);
+            args.counted_counts.push(count(check.counted.len())?);
+            args.counted.extend(check.counted.iter().cloned());
+            args.names.push(check.write.name.clone());
+            args.expiries.push(check.write.expires_at_ms.map(ms));
+        }
+        Ok(args)
+    }
+
+    /// Adds: `amounts` holds the deltas.
+    fn of_adds(adds: &[PeriodAdd]) -> Self {
+        let mut args = Self::default();
+        for add in adds {
+            args.metrics.push(add.metric.as_str());
+            args.amounts.push(add.delta);
+            args.names.push(add.counter.name.clone());
+            args.expiries.push(add.counter.expires_at_ms.map(ms));
+        }
+        args
     }
 }
 
@@ -489,6 +531,110 @@ impl RuntimeStore for PostgresStore {
         .map(drop)
     }
 
+    async fn reserve_periods(&self, request: &PeriodReserve) -> Result<PeriodOutcome> {
+        let now = self.options.clock.expiry_ms();
+        request.validate(now)?;
+        let args = PeriodArgs::of_reserve(request)?;
+        let key = request.key.encoded();
+        let (granted, check_number, used): (bool, i32, f64) = self
+            .run("reserve_periods", || {
+                sqlx::query_as(
+                    "SELECT granted, check_number, used FROM truckllm_reserve_periods(\
+                     $1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&key)
+                .bind(&args.metrics)
+                .bind(&args.limits)
+                .bind(&args.amounts)
+                .bind(&args.counted_counts)
+                .bind(&args.counted)
+                .bind(&args.names)
+                .bind(&args.expiries)
+                .bind(ms(now))
+                .fetch_one(&self.pool)
+            })
+            .await?;
+        if granted {
+            return Ok(PeriodOutcome::Granted);
+        }
+        let check = usize::try_from(check_number)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .filter(|&i| i < request.checks.len())
+            .ok_or_else(|| protocol("reserve_periods", format!("no check {check_number}")))?;
+        Ok(PeriodOutcome::Denied { check, used })
+    }
+
+    async fn add_to_periods(
+        &self,
+        key: &ProviderKey,
+        batch_id: Option<&str>,
+        adds: &[PeriodAdd],
+    ) -> Result<()> {
+        check_adds(batch_id, adds)?;
+        let now = self.options.clock.expiry_ms();
+        let args = PeriodArgs::of_adds(adds);
+        let key = key.encoded();
+        let id_expires = ms(now.saturating_add(duration_ms(BATCH_ID_TTL)));
+        self.run("add_to_periods", || {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT truckllm_add_periods($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&key)
+            .bind(batch_id)
+            .bind(&args.metrics)
+            .bind(&args.names)
+            .bind(&args.amounts)
+            .bind(&args.expiries)
+            .bind(ms(now))
+            .bind(id_expires)
+            .fetch_one(&self.pool)
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn read_periods(&self, key: &ProviderKey, reads: &[PeriodRead]) -> Result<Vec<f64>> {
+        check_reads(reads)?;
+        let now = ms(self.options.clock.expiry_ms());
+        let key = key.encoded();
+        let metrics: Vec<&str> = reads.iter().map(|r| r.metric.as_str()).collect();
+        let counts: Vec<i32> = reads
+            .iter()
+            .map(|r| count(r.counted.len()))
+            .collect::<Result<_>>()?;
+        let counted: Vec<&str> = reads
+            .iter()
+            .flat_map(|r| r.counted.iter().map(String::as_str))
+            .collect();
+        let sums: Vec<f64> = self
+            .run("read_periods", || {
+                sqlx::query_scalar(
+                    "SELECT truckllm_period_sum($1, r.metric, \
+                     ($3::text[])[r.first + 1 : r.first + r.n], $4) \
+                     FROM (SELECT m.metric, m.n, m.i, \
+                           coalesce(sum(m.n) OVER (ORDER BY m.i \
+                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::int AS first \
+                           FROM unnest($2::text[], $5::int[]) WITH ORDINALITY AS m(metric, n, i)) AS r \
+                     ORDER BY r.i",
+                )
+                .bind(&key)
+                .bind(&metrics)
+                .bind(&counted)
+                .bind(now)
+                .bind(&counts)
+                .fetch_all(&self.pool)
+            })
+            .await?;
+        if sums.len() != reads.len() {
+            return Err(protocol(
+                "read_periods",
+                format!("{} sums for {} reads", sums.len(), reads.len()),
+            ));
+        }
+        Ok(sums)
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         let now = self.options.clock.expiry_ms();
         let rows: Vec<(String, f64, i64)> = self
@@ -722,6 +868,16 @@ async fn sweep_once(
         .bind(SWEEP_LIMIT)
         .fetch_one(pool)
         .await?;
+    let periods = sqlx::query(
+        "DELETE FROM truckllm_periods WHERE ctid = ANY (ARRAY(\
+         SELECT ctid FROM truckllm_periods WHERE expires_at_ms <= $1 \
+         LIMIT $2 FOR UPDATE SKIP LOCKED))",
+    )
+    .bind(ms(now_ms))
+    .bind(SWEEP_LIMIT)
+    .execute(pool)
+    .await?
+    .rows_affected();
     let documents = sqlx::query(
         "DELETE FROM truckllm_documents WHERE key IN \
          (SELECT key FROM truckllm_documents WHERE expires_at_ms <= $1 LIMIT $2)",
@@ -733,7 +889,8 @@ async fn sweep_once(
     .rows_affected();
     Ok(u64::try_from(deleted)
         .unwrap_or(0)
-        .saturating_add(documents))
+        .saturating_add(documents)
+        .saturating_add(periods))
 }
 
 /// Sweeps every `interval` until the store is dropped. A failed sweep is logged and tried

@@ -46,6 +46,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "usage history",
         include_str!("migrations/0005_usage_history.sql"),
     ),
+    (
+        6,
+        "period counters",
+        include_str!("migrations/0006_period_counters.sql"),
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -7,19 +7,23 @@
 //! - Applied batch ids (exactly-once batches): `usage-batch:{provider:key_id}:g<generation>`, a
 //!   hash of id to `1` per ten minutes of application, kept until an hour after its ten minutes
 //!   end (see [`MarkerGenerations`]).
+//! - Period counters (budgets, see [`crate::period`]):
+//!   `usage-period:{provider:key_id}:metric:name`, a float expiring at the counter's own
+//!   instant (`PEXPIREAT`) or never.
 //!
 //! The braces are a Redis Cluster hash tag: every key of one provider key lands in one slot, so
 //! the scripts that touch several metrics of a key stay single-slot. Provider and key ids are
 //! escaped with [`encode_segment`], which escapes `{`, `}` and `:`, so the tag always ends where
 //! intended and distinct names never share a key.
 
-use crate::series::{ProviderKey, Series, decode_segment};
+use crate::series::{Metric, ProviderKey, Series, decode_segment};
 use crate::store::BATCH_ID_TTL;
 
 pub const COUNTER_PREFIX: &str = "usage:";
 pub const BUCKETS_PREFIX: &str = "usage-buckets:";
 pub const BATCH_PREFIX: &str = "usage-batch:";
 pub const ROLLUP_PREFIX: &str = "usage-rollup:";
+pub const PERIOD_PREFIX: &str = "usage-period:";
 
 /// The hash tag shared by every key of one provider key, braces included.
 /// The key of a document (see [`crate::docs`]): one Redis key each.
@@ -53,6 +57,12 @@ pub fn rollup_key(series: &Series) -> String {
         hash_tag(series.key()),
         series.metric()
     )
+}
+
+/// A period counter of one provider key and metric (`name` is checked by
+/// [`crate::period::check_period_name`]: no braces, so the hash tag stays the only one).
+pub fn period_key(key: &ProviderKey, metric: Metric, name: &str) -> String {
+    format!("{PERIOD_PREFIX}{}:{metric}:{name}", hash_tag(key))
 }
 
 /// The hash of batch ids applied to one provider key during one marker generation
@@ -170,13 +180,16 @@ fn glob_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::series::Metric;
 
     #[test]
     fn keys_follow_the_seed_layout_with_a_hash_tag() {
         let s = Series::new("openai", "key1", Metric::Req).expect("valid");
         assert_eq!(counter_key(&s), "usage:{openai:key1}:req");
         assert_eq!(buckets_key(&s), "usage-buckets:{openai:key1}:req");
+        assert_eq!(
+            period_key(s.key(), Metric::Cost, "d20261127"),
+            "usage-period:{openai:key1}:cost:d20261127"
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+use crate::period::{PeriodAdd, PeriodOutcome, PeriodRead, PeriodReserve, check_adds, check_reads};
+use crate::series::ProviderKey;
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
 use redis::{Cmd, FromRedisValue, Pipeline, ServerErrorKind, Value, cmd};
@@ -417,6 +419,73 @@ impl RedisStore {
         })
     }
 
+    /// One `period_reserve.lua` call (see the script's header).
+    fn period_reserve_call(&self, request: &PeriodReserve) -> ScriptCall<'_> {
+        let key = &request.key;
+        let mut keys = Vec::new();
+        let mut args = vec![request.checks.len().to_string()];
+        for check in &request.checks {
+            keys.extend(
+                check
+                    .counted
+                    .iter()
+                    .map(|name| keys::period_key(key, check.metric, name)),
+            );
+            keys.push(keys::period_key(key, check.metric, &check.write.name));
+            args.extend([
+                check.limit.to_string(),
+                check.amount.to_string(),
+                check.counted.len().to_string(),
+                expiry_arg(check.write.expires_at_ms),
+            ]);
+        }
+        ScriptCall {
+            script: &self.scripts.period_reserve,
+            tag: keys::hash_tag(key),
+            keys,
+            args,
+        }
+    }
+
+    /// One `period_add.lua` call (see the script's header).
+    fn period_add_call(
+        &self,
+        key: &ProviderKey,
+        batch_id: Option<&str>,
+        adds: &[PeriodAdd],
+    ) -> ScriptCall<'_> {
+        let markers = keys::MarkerGenerations::at(self.options.clock.now_ms());
+        let mut keys = match batch_id {
+            Some(_) => markers.check_keys(key),
+            None => Vec::new(),
+        };
+        let mut args = vec![
+            batch_id.unwrap_or_default().to_owned(),
+            markers.current_ttl_ms().to_string(),
+            keys.len().to_string(),
+            self.options.clock.expiry_ms().to_string(),
+        ];
+        for add in adds {
+            keys.push(keys::period_key(key, add.metric, &add.counter.name));
+            args.push(add.delta.to_string());
+            args.push(expiry_arg(add.counter.expires_at_ms));
+        }
+        ScriptCall {
+            script: &self.scripts.period_add,
+            tag: keys::hash_tag(key),
+            keys,
+            args,
+        }
+    }
+
+    /// Runs one script call; its raw answer.
+    async fn run_one_script(&self, operation: &'static str, call: ScriptCall<'_>) -> Result<Value> {
+        self.run_scripts(operation, std::slice::from_ref(&call))
+            .await?
+            .pop()
+            .ok_or_else(|| self.protocol(operation, "no answer".into()))
+    }
+
     fn parse_reserve(
         &self,
         value: Value,
@@ -639,6 +708,69 @@ impl RuntimeStore for RedisStore {
         self.run_scripts("reconcile_once", &calls).await.map(drop)
     }
 
+    async fn reserve_periods(&self, request: &PeriodReserve) -> Result<PeriodOutcome> {
+        request.validate(self.options.clock.expiry_ms())?;
+        let call = self.period_reserve_call(request);
+        let answer = self.run_one_script("reserve_periods", call).await?;
+        let answer: Vec<Value> = self.parse("reserve_periods", answer)?;
+        let granted: i64 = match answer.first() {
+            Some(v) => self.parse("reserve_periods", v.clone())?,
+            None => return Err(self.protocol("reserve_periods", "empty answer".into())),
+        };
+        if granted == 1 {
+            return Ok(PeriodOutcome::Granted);
+        }
+        let (_, check_number, used): (i64, usize, f64) =
+            self.parse("reserve_periods", Value::Array(answer))?;
+        let check = check_number
+            .checked_sub(1)
+            .filter(|&i| i < request.checks.len())
+            .ok_or_else(|| self.protocol("reserve_periods", format!("no check {check_number}")))?;
+        Ok(PeriodOutcome::Denied { check, used })
+    }
+
+    async fn add_to_periods(
+        &self,
+        key: &ProviderKey,
+        batch_id: Option<&str>,
+        adds: &[PeriodAdd],
+    ) -> Result<()> {
+        check_adds(batch_id, adds)?;
+        let call = self.period_add_call(key, batch_id, adds);
+        self.run_one_script("add_to_periods", call).await.map(drop)
+    }
+
+    async fn read_periods(&self, key: &ProviderKey, reads: &[PeriodRead]) -> Result<Vec<f64>> {
+        check_reads(reads)?;
+        let keys: Vec<String> = reads
+            .iter()
+            .flat_map(|read| {
+                read.counted
+                    .iter()
+                    .map(|name| keys::period_key(key, read.metric, name))
+            })
+            .collect();
+        // One hash tag, so one slot: a single MGET on a cluster too.
+        let values: Vec<Option<f64>> = self
+            .conn
+            .query("read_periods", cmd("MGET").arg(&keys))
+            .await?;
+        if values.len() != keys.len() {
+            return Err(self.protocol("read_periods", "wrong number of values".into()));
+        }
+        let mut values = values.into_iter();
+        Ok(reads
+            .iter()
+            .map(|read| {
+                values
+                    .by_ref()
+                    .take(read.counted.len())
+                    .map(|v| v.unwrap_or(0.0))
+                    .sum()
+            })
+            .collect())
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ListedSeries>> {
         let found = self
             .series_keys(keys::scan_pattern(prefix), keys::parse_counter_key, prefix)
@@ -742,6 +874,11 @@ impl RuntimeStore for RedisStore {
     fn connection_stats(&self) -> ConnectionStats {
         self.conn.stats()
     }
+}
+
+/// A period counter's expiry as a script argument: Unix ms, or empty for never.
+fn expiry_arg(expires_at_ms: Option<u64>) -> String {
+    expires_at_ms.map(|at| at.to_string()).unwrap_or_default()
 }
 
 /// The 1-based position of `item` in `items`, appending it if absent.

@@ -1,6 +1,6 @@
 //! The Lua scripts, loaded once and invoked by SHA (EVALSHA; reloaded on NOSCRIPT).
 //!
-//! Each script is `apply.lua` (bucket pruning, window sums, and the counter-plus-bucket update)
+//! Each counter script is `apply.lua` (bucket pruning, window sums, and the counter-plus-bucket update)
 //! followed by its body, so those rules are written once. Every script touches the keys of one provider key
 //! only, which share a hash tag, so scripts are single-slot on Redis Cluster.
 
@@ -18,6 +18,9 @@ const INCREMENT_ONCE_SRC: &str = concat!(
     include_str!("lua/apply.lua"),
     include_str!("lua/increment_once.lua")
 );
+/// Period counters (see [`crate::period`]) need none of the window prelude.
+const PERIOD_RESERVE_SRC: &str = include_str!("lua/period_reserve.lua");
+const PERIOD_ADD_SRC: &str = include_str!("lua/period_add.lua");
 const RESERVE_SRC: &str = concat!(
     include_str!("lua/apply.lua"),
     include_str!("lua/reserve.lua")
@@ -51,6 +54,8 @@ pub struct Scripts {
     pub increment_once: LuaScript,
     pub window: LuaScript,
     pub reserve: LuaScript,
+    pub period_reserve: LuaScript,
+    pub period_add: LuaScript,
 }
 
 impl Scripts {
@@ -60,15 +65,19 @@ impl Scripts {
             increment_once: LuaScript::new(INCREMENT_ONCE_SRC),
             window: LuaScript::new(WINDOW_SRC),
             reserve: LuaScript::new(RESERVE_SRC),
+            period_reserve: LuaScript::new(PERIOD_RESERVE_SRC),
+            period_add: LuaScript::new(PERIOD_ADD_SRC),
         }
     }
 
-    pub fn all(&self) -> [&LuaScript; 4] {
+    pub fn all(&self) -> [&LuaScript; 6] {
         [
             &self.increment,
             &self.increment_once,
             &self.window,
             &self.reserve,
+            &self.period_reserve,
+            &self.period_add,
         ]
     }
 }

@@ -156,6 +156,11 @@ impl CallPlan for ResponsesRequest {
         self.estimate
     }
 
+    fn prompt_estimate(&self) -> f64 {
+        let chars = items_text_len(&self.items) + text_len(self.body.get("instructions"));
+        (chars as f64 / 4.0).ceil()
+    }
+
     fn streams(&self) -> bool {
         self.stream
     }
@@ -452,6 +457,7 @@ async fn render(answer: Answer, request: ResponsesRequest, trace: &mut Trace) ->
         response,
         attempt,
         client_error,
+        ..
     } = answer;
     let from = attempt.provider_config().protocol.wire();
     if client_error {
