@@ -933,8 +933,13 @@ impl Config {
         let hide_opt = |s: &Option<Secret>| s.as_ref().map(hide);
         let mut out = self.clone();
         out.server.admin_key = hide_opt(&self.server.admin_key);
+        // A key's SHA-256 is no secret to the gateway, but an unsalted digest of a weak key
+        // can be reversed offline: shown to nobody who reads the config.
+        let digest_hidden =
+            |d: &Option<String>| d.as_ref().map(|d| Secret::new(d.clone()).to_string());
         for admin in &mut out.server.admin_keys {
             admin.key = hide_opt(&admin.key);
+            admin.key_sha256 = digest_hidden(&admin.key_sha256);
         }
         out.storage.runtime.password = hide_opt(&self.storage.runtime.password);
         out.storage.runtime.api_key = hide_opt(&self.storage.runtime.api_key);
@@ -954,6 +959,10 @@ impl Config {
         }
         for client in &mut out.api_keys {
             client.key = hide_opt(&client.key);
+            client.key_sha256 = digest_hidden(&client.key_sha256);
+            if let Some(previous) = &mut client.previous {
+                previous.key_sha256 = Secret::new(previous.key_sha256.clone()).to_string();
+            }
         }
         out
     }

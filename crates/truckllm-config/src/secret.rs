@@ -123,14 +123,51 @@ pub fn redact_url_passwords(text: &str) -> String {
                     }
                     _ => out.push_str(userinfo),
                 }
-                out.push_str(host);
+                out.push_str(&redact_query_secrets(host));
             }
-            None => out.push_str(word),
+            None => out.push_str(&redact_query_secrets(word)),
         }
         rest = after;
     }
     out.push_str(rest);
     out
+}
+
+/// Query parameters whose values are credentials (`postgres://h/db?password=…`,
+/// `https://hook?token=…`), matched without regard to case.
+const SECRET_PARAMS: [&str; 11] = [
+    "password",
+    "passwd",
+    "pwd",
+    "token",
+    "access_token",
+    "key",
+    "api_key",
+    "apikey",
+    "secret",
+    "sig",
+    "signature",
+];
+
+/// A URL's tail (host, path, query) with the values of [`SECRET_PARAMS`] replaced by
+/// `[REDACTED]`.
+fn redact_query_secrets(tail: &str) -> String {
+    let Some((before, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value))
+                if !value.is_empty()
+                    && SECRET_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(name)) =>
+            {
+                format!("{name}={REDACTED}")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{before}?{}", pairs.join("&"))
 }
 
 /// Parses a SHA-256 written as 64 hex digits (a stored key or token hash).
@@ -264,6 +301,24 @@ impl fmt::Debug for MasterKey {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn credentials_in_query_strings_are_hidden_and_the_rest_kept() {
+        assert_eq!(
+            redact_url_passwords("postgres://u@db:5432/app?sslmode=require&password=hunter2"),
+            "postgres://u@db:5432/app?sslmode=require&password=[REDACTED]"
+        );
+        assert_eq!(
+            redact_url_passwords("https://hooks.example/x?Token=abc&team=ops"),
+            "https://hooks.example/x?Token=[REDACTED]&team=ops"
+        );
+        assert_eq!(
+            redact_url_passwords("redis://:pw@h:6379/0?key=s"),
+            "redis://:[REDACTED]@h:6379/0?key=[REDACTED]"
+        );
+        assert_eq!(redact_url_passwords("http://h/p?q=1"), "http://h/p?q=1");
+    }
+
     use super::*;
 
     #[test]

@@ -95,6 +95,18 @@ fn each_bad_field_is_named() {
             "api_keys[0].team",
         ),
         (
+            "api_keys:\n  - {id: a, key: same-key}\n  - {id: b, key: same-key}\n",
+            "api_keys[1].key",
+        ),
+        (
+            "api_keys:\n  - {id: a, key: same-key}\n  - {id: b, key_sha256: \"b7f06468dced375ec726a327f16fd99199f28485fd5338aa0c882dcdada6f078\"}\n",
+            "api_keys[1].key_sha256",
+        ),
+        (
+            "teams:\n  - id: t\n    budget: {max_cost: 1, period: day, timezone: Mars/Olympus}\n",
+            "teams[0].budget.timezone",
+        ),
+        (
             "api_keys:\n  - {id: c, key: k, expires_at: tomorrow}\n",
             "api_keys[0].expires_at",
         ),

@@ -156,6 +156,16 @@ impl Attempt {
         let metrics = &provider.keys[self.key].state.metrics;
         provider.state.metrics.duration.record(latency_ms / 1000.0);
         let mut actual = vec![(Metric::Req, 1.0), (Metric::Latency, latency_ms)];
+        // Whether the spend is known: a provider that answered without usage, or a request
+        // whose client left before the answer, may still be billed, so its budget
+        // reservation stands.
+        let spend_known = matches!(
+            outcome,
+            Outcome::Success(Some(_))
+                | Outcome::BrokenOff(_)
+                | Outcome::UpstreamFailure
+                | Outcome::ClientError
+        );
         match outcome {
             Outcome::Success(usage) => {
                 metrics.success.increment(1);
@@ -209,7 +219,7 @@ impl Attempt {
                 cost: spent(Metric::Cost),
                 tokens: spent(Metric::Tokens),
             };
-            budgets::settle(&self.gateway, client.budgets, spent);
+            budgets::settle(client.budgets, spend_known.then_some(spent));
         }
         self.gateway.usage.record(reservation, &actual, bucket_ms);
     }
@@ -247,7 +257,7 @@ fn usage_entries(provider: &crate::routing::Provider, u: &Usage) -> Vec<(Metric,
 /// counts, its tokens do not.
 pub fn settle_client_only(gateway: &Gateway, client: Option<ClientHold>) {
     let Some(client) = client else { return };
-    budgets::release(gateway, client.budgets);
+    budgets::release(client.budgets);
     for reservation in client.reservations {
         let store = Arc::clone(&gateway.store);
         gateway.settlements.spawn(async move {

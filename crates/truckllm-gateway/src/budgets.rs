@@ -44,6 +44,8 @@ use truckllm_store::{
 
 use crate::error::ApiError;
 use crate::state::Gateway;
+use tokio_util::task::TaskTracker;
+use truckllm_store::RuntimeStore;
 
 /// Provider id under which budget alert markers are kept.
 const ALERTS_NAMESPACE: &str = "_budget_alerts";
@@ -115,13 +117,60 @@ pub struct WorstCase {
     pub tokens: f64,
 }
 
-/// A budget's reservation for one request, settled once.
-#[derive(Debug)]
+/// A budget's reservation for one request, settled once: to the real spend, kept as it is
+/// when the spend is unknown, or given back if the hold is dropped unsettled (the request was
+/// cancelled before any provider was called).
 pub struct BudgetHold {
     key: ProviderKey,
     metric: Metric,
     counter: PeriodCounter,
     reserved: f64,
+    /// Where the settlement goes; taken by the one settlement.
+    writer: Option<(Arc<dyn RuntimeStore>, TaskTracker)>,
+}
+
+impl std::fmt::Debug for BudgetHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BudgetHold")
+            .field("key", &self.key)
+            .field("counter", &self.counter.name)
+            .field("reserved", &self.reserved)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BudgetHold {
+    /// Moves the reservation to `actual` (in the budget's unit); `None` keeps it as the spend.
+    fn settle(mut self, actual: Option<f64>) {
+        self.write(actual);
+    }
+
+    fn write(&mut self, actual: Option<f64>) {
+        let (Some((store, tasks)), Some(actual)) = (self.writer.take(), actual) else {
+            return;
+        };
+        let delta = actual - self.reserved;
+        if delta == 0.0 || !delta.is_finite() {
+            return;
+        }
+        let key = self.key.clone();
+        let add = PeriodAdd {
+            metric: self.metric,
+            counter: self.counter.clone(),
+            delta,
+        };
+        tasks.spawn(async move {
+            if let Err(e) = store.add_to_periods(&key, None, &[add]).await {
+                tracing::error!(error = %e, key = ?key, "cannot settle a budget");
+            }
+        });
+    }
+}
+
+impl Drop for BudgetHold {
+    fn drop(&mut self) {
+        self.write(Some(0.0));
+    }
 }
 
 impl Budget {
@@ -308,8 +357,9 @@ fn rolling_span(period: BudgetPeriod, now_ms: u64) -> Span {
             .collect(),
         write: PeriodCounter {
             name: name(current),
-            // Counted while it is among the last `count` buckets, and a bucket longer.
-            expires_at_ms: Some((current + count + 2) * width),
+            // Counted while it is among the last `count` buckets, and kept an hour longer for
+            // the settlements of long streams.
+            expires_at_ms: Some((current + count + 2) * width + 3_600_000),
         },
         resets_at_ms: Some((current + 1) * width),
     }
@@ -336,7 +386,7 @@ pub async fn reserve(
         match reserve_one(gw, budget, worst).await {
             Ok(hold) => held.push(hold),
             Err(e) => {
-                release(gw, held);
+                release(held);
                 return Err(e);
             }
         }
@@ -368,9 +418,10 @@ async fn reserve_one(
             metric: budget.metric,
             counter: span.write,
             reserved: amount,
+            writer: Some((Arc::clone(&gw.store), gw.settlements.clone())),
         }),
         Ok(PeriodOutcome::Denied { used, .. }) => {
-            alert_crossings(gw, budget, &span, budget.limit.max(used)).await;
+            alert_crossings(gw, budget, &span, used).await;
             Err(budget.exceeded(&span, used, amount, now_ms))
         }
         Err(e) if e.is_caller_fault() => Err(ApiError::bad_request(
@@ -383,38 +434,22 @@ async fn reserve_one(
     }
 }
 
-/// Moves each hold to what the request really spent (`cost`, `tokens`), on a tracked task.
-pub fn settle(gw: &Gateway, holds: Vec<BudgetHold>, spent: WorstCase) {
+/// Moves each hold to what the request really spent (`cost`, `tokens`), on a tracked task;
+/// with `None` (a provider answered but its usage is unknown) each reservation stands as the
+/// spend.
+pub fn settle(holds: Vec<BudgetHold>, spent: Option<WorstCase>) {
     for hold in holds {
-        let actual = match hold.metric {
-            Metric::Cost => spent.cost,
-            _ => spent.tokens,
-        };
-        write_delta(gw, hold, actual);
+        let actual = spent.map(|s| match hold.metric {
+            Metric::Cost => s.cost,
+            _ => s.tokens,
+        });
+        hold.settle(actual);
     }
 }
 
 /// Gives every hold back: the request spent nothing.
-pub fn release(gw: &Gateway, holds: Vec<BudgetHold>) {
-    settle(gw, holds, WorstCase::default());
-}
-
-fn write_delta(gw: &Gateway, hold: BudgetHold, actual: f64) {
-    let delta = actual - hold.reserved;
-    if delta == 0.0 || !delta.is_finite() {
-        return;
-    }
-    let store = Arc::clone(&gw.store);
-    gw.settlements.spawn(async move {
-        let add = PeriodAdd {
-            metric: hold.metric,
-            counter: hold.counter,
-            delta,
-        };
-        if let Err(e) = store.add_to_periods(&hold.key, None, &[add]).await {
-            tracing::error!(error = %e, key = ?hold.key, "cannot settle a budget");
-        }
-    });
+pub fn release(holds: Vec<BudgetHold>) {
+    settle(holds, Some(WorstCase::default()));
 }
 
 /// A budget's spend in its current period.
@@ -448,14 +483,19 @@ pub async fn standing(
         .first()
         .copied()
         .unwrap_or(0.0);
-    if used > 0.0 {
-        alert_crossings(gw, budget, &span, used).await;
-    }
     Ok(Standing {
         used,
         limit: budget.limit,
         resets_at_ms: span.resets_at_ms,
     })
+}
+
+/// Alerts on each threshold `standing` has reached (see [`alert_crossings`]).
+pub async fn alert_on(gw: &Gateway, budget: &Budget, standing: &Standing) {
+    if standing.used > 0.0 {
+        let span = budget.span(gw.now_ms());
+        alert_crossings(gw, budget, &span, standing.used).await;
+    }
 }
 
 /// Alerts on each threshold `used` has reached, once per period per threshold across every

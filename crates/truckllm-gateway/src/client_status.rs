@@ -1,7 +1,9 @@
 //! What a client key has left, told on every answer: OpenAI's rate-limit headers for the
 //! key's minute limits (`x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests`,
-//! `x-ratelimit-reset-requests` and the `-tokens` ones) and `x-truckllm-budget-remaining`,
-//! the least any of its budgets (its own, its team's) has left.
+//! `x-ratelimit-reset-requests` and the `-tokens` ones) and `x-truckllm-budget-remaining`:
+//! what is left of the tightest of its budgets (its own, its team's; the one with the least
+//! left as a share of its limit), in that budget's unit, named by `x-truckllm-budget-unit`
+//! (`cost` or `tokens`).
 //!
 //! The figures are read from the store once the request's reservation is made, on a task that
 //! runs while the provider answers, so they count this request and cost the answer no wait.
@@ -36,7 +38,16 @@ struct Headroom {
 pub struct ClientStatus {
     requests: Option<Headroom>,
     tokens: Option<Headroom>,
-    budget_remaining: Option<f64>,
+    /// The budget with the least left, as a share of its limit.
+    budget: Option<BudgetLeft>,
+}
+
+/// What one budget has left.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct BudgetLeft {
+    remaining: f64,
+    share: f64,
+    unit: &'static str,
 }
 
 /// Starts reading `client`'s figures; `None` when it has no limits and no budgets.
@@ -78,9 +89,21 @@ async fn read(gw: &Gateway, client: &Client) -> ClientStatus {
         }
     }
     for budget in client.budgets() {
-        if let Ok(standing) = budgets::standing(gw, budget).await {
-            let left = standing.remaining();
-            status.budget_remaining = Some(status.budget_remaining.map_or(left, |l| l.min(left)));
+        let Ok(standing) = budgets::standing(gw, budget).await else {
+            continue;
+        };
+        budgets::alert_on(gw, budget, &standing).await;
+        let left = BudgetLeft {
+            remaining: standing.remaining(),
+            share: standing.remaining() / standing.limit,
+            unit: if budget.metric == Metric::Cost {
+                "cost"
+            } else {
+                "tokens"
+            },
+        };
+        if status.budget.is_none_or(|b| left.share < b.share) {
+            status.budget = Some(left);
         }
     }
     status
@@ -105,12 +128,10 @@ impl ClientStatus {
             );
             insert(headers, &format!("x-ratelimit-reset-{what}"), reset);
         }
-        if let Some(left) = self.budget_remaining {
-            insert(
-                headers,
-                "x-truckllm-budget-remaining",
-                &format!("{left:.6}"),
-            );
+        if let Some(left) = self.budget {
+            let remaining = format!("{:.6}", left.remaining);
+            insert(headers, "x-truckllm-budget-remaining", &remaining);
+            insert(headers, "x-truckllm-budget-unit", left.unit);
         }
     }
 }
@@ -141,7 +162,11 @@ mod tests {
                 limit: 1000.0,
                 used: 1500.5,
             }),
-            budget_remaining: Some(0.25),
+            budget: Some(BudgetLeft {
+                remaining: 0.25,
+                share: 0.5,
+                unit: "cost",
+            }),
         };
         let mut headers = HeaderMap::new();
         status.apply(&mut headers);

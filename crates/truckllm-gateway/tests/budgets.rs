@@ -80,6 +80,11 @@ async fn a_budget_admits_exactly_the_requests_it_can_pay_for_and_says_why_it_ref
         .parse()
         .expect("seconds");
     assert!((1..=86_400).contains(&retry), "until midnight: {retry}");
+    assert_eq!(
+        headers["x-truckllm-budget-remaining"], "4.000000",
+        "the refusal says what is left"
+    );
+    assert_eq!(headers["x-truckllm-budget-unit"], "cost");
     assert_eq!(mock.total_requests(), 2, "the refused request never left");
 
     // In the Anthropic dialect, Anthropic's error shape.
@@ -280,12 +285,12 @@ async fn alerts_go_out_once_per_threshold_per_period() {
     );
     let extra = format!(
         "{}{sink}",
-        keys("    budget: {max_cost: 20, period: day}\n", "")
+        keys("    budget: {max_cost: 16, period: day}\n", "")
     );
     let gw = TestGateway::start(&config(&mock.url, 1, "", &extra), Backend::Memory).await;
     let statuses = [
-        gw.chat(Some(KEY), ask(2)).await.0, // 8: 40 %
-        gw.chat(Some(KEY), ask(2)).await.0, // 16: 80 %
+        gw.chat(Some(KEY), ask(2)).await.0, // 8: 50 %
+        gw.chat(Some(KEY), ask(2)).await.0, // 16: 80 % and 100 %
         gw.chat(Some(KEY), ask(2)).await.0, // refused: spent
         gw.chat(Some(KEY), ask(2)).await.0, // refused again: no new alert
     ];
@@ -323,4 +328,32 @@ async fn alerts_go_out_once_per_threshold_per_period() {
         "{alerts:?}"
     );
     assert!(!audit.contains(KEY), "no secret in the audit log");
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_answer_is_charged_its_reservation() {
+    let mock = Mock::start(MockOptions {
+        latency: Duration::from_millis(1500),
+        ..MockOptions::default()
+    })
+    .await;
+    let extra = keys("    budget: {max_cost: 1000, period: day}\n", "");
+    let gw = TestGateway::start(&config(&mock.url, 1, "", &extra), Backend::Memory).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .expect("client");
+    let left = impatient
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(KEY)
+        .json(&ask(100))
+        .send()
+        .await;
+    assert!(left.is_err(), "the client gave up first");
+    // A patient request after it (1.5 s, long after the first connection closed) spends 22;
+    // the first was sent to the provider, which may bill it: its worst case, 4 + 100 × 2,
+    // stands, where giving it back would leave 22.
+    assert_eq!(gw.chat(Some(KEY), ask(100)).await.0, 200);
+    let spent = settled_spend(&gw, "/admin/keys/alice", 226.0).await;
+    assert_eq!(spent, 226.0);
 }

@@ -73,6 +73,7 @@ pub(super) fn check_teams(config: &Config, problems: &mut Problems) {
 /// The fields a client key gained for governance (its id, key and permissions are checked
 /// with the rest of `api_keys`).
 pub(super) fn check_client_lifecycle(config: &Config, problems: &mut Problems) {
+    check_distinct_keys(config, problems);
     let teams: HashSet<&str> = config.teams.iter().map(|t| t.id.as_str()).collect();
     for (i, client) in config.api_keys.iter().enumerate() {
         let path = format!("api_keys[{i}]");
@@ -92,6 +93,38 @@ pub(super) fn check_client_lifecycle(config: &Config, problems: &mut Problems) {
                 &previous.key_sha256,
             );
             time(problems, &format!("{path}.previous.until"), &previous.until);
+        }
+    }
+}
+
+/// Two client keys with the same secret (or one key's current secret another's rotated-out
+/// one) would make a presented key mean two clients: refused, naming the other entry, never
+/// the secret.
+fn check_distinct_keys(config: &Config, problems: &mut Problems) {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, client) in config.api_keys.iter().enumerate() {
+        let current = match (&client.key, &client.key_sha256) {
+            (Some(key), _) => Some(("key", crate::store::file::sha256_hex(key.expose()))),
+            (None, Some(hex)) => Some(("key_sha256", hex.to_ascii_lowercase())),
+            (None, None) => None,
+        };
+        let previous = client
+            .previous
+            .as_ref()
+            .map(|p| ("previous.key_sha256", p.key_sha256.to_ascii_lowercase()));
+        for (field, digest) in current.into_iter().chain(previous) {
+            match seen.get(&digest) {
+                Some(&j) if j != i => problems.add(
+                    format!("api_keys[{i}].{field}"),
+                    format!(
+                        "is the same key as api_keys[{j}] (`{}`): each client needs its own key",
+                        config.api_keys[j].id
+                    ),
+                ),
+                _ => {
+                    seen.insert(digest, i);
+                }
+            }
         }
     }
 }

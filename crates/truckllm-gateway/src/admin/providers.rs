@@ -80,9 +80,13 @@ async fn read(gw: &Gateway, routes: &Routes) -> Result<Value, ApiError> {
         })
         .collect();
     for (i, &(p, k)) in keys.iter().enumerate() {
-        let w = &windows[i * WINDOWED.len()..(i + 1) * WINDOWED.len()];
+        // A store answering fewer values than asked is a broken store, not a reason to panic.
+        let Some(w) = windows.get(i * WINDOWED.len()..(i + 1) * WINDOWED.len()) else {
+            break;
+        };
         let entry = key(p, k);
-        let shared_until_ms = (cooldown_secs[i].max(0.0) * 1000.0) as u64;
+        let cooldown = cooldown_secs.get(i).copied().unwrap_or(0.0);
+        let shared_until_ms = (cooldown.max(0.0) * 1000.0) as u64;
         let health = &entry.state.health;
         let view = json!({
             "id": entry.id,

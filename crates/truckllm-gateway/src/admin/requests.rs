@@ -92,6 +92,9 @@ pub struct SearchQuery {
     limit: Option<usize>,
 }
 
+/// How far back a search without `since` looks.
+const DEFAULT_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// A time given as a duration ago (`15m`, `2h`) or an RFC 3339 time.
 pub fn parse_time(name: &str, text: &str, now: SystemTime) -> Result<SystemTime, ApiError> {
     humantime::parse_duration(text)
@@ -113,8 +116,10 @@ fn filter_of(query: &SearchQuery, now: SystemTime) -> Result<Filter, ApiError> {
         .map(|s| s.parse())
         .transpose()
         .map_err(|e: String| ApiError::bad_request("invalid_query", format!("status: {e}")))?;
+    // Without `since`, the last day: a search is never a scan of every log kept.
+    let since = time("since", &query.since)?.or_else(|| now.checked_sub(DEFAULT_WINDOW));
     Ok(Filter {
-        since: time("since", &query.since)?,
+        since,
         until: time("until", &query.until)?,
         provider: given(&query.provider),
         key: given(&query.key),

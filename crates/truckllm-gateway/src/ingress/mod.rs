@@ -189,7 +189,19 @@ pub async fn run<R: CallPlan>(
             trace.error(e.code);
             audit_denial(gw, &e, action);
             crate::metrics::rejected(e.code);
-            e.into_response_for(wire)
+            let refused = e.status == axum::http::StatusCode::TOO_MANY_REQUESTS;
+            let mut response = e.into_response_for(wire);
+            // A refusal by a limit or a budget says what is left too, as OpenAI's does.
+            if refused
+                && let Some(Ok(status)) = match crate::client_status::read_later(gw, &caller.client)
+                {
+                    Some(task) => Some(task.await),
+                    None => None,
+                }
+            {
+                status.apply(response.headers_mut());
+            }
+            response
         }
     };
     trace.status(response.status().as_u16());
