@@ -95,6 +95,7 @@ pub async fn run(args: &StreamsBenchArgs) -> Result<ExitCode> {
         open,
         after,
         mock_rss,
+        first_chunks: counters.first.load(Ordering::Acquire),
         completed: counters.done.load(Ordering::Acquire),
         failures,
     };
@@ -353,6 +354,8 @@ struct Report<'a> {
     open: Figures,
     after: Figures,
     mock_rss: u64,
+    /// Streams that had their first chunk, at the end.
+    first_chunks: usize,
     completed: usize,
     failures: BTreeMap<String, usize>,
 }
@@ -417,6 +420,10 @@ impl Report<'_> {
         println!(
             "| mock-upstream VmRSS, streams open (MiB) | {} |",
             mib(self.mock_rss)
+        );
+        println!(
+            "| streams that had their first chunk | {} of {} |",
+            self.first_chunks, self.args.streams
         );
         println!(
             "| streams completed with [DONE] | {} of {} |",
