@@ -520,3 +520,22 @@ fn event_stream(options: &MockOptions, events: Vec<String>) -> Result<Response, 
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{REPLY, long_reply, reply};
+
+    #[test]
+    fn a_long_reply_repeats_the_sentence_for_as_many_words_as_asked() {
+        let long = long_reply(20);
+        assert_eq!(long.len(), 20);
+        assert_eq!(long[..REPLY.len()], REPLY[..]);
+        assert_eq!(long[REPLY.len()..2 * REPLY.len()], REPLY[..]);
+        assert_eq!(long[19], REPLY[1]);
+        assert_eq!(
+            reply(20).len(),
+            REPLY.len(),
+            "without the knob, cut at the sentence"
+        );
+    }
+}
