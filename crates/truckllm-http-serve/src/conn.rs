@@ -2,11 +2,11 @@
 //! server with its timers, and the watch that closes it gracefully when it has been idle too
 //! long or the server is shutting down.
 //!
-//! The protocol is chosen before hyper reads anything: by ALPN over TLS, and on plain TCP by
-//! peeking at the client's first bytes (the HTTP/2 preface, or not). hyper-util's own
-//! detection reads those bytes and hands them back to hyper as a first read of at most 24
-//! bytes; hyper's next read then doubles its read buffer, so every HTTP/1 connection held a
-//! 16 KiB buffer instead of 8 KiB: a quarter of the memory of a stream held open (see
+//! The protocol is chosen before hyper reads anything: over TLS by ALPN when one was agreed
+//! (the TLS configs offer none today), and on plain TCP by peeking at the client's first bytes
+//! (the HTTP/2 preface, or not). hyper-util's own detection reads those bytes and hands them
+//! back to hyper as a first read of at most 24 bytes; hyper's next read then doubles its read
+//! buffer, so every HTTP/1 connection allocated 16 KiB for reading instead of 8 KiB (see
 //! BENCHMARKS.md, "Concurrent streams and memory"). Only a client whose first bytes are an
 //! unfinished start of the preface, or a TLS client without ALPN, goes through hyper-util's
 //! detection.
