@@ -12,13 +12,17 @@
 #   bash bench/run.sh outage  [--rate 200 --down 10]                a Redis outage under gateway load
 #                                                                   (starts and kills its own Redis)
 #   bash bench/run.sh logs    [--mb 50]                             log search and stats speed
+#   bash bench/run.sh streams [--streams 9000 --chunk-interval-ms 2000 --chunks 60]
+#                                                                   many slow streams held open
+#                                                                   through the gateway (memory
+#                                                                   store): its RSS and open files
 #   bash bench/run.sh markers                                       Redis memory per applied batch
 #                                                                   id: hash field vs key per id
 # BENCH_PROFILE=dev builds and runs the debug binary instead (figures then compare backends
 # within one run only, never with release figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-what=${1:?usage: bash bench/run.sh store|gateway|http|outage|logs|markers [options]}
+what=${1:?usage: bash bench/run.sh store|gateway|http|outage|logs|streams|markers [options]}
 shift
 if [ "${BENCH_PROFILE:-release}" = dev ]; then
   cargo build -p truckllm --locked
@@ -31,6 +35,11 @@ if [ "$what" = gateway ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sb
   # nginx as a bare reverse proxy is the gateway bench's yardstick.
   sudo=""; if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends nginx
+fi
+if [ "$what" = streams ]; then
+  echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/^Mem:/{print $2}') GiB, open files $(ulimit -Hn) (hard)"
+  echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+  exec "$bin" bench streams "$@"
 fi
 if [ "$what" = outage ] || [ "$what" = logs ]; then
   echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(redis-server --version | cut -d' ' -f1-3)"

@@ -429,6 +429,10 @@ pub struct MockArgs {
     /// Wait this long between stream chunks.
     #[arg(long, default_value_t = 0)]
     pub chunk_delay_ms: u64,
+    /// OpenAI chat streams carry this many content chunks whatever max_tokens says (with
+    /// --chunk-delay-ms: long, slow streams).
+    #[arg(long)]
+    pub stream_chunks: Option<u64>,
     /// Share of requests answered 500 (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     pub error_rate: f64,
@@ -534,6 +538,26 @@ pub enum BenchCommand {
     /// Writes a request log of the given size through the file sink, then times search and
     /// stats over it (rotated files included).
     Logs(LogsBenchArgs),
+    /// Many slow streaming requests held open at once through the gateway: its memory and
+    /// open files per stream.
+    Streams(StreamsBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StreamsBenchArgs {
+    /// Streaming requests held open at once.
+    #[arg(long, default_value_t = 9000)]
+    pub streams: usize,
+    /// Milliseconds between two chunks of a stream (and before its first).
+    #[arg(long, default_value_t = 2000)]
+    pub chunk_interval_ms: u64,
+    /// Content chunks in each stream: with --chunk-interval-ms, how long streams stay open;
+    /// they must outlast opening all of them.
+    #[arg(long, default_value_t = 60)]
+    pub chunks: u64,
+    /// Requests being opened at once (connect, send, wait for the response head).
+    #[arg(long, default_value_t = 128)]
+    pub opening: usize,
 }
 
 #[derive(Debug, Args)]

@@ -396,6 +396,25 @@ fn stream_back(
     )
 }
 
+/// Largest request body a stream copies for its usage estimate instead of sharing it.
+///
+/// A small body usually arrives with its head, and is then a slice of the connection's read
+/// buffer (8 KiB at least): kept for the estimate, it would hold that whole buffer for as
+/// long as the stream lasts while the connection reads into a new one. A copy frees it. A
+/// larger body was gathered from several reads into its own buffer, and is kept as it is.
+const MAX_COPIED_PROMPT: usize = 16 << 10;
+
+/// `prompt`, holding its own copy of a small body (see [`MAX_COPIED_PROMPT`]).
+fn detached(prompt: Prompt) -> Prompt {
+    match prompt {
+        Prompt::Fields { raw, fields } if raw.len() <= MAX_COPIED_PROMPT => Prompt::Fields {
+            raw: Bytes::copy_from_slice(&raw),
+            fields,
+        },
+        other => other,
+    }
+}
+
 /// Streams a provider's answer through `relay`, metered and settled as [`Metered`] does;
 /// `translated` streams are sent as `text/event-stream`, others with the provider's type.
 /// `prompt` sizes the estimate used when the provider never reports usage.
@@ -419,7 +438,7 @@ pub(crate) fn stream_through(
             relay,
             attempt,
             events: 0,
-            prompt,
+            prompt: detached(prompt),
         }),
         held: None,
     };

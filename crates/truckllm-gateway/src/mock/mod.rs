@@ -7,7 +7,8 @@
 //! do (a key whose secret starts with `revoked` is refused as each refuses a bad key). Answers are deterministic and carry usage: input
 //! tokens are the words of the input; the reply is a fixed sentence cut to `max_tokens` words.
 //!
-//! Knobs ([`MockOptions`]): latency before answering, a delay between stream events, a share of
+//! Knobs ([`MockOptions`]): latency before answering, a delay between stream events, a length
+//! for OpenAI chat streams whatever `max_tokens` says (long, slow streams), a share of
 //! 500s, a share of 429s with `Retry-After`, a share of "overloaded" answers (529 on the
 //! Anthropic route, 503 on the OpenAI ones) and a per-key requests-per-minute cap (429 past
 //! it, like a real provider). Tests can also fault one key for good ([`MockUpstream::fault_key`]:
@@ -89,6 +90,10 @@ pub struct MockOptions {
     pub rpm_cap: Option<u64>,
     /// Answer `POST /v1/responses` natively (else 404, as most OpenAI-compatible APIs).
     pub responses_native: bool,
+    /// OpenAI chat streams carry this many content chunks (the reply's words over and over),
+    /// whatever `max_tokens` says: with `chunk_delay`, a stream held open for a long time, as
+    /// the concurrent-streams benchmark needs. `None`: the reply cut to `max_tokens`.
+    pub stream_chunks: Option<u64>,
     pub seed: u64,
 }
 
@@ -102,6 +107,7 @@ impl Default for MockOptions {
             overload_rate: 0.0,
             rpm_cap: None,
             responses_native: false,
+            stream_chunks: None,
             seed: 0x5eed,
         }
     }
@@ -481,6 +487,16 @@ fn reply(max: u64) -> Vec<&'static str> {
         .collect()
 }
 
+/// `count` words of the reply, over and over (a long stream).
+fn long_reply(count: u64) -> Vec<&'static str> {
+    REPLY
+        .iter()
+        .cycle()
+        .take(usize::try_from(count).unwrap_or(usize::MAX))
+        .copied()
+        .collect()
+}
+
 fn sleep_latency(options: &MockOptions) -> impl Future<Output = ()> + use<> {
     let latency = options.latency;
     async move {
@@ -503,4 +519,23 @@ fn event_stream(options: &MockOptions, events: Vec<String>) -> Result<Response, 
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{REPLY, long_reply, reply};
+
+    #[test]
+    fn a_long_reply_repeats_the_sentence_for_as_many_words_as_asked() {
+        let long = long_reply(20);
+        assert_eq!(long.len(), 20);
+        assert_eq!(long[..REPLY.len()], REPLY[..]);
+        assert_eq!(long[REPLY.len()..2 * REPLY.len()], REPLY[..]);
+        assert_eq!(long[19], REPLY[1]);
+        assert_eq!(
+            reply(20).len(),
+            REPLY.len(),
+            "without the knob, cut at the sentence"
+        );
+    }
 }

@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{MockOptions, MockUpstream, Refusal, event_stream, reply, words};
+use super::{MockOptions, MockUpstream, Refusal, event_stream, long_reply, reply, words};
 
 pub(super) fn error(status: StatusCode, kind: &str, message: &str) -> Response {
     (
@@ -185,7 +185,11 @@ pub(super) fn answer_chat(mock: &MockUpstream, key: &str, request: &Value) -> Re
         .iter()
         .find_map(|k| request.get(*k).and_then(Value::as_u64))
         .unwrap_or(super::REPLY.len() as u64);
-    let reply = reply(max);
+    let streaming = request.get("stream").and_then(Value::as_bool) == Some(true);
+    let reply = match mock.options.stream_chunks.filter(|_| streaming) {
+        Some(chunks) => long_reply(chunks),
+        None => reply(max),
+    };
     let completion = reply.len() as u64 + reasoning;
     let cached = cached_tokens(mock, request);
     mock.count(key, |s| {
@@ -198,7 +202,7 @@ pub(super) fn answer_chat(mock: &MockUpstream, key: &str, request: &Value) -> Re
         "prompt_tokens_details": {"cached_tokens": cached},
         "completion_tokens_details": {"reasoning_tokens": reasoning}});
     let call = tool_call(mock, request);
-    if request.get("stream").and_then(Value::as_bool) == Some(true) {
+    if streaming {
         let include_usage = request
             .pointer("/stream_options/include_usage")
             .and_then(Value::as_bool)

@@ -4,6 +4,7 @@ mod bench;
 mod bench_gateway;
 mod bench_logs;
 mod bench_outage;
+mod bench_streams;
 mod config;
 mod keys;
 mod logs;
@@ -34,6 +35,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCommand::Gateway(args)) => bench_gateway::run(&cli.store, &args).await,
         Command::Bench(BenchCommand::Outage(args)) => bench_outage::run(&args).await,
         Command::Bench(BenchCommand::Logs(args)) => bench_logs::run(&args).await,
+        Command::Bench(BenchCommand::Streams(args)) => bench_streams::run(&args).await,
         Command::Config(command) => {
             let target = config::Target {
                 path: &cli.config,

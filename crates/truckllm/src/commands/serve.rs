@@ -299,6 +299,7 @@ pub async fn mock_upstream(args: &MockArgs) -> Result<ExitCode> {
         overload_rate: args.overload_rate,
         rpm_cap: args.rpm_cap,
         responses_native: args.responses_native,
+        stream_chunks: args.stream_chunks,
         ..MockOptions::default()
     };
     let listener = TcpListener::bind(args.listen)
