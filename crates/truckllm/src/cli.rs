@@ -496,7 +496,8 @@ pub enum UsageCommand {
             hide_env_values = true
         )]
         db: Option<String>,
-        /// With --db: sum by provider, key (provider:key_id) or client.
+        /// With --db: sum by provider, key (provider:key_id), client, team or model (as the
+        /// clients asked for it).
         #[arg(long, default_value = "key", requires = "db", value_parser = parse_history_group)]
         by: truckllm_store::postgres::history::HistoryGroup,
         /// With --db: one row per hour or per day.

@@ -1,4 +1,4 @@
-//! `GET /admin/usage/history?by=provider|key|client&since=30d&step=hour|day`: the long-term
+//! `GET /admin/usage/history?by=provider|key|client|team|model&since=30d&step=hour|day`: the long-term
 //! usage history (`storage.history`) summed per hour or day, for the dashboard and spend
 //! reports. A read: any admin identity, viewers included; audited like every admin call.
 
@@ -128,8 +128,12 @@ mod tests {
             ok,
             (HistoryGroup::Client, HistoryStep::Hour, 98 * 86_400_000)
         );
+        let team = parse(&q("team", "1d", "day"), now).expect("by team");
+        assert_eq!(team.0, HistoryGroup::Team);
+        let model = parse(&q("model", "1d", "day"), now).expect("by model");
+        assert_eq!(model.0, HistoryGroup::Model);
         for (query, word) in [
-            (q("team", "1d", "day"), "grouping"),
+            (q("region", "1d", "day"), "grouping"),
             (q("key", "1d", "week"), "step"),
             (q("key", "yesterday", "day"), "since"),
             (q("key", "9999d", "day"), "since"),
