@@ -83,6 +83,7 @@ pub async fn serve(
     }
     let logger = truckllm_logging::start(&running.resolved.storage.logging)
         .context("cannot start the log sinks (storage.logging)")?;
+    #[cfg(feature = "postgres")]
     probe_log_databases(&running.resolved.storage.logging);
     let runtime_config = &running.resolved.storage.runtime;
     let store_options = StoreOptions {
@@ -107,6 +108,7 @@ pub async fn serve(
         call_timeout: Duration::from_millis(runtime.call_timeout_ms),
         ..ResilientOptions::default()
     };
+    #[cfg(feature = "postgres")]
     let rollup = store_options.rollup;
     let stack = gateway_stack(inner, store_options, resilient);
     if let Some(events) = stack.events {
@@ -131,6 +133,12 @@ pub async fn serve(
     )
     .map_err(anyhow::Error::msg)?;
     let _refresh = gateway.spawn_snapshot_refresh(Duration::from_secs(1));
+    #[cfg(not(feature = "postgres"))]
+    anyhow::ensure!(
+        running.resolved.storage.history.is_none(),
+        "storage.history needs PostgreSQL, which this build leaves out (cargo feature `postgres`)"
+    );
+    #[cfg(feature = "postgres")]
     let _history = match &running.resolved.storage.history {
         Some(history) => {
             let writer = open_history(history)?;
@@ -303,6 +311,7 @@ pub async fn shutdown_signal() {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// Opens the PostgreSQL usage history (`storage.history`) without waiting for the database:
 /// the gateway serves while it is down, with a warning, and the writer task catches up when
 /// it answers (from the roll-ups the runtime store keeps, `storage.runtime.rollup_keep_secs`).
@@ -331,6 +340,7 @@ fn open_history(
     Ok(writer)
 }
 
+#[cfg(feature = "postgres")]
 /// Warns, without holding up the start, about each PostgreSQL log sink whose database does
 /// not answer: its records wait in the sink's bounded queue and are written once it does.
 fn probe_log_databases(sinks: &[truckllm_config::schema::LogSinkConfig]) {
