@@ -4,13 +4,20 @@
 //! store.
 //! If it is dropped unsettled (the client went away mid-stream, the request was cancelled),
 //! `Drop` settles it as abandoned: the request counts and its token estimate stands.
+//!
+//! The attempt that answers a request also counts it under its [`UsageLabels`]: the model the
+//! client asked for, and the client key and team when no limit reservation counts them
+//! already. These counters exist for the long-term usage history (by model, client, team);
+//! nothing limits them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use truckllm_store::{Metric, Reservation};
+use truckllm_store::{Metric, ProviderKey, Reservation};
 
 use crate::budgets::{self, BudgetHold, WorstCase};
+use crate::clients::Client;
+use crate::dispatch::{CLIENTS_NAMESPACE, TEAMS_NAMESPACE};
 use crate::state::{Gateway, Runtime};
 use crate::usage::Usage;
 
@@ -48,6 +55,77 @@ impl ClientHold {
     }
 }
 
+/// Provider id under which requests are counted per model, by the name the client asked for.
+pub const MODELS_NAMESPACE: &str = "_models";
+
+/// What a request is counted under besides its provider key (see the module docs).
+#[derive(Debug, Clone, Default)]
+pub struct UsageLabels {
+    /// `_models:{model}`: every metric of the answering attempt.
+    model: Option<ProviderKey>,
+    /// `_clients:{id}` and `_teams:{id}` not counted by a limit reservation: requests, tokens
+    /// and cost, as a reservation counts them.
+    callers: Vec<ProviderKey>,
+}
+
+impl UsageLabels {
+    /// The labels of `client`'s request for `model`. A name the store refuses (too long) is
+    /// left out rather than failing the request.
+    pub fn of(client: &Client, model: &str) -> Self {
+        let team = client.team.as_ref();
+        let callers = [
+            client
+                .limits
+                .is_none()
+                .then_some((CLIENTS_NAMESPACE, client.id.as_str())),
+            team.filter(|t| t.limits.is_none())
+                .map(|t| (TEAMS_NAMESPACE, t.id.as_str())),
+        ];
+        Self {
+            model: ProviderKey::new(MODELS_NAMESPACE, model).ok(),
+            callers: callers
+                .into_iter()
+                .flatten()
+                .filter_map(|(namespace, id)| ProviderKey::new(namespace, id).ok())
+                .collect(),
+        }
+    }
+
+    /// Counts a request that no provider answered (every attempt failed, or the store was
+    /// down): one request and one error for the model, one request for the callers.
+    pub fn record_failed(&self, gateway: &Gateway) {
+        let bucket_ms = gateway.store.windowing().bucket_ms();
+        let at_ms = gateway.now_ms();
+        self.record(
+            gateway,
+            at_ms,
+            &[(Metric::Req, 1.0), (Metric::Errors, 1.0)],
+            &[(Metric::Req, 1.0)],
+            bucket_ms,
+        );
+    }
+
+    fn record(
+        &self,
+        gateway: &Gateway,
+        at_ms: u64,
+        model_actual: &[(Metric, f64)],
+        caller_actual: &[(Metric, f64)],
+        bucket_ms: u64,
+    ) {
+        let model = self.model.iter().map(|key| (key, model_actual));
+        let callers = self.callers.iter().map(|key| (key, caller_actual));
+        for (key, actual) in model.chain(callers) {
+            let reservation = Reservation {
+                key: key.clone(),
+                at_ms,
+                reserved: Vec::new(),
+            };
+            gateway.usage.record(reservation, actual, bucket_ms);
+        }
+    }
+}
+
 /// A reserved attempt on one key, to be settled exactly once.
 pub struct Attempt {
     gateway: Arc<Gateway>,
@@ -56,6 +134,7 @@ pub struct Attempt {
     pub key: usize,
     reservation: Option<Reservation>,
     client: Option<ClientHold>,
+    labels: Option<UsageLabels>,
     started: Instant,
 }
 
@@ -74,6 +153,7 @@ impl Attempt {
             key,
             reservation: Some(reservation),
             client: None,
+            labels: None,
             started: Instant::now(),
         }
     }
@@ -81,6 +161,11 @@ impl Attempt {
     /// Hands the client's reservation to this attempt, to be settled with its outcome.
     pub fn hold_client(&mut self, client: Option<ClientHold>) {
         self.client = client;
+    }
+
+    /// Counts this attempt's outcome under `labels` too (the attempt that answers a request).
+    pub fn label(&mut self, labels: UsageLabels) {
+        self.labels = Some(labels);
     }
 
     /// The provider this attempt went to.
@@ -197,12 +282,21 @@ impl Attempt {
             Outcome::Abandoned => metrics.client_error.increment(1),
         }
         let bucket_ms = self.gateway.store.windowing().bucket_ms();
+        let client_actual: Vec<(Metric, f64)> = actual
+            .iter()
+            .filter(|(m, _)| matches!(m, Metric::Req | Metric::Tokens | Metric::Cost))
+            .copied()
+            .collect();
+        if let Some(labels) = self.labels.take() {
+            labels.record(
+                &self.gateway,
+                reservation.at_ms,
+                &actual,
+                &client_actual,
+                bucket_ms,
+            );
+        }
         if let Some(client) = client {
-            let client_actual: Vec<(Metric, f64)> = actual
-                .iter()
-                .filter(|(m, _)| matches!(m, Metric::Req | Metric::Tokens | Metric::Cost))
-                .copied()
-                .collect();
             for reservation in client.reservations {
                 self.gateway
                     .usage

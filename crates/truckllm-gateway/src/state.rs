@@ -112,6 +112,7 @@ pub struct Gateway {
     pub leases: Arc<crate::leases::Leases>,
     pub lease_returns: Arc<dyn crate::leases::GiveBack>,
     /// The long-term usage history (`storage.history`), once the binary has opened it.
+    #[cfg(feature = "postgres")]
     history: std::sync::OnceLock<truckllm_store::postgres::history::HistoryWriter>,
     /// Where "now" comes from when not the system clock: tests of calendar budgets inject one.
     clock: std::sync::OnceLock<truckllm_store::SharedClock>,
@@ -165,6 +166,7 @@ impl Gateway {
             logger,
             leases: Arc::default(),
             lease_returns,
+            #[cfg(feature = "postgres")]
             history: std::sync::OnceLock::new(),
             clock: std::sync::OnceLock::new(),
             ui: crate::ui::UiState::default(),
@@ -229,10 +231,12 @@ impl Gateway {
     }
 
     /// Serves `GET /admin/usage/history` from `writer`'s database; the first call wins.
+    #[cfg(feature = "postgres")]
     pub fn set_history(&self, writer: truckllm_store::postgres::history::HistoryWriter) {
         let _ = self.history.set(writer);
     }
 
+    #[cfg(feature = "postgres")]
     pub fn history(&self) -> Option<&truckllm_store::postgres::history::HistoryWriter> {
         self.history.get()
     }

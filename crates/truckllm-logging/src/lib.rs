@@ -9,6 +9,7 @@
 pub mod file;
 pub mod logger;
 pub mod metrics;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod pushgateway;
 pub mod record;
@@ -44,10 +45,17 @@ pub fn open_sinks(configs: &[LogSinkConfig], now: file::Now) -> Result<Vec<Queue
                     Box::new(pushgateway::PushgatewaySink::new(c)?),
                     QueueLimits::new(10_000, 16.0),
                 ),
+                #[cfg(feature = "postgres")]
                 LogSinkConfig::Postgres(c) => (
                     Box::new(postgres::PostgresSink::new(c)?),
                     QueueLimits::new(c.queue_size, c.queue_max_mb),
                 ),
+                #[cfg(not(feature = "postgres"))]
+                LogSinkConfig::Postgres(_) => {
+                    return Err(SinkError::Http(
+                        "this build has no PostgreSQL sink (cargo feature `postgres`)".into(),
+                    ));
+                }
             })
         })
         .collect()

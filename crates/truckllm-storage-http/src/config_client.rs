@@ -155,8 +155,15 @@ pub async fn open_config_store(
 ) -> std::result::Result<std::sync::Arc<dyn ConfigStore>, ConfigError> {
     use std::sync::Arc;
     if target.starts_with("postgres://") || target.starts_with("postgresql://") {
-        let store = truckllm_config::PostgresConfigStore::connect(target, options).await?;
-        return Ok(Arc::new(store));
+        #[cfg(feature = "postgres")]
+        {
+            let store = truckllm_config::PostgresConfigStore::connect(target, options).await?;
+            return Ok(Arc::new(store));
+        }
+        #[cfg(not(feature = "postgres"))]
+        return Err(ConfigError::Other(
+            "this build has no PostgreSQL config store (cargo feature `postgres`)".into(),
+        ));
     }
     if target.starts_with("http://") || target.starts_with("https://") {
         return Ok(Arc::new(HttpConfigStore::new(target, token)?));

@@ -9,9 +9,9 @@
 //! - [`period`]: period counters for budgets (calendar and rolling periods).
 //! - [`docs`]: small TTL'd documents every instance shares (stored Responses conversations).
 //! - [`clock`]: injectable time, so window and TTL tests need no sleeps.
-//! - Backends, one per module: [`memory`] (the embedded default), [`redis`] (production) and
-//!   `postgres` (for teams that run PostgreSQL and not Redis; cargo feature `postgres`, on by
-//!   default).
+//! - Backends, one per module: [`memory`] (the embedded default), `redis` (production; cargo
+//!   feature `redis`) and `postgres` (for teams that run PostgreSQL and not Redis; cargo
+//!   feature `postgres`); both features are on by default.
 //! - Wrappers that add one behaviour to any store: [`instrumented`] (Prometheus metrics),
 //!   [`resilient`] (serve from memory during an outage, replay exactly once after it),
 //!   [`cached`] (bounded cache for hot reads, write-through), [`coalescing`] (concurrent
@@ -20,12 +20,15 @@
 //!   assemble them.
 //! - [`url`]: opens a store from a URL (`memory:`, `redis://`, `rediss://`, `redis+cluster://`,
 //!   `postgres://`).
-//! - [`conformance`]: the one suite every backend and wrapper must pass.
+//! - `conformance`: the one suite every backend and wrapper must pass (cargo feature
+//!   `conformance`, enabled by the tests' dev-dependencies only, so it is not compiled into the
+//!   shipping binary).
 //! - [`error`]: the one error type, which knows whether the caller or the backend was at fault.
 
 pub mod cached;
 pub mod clock;
 pub mod coalescing;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod docs;
 pub mod error;
@@ -35,6 +38,7 @@ pub mod metrics;
 pub mod period;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
 pub mod redis;
 pub mod resilient;
 pub mod series;
@@ -52,7 +56,8 @@ pub use memory::MemoryStore;
 pub use period::{PeriodAdd, PeriodCheck, PeriodCounter, PeriodOutcome, PeriodRead, PeriodReserve};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
-pub use redis::{RedisOptions, RedisStore};
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 pub use resilient::{OutageLimits, ResilientOptions, ResilientStore, StorageEvent};
 pub use series::{Metric, ProviderKey, Series};
 pub use stack::{GatewayStack, ServerCache, gateway_stack, storage_server_stack};
@@ -60,5 +65,5 @@ pub use store::{
     ConnectionStats, Denial, Increment, LimitCheck, ListedSeries, Reservation, ReserveOutcome,
     ReserveRequest, RollupPoint, RuntimeStore, SeriesRollup,
 };
-pub use url::{open_store, redact_url};
+pub use url::{RedisOptions, open_store, redact_url};
 pub use window::{RollupPolicy, StoreOptions, Windowing};

@@ -11,13 +11,39 @@
 //! The connect and response timeouts and the CA file of [`RedisOptions`] apply to PostgreSQL
 //! too: they say how to reach whichever server the URL names.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::StoreError;
 use crate::memory::{DEFAULT_CAPACITY, MemoryStore};
-use crate::redis::{RedisOptions, RedisStore};
 use crate::store::RuntimeStore;
 use crate::window::StoreOptions;
+
+/// How to reach the server a URL names and how long to wait for it (Redis, and PostgreSQL's
+/// timeouts and CA file; kept here, not in the Redis backend, so builds without the `redis`
+/// feature open stores the same way).
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// Multiplexed connections to a standalone server, used round-robin.
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    /// PEM file of the CA that signed the server's certificate, for `rediss://` servers with a
+    /// private CA. Without it the system's trust store is used.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 2,
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(2),
+            tls_ca_file: None,
+        }
+    }
+}
 
 /// Opens the store a URL names.
 pub async fn open_store(
@@ -25,14 +51,17 @@ pub async fn open_store(
     options: StoreOptions,
     redis_options: RedisOptions,
 ) -> Result<Arc<dyn RuntimeStore>, StoreError> {
+    #[cfg(not(any(feature = "redis", feature = "postgres")))]
+    let _ = (&redis_options, &options);
     let scheme = url.split_once(':').map_or(url, |(s, _)| s);
     match scheme {
         "memory" => Ok(Arc::new(MemoryStore::with_options(
             options,
             DEFAULT_CAPACITY,
         ))),
+        #[cfg(feature = "redis")]
         "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => Ok(Arc::new(
-            RedisStore::connect(url, options, redis_options).await?,
+            crate::redis::RedisStore::connect(url, options, redis_options).await?,
         )),
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => {
@@ -47,7 +76,8 @@ pub async fn open_store(
             ))
         }
         _ => Err(StoreError::invalid(format!(
-            "unsupported store URL {:?}: use memory:, redis://, rediss://, redis+cluster:// or postgres://",
+            "unsupported store URL {:?}: use memory:, redis://, rediss://, redis+cluster:// or postgres:// \
+             (redis and postgres: cargo features of the same names, on by default)",
             redact_url(url)
         ))),
     }

@@ -182,3 +182,124 @@ async fn rows_past_keep_days_are_deleted() {
         .expect("read");
     assert!(rows.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_and_models_are_grouped_apart_from_providers() {
+    let pool = fresh_pool().await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = runtime(&clock);
+    record(&store, "openai", "k1", Metric::Req, 2.0).await;
+    record(&store, "_teams", "search", Metric::Req, 2.0).await;
+    record(&store, "_teams", "search", Metric::Cost, 0.5).await;
+    record(&store, "_teams", "ads", Metric::Req, 1.0).await;
+    record(&store, "_models", "openai:gpt-4o", Metric::Req, 2.0).await;
+    record(&store, "_models", "fast", Metric::PromptTokens, 30.0).await;
+    record(&store, "_clients", "app", Metric::Req, 2.0).await;
+    clock.set_ms(T0 + 60_000 + SETTLE_MS);
+    let history = writer(&pool, "fleet", &clock).await;
+    let rollups = store.rollups("", 0).await.expect("rollups");
+    history.write_finished(&rollups, STEP).await.expect("write");
+
+    let read = |group| read_history(&pool, group, HistoryStep::Hour, T0);
+    let teams = read(HistoryGroup::Team).await.expect("teams");
+    assert_eq!(value(&teams, "search", "req"), 2.0);
+    assert_eq!(value(&teams, "search", "cost"), 0.5);
+    assert_eq!(value(&teams, "ads", "req"), 1.0);
+    assert_eq!(teams.len(), 3, "teams only: {teams:?}");
+    let models = read(HistoryGroup::Model).await.expect("models");
+    assert_eq!(value(&models, "openai:gpt-4o", "req"), 2.0);
+    assert_eq!(value(&models, "fast", "prompt_tokens"), 30.0);
+    assert_eq!(models.len(), 2, "models only: {models:?}");
+    // Namespaces never show up as providers or keys.
+    for group in [HistoryGroup::Provider, HistoryGroup::Key] {
+        let rows = read(group).await.expect("read");
+        assert_eq!(rows.len(), 1, "{group}: {rows:?}");
+        assert_eq!(
+            value(&rows, "openai", "req") + value(&rows, "openai:k1", "req"),
+            2.0
+        );
+    }
+    assert_eq!(
+        "team".parse::<HistoryGroup>().expect("team"),
+        HistoryGroup::Team
+    );
+    assert_eq!(
+        "model".parse::<HistoryGroup>().expect("model"),
+        HistoryGroup::Model
+    );
+    let unknown = "region".parse::<HistoryGroup>().expect_err("unknown");
+    assert!(
+        unknown
+            .to_string()
+            .contains("provider, key, client, team, model")
+    );
+}
+
+/// The writer is made while its database is down (as `serve` makes it), fails while it stays
+/// down, and once the real server is back writes every finished step the runtime store kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_made_while_the_database_is_down_catches_up_when_it_is_back() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut server = tokio::task::spawn_blocking(PostgresServer::start)
+        .await
+        .expect("server");
+    let url = server.url();
+    server = tokio::task::spawn_blocking(move || {
+        server.stop();
+        server
+    })
+    .await
+    .expect("stop");
+    let options = PostgresOptions {
+        connect_timeout: Duration::from_secs(2),
+        response_timeout: Duration::from_secs(10),
+        ..PostgresOptions::default()
+    };
+    let pool = truckllm_store::postgres::lazy_pool(&url, &options).expect("lazy pool");
+    let clock = Arc::new(ManualClock::new(T0));
+    let shared: SharedClock = clock.clone();
+    let history = HistoryWriter::lazy(pool, "fleet", 400, shared).expect("a lazy writer");
+    let store = runtime(&clock);
+    let policy = RollupPolicy {
+        step: STEP,
+        keep: Duration::from_secs(3600),
+    };
+
+    // Three minutes of usage while the database is down: every write fails, nothing is lost.
+    for minute in 0..3u64 {
+        clock.set_ms(T0 + minute * 60_000);
+        record(&store, "openai", "k", Metric::Req, 1.0).await;
+        record(&store, "_models", "openai:gpt-4o", Metric::Req, 1.0).await;
+    }
+    clock.set_ms(T0 + 180_000 + SETTLE_MS);
+    for _ in 0..2 {
+        assert!(history.write_from(&store, policy).await.is_err());
+    }
+    assert!(
+        history
+            .read(HistoryGroup::Provider, HistoryStep::Hour, T0)
+            .await
+            .is_err()
+    );
+
+    let server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .expect("restart");
+    let report = history.write_from(&store, policy).await.expect("caught up");
+    assert_eq!((report.written, report.already_written), (3, 0));
+    let rows = history
+        .read(HistoryGroup::Model, HistoryStep::Hour, T0)
+        .await
+        .expect("read");
+    assert_eq!(value(&rows, "openai:gpt-4o", "req"), 3.0);
+    let report = history.write_from(&store, policy).await.expect("again");
+    assert_eq!(
+        (report.written, report.already_written),
+        (0, 3),
+        "nothing twice"
+    );
+    drop(server);
+}

@@ -91,6 +91,7 @@ pub enum Command {
     /// Check the store: exit 0 when healthy, non-zero with the reason.
     Health,
     /// Benchmarks that report ratios measured in one run.
+    #[cfg(all(feature = "redis", feature = "postgres"))]
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Validate, inspect, version, back up and encrypt the configuration.
@@ -489,10 +490,15 @@ pub enum UsageCommand {
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
         format: String,
         /// Only series whose name (provider:key_id:metric) starts with this.
-        #[arg(long, default_value = "", conflicts_with = "db")]
+        #[cfg_attr(
+            feature = "postgres",
+            arg(long, default_value = "", conflicts_with = "db")
+        )]
+        #[cfg_attr(not(feature = "postgres"), arg(long, default_value = ""))]
         prefix: String,
         /// Read the long-term usage history (storage.history) at this `postgres://` URL
         /// instead of the runtime store's roll-ups: sums per hour or day, kept for months.
+        #[cfg(feature = "postgres")]
         #[arg(
             long,
             value_name = "URL",
@@ -500,20 +506,25 @@ pub enum UsageCommand {
             hide_env_values = true
         )]
         db: Option<String>,
-        /// With --db: sum by provider, key (provider:key_id) or client.
+        /// With --db: sum by provider, key (provider:key_id), client, team or model (as the
+        /// clients asked for it).
+        #[cfg(feature = "postgres")]
         #[arg(long, default_value = "key", requires = "db", value_parser = parse_history_group)]
         by: truckllm_store::postgres::history::HistoryGroup,
         /// With --db: one row per hour or per day.
+        #[cfg(feature = "postgres")]
         #[arg(long, default_value = "hour", requires = "db", value_parser = parse_history_step)]
         step: truckllm_store::postgres::history::HistoryStep,
     },
 }
 
+#[cfg(feature = "postgres")]
 fn parse_history_group(s: &str) -> Result<truckllm_store::postgres::history::HistoryGroup, String> {
     s.parse()
         .map_err(|e: truckllm_store::StoreError| e.to_string())
 }
 
+#[cfg(feature = "postgres")]
 fn parse_history_step(s: &str) -> Result<truckllm_store::postgres::history::HistoryStep, String> {
     s.parse()
         .map_err(|e: truckllm_store::StoreError| e.to_string())

@@ -1,5 +1,5 @@
 //! `truckllm usage export --db postgres://…` reads the long-term usage history that a
-//! gateway's history writer put in a real PostgreSQL.
+//! gateway's history writer put in a real PostgreSQL, by provider and by model.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -38,19 +38,29 @@ async fn export_reads_daily_sums_per_provider() {
     let series = ProviderKey::new("openai", "k1")
         .expect("key")
         .series(Metric::CompletionTokens);
-    let rollups = [SeriesRollup {
-        series,
-        points: vec![
-            RollupPoint {
-                start_ms: start,
-                value: 30.0,
-            },
-            RollupPoint {
-                start_ms: start + 60_000,
-                value: 12.0,
-            },
-        ],
-    }];
+    let points = vec![
+        RollupPoint {
+            start_ms: start,
+            value: 30.0,
+        },
+        RollupPoint {
+            start_ms: start + 60_000,
+            value: 12.0,
+        },
+    ];
+    let by_model = ProviderKey::new("_models", "openai:gpt-4o")
+        .expect("key")
+        .series(Metric::CompletionTokens);
+    let rollups = [
+        SeriesRollup {
+            series,
+            points: points.clone(),
+        },
+        SeriesRollup {
+            series: by_model,
+            points,
+        },
+    ];
     let clock = Arc::new(ManualClock::new(start + 120_000 + SETTLE_MS));
     let writer = HistoryWriter::new(pool, "fleet", 400, clock)
         .await
@@ -87,10 +97,29 @@ async fn export_reads_daily_sums_per_provider() {
         .sum();
     assert_eq!(total, 42.0);
 
+    // The same usage by model: the gateway counts it under `_models`, named as asked for.
+    let output = Command::new(env!("CARGO_BIN_EXE_truckllm"))
+        .args(["usage", "export", "--since", "30d", "--db", &url])
+        .args(["--by", "model", "--step", "day"])
+        .output()
+        .expect("run truckllm");
+    assert!(output.status.success());
+    let total: f64 = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| {
+            let row: serde_json::Value = serde_json::from_str(l).expect("json line");
+            assert_eq!(row["model"], "openai:gpt-4o", "{row}");
+            row["value"].as_f64().expect("value")
+        })
+        .sum();
+    assert_eq!(total, 42.0);
+
     let bad = Command::new(env!("CARGO_BIN_EXE_truckllm"))
-        .args(["usage", "export", "--db", &url, "--by", "team"])
+        .args(["usage", "export", "--db", &url, "--by", "region"])
         .output()
         .expect("run truckllm");
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("known: provider, key, client"));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("known: provider, key, client, team, model")
+    );
 }

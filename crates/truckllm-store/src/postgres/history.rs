@@ -10,8 +10,10 @@
 //! restart or a retry after a lost answer writes nothing twice. Fleets with separate runtime
 //! stores use different sources and their sums add up (`value = value + EXCLUDED.value`).
 //!
-//! Readers ([`read_history`]) group rows by provider, provider key or client (clients are
-//! counted under the [`CLIENTS_PROVIDER`] namespace of the runtime store).
+//! Readers ([`read_history`]) group rows by provider, provider key, client, team or model.
+//! Clients, teams and models are counted by the gateway under namespaces of the runtime store
+//! ([`CLIENTS_PROVIDER`], [`TEAMS_PROVIDER`], [`MODELS_PROVIDER`]; provider ids never start
+//! with `_`), so their roll-ups reach the history the same way as a provider key's.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -32,6 +34,13 @@ const BACKEND: &str = "postgres";
 /// The runtime store's provider namespace that client keys are counted under (the gateway's
 /// `CLIENTS_NAMESPACE`).
 pub const CLIENTS_PROVIDER: &str = "_clients";
+
+/// The namespace teams are counted under (the gateway's `TEAMS_NAMESPACE`).
+pub const TEAMS_PROVIDER: &str = "_teams";
+
+/// The namespace models are counted under, by the name the client asked for (the gateway's
+/// `MODELS_NAMESPACE`).
+pub const MODELS_PROVIDER: &str = "_models";
 
 /// How long after a step ends it is still left alone, for increments from gateways whose clocks
 /// lag a little (placed by the writer's time, see the runtime store's docs on NTP).
@@ -96,6 +105,10 @@ pub enum HistoryGroup {
     Key,
     /// Per client key id.
     Client,
+    /// Per team id.
+    Team,
+    /// Per model, as the clients asked for it (`provider:model` or an alias).
+    Model,
 }
 
 impl HistoryGroup {
@@ -104,15 +117,20 @@ impl HistoryGroup {
             HistoryGroup::Provider => "provider",
             HistoryGroup::Key => "key",
             HistoryGroup::Client => "client",
+            HistoryGroup::Team => "team",
+            HistoryGroup::Model => "model",
         }
     }
 
-    /// The SQL expression naming a row's group, and the filter on `provider`.
-    fn sql(self) -> (&'static str, &'static str) {
+    /// The SQL expression naming a row's group, and the namespace its rows are counted under
+    /// (`None`: the providers' own rows, every namespace left out).
+    fn sql(self) -> (&'static str, Option<&'static str>) {
         match self {
-            HistoryGroup::Provider => ("provider", "provider <> $2"),
-            HistoryGroup::Key => ("provider || ':' || key_id", "provider <> $2"),
-            HistoryGroup::Client => ("key_id", "provider = $2"),
+            HistoryGroup::Provider => ("provider", None),
+            HistoryGroup::Key => ("provider || ':' || key_id", None),
+            HistoryGroup::Client => ("key_id", Some(CLIENTS_PROVIDER)),
+            HistoryGroup::Team => ("key_id", Some(TEAMS_PROVIDER)),
+            HistoryGroup::Model => ("key_id", Some(MODELS_PROVIDER)),
         }
     }
 }
@@ -131,8 +149,10 @@ impl FromStr for HistoryGroup {
             "provider" => Ok(HistoryGroup::Provider),
             "key" => Ok(HistoryGroup::Key),
             "client" => Ok(HistoryGroup::Client),
+            "team" => Ok(HistoryGroup::Team),
+            "model" => Ok(HistoryGroup::Model),
             other => Err(StoreError::invalid(format!(
-                "unknown grouping {other:?}; known: provider, key, client"
+                "unknown grouping {other:?}; known: provider, key, client, team, model"
             ))),
         }
     }
@@ -166,6 +186,9 @@ pub struct HistoryWriter {
     source: String,
     keep: Duration,
     clock: SharedClock,
+    /// Set once the schema migrations have been applied (at once by [`HistoryWriter::new`],
+    /// at the first call that reaches the database for [`HistoryWriter::lazy`]).
+    schema: Arc<tokio::sync::OnceCell<()>>,
 }
 
 /// One step's sums, as parallel columns for `unnest`.
@@ -186,6 +209,20 @@ impl HistoryWriter {
         keep_days: u32,
         clock: SharedClock,
     ) -> Result<Self, StoreError> {
+        let writer = Self::lazy(pool, source, keep_days, clock)?;
+        writer.ensure_schema().await?;
+        Ok(writer)
+    }
+
+    /// The same writer without touching the database: the migrations run at the first call
+    /// that reaches it, so a gateway starts while its history database is down (give it a
+    /// pool from [`lazy_pool`](super::lazy_pool)).
+    pub fn lazy(
+        pool: PgPool,
+        source: impl Into<String>,
+        keep_days: u32,
+        clock: SharedClock,
+    ) -> Result<Self, StoreError> {
         let source = source.into();
         if source.is_empty() {
             return Err(StoreError::invalid("history source name must not be empty"));
@@ -193,13 +230,21 @@ impl HistoryWriter {
         if keep_days == 0 {
             return Err(StoreError::invalid("history keep_days must be at least 1"));
         }
-        super::schema::migrate(&pool, BACKEND).await?;
         Ok(Self {
             pool,
             source,
             keep: Duration::from_secs(u64::from(keep_days) * 86_400),
             clock,
+            schema: Arc::new(tokio::sync::OnceCell::new()),
         })
+    }
+
+    /// Applies the schema migrations unless done already; fails while the database is down.
+    pub async fn ensure_schema(&self) -> Result<(), StoreError> {
+        self.schema
+            .get_or_try_init(|| super::schema::migrate(&self.pool, BACKEND))
+            .await
+            .map(|_| ())
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -213,6 +258,7 @@ impl HistoryWriter {
         rollups: &[SeriesRollup],
         step: Duration,
     ) -> Result<WriteReport, StoreError> {
+        self.ensure_schema().await?;
         let now_ms = self.clock.now_ms();
         let step_ms = duration_ms(step).max(1);
         let mut report = WriteReport::default();
@@ -317,11 +363,13 @@ impl HistoryWriter {
         step: HistoryStep,
         since_ms: u64,
     ) -> Result<Vec<HistoryRow>, StoreError> {
+        self.ensure_schema().await?;
         read_history(&self.pool, group, step, since_ms).await
     }
 
     /// Deletes history rows and step records older than `keep_days`; how many rows went.
     pub async fn prune(&self) -> Result<u64, StoreError> {
+        self.ensure_schema().await?;
         let err = |e| super::map_error(BACKEND, "history_prune", e);
         let cutoff = ms_i64(self.clock.now_ms().saturating_sub(duration_ms(self.keep)));
         let mut deleted = 0;
@@ -349,7 +397,11 @@ pub async fn read_history(
     since_ms: u64,
 ) -> Result<Vec<HistoryRow>, StoreError> {
     // The statement's text is built from this module's constants only.
-    let (name, filter) = group.sql();
+    let (name, namespace) = group.sql();
+    let filter = match namespace {
+        Some(_) => "provider = $2",
+        None => "left(provider, 1) <> '_'",
+    };
     let sql = format!(
         "SELECT bucket_start_ms, {name} AS grp, metric, sum(value) AS value FROM {table} \
          WHERE bucket_start_ms >= $1 AND {filter} \
@@ -357,9 +409,12 @@ pub async fn read_history(
         table = step.table()
     );
     let since_bucket = since_ms - since_ms % step.width_ms();
-    let rows: Vec<(i64, String, String, f64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(ms_i64(since_bucket))
-        .bind(CLIENTS_PROVIDER)
+    let query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(ms_i64(since_bucket));
+    let query = match namespace {
+        Some(namespace) => query.bind(namespace),
+        None => query,
+    };
+    let rows: Vec<(i64, String, String, f64)> = query
         .fetch_all(pool)
         .await
         .map_err(|e| super::map_error(BACKEND, "history_read", e))?;

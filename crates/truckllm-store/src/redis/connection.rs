@@ -5,7 +5,6 @@
 //! Calls made while a connection is down fail; the manager reconnects in the background.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -20,28 +19,7 @@ use redis::{Cmd, FromRedisValue, Pipeline, RedisError, TlsCertificates, Value};
 use crate::error::StoreError;
 use crate::store::ConnectionStats;
 
-/// How to reach Redis and how long to wait for it.
-#[derive(Debug, Clone)]
-pub struct RedisOptions {
-    /// Multiplexed connections to a standalone server, used round-robin.
-    pub pool_size: usize,
-    pub connect_timeout: Duration,
-    pub response_timeout: Duration,
-    /// PEM file of the CA that signed the server's certificate, for `rediss://` servers with a
-    /// private CA. Without it the system's trust store is used.
-    pub tls_ca_file: Option<PathBuf>,
-}
-
-impl Default for RedisOptions {
-    fn default() -> Self {
-        Self {
-            pool_size: 2,
-            connect_timeout: Duration::from_secs(2),
-            response_timeout: Duration::from_secs(2),
-            tls_ca_file: None,
-        }
-    }
-}
+pub use crate::url::RedisOptions;
 
 /// A live connection to standalone Redis or to a cluster.
 pub(crate) enum Connection {

@@ -104,9 +104,14 @@ impl Source {
     ) -> Result<ScanSummary> {
         let shown = self.shown(audit);
         match self {
+            #[cfg(feature = "postgres")]
             Source::Sql(url) => truckllm_logging::postgres::scan_sql(url, audit, filter, each)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot search {shown}: {e}")),
+            #[cfg(not(feature = "postgres"))]
+            Source::Sql(_) => anyhow::bail!(
+                "cannot search {shown}: this build has no PostgreSQL support (cargo feature `postgres`)"
+            ),
             Source::Files {
                 requests,
                 audit: audit_log,

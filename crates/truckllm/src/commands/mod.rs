@@ -1,9 +1,14 @@
 //! One module per command; [`run`] dispatches.
 
+#[cfg(all(feature = "redis", feature = "postgres"))]
 mod bench;
+#[cfg(all(feature = "redis", feature = "postgres"))]
 mod bench_gateway;
+#[cfg(all(feature = "redis", feature = "postgres"))]
 mod bench_logs;
+#[cfg(all(feature = "redis", feature = "postgres"))]
 mod bench_outage;
+#[cfg(all(feature = "redis", feature = "postgres"))]
 mod bench_streams;
 mod config;
 mod keys;
@@ -18,7 +23,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use truckllm_store::{RedisOptions, RuntimeStore, StoreOptions, open_store, redact_url};
 
-use crate::cli::{BenchCommand, Cli, Command, StoreArgs};
+#[cfg(all(feature = "redis", feature = "postgres"))]
+use crate::cli::BenchCommand;
+use crate::cli::{Cli, Command, StoreArgs};
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -31,11 +38,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Usage(command) => usage::run(&cli.store, command).await,
         Command::Health => health(&cli.store).await,
-        Command::Bench(BenchCommand::Store(args)) => bench::store(&cli.store, &args).await,
-        Command::Bench(BenchCommand::Gateway(args)) => bench_gateway::run(&cli.store, &args).await,
-        Command::Bench(BenchCommand::Outage(args)) => bench_outage::run(&args).await,
-        Command::Bench(BenchCommand::Logs(args)) => bench_logs::run(&args).await,
-        Command::Bench(BenchCommand::Streams(args)) => bench_streams::run(&args).await,
+        #[cfg(all(feature = "redis", feature = "postgres"))]
+        Command::Bench(command) => match command {
+            BenchCommand::Store(args) => bench::store(&cli.store, &args).await,
+            BenchCommand::Gateway(args) => bench_gateway::run(&cli.store, &args).await,
+            BenchCommand::Outage(args) => bench_outage::run(&args).await,
+            BenchCommand::Logs(args) => bench_logs::run(&args).await,
+            BenchCommand::Streams(args) => bench_streams::run(&args).await,
+        },
         Command::Config(command) => {
             let target = config::Target {
                 path: &cli.config,

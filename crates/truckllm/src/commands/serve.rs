@@ -86,6 +86,8 @@ pub async fn serve(
     }
     let logger = truckllm_logging::start(&running.resolved.storage.logging)
         .context("cannot start the log sinks (storage.logging)")?;
+    #[cfg(feature = "postgres")]
+    probe_log_databases(&running.resolved.storage.logging);
     let runtime_config = &running.resolved.storage.runtime;
     let store_options = StoreOptions {
         rollup: RollupPolicy {
@@ -109,6 +111,7 @@ pub async fn serve(
         call_timeout: Duration::from_millis(runtime.call_timeout_ms),
         ..ResilientOptions::default()
     };
+    #[cfg(feature = "postgres")]
     let rollup = store_options.rollup;
     let stack = gateway_stack(inner, store_options, resilient);
     // The dashboard's storage page follows the same events as the alerts.
@@ -138,9 +141,15 @@ pub async fn serve(
         gateway.ui.storage.track(events);
     }
     let _refresh = gateway.spawn_snapshot_refresh(Duration::from_secs(1));
+    #[cfg(not(feature = "postgres"))]
+    anyhow::ensure!(
+        running.resolved.storage.history.is_none(),
+        "storage.history needs PostgreSQL, which this build leaves out (cargo feature `postgres`)"
+    );
+    #[cfg(feature = "postgres")]
     let _history = match &running.resolved.storage.history {
         Some(history) => {
-            let writer = open_history(history).await?;
+            let writer = open_history(history)?;
             gateway.set_history(writer.clone());
             Some(truckllm_store::postgres::history::spawn_history(
                 writer,
@@ -326,21 +335,56 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Opens the PostgreSQL usage history (`storage.history`): the database must answer at
-/// start (and gets its schema); later outages are ridden out by the writer task.
-async fn open_history(
+#[cfg(feature = "postgres")]
+/// Opens the PostgreSQL usage history (`storage.history`) without waiting for the database:
+/// the gateway serves while it is down, with a warning, and the writer task catches up when
+/// it answers (from the roll-ups the runtime store keeps, `storage.runtime.rollup_keep_secs`).
+fn open_history(
     history: &truckllm_config::schema::HistoryStorageConfig,
 ) -> Result<truckllm_store::postgres::history::HistoryWriter> {
     let options = truckllm_store::PostgresOptions::default();
-    let pool = truckllm_store::postgres::connect_pool(&history.url, &options)
-        .await
-        .context("cannot reach the usage history database (storage.history.url)")?;
-    truckllm_store::postgres::history::HistoryWriter::new(
+    let pool = truckllm_store::postgres::lazy_pool(&history.url, &options)
+        .context("the usage history database URL (storage.history.url)")?;
+    let writer = truckllm_store::postgres::history::HistoryWriter::lazy(
         pool,
         history.source.clone(),
         history.keep_days,
         Arc::new(truckllm_store::SystemClock),
     )
-    .await
-    .context("cannot open the usage history (storage.history)")
+    .context("cannot open the usage history (storage.history)")?;
+    let probe = writer.clone();
+    let shown = truckllm_store::redact_url(&history.url);
+    tokio::spawn(async move {
+        if let Err(e) = probe.ensure_schema().await {
+            warn!(
+                "WARNING: the usage history database {shown} does not answer ({e}); serving anyway. Finished roll-up steps are written once it does, as long as the runtime store still keeps them (storage.runtime.rollup_keep_secs)."
+            );
+        }
+    });
+    Ok(writer)
+}
+
+#[cfg(feature = "postgres")]
+/// Warns, without holding up the start, about each PostgreSQL log sink whose database does
+/// not answer: its records wait in the sink's bounded queue and are written once it does.
+fn probe_log_databases(sinks: &[truckllm_config::schema::LogSinkConfig]) {
+    for sink in sinks {
+        let truckllm_config::schema::LogSinkConfig::Postgres(config) = sink else {
+            continue;
+        };
+        let url = config.url.clone();
+        tokio::spawn(async move {
+            let options = truckllm_store::PostgresOptions {
+                pool_size: 1,
+                connect_timeout: Duration::from_secs(5),
+                ..truckllm_store::PostgresOptions::default()
+            };
+            let shown = truckllm_store::redact_url(&url);
+            if let Err(e) = truckllm_store::postgres::connect_pool(&url, &options).await {
+                warn!(
+                    "WARNING: the log database {shown} does not answer ({e}); serving anyway. Request and audit records wait in the sink's queue (bounded; past it they are dropped and counted) and are written once it answers."
+                );
+            }
+        });
+    }
 }

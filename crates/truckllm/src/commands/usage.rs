@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
+#[cfg(feature = "postgres")]
 use truckllm_store::postgres::history::{HistoryGroup, HistoryStep, read_history};
 use truckllm_store::{ListedSeries, Series, SeriesRollup};
 
@@ -13,6 +14,7 @@ use super::{open, within};
 use crate::cli::{SeriesArgs, StoreArgs, UsageCommand};
 
 pub async fn run(args: &StoreArgs, command: UsageCommand) -> Result<ExitCode> {
+    #[cfg(feature = "postgres")]
     if let UsageCommand::Export {
         since,
         format,
@@ -68,6 +70,7 @@ fn unix_ms(at: std::time::SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+#[cfg(feature = "postgres")]
 /// Writes the usage history from `since` as JSON lines or CSV, one row per group, metric and
 /// hour or day.
 async fn export_history(
