@@ -55,6 +55,7 @@ pub async fn scan(
 ) -> Result<(), ApiError> {
     let mut each = each;
     match source {
+        #[cfg(feature = "postgres")]
         LogSource::Sql(url) => truckllm_logging::postgres::scan_sql(url, false, &filter, each)
             .await
             .map(|_| ())
@@ -62,6 +63,10 @@ pub async fn scan(
                 tracing::warn!(error = %e, "request log search failed");
                 ApiError::store_unavailable("the request log database is unavailable")
             }),
+        #[cfg(not(feature = "postgres"))]
+        LogSource::Sql(_) => Err(ApiError::store_unavailable(
+            "the request log is in PostgreSQL, and this build has no PostgreSQL support",
+        )),
         LogSource::Files(path) => {
             let path = path.clone();
             tokio::task::spawn_blocking(move || {

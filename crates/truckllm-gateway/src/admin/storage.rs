@@ -165,7 +165,11 @@ pub async fn show(
             "rollups".into(),
             json!({"step_secs": runtime.rollup_step_secs, "keep_secs": runtime.rollup_keep_secs}),
         );
-        map.insert("history".into(), gw.history().is_some().into());
+        #[cfg(feature = "postgres")]
+        let history = gw.history().is_some();
+        #[cfg(not(feature = "postgres"))]
+        let history = false;
+        map.insert("history".into(), history.into());
     }
     call.read(Ok(body))
 }

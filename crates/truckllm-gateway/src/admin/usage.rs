@@ -25,6 +25,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use truckllm_store::Metric;
+#[cfg(feature = "postgres")]
 use truckllm_store::postgres::history::{HistoryGroup, HistoryStep};
 
 use super::Call;
@@ -196,7 +197,18 @@ async fn from_rollups(gw: &Gateway, since_ms: u64) -> Result<Summary, ApiError> 
     Ok(summary)
 }
 
+/// Without PostgreSQL support in this build there is no usage history.
+#[cfg(not(feature = "postgres"))]
+async fn from_history(
+    _gw: &Gateway,
+    _range: Duration,
+    _since_ms: u64,
+) -> Option<Result<Summary, ApiError>> {
+    None
+}
+
 /// From the PostgreSQL usage history, hourly for up to two days, daily beyond.
+#[cfg(feature = "postgres")]
 async fn from_history(
     gw: &Gateway,
     range: Duration,
