@@ -16,13 +16,16 @@
 #                                                                   many slow streams held open
 #                                                                   through the gateway (memory
 #                                                                   store): its RSS and open files
+#   bash bench/run.sh keys    [10000]                              a key created and revoked through
+#                                                                   the admin API on one gateway:
+#                                                                   when a second one applies it
 #   bash bench/run.sh markers                                       Redis memory per applied batch
 #                                                                   id: hash field vs key per id
 # BENCH_PROFILE=dev builds and runs the debug binary instead (figures then compare backends
 # within one run only, never with release figures).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-what=${1:?usage: bash bench/run.sh store|gateway|http|outage|logs|streams|markers [options]}
+what=${1:?usage: bash bench/run.sh store|gateway|http|outage|logs|streams|keys|markers [options]}
 shift
 if [ "${BENCH_PROFILE:-release}" = dev ]; then
   cargo build -p truckllm --locked
@@ -40,6 +43,11 @@ if [ "$what" = streams ]; then
   echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/^Mem:/{print $2}') GiB, open files $(ulimit -Hn) (hard)"
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
   exec "$bin" bench streams "$@"
+fi
+if [ "$what" = keys ]; then
+  echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(free -g | awk '/^Mem:/{print $2}') GiB"
+  echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+  exec python3 bench/keys_propagation.py "$bin" "$@"
 fi
 if [ "$what" = outage ] || [ "$what" = logs ]; then
   echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), $(redis-server --version | cut -d' ' -f1-3)"
