@@ -85,11 +85,12 @@ fn get_json(url: &str) -> Value {
     serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
 }
 
-/// The sum over every provider key of one usage counter in Redis.
+/// The sum over every provider key of one usage counter in Redis (not the gateway's own
+/// namespaces, `_clients`, `_teams`, `_models`, which count the same usage again).
 fn counted(redis: &RedisServer, metric: &str) -> f64 {
     let keys = redis.cli(&["--scan", "--pattern", &format!("usage:*:{metric}")]);
     keys.lines()
-        .filter(|k| !k.is_empty())
+        .filter(|k| !k.is_empty() && !k.starts_with("usage:{_"))
         .map(|k| redis.cli(&["GET", k]).trim().parse::<f64>().unwrap_or(0.0))
         .sum()
 }
