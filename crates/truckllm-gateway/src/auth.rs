@@ -138,6 +138,7 @@ pub async fn client(State(gw): State<Arc<Gateway>>, mut request: Request, next: 
         .map(Arc::clone);
     match admitted {
         Ok(client) => {
+            gw.last_used.touch(&gw, &client.id);
             request.extensions_mut().insert(Caller { runtime, client });
             next.run(request).await
         }

@@ -23,6 +23,7 @@
 //! - [`budgets`]: spend per period on keys and teams: worst case reserved before the call,
 //!   settled to the real cost after it, alerts at 50/80/100 %.
 //! - [`client_status`]: the `x-ratelimit-*` and budget headers every answer carries.
+//! - [`last_used`]: when each client key was last used, shared through the store.
 //! - [`clients`]: client keys, hashed and compared in constant time; permissions.
 //! - [`routing`]: model names to provider targets; per-provider and per-key state, carried
 //!   across config versions.
@@ -64,6 +65,7 @@ pub mod dispatch;
 pub mod error;
 pub mod health;
 pub mod ingress;
+pub mod last_used;
 pub mod leases;
 pub mod metrics;
 pub mod mock;

@@ -114,6 +114,8 @@ pub struct Gateway {
     /// The long-term usage history (`storage.history`), once the binary has opened it.
     #[cfg(feature = "postgres")]
     history: std::sync::OnceLock<truckllm_store::postgres::history::HistoryWriter>,
+    /// When each client key was last used, written through the store at most once a minute.
+    pub last_used: crate::last_used::LastUsed,
     /// Where "now" comes from when not the system clock: tests of calendar budgets inject one.
     clock: std::sync::OnceLock<truckllm_store::SharedClock>,
     /// The dashboard's sessions and what it shows of the store's state.
@@ -169,6 +171,7 @@ impl Gateway {
             #[cfg(feature = "postgres")]
             history: std::sync::OnceLock::new(),
             clock: std::sync::OnceLock::new(),
+            last_used: crate::last_used::LastUsed::default(),
             ui: crate::ui::UiState::default(),
         });
         gateway.apply_each_version(events);

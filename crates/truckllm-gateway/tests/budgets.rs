@@ -357,3 +357,22 @@ async fn a_client_that_leaves_before_the_answer_is_charged_its_reservation() {
     let spent = settled_spend(&gw, "/admin/keys/alice", 226.0).await;
     assert_eq!(spent, 226.0);
 }
+
+#[tokio::test]
+async fn the_admin_api_says_when_a_key_was_last_used() {
+    let (_mock, gw) = start("", "", "").await;
+    let shown = admin_get(&gw, "/admin/keys/alice").await;
+    assert_eq!(shown["last_used"], Value::Null, "never used: {shown}");
+    let before = now_ms() / 1000 * 1000;
+    assert_eq!(gw.chat(Some(KEY), ask(2)).await.0, 200);
+    let mut used = Value::Null;
+    for _ in 0..200 {
+        used = admin_get(&gw, "/admin/keys").await["keys"][0]["last_used"].clone();
+        if !used.is_null() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let at = ms(used.as_str().expect("a time"));
+    assert!(at >= before && at <= now_ms(), "{used}");
+}

@@ -83,6 +83,17 @@ pub fn view(entry: &ClientKeyConfig, now_ms: u64) -> Value {
     value
 }
 
+/// Adds `last_used` (RFC 3339, exact to a minute; `null` if never) to each key's view.
+async fn add_last_used(gw: &Gateway, views: &mut [Value], ids: &[String]) {
+    let used = crate::last_used::read_many(gw, ids).await;
+    for (view, at) in views.iter_mut().zip(used) {
+        if let Value::Object(map) = view {
+            let at = at.map(format_time_ms);
+            map.insert("last_used".into(), at.into());
+        }
+    }
+}
+
 /// The position of key `id` in `config.api_keys`.
 fn position(config: &Config, id: &str) -> Result<usize, ApiError> {
     config
@@ -159,6 +170,8 @@ pub async fn list(
     let running = gw.live().current();
     let now = now_ms();
     let mut keys: Vec<Value> = running.raw.api_keys.iter().map(|k| view(k, now)).collect();
+    let ids: Vec<String> = running.raw.api_keys.iter().map(|k| k.id.clone()).collect();
+    add_last_used(&gw, &mut keys, &ids).await;
     let budgets = running
         .raw
         .api_keys
@@ -198,6 +211,7 @@ pub async fn show(
     let found = match found {
         Ok(entry) => {
             let mut views = [view(entry, now_ms())];
+            add_last_used(&gw, &mut views, std::slice::from_ref(&entry.id)).await;
             let budget = vec![(entry.id.clone(), entry.budget.clone())];
             budget_status::add(&gw, Owner::Client, CLIENTS_NAMESPACE, &mut views, budget).await;
             let [view] = views;
