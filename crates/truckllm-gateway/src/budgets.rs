@@ -458,6 +458,8 @@ pub struct Standing {
     pub used: f64,
     pub limit: f64,
     pub resets_at_ms: Option<u64>,
+    /// The counters read, kept for the alert check that may follow.
+    span: Span,
 }
 
 impl Standing {
@@ -487,14 +489,14 @@ pub async fn standing(
         used,
         limit: budget.limit,
         resets_at_ms: span.resets_at_ms,
+        span,
     })
 }
 
 /// Alerts on each threshold `standing` has reached (see [`alert_crossings`]).
 pub async fn alert_on(gw: &Gateway, budget: &Budget, standing: &Standing) {
     if standing.used > 0.0 {
-        let span = budget.span(gw.now_ms());
-        alert_crossings(gw, budget, &span, standing.used).await;
+        alert_crossings(gw, budget, &standing.span, standing.used).await;
     }
 }
 

@@ -51,15 +51,15 @@ struct BudgetLeft {
 }
 
 /// Starts reading `client`'s figures; `None` when it has no limits and no budgets.
-pub fn read_later(gw: &Arc<Gateway>, client: &Client) -> Option<JoinHandle<ClientStatus>> {
+pub fn read_later(gw: &Arc<Gateway>, client: &Arc<Client>) -> Option<JoinHandle<ClientStatus>> {
     let limits = client
         .limits
         .filter(|l| l.req_per_min.is_some() || l.tokens_per_min.is_some());
-    if limits.is_none() && client.budgets().is_empty() {
+    if limits.is_none() && !client.has_budget() {
         return None;
     }
     let gw = Arc::clone(gw);
-    let client = client.clone();
+    let client = Arc::clone(client);
     Some(tokio::spawn(async move { read(&gw, &client).await }))
 }
 

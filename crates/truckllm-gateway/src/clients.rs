@@ -113,6 +113,11 @@ impl Client {
                 .is_none_or(|t| t.permissions.may_use_model(provider, model, requested))
     }
 
+    /// Whether any budget holds this client's requests (no allocation: asked on every request).
+    pub fn has_budget(&self) -> bool {
+        self.budget.is_some() || self.team.as_ref().is_some_and(|t| t.budget.is_some())
+    }
+
     /// The budgets this client's requests are held to: its own, then its team's.
     pub fn budgets(&self) -> Vec<&Budget> {
         self.budget

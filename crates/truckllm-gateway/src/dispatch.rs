@@ -68,14 +68,14 @@ pub struct Answer {
 pub async fn dispatch(
     gw: Arc<Gateway>,
     rt: Arc<Runtime>,
-    client: &Client,
+    client: &Arc<Client>,
     plan: &mut dyn CallPlan,
     trace: &mut Trace,
 ) -> Result<Answer, ApiError> {
     let targets = rt.routes.resolve(plan.model(), client)?;
     let leasing = rt.policy.quota_leasing;
     let estimate = plan.estimate();
-    let worst = (!client.budgets().is_empty()).then(|| worst_case(&rt, &targets, plan));
+    let worst = client.has_budget().then(|| worst_case(&rt, &targets, plan));
     let client_hold = match hold_client(&gw, client, estimate, worst, leasing).await {
         Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
             trace.rate_limited();
