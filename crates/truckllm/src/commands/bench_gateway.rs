@@ -12,7 +12,8 @@
 //!   ticks of the same run, p50 and p99;
 //! - the gateway's peak resident memory (VmHWM) after the load;
 //! - CPU time per request during the throughput runs, of mock-upstream (direct and through
-//!   the gateway), the gateway and, on a Redis store, redis-server. Throughput ratios on a
+//!   the gateway), the gateway, nginx (master and workers) and, on a Redis store,
+//!   redis-server. Throughput ratios on a
 //!   shared 2-core machine swing with its neighbours; CPU per request hardly does, so it is
 //!   the figure to compare changes by.
 
@@ -112,13 +113,14 @@ pub async fn run(store: &StoreArgs, args: &GatewayBenchArgs) -> Result<ExitCode>
         process_cpu_secs(mock.0.id()),
         direct_run.requests,
     );
-    let nginx_rps = match &proxied {
-        Some(target) => Some(
-            closed_loop(&client, target, args.concurrency, duration)
-                .await?
-                .rate(),
-        ),
-        None => None,
+    let (nginx_rps, nginx_cpu) = match (&proxied, &nginx) {
+        (Some(target), Some(nginx)) => {
+            let before = nginx.cpu_secs();
+            let run = closed_loop(&client, target, args.concurrency, duration).await?;
+            let cpu = cpu_us_per_request(before, nginx.cpu_secs(), run.requests);
+            (Some(run.rate()), cpu)
+        }
+        _ => (None, None),
     };
     let cpu_before = [
         process_cpu_secs(mock.0.id()),
@@ -157,11 +159,12 @@ pub async fn run(store: &StoreArgs, args: &GatewayBenchArgs) -> Result<ExitCode>
     report.print();
     println!(
         "\nCPU per request in the throughput runs (µs): mock-upstream {} direct, {} through the \
-         gateway; gateway {}; redis-server {}",
+         gateway; gateway {}; redis-server {}; nginx as the proxy {}",
         show_us(mock_direct),
         show_us(mock_through),
         show_us(gateway_cpu),
-        show_us(redis_cpu)
+        show_us(redis_cpu),
+        show_us(nginx_cpu)
     );
     println!(
         "gateway peak RSS (VmHWM): {:.1} MiB",
@@ -243,13 +246,35 @@ struct Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM, not SIGKILL: nginx's master then stops its workers, which a killed master
+    /// would leave running.
     fn drop(&mut self) {
-        let _ = self.process.kill();
+        let terminated = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.process.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !terminated {
+            let _ = self.process.kill();
+        }
         let _ = self.process.wait();
     }
 }
 
 impl Nginx {
+    /// CPU time of the master and its workers, in seconds.
+    fn cpu_secs(&self) -> Option<f64> {
+        let master = self.process.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{master}/task/{master}/children")).ok()?;
+        children
+            .split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+            .chain([master])
+            .map(process_cpu_secs)
+            .sum()
+    }
+
     fn start(dir: &std::path::Path, upstream_port: u16) -> Result<Option<Self>> {
         let Some(binary) = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
