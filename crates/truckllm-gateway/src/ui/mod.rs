@@ -7,6 +7,8 @@
 //! - `GET /ui/login`, its stylesheet and `POST /ui/login` are open: the sign-in page and the
 //!   form it posts (an admin key, typed into a password field). A known key opens a session ([`session`]) and
 //!   sets its cookie; anything else is the page again with a 401.
+//! - A session's repeated reads of the admin API are audited once per interval, not per poll
+//!   ([`read_audits`]).
 //! - Everything else needs a live session: pages redirect to the sign-in page without one, the
 //!   rest (`/ui/session`, assets, sign-out) answer 401. Sign-out needs the CSRF token.
 //!
@@ -17,6 +19,7 @@
 //! Viewers get the same pages without change buttons (`/ui/session` tells the script the
 //! role), and the admin layer refuses their changes whatever the page does.
 
+pub mod read_audits;
 pub mod session;
 
 use std::sync::Arc;
@@ -43,6 +46,8 @@ use session::Sessions;
 #[derive(Debug, Default)]
 pub struct UiState {
     pub sessions: Sessions,
+    /// When each session's reads were last audited ([`read_audits`]).
+    pub read_audits: read_audits::ReadAudits,
     /// The runtime store's degraded/recovered history (`GET /admin/storage`).
     pub storage: Arc<StorageWatch>,
 }
