@@ -1,6 +1,7 @@
 //! Dashboard sessions against a real gateway over HTTP, with the audit log read back from a
 //! real file sink and the gateway's clock moved by hand: a session's polling reads are audited
-//! once per interval (key reads, failed reads, changes, sign-in and sign-out every time).
+//! once per interval (key reads, failed reads, changes, sign-in and sign-out every time), and
+//! failed sign-ins from one address are refused with a 429 after ten in a minute.
 
 mod common;
 
@@ -14,6 +15,7 @@ use reqwest::header::{CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
 use serde_json::{Value, json};
 use truckllm_gateway::mock::MockOptions;
 use truckllm_gateway::ui::read_audits::READ_AUDIT_INTERVAL_MS;
+use truckllm_gateway::ui::sign_in_limit::FAILED_PER_ADDRESS;
 use truckllm_store::ManualClock;
 
 const ADMIN: &str = "dashboard-admin-key-0123456789";
@@ -150,4 +152,44 @@ async fn a_sessions_polling_reads_are_audited_once_per_interval() {
     assert_eq!(count("keys.create", 201), 1);
     assert_eq!(count("ui.sign_in", 303), 1);
     assert_eq!(count("ui.sign_out", 204), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sign_ins_are_refused_after_ten_a_minute_from_one_address() {
+    let logs = tempfile::tempdir().expect("dir");
+    let (gw, clock, _mock) = gateway(logs.path()).await;
+    for i in 0..FAILED_PER_ADDRESS {
+        let (status, cookie, _) = sign_in(&gw, &format!("guess-{i}")).await;
+        assert_eq!((status, cookie), (StatusCode::UNAUTHORIZED, None));
+        clock.advance(Duration::from_secs(1));
+    }
+    let (status, _, retry_after) = sign_in(&gw, "guess-more").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        retry_after.as_deref(),
+        Some("50"),
+        "until the first leaves the minute"
+    );
+    let (status, cookie, _) = sign_in(&gw, ADMIN).await;
+    assert_eq!(
+        (status, cookie),
+        (StatusCode::TOO_MANY_REQUESTS, None),
+        "the key is not looked at while refused"
+    );
+    clock.advance(Duration::from_secs(50));
+    let (status, cookie, _) = sign_in(&gw, ADMIN).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(cookie.is_some());
+    gw.stop().await;
+
+    let audit = audit(logs.path());
+    let denied = |status: u64| {
+        audit
+            .iter()
+            .filter(|a| a["action"] == "ui.sign_in" && a["outcome"] == "denied")
+            .filter(|a| a["status"] == status)
+            .count()
+    };
+    assert_eq!(denied(401), FAILED_PER_ADDRESS);
+    assert_eq!(denied(429), 2);
 }
