@@ -146,9 +146,132 @@ pub fn is_plain_id(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// The keys a rollback from `current` to `target` would let in again: client keys enabled in
+/// `target` that `current` no longer has (revoked since), has disabled, or has with another
+/// secret (rotated since), and admin keys `target` has that `current` does not have, or has
+/// with another secret. Secrets are compared as written, so one only written differently
+/// (re-encrypted under a new master key) is named too. Each list sorted; never a secret.
+pub fn revived_by_rollback(target: &crate::Config, current: &crate::Config) -> Revived {
+    let client_keys = target
+        .api_keys
+        .iter()
+        .filter(|key| !key.disabled)
+        .filter(|key| {
+            !current.api_keys.iter().any(|now| {
+                now.id == key.id
+                    && !now.disabled
+                    && same_secret(&now.key, &key.key, &now.key_sha256, &key.key_sha256)
+            })
+        })
+        .map(|key| key.id.clone())
+        .collect();
+    let legacy = target.server.admin_key.as_ref().map(|key| {
+        let kept = current.server.admin_key.as_ref() == Some(key);
+        (!kept).then(|| "admin".to_owned())
+    });
+    let listed = target.server.admin_keys.iter().filter_map(|key| {
+        let kept = current.server.admin_keys.iter().any(|now| {
+            now.id == key.id
+                && now.role == key.role
+                && same_secret(&now.key, &key.key, &now.key_sha256, &key.key_sha256)
+        });
+        (!kept).then(|| key.id.clone())
+    });
+    let mut admin_keys: Vec<String> = legacy.flatten().into_iter().chain(listed).collect();
+    admin_keys.sort();
+    admin_keys.dedup();
+    let mut revived = Revived {
+        client_keys,
+        admin_keys,
+    };
+    revived.client_keys.sort();
+    revived.client_keys.dedup();
+    revived
+}
+
+/// Whether two key entries hold the same secret as written (the key, or its digest).
+fn same_secret(
+    a: &Option<Secret>,
+    b: &Option<Secret>,
+    a_sha256: &Option<String>,
+    b_sha256: &Option<String>,
+) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        (None, None) => {
+            a_sha256.as_ref().map(|h| h.to_ascii_lowercase())
+                == b_sha256.as_ref().map(|h| h.to_ascii_lowercase())
+        }
+        _ => false,
+    }
+}
+
+/// What a rollback would let in again ([`revived_by_rollback`]), by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revived {
+    pub client_keys: Vec<String>,
+    pub admin_keys: Vec<String>,
+}
+
+impl Revived {
+    pub fn is_empty(&self) -> bool {
+        self.client_keys.is_empty() && self.admin_keys.is_empty()
+    }
+}
+
+impl std::fmt::Display for Revived {
+    /// `client keys alice, bob; admin keys ops`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = [("client", &self.client_keys), ("admin", &self.admin_keys)]
+            .into_iter()
+            .filter(|(_, ids)| !ids.is_empty())
+            .map(|(kind, ids)| {
+                let noun = if ids.len() == 1 { "key" } else { "keys" };
+                format!("{kind} {noun} {}", ids.join(", "))
+            })
+            .collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rollback_names_the_keys_it_would_let_in_again() {
+        let config = |keys: &str| -> crate::Config {
+            crate::parse(&format!("api_keys:\n{keys}")).expect("config")
+        };
+        let target = config(
+            "  - {id: kept, key: a}\n  - {id: revoked, key: b}\n  - {id: disabled, key: c}\n  - {id: rotated, key_sha256: AA}\n  - {id: off, key: e, disabled: true}\n",
+        );
+        let current = config(
+            "  - {id: kept, key: a}\n  - {id: disabled, key: c, disabled: true}\n  - {id: rotated, key_sha256: bb, previous: {key_sha256: aa, until: \"2030-01-01T00:00:00Z\"}}\n",
+        );
+        let revived = revived_by_rollback(&target, &current);
+        assert_eq!(revived.client_keys, ["disabled", "revoked", "rotated"]);
+        assert_eq!(
+            revived.to_string(),
+            "client keys disabled, revoked, rotated"
+        );
+        assert_eq!(
+            revived_by_rollback(&current, &target).client_keys,
+            ["rotated"],
+            "the other way, only a secret the target no longer has"
+        );
+        assert!(revived_by_rollback(&target, &target).is_empty());
+        let admins = |keys: &str| -> crate::Config {
+            crate::parse(&format!("server:\n  admin_keys:\n{keys}")).expect("config")
+        };
+        let revived = revived_by_rollback(
+            &admins(
+                "    - {id: ops, key: x, role: admin}\n    - {id: eye, key: y, role: viewer}\n",
+            ),
+            &admins("    - {id: eye, key: y, role: viewer}\n"),
+        );
+        assert_eq!(revived.to_string(), "admin key ops");
+    }
 
     #[test]
     fn times_parse_as_utc_and_round_trip() {

@@ -5,12 +5,24 @@
 //! If it is dropped unsettled (the client went away mid-stream, the request was cancelled),
 //! `Drop` settles it as abandoned: the request counts and its token estimate stands.
 //!
-//! The attempt that answers a request also counts it under its [`UsageLabels`]: the model the
-//! client asked for, and the client key and team when no limit reservation counts them
-//! already. These counters exist for the long-term usage history (by model, client, team);
-//! nothing limits them.
+//! Every attempt of a request also counts under its [`UsageLabels`], for the long-term usage
+//! history (by model, client, team; nothing limits these counters):
+//! - the model (`_models:{name}`): the request once (by the attempt that answers, or as a
+//!   failed request when none does), every failed attempt's error and latency, as the provider
+//!   keys' series count them, and the answering attempt's tokens and cost. So `errors` counts
+//!   failed attempts (a request that failed before any attempt counts one), and may exceed
+//!   `req`; `latency` sums every attempt's.
+//! - the client key and its team, when no limit reservation counts them already: the answering
+//!   attempt's request, tokens and cost, as a reservation counts them.
+//!
+//! The model is named as the config names it ([`crate::routing::Routes::counted_as`]); a name
+//! the client chose (a passthrough provider, a pattern alias passing the name on) is counted
+//! under its own name for the first [`MAX_OPEN_MODEL_NAMES`] such names an instance sees, and
+//! under `_models:_other` after that.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use truckllm_store::{Metric, ProviderKey, Reservation};
@@ -18,6 +30,7 @@ use truckllm_store::{Metric, ProviderKey, Reservation};
 use crate::budgets::{self, BudgetHold, WorstCase};
 use crate::clients::Client;
 use crate::dispatch::{CLIENTS_NAMESPACE, TEAMS_NAMESPACE};
+use crate::routing::{CountedAs, Routes};
 use crate::state::{Gateway, Runtime};
 use crate::usage::Usage;
 
@@ -55,23 +68,56 @@ impl ClientHold {
     }
 }
 
-/// Provider id under which requests are counted per model, by the name the client asked for.
+/// Provider id under which requests are counted per model (see the module docs).
 pub const MODELS_NAMESPACE: &str = "_models";
 
-/// What a request is counted under besides its provider key (see the module docs).
-#[derive(Debug, Clone, Default)]
+/// Most model names the client chose (no config holds them) that one instance counts under
+/// their own names; later ones count under [`OTHER_MODELS`]. Bounds the series, and the rows
+/// of the usage history, a client can create by sending made-up names to a passthrough route.
+/// Kept until the instance restarts.
+pub const MAX_OPEN_MODEL_NAMES: usize = 1_000;
+
+/// The name under `_models` that counts the model names beyond [`MAX_OPEN_MODEL_NAMES`].
+pub const OTHER_MODELS: &str = "_other";
+
+/// The model names without a config entry this instance counts under their own names.
+#[derive(Debug, Default)]
+pub struct OpenModelNames {
+    seen: Mutex<HashSet<String>>,
+}
+
+impl OpenModelNames {
+    /// The name to count `model` under: itself while there is room, else [`OTHER_MODELS`].
+    pub fn name_for(&self, model: &str) -> String {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.contains(model) {
+            return model.to_owned();
+        }
+        if seen.len() >= MAX_OPEN_MODEL_NAMES {
+            return OTHER_MODELS.to_owned();
+        }
+        seen.insert(model.to_owned());
+        model.to_owned()
+    }
+}
+
+/// What a request is counted under besides its provider keys (see the module docs), shared
+/// by its attempts.
+#[derive(Debug, Default)]
 pub struct UsageLabels {
-    /// `_models:{model}`: every metric of the answering attempt.
+    /// `_models:{model}`.
     model: Option<ProviderKey>,
     /// `_clients:{id}` and `_teams:{id}` not counted by a limit reservation: requests, tokens
     /// and cost, as a reservation counts them.
     callers: Vec<ProviderKey>,
+    /// Whether a failed attempt counted an error for the model already.
+    failed_attempts: AtomicBool,
 }
 
 impl UsageLabels {
-    /// The labels of `client`'s request for `model`. A name the store refuses (too long) is
-    /// left out rather than failing the request.
-    pub fn of(client: &Client, model: &str) -> Self {
+    /// The labels of `client`'s request for `model`, once `routes` resolved it. A name the
+    /// store refuses (too long) is left out rather than failing the request.
+    pub fn of(gateway: &Gateway, routes: &Routes, client: &Client, model: &str) -> Self {
         let team = client.team.as_ref();
         let callers = [
             client
@@ -81,28 +127,51 @@ impl UsageLabels {
             team.filter(|t| t.limits.is_none())
                 .map(|t| (TEAMS_NAMESPACE, t.id.as_str())),
         ];
+        let name = match routes.counted_as(model) {
+            CountedAs::Named(name) => name,
+            CountedAs::Open => gateway.open_model_names.name_for(model),
+        };
         Self {
-            model: ProviderKey::new(MODELS_NAMESPACE, model).ok(),
+            model: ProviderKey::new(MODELS_NAMESPACE, name).ok(),
             callers: callers
                 .into_iter()
                 .flatten()
                 .filter_map(|(namespace, id)| ProviderKey::new(namespace, id).ok())
                 .collect(),
+            failed_attempts: AtomicBool::new(false),
         }
     }
 
     /// Counts a request that no provider answered (every attempt failed, or the store was
-    /// down): one request and one error for the model, one request for the callers.
+    /// down): one request for the model and the callers, and one error for the model unless
+    /// its failed attempts counted theirs.
     pub fn record_failed(&self, gateway: &Gateway) {
         let bucket_ms = gateway.store.windowing().bucket_ms();
         let at_ms = gateway.now_ms();
+        let errors = if self.failed_attempts.load(Ordering::Acquire) {
+            0.0
+        } else {
+            1.0
+        };
         self.record(
             gateway,
             at_ms,
-            &[(Metric::Req, 1.0), (Metric::Errors, 1.0)],
+            &[(Metric::Req, 1.0), (Metric::Errors, errors)],
             &[(Metric::Req, 1.0)],
             bucket_ms,
         );
+    }
+
+    /// Counts an attempt that failed over to the next: its error and latency, for the model.
+    fn record_failed_attempt(&self, gateway: &Gateway, at_ms: u64, latency_ms: f64) {
+        self.failed_attempts.store(true, Ordering::Release);
+        let bucket_ms = gateway.store.windowing().bucket_ms();
+        let actual = [(Metric::Errors, 1.0), (Metric::Latency, latency_ms)];
+        if let Some(key) = &self.model {
+            gateway
+                .usage
+                .record(unreserved(key, at_ms), &actual, bucket_ms);
+        }
     }
 
     fn record(
@@ -116,13 +185,19 @@ impl UsageLabels {
         let model = self.model.iter().map(|key| (key, model_actual));
         let callers = self.callers.iter().map(|key| (key, caller_actual));
         for (key, actual) in model.chain(callers) {
-            let reservation = Reservation {
-                key: key.clone(),
-                at_ms,
-                reserved: Vec::new(),
-            };
-            gateway.usage.record(reservation, actual, bucket_ms);
+            gateway
+                .usage
+                .record(unreserved(key, at_ms), actual, bucket_ms);
         }
+    }
+}
+
+/// A count under `key` that reserved nothing beforehand.
+fn unreserved(key: &ProviderKey, at_ms: u64) -> Reservation {
+    Reservation {
+        key: key.clone(),
+        at_ms,
+        reserved: Vec::new(),
     }
 }
 
@@ -134,7 +209,7 @@ pub struct Attempt {
     pub key: usize,
     reservation: Option<Reservation>,
     client: Option<ClientHold>,
-    labels: Option<UsageLabels>,
+    labels: Option<Arc<UsageLabels>>,
     started: Instant,
 }
 
@@ -163,8 +238,8 @@ impl Attempt {
         self.client = client;
     }
 
-    /// Counts this attempt's outcome under `labels` too (the attempt that answers a request).
-    pub fn label(&mut self, labels: UsageLabels) {
+    /// Counts this attempt's outcome under its request's `labels` too.
+    pub fn label(&mut self, labels: Arc<UsageLabels>) {
         self.labels = Some(labels);
     }
 
@@ -196,6 +271,10 @@ impl Attempt {
     pub fn fail(mut self, cooldown: Option<Duration>) -> Option<ClientHold> {
         let client = self.client.take();
         self.cool_down(cooldown);
+        if let (Some(labels), Some(reservation)) = (self.labels.take(), &self.reservation) {
+            let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+            labels.record_failed_attempt(&self.gateway, reservation.at_ms, latency_ms);
+        }
         self.settle(Outcome::UpstreamFailure);
         client
     }

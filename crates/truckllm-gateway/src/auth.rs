@@ -52,6 +52,8 @@ pub struct Caller {
 pub struct AdminCaller {
     pub id: String,
     pub role: AdminRole,
+    /// The dashboard session the call came with (its token's SHA-256), if not with a key.
+    pub session: Option<[u8; 32]>,
 }
 
 /// The admin identities of one config version, holding only digests.
@@ -67,6 +69,7 @@ impl Admins {
             let caller = AdminCaller {
                 id: "admin".into(),
                 role: AdminRole::Admin,
+                session: None,
             };
             (caller, digest(key.expose().as_bytes()))
         });
@@ -79,6 +82,7 @@ impl Admins {
             let caller = AdminCaller {
                 id: a.id.clone(),
                 role: a.role,
+                session: None,
             };
             Some((caller, hash))
         });

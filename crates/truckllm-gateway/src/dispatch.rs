@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 use truckllm_store::{ProviderKey, ReserveOutcome, ReserveRequest};
 
-use crate::attempt::{Attempt, ClientHold, release_client, settle_client_only};
+use crate::attempt::{Attempt, ClientHold, UsageLabels, release_client, settle_client_only};
 use crate::budgets::{self, WorstCase};
 use crate::client_status::{self, ClientStatus};
 use crate::clients::Client;
@@ -73,18 +73,45 @@ pub async fn dispatch(
     trace: &mut Trace,
 ) -> Result<Answer, ApiError> {
     let targets = rt.routes.resolve(plan.model(), client)?;
+    let labels = Arc::new(UsageLabels::of(&gw, &rt.routes, client, plan.model()));
+    let answered = hold_and_attempt(&gw, rt, client, &targets, plan, trace, &labels).await;
+    // A 5xx comes after the model was resolved: no provider answered it. Other refusals
+    // (limits, budgets) are not usage.
+    if let Err(e) = &answered
+        && e.status.is_server_error()
+    {
+        labels.record_failed(&gw);
+    }
+    answered
+}
+
+/// Holds the client's limits and budgets for the request, then runs the attempts.
+async fn hold_and_attempt(
+    gw: &Arc<Gateway>,
+    rt: Arc<Runtime>,
+    client: &Arc<Client>,
+    targets: &[Target],
+    plan: &mut dyn CallPlan,
+    trace: &mut Trace,
+    labels: &Arc<UsageLabels>,
+) -> Result<Answer, ApiError> {
     let leasing = rt.policy.quota_leasing;
     let estimate = plan.estimate();
-    let worst = client.has_budget().then(|| worst_case(&rt, &targets, plan));
-    let client_hold = match hold_client(&gw, client, estimate, worst, leasing).await {
+    let worst = client.has_budget().then(|| worst_case(&rt, targets, plan));
+    let client_hold = match hold_client(gw, client, estimate, worst, leasing).await {
         Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
             trace.rate_limited();
             return Err(e);
         }
         other => other?,
     };
-    let status = client_status::read_later(&gw, client);
-    let mut answer = attempt_all(gw, rt, &targets, plan, client_hold, trace).await?;
+    let status = client_status::read_later(gw, client);
+    let run = Run {
+        gw: Arc::clone(gw),
+        rt,
+        labels: Arc::clone(labels),
+    };
+    let mut answer = attempt_all(run, targets, plan, client_hold, trace).await?;
     answer.status = status;
     Ok(answer)
 }
@@ -296,9 +323,15 @@ impl Failures {
     }
 }
 
-async fn attempt_all(
+/// What every attempt of a request shares.
+struct Run {
     gw: Arc<Gateway>,
     rt: Arc<Runtime>,
+    labels: Arc<UsageLabels>,
+}
+
+async fn attempt_all(
+    Run { gw, rt, labels }: Run,
     targets: &[Target],
     plan: &mut dyn CallPlan,
     mut client_hold: Option<ClientHold>,
@@ -388,6 +421,7 @@ async fn attempt_all(
                 reservation,
             );
             attempt.hold_client(client_hold.take());
+            attempt.label(Arc::clone(&labels));
             let sent =
                 match provider
                     .protocol

@@ -77,6 +77,15 @@ pub struct Target {
     pub model: String,
 }
 
+/// How a model name is counted in the usage history ([`Routes::counted_as`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CountedAs {
+    /// Under this name, which the config holds.
+    Named(String),
+    /// Under the name asked for, while this instance counts few enough such names.
+    Open,
+}
+
 /// Providers and aliases of one config version.
 #[derive(Debug)]
 pub struct Routes {
@@ -226,6 +235,43 @@ impl Routes {
             .ok_or_else(|| ApiError::model_not_found(model))
     }
 
+    /// How a request for `model` is counted in the usage history: by a name the config holds
+    /// (an alias, a listed model, `provider:model` of a provider that lists its models, or a
+    /// pattern alias whose targets are all fixed: counted under the pattern, `gpt-*`), or
+    /// [`CountedAs::Open`] for a name the client chose (a passthrough provider, a pattern
+    /// alias with a `*` target), of which there may be any number.
+    pub fn counted_as(&self, model: &str) -> CountedAs {
+        if self.aliases.contains_key(model) {
+            return CountedAs::Named(model.to_owned());
+        }
+        if let Some((provider_id, _)) = model.split_once(':')
+            && let Some(provider) = self.providers.iter().find(|p| p.id == provider_id)
+        {
+            return if provider.models.is_empty() {
+                CountedAs::Open
+            } else {
+                CountedAs::Named(model.to_owned())
+            };
+        }
+        if self
+            .providers
+            .iter()
+            .any(|p| p.models.iter().any(|m| m == model))
+        {
+            return CountedAs::Named(model.to_owned());
+        }
+        match self
+            .patterns
+            .iter()
+            .find(|(prefix, _)| model.starts_with(prefix.as_str()))
+        {
+            Some((prefix, targets)) if targets.iter().all(|(_, m)| m != "*") => {
+                CountedAs::Named(format!("{prefix}*"))
+            }
+            _ => CountedAs::Open,
+        }
+    }
+
     /// Every model name a client may ask for: `provider:model` for listed models, and aliases.
     pub fn model_names(&self, client: &Client) -> Vec<String> {
         let mut names: Vec<String> = self
@@ -355,6 +401,24 @@ mod tests {
                 .iter()
                 .any(|n| n.contains('*'))
         );
+    }
+
+    #[test]
+    fn usage_counts_names_the_config_holds_and_calls_the_rest_open() {
+        let (routes, _) = routes(
+            "  \"claude-*\": [\"anthropic:*\"]\n  \"claude-sonnet-*\": [\"anthropic:claude-sonnet-4-5\", \"openai:gpt-4o\"]\n  fast: [\"openai:gpt-4o\"]\n",
+        );
+        let named = |n: &str| CountedAs::Named(n.to_owned());
+        for (asked, counted) in [
+            ("fast", named("fast")),
+            ("gpt-4o", named("gpt-4o")),
+            ("openai:gpt-4o", named("openai:gpt-4o")),
+            ("claude-sonnet-4-6", named("claude-sonnet-*")),
+            ("claude-opus-4-8[1m]", CountedAs::Open),
+            ("anthropic:anything", CountedAs::Open),
+        ] {
+            assert_eq!(routes.counted_as(asked), counted, "{asked}");
+        }
     }
 
     #[test]

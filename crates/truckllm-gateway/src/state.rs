@@ -116,6 +116,8 @@ pub struct Gateway {
     history: std::sync::OnceLock<truckllm_store::postgres::history::HistoryWriter>,
     /// When each client key was last used, written through the store at most once a minute.
     pub last_used: crate::last_used::LastUsed,
+    /// Model names without a config entry counted in the usage history under their own names.
+    pub open_model_names: crate::attempt::OpenModelNames,
     /// Where "now" comes from when not the system clock: tests of calendar budgets inject one.
     clock: std::sync::OnceLock<truckllm_store::SharedClock>,
     /// The dashboard's sessions and what it shows of the store's state.
@@ -172,6 +174,7 @@ impl Gateway {
             history: std::sync::OnceLock::new(),
             clock: std::sync::OnceLock::new(),
             last_used: crate::last_used::LastUsed::default(),
+            open_model_names: crate::attempt::OpenModelNames::default(),
             ui: crate::ui::UiState::default(),
         });
         gateway.apply_each_version(events);

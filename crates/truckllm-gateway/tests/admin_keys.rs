@@ -548,3 +548,44 @@ async fn a_call_that_changes_nothing_saves_no_version_and_later_writes_still_lan
     assert_eq!(status, 201, "{answer}");
     assert_eq!(version(&gw), saved + 1);
 }
+
+#[tokio::test]
+async fn a_rollback_that_would_bring_back_a_revoked_key_is_refused_unless_forced() {
+    let mock = Mock::start(MockOptions::default()).await;
+    let gw = TestGateway::start(&config(&mock.url, 1, "", &setup()), Backend::Memory).await;
+    let before_alice = version(&gw);
+    let (status, created) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        ADMIN,
+        Some(json!({"id": "alice"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["key"].as_str().expect("secret").to_owned();
+    let with_alice = version(&gw);
+    let (status, _) = admin(&gw, "DELETE", "/admin/keys/alice", ADMIN, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(chat_status(&gw, &secret, "mock:gpt-4o-mini").await, 401);
+    let revoked = version(&gw);
+
+    let rollback = |body: Value| admin(&gw, "POST", "/admin/config/rollback", ADMIN, Some(body));
+    let (status, refused) = rollback(json!({"version": with_alice})).await;
+    assert_eq!(status, 409, "{refused}");
+    let message = refused["error"]["message"].as_str().expect("message");
+    assert!(message.contains("client key alice"), "{message}");
+    assert!(message.contains("force"), "{message}");
+    assert!(!message.contains(&secret), "never the secret");
+    assert_eq!(version(&gw), revoked, "nothing saved");
+    assert_eq!(chat_status(&gw, &secret, "mock:gpt-4o-mini").await, 401);
+
+    // A version from before the key existed revives nothing.
+    let (status, body) = rollback(json!({"version": before_alice})).await;
+    assert_eq!(status, 200, "{body}");
+    // Forced, the revoked key works again, as asked.
+    let (status, body) = rollback(json!({"version": with_alice, "force": true})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(chat_status(&gw, &secret, "mock:gpt-4o-mini").await, 200);
+    gw.stop().await;
+}

@@ -11,6 +11,7 @@
 //! unfinished start of the preface, or a TLS client without ALPN, goes through hyper-util's
 //! detection.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,15 +137,16 @@ impl Server {
     /// Serves one accepted connection until it closes.
     pub async fn connection(&self, tcp: TcpStream, mut stopping: watch::Receiver<bool>) {
         let _ = tcp.set_nodelay(true);
+        let peer = tcp.peer_addr().ok();
         match &self.tls {
             None => {
                 let Some(protocol) = self.first_bytes(&tcp, &mut stopping).await else {
                     return;
                 };
-                self.http(tcp, protocol, stopping).await;
+                self.http(tcp, peer, protocol, stopping).await;
             }
             // Boxed, so the task of every plain connection is not sized for a TLS one.
-            Some(acceptor) => Box::pin(self.tls(acceptor, tcp, stopping)).await,
+            Some(acceptor) => Box::pin(self.tls(acceptor, tcp, peer, stopping)).await,
         }
     }
 
@@ -153,6 +155,7 @@ impl Server {
         &self,
         acceptor: &tokio_rustls::TlsAcceptor,
         tcp: TcpStream,
+        peer: Option<SocketAddr>,
         mut stopping: watch::Receiver<bool>,
     ) {
         let handshake =
@@ -166,13 +169,18 @@ impl Server {
             _ = stopping.wait_for(|stop| *stop) => return,
         };
         let protocol = by_alpn(stream.get_ref().1.alpn_protocol());
-        self.http(stream, protocol, stopping).await;
+        self.http(stream, peer, protocol, stopping).await;
     }
 
     /// Runs HTTP on a (plain or TLS) stream until the client, the idle timer or a shutdown
     /// ends it.
-    async fn http<S>(&self, stream: S, protocol: Protocol, mut stopping: watch::Receiver<bool>)
-    where
+    async fn http<S>(
+        &self,
+        stream: S,
+        peer: Option<SocketAddr>,
+        protocol: Protocol,
+        mut stopping: watch::Receiver<bool>,
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::default());
@@ -180,6 +188,7 @@ impl Server {
             app: self.app.clone(),
             body_read_timeout: self.limits.body_read_timeout,
             activity: Arc::clone(&activity),
+            peer,
         };
         let conn = self
             .builder(protocol)

@@ -1,11 +1,13 @@
 //! The per-request wrapper around the app: a deadline on the request body (a `408` when it
-//! passes), and in-flight accounting that the connection's idle timer reads.
+//! passes), in-flight accounting that the connection's idle timer reads, and the client's
+//! address as [`axum::extract::ConnectInfo`].
 //!
 //! The body deadline costs nothing for a body that has already arrived with its head: a timer
 //! is armed only the first time reading the body has to wait.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -73,6 +75,8 @@ pub struct RequestService {
     pub app: Router,
     pub body_read_timeout: Duration,
     pub activity: Arc<Activity>,
+    /// The client's address, handed to the app as [`axum::extract::ConnectInfo`].
+    pub peer: Option<SocketAddr>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for RequestService {
@@ -84,7 +88,7 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         let in_flight = self.activity.start();
         let expired = Arc::new(AtomicBool::new(false));
         let deadline = Instant::now() + self.body_read_timeout;
-        let request = request.map(|inner| {
+        let mut request = request.map(|inner| {
             Body::new(DeadlineBody {
                 inner,
                 deadline,
@@ -92,6 +96,11 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
                 expired: Arc::clone(&expired),
             })
         });
+        if let Some(peer) = self.peer {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         let mut app = self.app.clone();
         let timeout = self.body_read_timeout;
         Box::pin(async move {

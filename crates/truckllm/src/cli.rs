@@ -331,6 +331,9 @@ pub enum ConfigCommand {
         version: u64,
         #[arg(long, env = "USER", default_value = "cli")]
         author: String,
+        /// Roll back even if keys revoked, disabled or rotated since would work again.
+        #[arg(long)]
+        force: bool,
     },
     /// Write the config and its history to one file.
     Backup { file: std::path::PathBuf },

@@ -116,6 +116,25 @@ fn validate_show_history_and_rollback() {
         std::fs::read_to_string(d.join("configs/config.yaml")).expect("read"),
         EXAMPLE
     );
+    // A key disabled since version 3: rolling back to it is refused, naming the key,
+    // unless forced.
+    let key_line = "key: \"${TRUCKLLM_CLIENT_KEY}\"";
+    assert!(EXAMPLE.contains(key_line));
+    let disabled = EXAMPLE.replacen(key_line, &format!("{key_line}\n    disabled: true"), 1);
+    std::fs::write(d.join("configs/config.yaml"), disabled).expect("disable");
+    assert!(ok(truckllm(d, &["config", "history"], &[], None)).contains("      4*"));
+    let refused = fails(truckllm(d, &["config", "rollback", "3"], &[], None));
+    assert!(
+        refused.contains("client key client-1") && refused.contains("--force"),
+        "{refused}"
+    );
+    let forced = ok(truckllm(
+        d,
+        &["config", "rollback", "3", "--force"],
+        &[],
+        None,
+    ));
+    assert!(forced.contains("as version 5"), "{forced}");
 }
 
 #[test]

@@ -195,17 +195,22 @@ pub async fn diff(
 #[serde(deny_unknown_fields)]
 struct Rollback {
     version: u64,
+    /// Roll back even if it lets keys revoked, disabled or rotated since in again.
+    #[serde(default)]
+    force: bool,
 }
 
 /// `POST /admin/config/rollback {version}`: the text of `version` becomes a new current
 /// version (author: the admin identity), applied here at once and by other instances through
-/// their config watch.
+/// their config watch. A rollback that would let in again keys revoked, disabled or rotated
+/// since `version` is refused (409, naming them) unless the body says `"force": true`.
 pub async fn rollback(
     State(gw): State<Arc<Gateway>>,
     Extension(admin): Extension<AdminCaller>,
     body: Bytes,
 ) -> Response {
-    let parsed = object(&body, &["version"]).and_then(|f| typed::<Rollback>(Value::Object(f)));
+    let parsed =
+        object(&body, &["version", "force"]).and_then(|f| typed::<Rollback>(Value::Object(f)));
     let call = Call {
         gw: &gw,
         admin: &admin,
@@ -216,7 +221,10 @@ pub async fn rollback(
     };
     let result = async {
         let rollback = parsed?;
-        version(&gw, rollback.version).await?;
+        let target = version(&gw, rollback.version).await?;
+        if !rollback.force {
+            refuse_revival(&gw, rollback.version, &target.text).await?;
+        }
         let old = gw.runtime().version;
         let saved = gw
             .live()
@@ -244,4 +252,30 @@ pub async fn rollback(
     }
     .await;
     call.changed(result)
+}
+
+/// Refuses (409) a rollback to `version` (its `text`) that would let keys in again that the
+/// current version revoked, disabled or rotated. A text that does not parse is left to the
+/// rollback itself to refuse.
+async fn refuse_revival(gw: &Gateway, version: u64, text: &str) -> Result<(), ApiError> {
+    let current = gw.live().store().load().await.map_err(store_error)?;
+    let (Ok(target), Ok(now)) = (
+        truckllm_config::parse(text),
+        truckllm_config::parse(&current.text),
+    ) else {
+        return Ok(());
+    };
+    let revived = truckllm_config::governance::revived_by_rollback(&target, &now);
+    if revived.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(
+        "would_revive_keys",
+        format!(
+            "rolling back to version {version} would let in again {revived}, revoked, disabled or \
+             given a new secret since (or written differently); revoke them again after the \
+             rollback, or send \"force\": true to roll back anyway"
+        ),
+    )
+    .with_status(StatusCode::CONFLICT))
 }

@@ -7,7 +7,8 @@
 //! identity; comment: the action) naming the version it edits, then apply it here at once.
 //! Other instances sharing the config store pick the version up through their config watch.
 //! A save that loses a race with another writer is redone on the newer version; a bad edit is a
-//! 400 naming the field and saves nothing. Every call, read or write, leaves an audit record.
+//! 400 naming the field and saves nothing. Every call, read or write, leaves an audit record,
+//! but for a dashboard session's repeated reads ([`crate::ui::read_audits`]).
 //!
 //! The dashboard (`/ui`) reads and changes everything through these routes; the ones it adds
 //! are the usage summary ([`usage`]), provider keys' live state ([`providers`]), the request
@@ -61,9 +62,22 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// Audits and answers a read.
+    /// Audits and answers a read; a dashboard session's repeated successful reads are
+    /// audited at most once per interval ([`crate::ui::read_audits`]).
     pub fn read(&self, result: Result<Value, ApiError>) -> Response {
-        self.answer(result.map(|body| (StatusCode::OK, body, None)))
+        match (result, self.admin.session) {
+            (Ok(body), Some(session))
+                if !self.gw.ui.read_audits.due(
+                    session,
+                    self.action,
+                    &self.target,
+                    self.gw.now_ms(),
+                ) =>
+            {
+                (StatusCode::OK, axum::Json(body)).into_response()
+            }
+            (result, _) => self.answer(result.map(|body| (StatusCode::OK, body, None))),
+        }
     }
 
     /// Audits and answers a call refused before anything was looked at (a bad body).

@@ -26,7 +26,6 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use crate::attempt::UsageLabels;
 use crate::auth::Caller;
 use crate::conversion;
 use crate::dispatch::CallPlan;
@@ -162,12 +161,9 @@ pub async fn run<R: CallPlan>(
 ) -> Response {
     let mut trace = Trace::start(&gw.logger, action, &request_id.0);
     trace.client(&caller.client.id);
-    let mut labels = None;
     let result = async {
         let mut request = parsed.await?;
         trace.model(request.model(), request.streams());
-        let usage_labels = UsageLabels::of(&caller.client, request.model());
-        labels = Some(usage_labels.clone());
         let mut answer = crate::dispatch::dispatch(
             Arc::clone(gw),
             Arc::clone(&caller.runtime),
@@ -176,7 +172,6 @@ pub async fn run<R: CallPlan>(
             &mut trace,
         )
         .await?;
-        answer.attempt.label(usage_labels);
         let status = answer.status.take();
         let mut response = render(answer, request, &mut trace).await;
         if let Some(Ok(status)) = match status {
@@ -191,13 +186,6 @@ pub async fn run<R: CallPlan>(
     let response = match result {
         Ok(response) => response,
         Err(e) => {
-            // A 5xx comes after the model was resolved: no provider answered it. Other
-            // refusals (unknown model, limits, bad body) are not usage.
-            if e.status.is_server_error()
-                && let Some(labels) = &labels
-            {
-                labels.record_failed(gw);
-            }
             trace.error(e.code);
             audit_denial(gw, &e, action);
             crate::metrics::rejected(e.code);

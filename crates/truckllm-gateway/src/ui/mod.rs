@@ -6,7 +6,10 @@
 //! the data API, `/admin/...`):
 //! - `GET /ui/login`, its stylesheet and `POST /ui/login` are open: the sign-in page and the
 //!   form it posts (an admin key, typed into a password field). A known key opens a session ([`session`]) and
-//!   sets its cookie; anything else is the page again with a 401.
+//!   sets its cookie; anything else is the page again with a 401. Too many failed sign-ins
+//!   are refused with a 429 for a while ([`sign_in_limit`]).
+//! - A session's repeated reads of the admin API are audited once per interval, not per poll
+//!   ([`read_audits`]).
 //! - Everything else needs a live session: pages redirect to the sign-in page without one, the
 //!   rest (`/ui/session`, assets, sign-out) answer 401. Sign-out needs the CSRF token.
 //!
@@ -17,13 +20,17 @@
 //! Viewers get the same pages without change buttons (`/ui/session` tells the script the
 //! role), and the admin layer refuses their changes whatever the page does.
 
+pub mod read_audits;
 pub mod session;
+pub mod sign_in_limit;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, Request, State};
+use axum::extract::{ConnectInfo, Form, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -43,6 +50,10 @@ use session::Sessions;
 #[derive(Debug, Default)]
 pub struct UiState {
     pub sessions: Sessions,
+    /// When each session's reads were last audited ([`read_audits`]).
+    pub read_audits: read_audits::ReadAudits,
+    /// Recent failed sign-ins ([`sign_in_limit`]).
+    pub sign_in_limit: sign_in_limit::SignInLimit,
     /// The runtime store's degraded/recovered history (`GET /admin/storage`).
     pub storage: Arc<StorageWatch>,
 }
@@ -242,6 +253,7 @@ impl std::fmt::Debug for SignIn {
 /// `POST /ui/login` (form field `key`): a session and its cookie, or the page again.
 async fn sign_in(
     State(gw): State<Arc<Gateway>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     form: Result<Form<SignIn>, FormRejection>,
 ) -> Response {
@@ -253,12 +265,17 @@ async fn sign_in(
             "The admin API is off: set <code>server.admin_keys</code> to use the dashboard.",
         );
     }
+    let address = peer.map(|Extension(ConnectInfo(peer))| peer.ip());
+    if let Err(wait) = gw.ui.sign_in_limit.check(address, gw.now_ms()) {
+        return too_many_sign_ins(&gw, wait);
+    }
     let key = form.map(|Form(f)| f.key).unwrap_or_default();
     let opened = gw
         .ui
         .sessions
         .sign_in(&runtime.admins, key.trim(), gw.now_ms());
     let Some((token, opened)) = opened else {
+        gw.ui.sign_in_limit.failed(address, gw.now_ms());
         gw.logger.emit(
             AuditRecord::new(AuditCategory::Access, "ui.sign_in", "admin", "denied")
                 .status(401)
@@ -286,6 +303,25 @@ async fn sign_in(
         ],
     )
         .into_response()
+}
+
+/// The sign-in page again with a 429 and `Retry-After`: too many failed sign-ins
+/// ([`sign_in_limit`]); audited as a refusal.
+fn too_many_sign_ins(gw: &Gateway, wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    gw.logger.emit(
+        AuditRecord::new(AuditCategory::Access, "ui.sign_in", "admin", "denied")
+            .status(429)
+            .message("too many failed sign-ins"),
+    );
+    let mut response = login_with(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("Too many failed sign-ins: try again in {secs} s."),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    response
 }
 
 /// `POST /ui/logout`: ends the session (its CSRF token checked by the session layer).

@@ -76,8 +76,12 @@ impl Sessions {
             csrf: random_token(),
             expires_ms: now_ms + SESSION_TTL_SECS * 1000,
         };
+        let key = digest(token.as_bytes());
         let opened = Opened {
-            caller,
+            caller: AdminCaller {
+                session: Some(key),
+                ..caller
+            },
             csrf: session.csrf.clone(),
             expires_ms: session.expires_ms,
         };
@@ -91,7 +95,7 @@ impl Sessions {
         {
             sessions.remove(&oldest);
         }
-        sessions.insert(digest(token.as_bytes()), session);
+        sessions.insert(key, session);
         Some((token, opened))
     }
 
@@ -115,7 +119,10 @@ impl Sessions {
             return None;
         };
         Some(Opened {
-            caller: caller.clone(),
+            caller: AdminCaller {
+                session: Some(key),
+                ..caller.clone()
+            },
             csrf: session.csrf,
             expires_ms: session.expires_ms,
         })

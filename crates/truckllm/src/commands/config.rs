@@ -58,8 +58,15 @@ pub async fn run(target: &Target<'_>, command: ConfigCommand) -> Result<ExitCode
             print!("{}", diff(&store.get(from).await?, &store.get(to).await?));
             Ok(ExitCode::SUCCESS)
         }
-        ConfigCommand::Rollback { version, author } => {
+        ConfigCommand::Rollback {
+            version,
+            author,
+            force,
+        } => {
             let store = target.open(master_key()?).await?;
+            if !force {
+                refuse_revival(store.as_ref(), version).await?;
+            }
             let new = store.rollback(version, &author).await?;
             println!("version {version} is current again as version {new}");
             Ok(ExitCode::SUCCESS)
@@ -264,6 +271,25 @@ fn utc(ms: u64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// Fails, naming the key ids, when rolling back to `version` would let in again keys that
+/// the current version revoked, disabled or rotated (see
+/// [`truckllm_config::governance::revived_by_rollback`]).
+async fn refuse_revival(store: &dyn truckllm_config::ConfigStore, version: u64) -> Result<()> {
+    let (target, current) = (store.get(version).await?, store.load().await?);
+    let (Ok(target), Ok(current)) = (
+        truckllm_config::parse(&target.text),
+        truckllm_config::parse(&current.text),
+    ) else {
+        return Ok(());
+    };
+    let revived = truckllm_config::governance::revived_by_rollback(&target, &current);
+    anyhow::ensure!(
+        revived.is_empty(),
+        "rolling back to version {version} would let in again {revived}, revoked, disabled or given a new secret since (or written differently); revoke them again after the rollback, or pass --force to roll back anyway"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

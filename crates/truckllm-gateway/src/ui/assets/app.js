@@ -418,9 +418,23 @@ function configFrame() {
 
 async function rollback(version) {
   if (!window.confirm("Roll back to config version " + version + "? Its text becomes a new current version, applied at once on every instance.")) return;
-  await change("POST", "/admin/config/rollback", { version }, (a) => {
+  const done = (a) => {
     fill("config-status", el("p", { class: "notice", "data-rolled-back": a.version, text: "Rolled back to version " + version + ": now running version " + a.running + "." }));
-  });
+  };
+  try {
+    done(await api("POST", "/admin/config/rollback", { version }));
+    showError(null);
+    await refresh();
+  } catch (e) {
+    // Keys revoked since that version would work again: say which, and ask once more.
+    if (e.status === 409 && e.message.includes("force")) {
+      if (window.confirm(e.message.replace(/; revoke them again.*$/, "") + ".\n\nRoll back anyway?")) {
+        await change("POST", "/admin/config/rollback", { version, force: true }, done);
+      }
+    } else {
+      showError(e);
+    }
+  }
 }
 
 async function showVersion(version) {
