@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use tokio::task::JoinHandle;
-use truckllm_store::{ProviderKey, ReserveOutcome, ReserveRequest};
+use truckllm_store::{ProviderKey, ReserveOutcome, ReserveRequest, RuntimeStoreExt};
 
 use crate::attempt::{Attempt, ClientHold, UsageLabels, release_client, settle_client_only};
 use crate::budgets::{self, WorstCase};

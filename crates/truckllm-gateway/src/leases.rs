@@ -33,7 +33,7 @@ use metrics::Counter;
 use tokio::time::Instant;
 use truckllm_store::{
     LimitCheck, Metric, ProviderKey, Reservation, ReserveOutcome, ReserveRequest, RuntimeStore,
-    StoreError,
+    RuntimeStoreExt, StoreError,
 };
 
 use crate::recorder::UsageRecorder;

@@ -144,7 +144,7 @@ async fn write(store: &dyn RuntimeStore, batch: Vec<Pending>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use truckllm_store::{MemoryStore, Series};
+    use truckllm_store::{MemoryStore, RuntimeStoreExt, Series};
 
     #[tokio::test]
     async fn records_are_summed_per_key_and_flushed_exactly() {

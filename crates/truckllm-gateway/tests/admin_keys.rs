@@ -7,6 +7,7 @@ mod common;
 use common::{Backend, Mock, TestGateway, config};
 use serde_json::{Value, json};
 use truckllm_gateway::mock::MockOptions;
+use truckllm_store::RuntimeStoreExt;
 
 const ADMIN: &str = "admin-secret-key-0123456789";
 const VIEWER: &str = "viewer-secret-key-012345678";

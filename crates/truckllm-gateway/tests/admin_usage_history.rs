@@ -15,7 +15,8 @@ use truckllm_gateway::mock::MockOptions;
 use truckllm_store::postgres::history::{HistoryGroup, HistoryStep, HistoryWriter, SETTLE_MS};
 use truckllm_store::postgres::{PostgresOptions, connect_pool};
 use truckllm_store::{
-    ManualClock, Metric, ProviderKey, RollupPoint, RuntimeStore, Series, SeriesRollup,
+    ManualClock, Metric, ProviderKey, RollupPoint, RuntimeStore, RuntimeStoreExt, Series,
+    SeriesRollup,
 };
 use truckllm_testkit::PostgresServer;
 

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use truckllm_gateway::mock::MockOptions;
 use truckllm_gateway::{UpstreamOptions, UpstreamProxy};
 use truckllm_store::Metric;
+use truckllm_store::RuntimeStoreExt;
 
 fn hello(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "three words here"}], "max_tokens": 4})

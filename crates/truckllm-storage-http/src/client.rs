@@ -5,8 +5,10 @@
 //! - **Retries** with exponential backoff and jitter, only where safe: reads, `set`, and
 //!   increments, which always carry an idempotency key that the server applies once. `reserve`
 //!   and `reconcile` are never retried blindly (a second reserve would reserve twice).
-//! - **Batching**: concurrent `increment` calls are coalesced into one `/batch/increment`
-//!   call; while one batch is in flight the next one fills up.
+//! - **Batching**: concurrent single increments (`increment`, an `increment_many` of one) are
+//!   coalesced into one `/batch/increment` call; while one batch is in flight the next one
+//!   fills up. Single `get`, `window` and `reserve` calls are batches of one
+//!   (`/batch/get`, `/batch/reserve`).
 //! - **Circuit breaker**: after `breaker_failures` consecutive failures it opens and calls fail
 //!   at once with a clear error; after `breaker_cooldown` one probe is let through, and its
 //!   success closes the breaker again.
@@ -466,6 +468,20 @@ async fn batch_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Waiter>) {
     }
 }
 
+impl HttpStore {
+    /// Queues one increment for the batching task and waits for its value.
+    async fn queue_increment(&self, increment: Increment) -> Result<f64, StoreError> {
+        truckllm_store::series::check_value("delta", increment.delta)?;
+        let stopped = || StoreError::unavailable(BACKEND, "increment", &"batching task stopped");
+        let (tx, rx) = oneshot::channel();
+        self.queue
+            .send((increment, tx))
+            .await
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+}
+
 #[async_trait]
 impl RuntimeStore for HttpStore {
     fn backend(&self) -> &'static str {
@@ -474,12 +490,6 @@ impl RuntimeStore for HttpStore {
 
     fn windowing(&self) -> Windowing {
         self.inner.windowing
-    }
-
-    async fn get(&self, series: &Series) -> Result<f64, StoreError> {
-        self.inner
-            .number("get", Method::GET, &usage_path(series), None, None)
-            .await
     }
 
     async fn set(&self, series: &Series, value: f64) -> Result<(), StoreError> {
@@ -498,25 +508,6 @@ impl RuntimeStore for HttpStore {
             .map(drop)
     }
 
-    async fn increment(&self, series: &Series, delta: f64) -> Result<f64, StoreError> {
-        truckllm_store::series::check_value("delta", delta)?;
-        let (tx, rx) = oneshot::channel();
-        self.queue
-            .send((Increment::new(series.clone(), delta), tx))
-            .await
-            .map_err(|_| StoreError::unavailable(BACKEND, "increment", &"batching task stopped"))?;
-        rx.await
-            .map_err(|_| StoreError::unavailable(BACKEND, "increment", &"batching task stopped"))?
-    }
-
-    async fn window(&self, series: &Series, window: Duration) -> Result<f64, StoreError> {
-        self.inner.windowing.buckets_in(window)?;
-        let path = format!("{}?window={}", usage_path(series), window.as_secs_f64());
-        self.inner
-            .number("window", Method::GET, &path, None, None)
-            .await
-    }
-
     async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>, StoreError> {
         self.inner.batch_get("get_many", series, None).await
     }
@@ -532,9 +523,21 @@ impl RuntimeStore for HttpStore {
             .await
     }
 
+    /// A lone increment (what [`RuntimeStoreExt::increment`] sends) is queued and shares the
+    /// next `/batch/increment` call with other concurrent ones; several are already a batch.
+    ///
+    /// [`RuntimeStoreExt::increment`]: truckllm_store::RuntimeStoreExt::increment
     async fn increment_many(&self, increments: &[Increment]) -> Result<Vec<f64>, StoreError> {
-        self.increment_many_once(&self.inner.new_id(), increments)
-            .await
+        match increments {
+            [increment] => self
+                .queue_increment(increment.clone())
+                .await
+                .map(|v| vec![v]),
+            _ => {
+                self.increment_many_once(&self.inner.new_id(), increments)
+                    .await
+            }
+        }
     }
 
     async fn increment_many_once(
@@ -550,22 +553,6 @@ impl RuntimeStore for HttpStore {
             return Ok(Vec::new());
         }
         self.inner.increment_batch(batch_id, increments).await
-    }
-
-    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome, StoreError> {
-        request.amounts(&self.inner.windowing)?;
-        let r: ReserveResponse = self
-            .inner
-            .json(
-                "reserve",
-                Method::POST,
-                "/reserve",
-                Some(&ReserveBody::from_request(request)),
-                None,
-                false,
-            )
-            .await?;
-        r.to_outcome()
     }
 
     /// One `POST /batch/reserve`; like `reserve`, never retried blindly.

@@ -32,8 +32,8 @@ use truckllm_config::schema::LogSinkConfig;
 use truckllm_config::{Config, ConfigError, ConfigStore, SaveMeta};
 use truckllm_logging::{AuditCategory, AuditRecord, Logger};
 use truckllm_store::{
-    Clock, Increment, ProviderKey, RequestClock, ReserveRequest, RuntimeStore, Series, StoreError,
-    SystemClock,
+    Clock, Increment, ProviderKey, RequestClock, ReserveRequest, RuntimeStore, RuntimeStoreExt,
+    Series, StoreError, SystemClock,
 };
 
 use crate::protocol::*;

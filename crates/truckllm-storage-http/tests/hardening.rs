@@ -11,7 +11,7 @@ use truckllm_storage_http::server::{PUBLIC_ROUTES, ROUTES, ServerState, router, 
 use truckllm_storage_http::{Audit, HttpOptions, HttpStore, Tokens};
 use truckllm_store::{
     Clock, LimitCheck, MemoryStore, Metric, ProviderKey, ReserveRequest, ResilientOptions,
-    ResilientStore, RuntimeStore, Series, StoreError, StoreOptions, SystemClock,
+    ResilientStore, RuntimeStore, RuntimeStoreExt, Series, StoreError, StoreOptions, SystemClock,
 };
 
 /// A gateway for all providers, and two tenants limited to one provider each; `openai`'s

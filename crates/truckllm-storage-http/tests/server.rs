@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use truckllm_storage_http::server::{ServerState, router, serve, tls_config};
 use truckllm_storage_http::{Audit, HttpOptions, HttpStore, Tokens};
-use truckllm_store::{MemoryStore, Metric, RuntimeStore, Series};
+use truckllm_store::{MemoryStore, Metric, RuntimeStore, RuntimeStoreExt, Series};
 
 const TOKENS: &str = "tokens:\n  - name: gateway\n    token: \"gw-secret\"\n    scopes: [read, write, config, docs]\n  - name: dashboard\n    token: \"dash-secret\"\n    scopes: [read]\n    providers: [\"openai\"]\n";
 

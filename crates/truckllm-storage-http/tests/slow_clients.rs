@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use truckllm_http_serve::Limits;
 use truckllm_storage_http::server::{ServerState, router, serve_with, tls_config};
 use truckllm_storage_http::{Audit, HttpOptions, HttpStore, Tokens};
-use truckllm_store::{MemoryStore, Metric, RuntimeStore, Series};
+use truckllm_store::{MemoryStore, Metric, RuntimeStoreExt, Series};
 
 const TOKENS: &str =
     "tokens:\n  - name: gateway\n    token: \"gw-secret\"\n    scopes: [read, write]\n";

@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use quick_cache::sync::Cache;
 
 use crate::clock::SharedClock;
+use crate::error::StoreError;
 use crate::series::{Metric, Series};
 use crate::store::{
     ConnectionStats, Increment, ListedSeries, Reservation, ReserveOutcome, ReserveRequest, Result,
@@ -163,6 +164,23 @@ impl<S: RuntimeStore> CachedStore<S> {
         self.cache.remove(series);
     }
 
+    /// The inner store's answers to `asked` series, if it gave one each.
+    fn one_each(
+        &self,
+        operation: &'static str,
+        answers: Vec<f64>,
+        asked: usize,
+    ) -> Result<std::vec::IntoIter<f64>> {
+        if answers.len() != asked {
+            return Err(StoreError::Protocol {
+                backend: self.inner.backend(),
+                operation,
+                detail: format!("{} answers to {asked} series", answers.len()),
+            });
+        }
+        Ok(answers.into_iter())
+    }
+
     fn forget_key(&self, key: &crate::series::ProviderKey) {
         for metric in Metric::ALL {
             self.written(&key.series(metric));
@@ -179,32 +197,10 @@ impl<S: RuntimeStore> RuntimeStore for CachedStore<S> {
     fn windowing(&self) -> Windowing {
         self.inner.windowing()
     }
-    async fn get(&self, series: &Series) -> Result<f64> {
-        let now = self.clock.now_ms();
-        if let Some(v) = self.cached_counter(series, now) {
-            self.count(true);
-            return Ok(v);
-        }
-        self.count(false);
-        let v = self.inner.get(series).await?;
-        self.store_counter(series, v, now);
-        Ok(v)
-    }
     async fn set(&self, series: &Series, value: f64) -> Result<()> {
         self.inner.set(series, value).await?;
         self.written(series);
         Ok(())
-    }
-    async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
-        let v = self.inner.increment(series, delta).await?;
-        self.written(series);
-        Ok(v)
-    }
-    async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
-        let values = self
-            .window_many(std::slice::from_ref(series), window)
-            .await?;
-        Ok(values.first().copied().unwrap_or_default())
     }
     async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
         let now = self.clock.now_ms();
@@ -220,7 +216,8 @@ impl<S: RuntimeStore> RuntimeStore for CachedStore<S> {
             self.count(v.is_some());
         }
         if !missing.is_empty() {
-            let mut fetched = self.inner.get_many(&missing).await?.into_iter();
+            let fetched = self.inner.get_many(&missing).await?;
+            let mut fetched = self.one_each("get_many", fetched, missing.len())?;
             for (s, slot) in series.iter().zip(values.iter_mut()) {
                 if slot.is_none() {
                     let v = fetched.next().unwrap_or_default();
@@ -249,7 +246,8 @@ impl<S: RuntimeStore> RuntimeStore for CachedStore<S> {
             self.count(v.is_some());
         }
         if !missing.is_empty() {
-            let mut fetched = self.inner.window_many(&missing, window).await?.into_iter();
+            let fetched = self.inner.window_many(&missing, window).await?;
+            let mut fetched = self.one_each("window_many", fetched, missing.len())?;
             for (s, slot) in series.iter().zip(values.iter_mut()) {
                 if slot.is_none() {
                     let v = fetched.next().unwrap_or_default();
@@ -277,13 +275,6 @@ impl<S: RuntimeStore> RuntimeStore for CachedStore<S> {
             self.written(&inc.series);
         }
         Ok(values)
-    }
-    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        let outcome = self.inner.reserve(request).await?;
-        if matches!(outcome, ReserveOutcome::Granted(_)) {
-            self.forget_key(&request.key);
-        }
-        Ok(outcome)
     }
     async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {
         let outcomes = self.inner.reserve_many(requests).await?;

@@ -1,4 +1,5 @@
-//! A wrapper that turns concurrent [`reserve`](RuntimeStore::reserve) calls into shared
+//! A wrapper that turns concurrent [`reserve`](crate::store::RuntimeStoreExt::reserve) calls
+//! (each a `reserve_many` of one request) into shared
 //! [`reserve_many`](RuntimeStore::reserve_many) calls.
 //!
 //! Every proxied request reserves before it calls its provider, so a busy gateway makes many
@@ -18,7 +19,8 @@
 //!   disconnects) cancels nobody else's reservation; its own, if granted, stands at its estimate
 //!   like any reservation that is never settled.
 //!
-//! Every other operation passes straight through.
+//! A `reserve_many` of several requests is already a batch and goes straight through, as does
+//! every other operation.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -98,6 +100,32 @@ impl<S: RuntimeStore + 'static> CoalescingStore<S> {
     fn inner(&self) -> &S {
         &self.shared.inner
     }
+
+    /// Queues one reservation for the next batch, starting a driver if a place is free, and
+    /// waits for its answer.
+    async fn join_batch(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
+        request.amounts(&self.inner().windowing())?;
+        let (reply, answer) = oneshot::channel();
+        let start_driver = {
+            let mut queue = self.shared.lock();
+            queue.waiting.push((request.clone(), reply));
+            let free = queue.in_flight < self.shared.options.max_in_flight;
+            if free {
+                queue.in_flight += 1;
+            }
+            free
+        };
+        if start_driver {
+            tokio::spawn(drive(Arc::clone(&self.shared)));
+        }
+        answer.await.map_err(|_| {
+            StoreError::unavailable(
+                self.backend(),
+                "reserve",
+                &"the batch carrying this reservation was lost",
+            )
+        })?
+    }
 }
 
 /// Sends batches until the queue is empty. It holds one of the `max_in_flight` places, and
@@ -164,17 +192,8 @@ impl<S: RuntimeStore + 'static> RuntimeStore for CoalescingStore<S> {
     fn windowing(&self) -> Windowing {
         self.inner().windowing()
     }
-    async fn get(&self, series: &Series) -> Result<f64> {
-        self.inner().get(series).await
-    }
     async fn set(&self, series: &Series, value: f64) -> Result<()> {
         self.inner().set(series, value).await
-    }
-    async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
-        self.inner().increment(series, delta).await
-    }
-    async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
-        self.inner().window(series, window).await
     }
     async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
         self.inner().get_many(series).await
@@ -192,33 +211,13 @@ impl<S: RuntimeStore + 'static> RuntimeStore for CoalescingStore<S> {
     ) -> Result<Vec<f64>> {
         self.inner().increment_many_once(batch_id, increments).await
     }
-    /// Joins the next batch (see the module doc).
-    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        request.amounts(&self.inner().windowing())?;
-        let (reply, answer) = oneshot::channel();
-        let start_driver = {
-            let mut queue = self.shared.lock();
-            queue.waiting.push((request.clone(), reply));
-            let free = queue.in_flight < self.shared.options.max_in_flight;
-            if free {
-                queue.in_flight += 1;
-            }
-            free
-        };
-        if start_driver {
-            tokio::spawn(drive(Arc::clone(&self.shared)));
-        }
-        answer.await.map_err(|_| {
-            StoreError::unavailable(
-                self.backend(),
-                "reserve",
-                &"the batch carrying this reservation was lost",
-            )
-        })?
-    }
-    /// Already a batch: sent as it is.
+    /// A lone reservation (what [`RuntimeStoreExt::reserve`] sends) joins the next batch (see
+    /// the module doc); several are already a batch and are sent as they are.
     async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {
-        self.inner().reserve_many(requests).await
+        match requests {
+            [request] => self.join_batch(request).await.map(|outcome| vec![outcome]),
+            _ => self.inner().reserve_many(requests).await,
+        }
     }
     async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {
         self.inner().reconcile(reservation, actual).await

@@ -25,6 +25,7 @@ use crate::period::{
 use crate::series::{Metric, ProviderKey, Series};
 use crate::store::{
     Increment, LimitCheck, ReserveOutcome, ReserveRequest, RollupPoint, RuntimeStore,
+    RuntimeStoreExt,
 };
 
 /// How the backend under test expires counters.

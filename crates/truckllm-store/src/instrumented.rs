@@ -1,6 +1,9 @@
 //! A wrapper that exports the seed's storage metrics for any store:
 //!
-//! - `storage_operation_duration_seconds{operation,backend}` (histogram)
+//! - `storage_operation_duration_seconds{operation,backend}` (histogram); `operation` is the
+//!   [`RuntimeStore`] method, so a single `get`, `increment`, `window` or `reserve` (which
+//!   [`RuntimeStoreExt`](crate::store::RuntimeStoreExt) sends as a batch of one) is counted as
+//!   `get_many`, `increment_many`, `window_many` or `reserve_many`
 //! - `storage_errors_total{backend,operation}`: backend faults only; a caller's bad input is
 //!   not a storage error
 //! - `storage_connections_active{backend}` / `storage_connections_idle{backend}`, sampled
@@ -37,17 +40,15 @@ pub const DURATION_BUCKETS: &[f64] = &[
     2.5,
 ];
 
+/// The operations timed, one per [`RuntimeStore`] method: the single forms of
+/// [`RuntimeStoreExt`](crate::store::RuntimeStoreExt) are counted as their batch form.
 #[derive(Debug, Clone, Copy)]
 enum Op {
-    Get,
     Set,
-    Increment,
-    Window,
     GetMany,
     WindowMany,
     IncrementMany,
     IncrementManyOnce,
-    Reserve,
     ReserveMany,
     Reconcile,
     ReconcileOnce,
@@ -63,16 +64,12 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 21] = [
-        Op::Get,
+    const ALL: [Op; 17] = [
         Op::Set,
-        Op::Increment,
-        Op::Window,
         Op::GetMany,
         Op::WindowMany,
         Op::IncrementMany,
         Op::IncrementManyOnce,
-        Op::Reserve,
         Op::ReserveMany,
         Op::Reconcile,
         Op::ReconcileOnce,
@@ -89,15 +86,11 @@ impl Op {
 
     fn name(self) -> &'static str {
         match self {
-            Op::Get => "get",
             Op::Set => "set",
-            Op::Increment => "increment",
-            Op::Window => "window",
             Op::GetMany => "get_many",
             Op::WindowMany => "window_many",
             Op::IncrementMany => "increment_many",
             Op::IncrementManyOnce => "increment_many_once",
-            Op::Reserve => "reserve",
             Op::ReserveMany => "reserve_many",
             Op::Reconcile => "reconcile",
             Op::ReconcileOnce => "reconcile_once",
@@ -187,19 +180,8 @@ impl<S: RuntimeStore> RuntimeStore for InstrumentedStore<S> {
     fn windowing(&self) -> Windowing {
         self.inner.windowing()
     }
-    async fn get(&self, series: &Series) -> Result<f64> {
-        self.observe(Op::Get, self.inner.get(series)).await
-    }
     async fn set(&self, series: &Series, value: f64) -> Result<()> {
         self.observe(Op::Set, self.inner.set(series, value)).await
-    }
-    async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
-        self.observe(Op::Increment, self.inner.increment(series, delta))
-            .await
-    }
-    async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
-        self.observe(Op::Window, self.inner.window(series, window))
-            .await
     }
     async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
         self.observe(Op::GetMany, self.inner.get_many(series)).await
@@ -222,9 +204,6 @@ impl<S: RuntimeStore> RuntimeStore for InstrumentedStore<S> {
             self.inner.increment_many_once(batch_id, increments),
         )
         .await
-    }
-    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        self.observe(Op::Reserve, self.inner.reserve(request)).await
     }
     async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {
         self.observe(Op::ReserveMany, self.inner.reserve_many(requests))

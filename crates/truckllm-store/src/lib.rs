@@ -2,8 +2,9 @@
 //!
 //! # Layout
 //!
-//! - [`store`]: the [`RuntimeStore`] trait and its contract, plus the request types
-//!   (increments, limit checks, reservations).
+//! - [`store`]: the [`RuntimeStore`] trait and its contract (the methods a backend writes), the
+//!   [`RuntimeStoreExt`] single forms every store gets from its batch forms, and the request
+//!   types (increments, limit checks, reservations).
 //! - [`series`]: what is counted: `(provider, key_id, metric)` and the escaping of odd names.
 //! - [`window`]: time buckets that make windows really slide; options shared by backends.
 //! - [`period`]: period counters for budgets (calendar and rolling periods).
@@ -63,7 +64,7 @@ pub use series::{Metric, ProviderKey, Series};
 pub use stack::{GatewayStack, ServerCache, gateway_stack, storage_server_stack};
 pub use store::{
     ConnectionStats, Denial, Increment, LimitCheck, ListedSeries, Reservation, ReserveOutcome,
-    ReserveRequest, RollupPoint, RuntimeStore, SeriesRollup,
+    ReserveRequest, RollupPoint, RuntimeStore, RuntimeStoreExt, SeriesRollup,
 };
 pub use url::{RedisOptions, open_store, redact_url};
 pub use window::{RollupPolicy, StoreOptions, Windowing};

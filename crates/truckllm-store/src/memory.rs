@@ -431,14 +431,6 @@ impl RuntimeStore for MemoryStore {
         self.options.windowing
     }
 
-    async fn get(&self, series: &Series) -> Result<f64> {
-        Ok(self.read_key(series.key(), |state, now| {
-            state
-                .and_then(|s| s.metric(series.metric()).live_counter(now.store))
-                .map_or(0.0, |(v, _)| v)
-        }))
-    }
-
     async fn set(&self, series: &Series, value: f64) -> Result<()> {
         check_value("value", value)?;
         let ttl = self.options.ttl_ms();
@@ -449,26 +441,17 @@ impl RuntimeStore for MemoryStore {
         })
     }
 
-    async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
-        check_value("delta", delta)?;
-        self.with_key(series.key(), |state, now| {
-            Ok(self.add(state, series.metric(), delta, now.event, now))
-        })
-    }
-
-    async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
-        let buckets = self.options.windowing.buckets_in(window)?;
-        Ok(self.read_key(series.key(), |state, now| {
-            self.window_sum(state, series.metric(), buckets, now)
-        }))
-    }
-
     async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
-        let mut values = Vec::with_capacity(series.len());
-        for s in series {
-            values.push(self.get(s).await?);
-        }
-        Ok(values)
+        Ok(series
+            .iter()
+            .map(|s| {
+                self.read_key(s.key(), |state, now| {
+                    state
+                        .and_then(|state| state.metric(s.metric()).live_counter(now.store))
+                        .map_or(0.0, |(v, _)| v)
+                })
+            })
+            .collect())
     }
 
     async fn window_many(&self, series: &[Series], window: Duration) -> Result<Vec<f64>> {
@@ -522,11 +505,6 @@ impl RuntimeStore for MemoryStore {
             })?);
         }
         Ok(places.iter().map(|&(g, i)| per_group[g][i]).collect())
-    }
-
-    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        let amounts = request.amounts(&self.options.windowing)?;
-        self.reserve_validated(request, amounts)
     }
 
     async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {
@@ -723,6 +701,7 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
+    use crate::store::RuntimeStoreExt;
 
     fn store_with(clock: &ManualClock, capacity: usize) -> MemoryStore {
         let options = StoreOptions {

@@ -54,7 +54,7 @@ use crate::memory::{DEFAULT_CAPACITY, MemoryStore};
 use crate::series::{Metric, Series};
 use crate::store::{
     ConnectionStats, Increment, LimitCheck, ListedSeries, Reservation, ReserveOutcome,
-    ReserveRequest, Result, RuntimeStore, SeriesRollup,
+    ReserveRequest, Result, RuntimeStore, RuntimeStoreExt, SeriesRollup,
 };
 use crate::window::{StoreOptions, Windowing};
 
@@ -597,14 +597,6 @@ impl<S: RuntimeStore + 'static> RuntimeStore for ResilientStore<S> {
     fn windowing(&self) -> Windowing {
         self.shared.inner.windowing()
     }
-    async fn get(&self, series: &Series) -> Result<f64> {
-        if !self.is_degraded()
-            && let Some(v) = self.try_inner("get", self.shared.inner.get(series)).await?
-        {
-            return Ok(v);
-        }
-        self.shared.fallback.get(series).await
-    }
     async fn set(&self, series: &Series, value: f64) -> Result<()> {
         crate::series::check_value("value", value)?;
         if !self.is_degraded()
@@ -620,22 +612,6 @@ impl<S: RuntimeStore + 'static> RuntimeStore for ResilientStore<S> {
             .sets
             .insert(series.clone(), value);
         self.shared.fallback.set(series, value).await
-    }
-    async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
-        let values = self
-            .write(self.new_id(), &[Increment::new(series.clone(), delta)])
-            .await?;
-        Ok(values.first().copied().unwrap_or_default())
-    }
-    async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
-        if !self.is_degraded()
-            && let Some(v) = self
-                .try_inner("window", self.shared.inner.window(series, window))
-                .await?
-        {
-            return Ok(v);
-        }
-        self.shared.fallback.window(series, window).await
     }
     async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
         if !self.is_degraded()
@@ -681,27 +657,8 @@ impl<S: RuntimeStore + 'static> RuntimeStore for ResilientStore<S> {
         }
         self.write(batch_id.to_owned(), increments).await
     }
-    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        if self.is_degraded() {
-            return self.reserve_in_memory(request, None).await;
-        }
-        // The id lets the replay of a fallback grant be skipped if the backend granted it too.
-        let id = request.id.clone().unwrap_or_else(|| self.new_id());
-        let with_id = ReserveRequest {
-            id: Some(id.clone()),
-            ..request.clone()
-        };
-        match self
-            .try_inner("reserve", self.shared.inner.reserve(&with_id))
-            .await?
-        {
-            Some(outcome) => Ok(outcome),
-            None => self.reserve_in_memory(request, Some(id)).await,
-        }
-    }
-    /// Each request carries an id (its own, or a fresh one), as with
-    /// [`reserve`](RuntimeStore::reserve), so the replay of any fallback grant is skipped if
-    /// the backend granted that request too.
+    /// Each request carries an id (its own, or a fresh one), so the replay of any fallback
+    /// grant is skipped if the backend granted that request too.
     async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {
         let windowing = self.shared.fallback.windowing();
         for request in requests {

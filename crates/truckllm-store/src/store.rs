@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{Debug, Display};
+use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,19 +17,28 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Usage metrics shared by every gateway instance.
 ///
+/// # Required and provided methods
+///
+/// A backend or wrapper implements the methods of this trait, all of them required; the single
+/// forms `get`, `increment`, `window` and `reserve` come free from [`RuntimeStoreExt`], which
+/// every `RuntimeStore` (and `dyn RuntimeStore`, `Arc<dyn RuntimeStore>`) implements by calling
+/// the batch form with one item. A store that wants a single call to behave differently (say,
+/// join a shared batch) does so in its batch form, for a batch of one.
+///
 /// # Contract
 ///
-/// - **Counters** (`get`/`set`/`increment`): one `f64` per [`Series`], the seed's
+/// - **Counters** (`get_many`/`set`/`increment_many`): one `f64` per [`Series`], the seed's
 ///   `usage:{provider}:{key_id}:{metric}`. Every write refreshes the counter's TTL (60 s by
-///   default); a missing or expired counter reads as `0.0`. `increment` is atomic and returns
+///   default); a missing or expired counter reads as `0.0`. Increments are atomic and return
 ///   the new value; concurrent increments are never lost.
-/// - **Windows** (`window`): the sum of increments made in the last `window` of time, exact to
-///   within one bucket (see [`crate::window`]). `set` overwrites a counter and is not an
+/// - **Windows** (`window_many`): the sum of increments made in the last `window` of time, exact
+///   to within one bucket (see [`crate::window`]). `set` overwrites a counter and is not an
 ///   increment, so it does not move windows.
 /// - **Batches** (`get_many`, `window_many`, `increment_many`): one round trip; results come
-///   back in input order. Increments of one [`ProviderKey`] in a batch apply atomically together.
-/// - **Reserve** (`reserve`, then `reconcile`): checks every limit of one key and, only if all
-///   fit, adds every amount, in one atomic step. Concurrent reservers never exceed a limit.
+///   back in input order, one per input. Increments of one [`ProviderKey`] in a batch apply
+///   atomically together.
+/// - **Reserve** (`reserve_many`, then `reconcile`): checks every limit of one key and, only if
+///   all fit, adds every amount, in one atomic step. Concurrent reservers never exceed a limit.
 /// - **Documents** (`put_doc`, `get_doc`, `delete_doc`): opaque blobs under a name, with a
 ///   TTL, replaced whole; see [`crate::docs`].
 /// - **Input**: values and deltas must be finite with `|x| <= 1e15`; windows between 1 ms and
@@ -48,26 +58,19 @@ pub trait RuntimeStore: Send + Sync + Debug + Display {
     /// The bucket width and longest window this store answers.
     fn windowing(&self) -> Windowing;
 
-    /// The counter's current value; `0.0` if absent.
-    async fn get(&self, series: &Series) -> Result<f64>;
-
     /// Overwrites the counter and refreshes its TTL.
     async fn set(&self, series: &Series, value: f64) -> Result<()>;
 
-    /// Adds `delta` (which may be negative) to the counter and the current window bucket;
-    /// returns the counter's new value.
-    async fn increment(&self, series: &Series, delta: f64) -> Result<f64>;
-
-    /// Sum of increments over the last `window`.
-    async fn window(&self, series: &Series, window: Duration) -> Result<f64>;
-
-    /// Counters of many series in one round trip.
+    /// The counters of many series, in one round trip and input order; `0.0` for each absent
+    /// one.
     async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>>;
 
-    /// Windows of many series in one round trip.
+    /// Each series' sum of increments over the last `window`, in one round trip and input
+    /// order.
     async fn window_many(&self, series: &[Series], window: Duration) -> Result<Vec<f64>>;
 
-    /// Many increments in one round trip; returns each counter's new value, in input order.
+    /// Adds each delta (which may be negative) to its counter and the current window bucket, in
+    /// one round trip; returns each counter's new value, in input order.
     async fn increment_many(&self, increments: &[Increment]) -> Result<Vec<f64>>;
 
     /// Like [`increment_many`](Self::increment_many), but at most once per `batch_id`: a call
@@ -81,14 +84,12 @@ pub trait RuntimeStore: Send + Sync + Debug + Display {
         increments: &[Increment],
     ) -> Result<Vec<f64>>;
 
-    /// Atomically checks every limit of one key and reserves every amount, or denies.
-    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome>;
-
-    /// Many reservations in one round trip, decided in input order exactly as if
-    /// [`reserve`](Self::reserve) were called for each in turn: each is checked against the
-    /// usage plus what the earlier ones of the call were granted, and each is granted or denied
-    /// on its own. Answers come back in input order. If any request is invalid the call fails
-    /// with [`StoreError::InvalidInput`] and reserves nothing.
+    /// Many reservations in one round trip. Each atomically checks every limit of its key and
+    /// reserves every amount, or denies. They are decided in input order exactly as if each were
+    /// sent alone in turn: each is checked against the usage plus what the earlier ones of the
+    /// call were granted, and each is granted or denied on its own. Answers come back in input
+    /// order. If any request is invalid the call fails with [`StoreError::InvalidInput`] and
+    /// reserves nothing.
     async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>>;
 
     /// Settles a reservation with what was actually used: each reserved metric moves by
@@ -155,6 +156,84 @@ pub trait RuntimeStore: Send + Sync + Debug + Display {
     fn connection_stats(&self) -> ConnectionStats;
 }
 
+/// The single forms of [`RuntimeStore`]'s batch calls, for every store.
+///
+/// Each calls its batch form with one item and returns the one answer, so a backend or wrapper
+/// never writes them, and what it does for a batch (a cache, coalescing, journaling during an
+/// outage, metrics) holds for a single call too. Metrics name the batch operation (a `get` is
+/// counted as `get_many`). A store that answers a batch of one with no answer or more than one
+/// breaks the contract; the call then fails with [`StoreError::Protocol`] naming the store and
+/// the single operation.
+///
+/// Implemented for every `T: RuntimeStore + ?Sized`, so `dyn RuntimeStore` and
+/// `Arc<dyn RuntimeStore>` have these methods too; bring the trait into scope to call them.
+pub trait RuntimeStoreExt: RuntimeStore {
+    /// The counter's current value; `0.0` if absent. One [`get_many`](RuntimeStore::get_many).
+    fn get(&self, series: &Series) -> impl Future<Output = Result<f64>> + Send;
+
+    /// Adds `delta` (which may be negative) to the counter and the current window bucket;
+    /// returns the counter's new value. One [`increment_many`](RuntimeStore::increment_many).
+    fn increment(&self, series: &Series, delta: f64) -> impl Future<Output = Result<f64>> + Send;
+
+    /// Sum of increments over the last `window`. One
+    /// [`window_many`](RuntimeStore::window_many).
+    fn window(&self, series: &Series, window: Duration)
+    -> impl Future<Output = Result<f64>> + Send;
+
+    /// Atomically checks every limit of one key and reserves every amount, or denies; settle a
+    /// grant with [`reconcile`](RuntimeStore::reconcile). One
+    /// [`reserve_many`](RuntimeStore::reserve_many).
+    fn reserve(
+        &self,
+        request: &ReserveRequest,
+    ) -> impl Future<Output = Result<ReserveOutcome>> + Send;
+}
+
+impl<T: RuntimeStore + ?Sized> RuntimeStoreExt for T {
+    async fn get(&self, series: &Series) -> Result<f64> {
+        let answers = self.get_many(std::slice::from_ref(series)).await?;
+        only_answer(self, "get", answers)
+    }
+
+    async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
+        let increment = Increment::new(series.clone(), delta);
+        let answers = self
+            .increment_many(std::slice::from_ref(&increment))
+            .await?;
+        only_answer(self, "increment", answers)
+    }
+
+    async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
+        let answers = self
+            .window_many(std::slice::from_ref(series), window)
+            .await?;
+        only_answer(self, "window", answers)
+    }
+
+    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
+        let answers = self.reserve_many(std::slice::from_ref(request)).await?;
+        only_answer(self, "reserve", answers)
+    }
+}
+
+/// The one answer of a batch of one; an error naming `store` if it gave none or several.
+fn only_answer<S: RuntimeStore + ?Sized, T>(
+    store: &S,
+    operation: &'static str,
+    answers: Vec<T>,
+) -> Result<T> {
+    let count = answers.len();
+    let mut answers = answers.into_iter();
+    match (answers.next(), answers.next()) {
+        (Some(answer), None) => Ok(answer),
+        _ => Err(StoreError::Protocol {
+            backend: store.backend(),
+            operation,
+            detail: format!("{count} answers to a batch of one"),
+        }),
+    }
+}
+
 /// One delta for [`RuntimeStore::increment_many`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Increment {
@@ -168,7 +247,7 @@ impl Increment {
     }
 }
 
-/// One limit checked by [`RuntimeStore::reserve`]: `metric` summed over `window`, plus
+/// One limit checked by [`RuntimeStore::reserve_many`]: `metric` summed over `window`, plus
 /// `amount`, must stay at or below `limit`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimitCheck {
@@ -221,7 +300,7 @@ impl ReserveRequest {
     }
 }
 
-/// What [`RuntimeStore::reserve`] decided.
+/// What [`RuntimeStore::reserve_many`] decided for one request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReserveOutcome {
     Granted(Reservation),
@@ -376,17 +455,8 @@ impl<T: RuntimeStore + ?Sized> RuntimeStore for std::sync::Arc<T> {
     fn windowing(&self) -> Windowing {
         (**self).windowing()
     }
-    async fn get(&self, series: &Series) -> Result<f64> {
-        (**self).get(series).await
-    }
     async fn set(&self, series: &Series, value: f64) -> Result<()> {
         (**self).set(series, value).await
-    }
-    async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
-        (**self).increment(series, delta).await
-    }
-    async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
-        (**self).window(series, window).await
     }
     async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
         (**self).get_many(series).await
@@ -403,9 +473,6 @@ impl<T: RuntimeStore + ?Sized> RuntimeStore for std::sync::Arc<T> {
         increments: &[Increment],
     ) -> Result<Vec<f64>> {
         (**self).increment_many_once(batch_id, increments).await
-    }
-    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        (**self).reserve(request).await
     }
     async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {
         (**self).reserve_many(requests).await
@@ -457,5 +524,31 @@ impl<T: RuntimeStore + ?Sized> RuntimeStore for std::sync::Arc<T> {
     }
     fn connection_stats(&self) -> ConnectionStats {
         (**self).connection_stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryStore;
+
+    #[test]
+    fn a_batch_of_one_must_answer_once() {
+        let store = MemoryStore::new();
+        assert_eq!(
+            only_answer(&store, "get", vec![2.5]).expect("one answer"),
+            2.5
+        );
+        for answers in [vec![], vec![1.0, 2.0]] {
+            let count = answers.len();
+            match only_answer(&store, "get", answers) {
+                Err(StoreError::Protocol {
+                    backend: "memory",
+                    operation: "get",
+                    detail,
+                }) => assert_eq!(detail, format!("{count} answers to a batch of one")),
+                other => panic!("{count} answers must be a protocol error: {other:?}"),
+            }
+        }
     }
 }

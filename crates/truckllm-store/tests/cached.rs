@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use truckllm_store::{
-    CachedStore, ManualClock, MemoryStore, Metric, RuntimeStore, Series, StoreOptions,
+    CachedStore, ManualClock, MemoryStore, Metric, RuntimeStore, RuntimeStoreExt, Series,
+    StoreOptions,
 };
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use truckllm_store::{
     CoalescingOptions, CoalescingStore, InstrumentedStore, LimitCheck, MemoryStore, Metric,
     ProviderKey, RedisOptions, RedisStore, ReserveOutcome, ReserveRequest, RuntimeStore,
-    StoreError, StoreOptions,
+    RuntimeStoreExt, StoreError, StoreOptions,
 };
 use truckllm_testkit::RedisServer;
 
@@ -70,7 +70,6 @@ async fn concurrent_reservations_leave_as_one_batch_in_arrival_order() {
     );
     assert_eq!(granted[60..], [false; 40], "the rest are denied");
     assert_eq!(calls(&metrics, "reserve_many"), 1, "one batch for all 100");
-    assert_eq!(calls(&metrics, "reserve"), 0);
 }
 
 #[tokio::test]
@@ -105,6 +104,19 @@ async fn a_lone_reservation_leaves_at_once() {
             "each call is its own batch"
         );
     }
+}
+
+#[tokio::test]
+async fn several_reservations_in_one_call_are_already_a_batch() {
+    let (store, metrics) = counted_store(CoalescingOptions::default());
+    let requests = [request(2.0), request(2.0), request(2.0)];
+    let outcomes = store.reserve_many(&requests).await.expect("reserve_many");
+    let granted: Vec<bool> = outcomes
+        .iter()
+        .map(|o| matches!(o, ReserveOutcome::Granted(_)))
+        .collect();
+    assert_eq!(granted, [true, true, false], "decided in input order");
+    assert_eq!(calls(&metrics, "reserve_many"), 1, "sent as it is");
 }
 
 #[tokio::test]

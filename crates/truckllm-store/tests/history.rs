@@ -10,8 +10,8 @@ use truckllm_store::postgres::history::{
 };
 use truckllm_store::postgres::{PostgresOptions, connect_pool};
 use truckllm_store::{
-    ManualClock, MemoryStore, Metric, ProviderKey, RollupPolicy, RuntimeStore, SharedClock,
-    StoreOptions,
+    ManualClock, MemoryStore, Metric, ProviderKey, RollupPolicy, RuntimeStore, RuntimeStoreExt,
+    SharedClock, StoreOptions,
 };
 use truckllm_testkit::PostgresServer;
 

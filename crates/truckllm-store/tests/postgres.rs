@@ -12,7 +12,7 @@ use truckllm_store::{Clock, PeriodAdd, PeriodCounter};
 use truckllm_store::{
     Increment, LimitCheck, ManualClock, Metric, OutageLimits, PostgresOptions, PostgresStore,
     ProviderKey, ReserveOutcome, ReserveRequest, ResilientOptions, ResilientStore, RuntimeStore,
-    Series, StoreError, StoreOptions,
+    RuntimeStoreExt, Series, StoreError, StoreOptions,
 };
 use truckllm_testkit::PostgresServer;
 

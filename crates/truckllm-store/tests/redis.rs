@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use truckllm_store::{
-    Increment, InstrumentedStore, Metric, RedisOptions, RedisStore, RuntimeStore, Series,
-    StoreError, StoreOptions,
+    Increment, InstrumentedStore, Metric, RedisOptions, RedisStore, RuntimeStore, RuntimeStoreExt,
+    Series, StoreError, StoreOptions,
 };
 use truckllm_store::{PeriodCheck, PeriodCounter, PeriodOutcome, PeriodRead, PeriodReserve};
 use truckllm_testkit::RedisServer;
@@ -260,9 +260,10 @@ async fn the_instrumented_wrapper_exports_the_seed_metrics() {
 
     let text = handle.render();
     for line in [
-        r#"storage_operation_duration_seconds_bucket{operation="get",backend="redis",le="+Inf"} 2"#,
-        r#"storage_operation_duration_seconds_count{operation="increment",backend="redis"} 1"#,
-        r#"storage_errors_total{backend="redis",operation="get"} 1"#,
+        // The single forms are batches of one, counted under their batch operation.
+        r#"storage_operation_duration_seconds_bucket{operation="get_many",backend="redis",le="+Inf"} 2"#,
+        r#"storage_operation_duration_seconds_count{operation="increment_many",backend="redis"} 1"#,
+        r#"storage_errors_total{backend="redis",operation="get_many"} 1"#,
         r#"storage_errors_total{backend="redis",operation="set"} 0"#,
         r#"storage_connections_active{backend="redis"} 0"#,
         r#"storage_connections_idle{backend="redis"} 2"#,

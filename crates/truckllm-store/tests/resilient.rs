@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 use truckllm_store::{
     LimitCheck, Metric, OutageLimits, ProviderKey, RedisOptions, RedisStore, ReserveOutcome,
-    ReserveRequest, ResilientOptions, ResilientStore, RuntimeStore, Series, StoreOptions,
+    ReserveRequest, ResilientOptions, ResilientStore, RuntimeStore, RuntimeStoreExt, Series,
+    StoreOptions,
 };
 use truckllm_testkit::RedisServer;
 

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use truckllm_storage_http::{HttpOptions, HttpStore};
 use truckllm_store::{
     Clock, Increment, LimitCheck, Metric, ProviderKey, ReserveOutcome, ReserveRequest,
-    ResilientOptions, ResilientStore, RuntimeStore, Series, StoreError, StoreOptions, SystemClock,
+    ResilientOptions, ResilientStore, RuntimeStore, RuntimeStoreExt, Series, StoreError,
+    StoreOptions, SystemClock,
 };
 use truckllm_testkit::{RedisServer, free_port};
 

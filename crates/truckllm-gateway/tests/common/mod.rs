@@ -14,7 +14,9 @@ use tokio::sync::oneshot;
 use truckllm_config::{FileConfigStore, FileStoreOptions, LiveConfig};
 use truckllm_gateway::mock::{KeyStats, MockOptions, MockUpstream};
 use truckllm_gateway::{Gateway, UpstreamOptions, UpstreamProxy};
-use truckllm_store::{MemoryStore, RedisOptions, RedisStore, RuntimeStore, StoreOptions};
+use truckllm_store::{
+    MemoryStore, RedisOptions, RedisStore, RuntimeStore, RuntimeStoreExt, StoreOptions,
+};
 use truckllm_testkit::RedisServer;
 
 pub struct Mock {

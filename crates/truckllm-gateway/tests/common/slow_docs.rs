@@ -40,17 +40,8 @@ impl RuntimeStore for SlowDocWrites {
     fn windowing(&self) -> Windowing {
         self.inner.windowing()
     }
-    async fn get(&self, series: &Series) -> Result<f64> {
-        self.inner.get(series).await
-    }
     async fn set(&self, series: &Series, value: f64) -> Result<()> {
         self.inner.set(series, value).await
-    }
-    async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
-        self.inner.increment(series, delta).await
-    }
-    async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
-        self.inner.window(series, window).await
     }
     async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
         self.inner.get_many(series).await
@@ -63,9 +54,6 @@ impl RuntimeStore for SlowDocWrites {
     }
     async fn increment_many_once(&self, id: &str, increments: &[Increment]) -> Result<Vec<f64>> {
         self.inner.increment_many_once(id, increments).await
-    }
-    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        self.inner.reserve(request).await
     }
     async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {
         self.inner.reserve_many(requests).await

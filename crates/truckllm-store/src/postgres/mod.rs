@@ -309,22 +309,6 @@ impl RuntimeStore for PostgresStore {
         self.options.windowing
     }
 
-    async fn get(&self, series: &Series) -> Result<f64> {
-        let name = series.to_string();
-        let now = ms(self.options.clock.expiry_ms());
-        let value: Option<f64> = self
-            .run("get", || {
-                sqlx::query_scalar(
-                    "SELECT value FROM truckllm_counters WHERE series = $1 AND expires_at_ms > $2",
-                )
-                .bind(&name)
-                .bind(now)
-                .fetch_optional(&self.pool)
-            })
-            .await?;
-        Ok(value.unwrap_or(0.0))
-    }
-
     async fn set(&self, series: &Series, value: f64) -> Result<()> {
         check_value("value", value)?;
         let key = series.key().encoded();
@@ -342,26 +326,6 @@ impl RuntimeStore for PostgresStore {
         })
         .await
         .map(drop)
-    }
-
-    async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
-        let values = self
-            .increment_many(&[Increment::new(series.clone(), delta)])
-            .await?;
-        values
-            .first()
-            .copied()
-            .ok_or_else(|| protocol("increment", "no value returned".into()))
-    }
-
-    async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
-        let values = self
-            .window_many(std::slice::from_ref(series), window)
-            .await?;
-        values
-            .first()
-            .copied()
-            .ok_or_else(|| protocol("window", "no value returned".into()))
     }
 
     async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
@@ -436,13 +400,6 @@ impl RuntimeStore for PostgresStore {
             self.options.clock.now_ms(),
         )
         .await
-    }
-
-    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        let mut outcomes = self.reserve_many(std::slice::from_ref(request)).await?;
-        outcomes
-            .pop()
-            .ok_or_else(|| protocol("reserve", "no answer".into()))
     }
 
     async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {

@@ -531,14 +531,6 @@ impl RuntimeStore for RedisStore {
         self.options.windowing
     }
 
-    async fn get(&self, series: &Series) -> Result<f64> {
-        let value: Option<f64> = self
-            .conn
-            .query("get", cmd("GET").arg(keys::counter_key(series)))
-            .await?;
-        Ok(value.unwrap_or(0.0))
-    }
-
     async fn set(&self, series: &Series, value: f64) -> Result<()> {
         check_value("value", value)?;
         let mut set = Cmd::new();
@@ -548,26 +540,6 @@ impl RuntimeStore for RedisStore {
             .arg("PX")
             .arg(self.options.ttl_ms());
         self.conn.query::<Value>("set", &set).await.map(drop)
-    }
-
-    async fn increment(&self, series: &Series, delta: f64) -> Result<f64> {
-        let values = self
-            .increment_many(&[Increment::new(series.clone(), delta)])
-            .await?;
-        values
-            .first()
-            .copied()
-            .ok_or_else(|| self.protocol("increment", "no value returned".into()))
-    }
-
-    async fn window(&self, series: &Series, window: Duration) -> Result<f64> {
-        let values = self
-            .window_many(std::slice::from_ref(series), window)
-            .await?;
-        values
-            .first()
-            .copied()
-            .ok_or_else(|| self.protocol("window", "no value returned".into()))
     }
 
     async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
@@ -631,13 +603,6 @@ impl RuntimeStore for RedisStore {
         let calls = self.once_calls(&groups, self.options.clock.now_ms(), batch_id);
         let answers = self.run_scripts("increment_once", &calls).await?;
         self.scatter("increment_once", answers, &places)
-    }
-
-    async fn reserve(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        let mut outcomes = self.reserve_many(std::slice::from_ref(request)).await?;
-        outcomes
-            .pop()
-            .ok_or_else(|| self.protocol("reserve", "no answer".into()))
     }
 
     async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use truckllm_store::redis::{keys, scripts::Scripts};
 use truckllm_store::{
     Clock, CoalescingOptions, CoalescingStore, Increment, LimitCheck, Metric, ProviderKey,
-    ReserveRequest, RollupPolicy, RuntimeStore, Series, StoreOptions, SystemClock,
+    ReserveRequest, RollupPolicy, RuntimeStore, RuntimeStoreExt, Series, StoreOptions, SystemClock,
 };
 
 use super::open_url_with;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 #[cfg(feature = "postgres")]
 use truckllm_store::postgres::history::{HistoryGroup, HistoryStep, read_history};
-use truckllm_store::{ListedSeries, Series, SeriesRollup};
+use truckllm_store::{ListedSeries, RuntimeStoreExt, Series, SeriesRollup};
 
 use super::{open, within};
 use crate::cli::{SeriesArgs, StoreArgs, UsageCommand};
