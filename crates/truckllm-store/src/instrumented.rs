@@ -1,9 +1,10 @@
 //! A wrapper that exports the seed's storage metrics for any store:
 //!
 //! - `storage_operation_duration_seconds{operation,backend}` (histogram); `operation` is the
-//!   [`RuntimeStore`] method, so a single `get`, `increment`, `window` or `reserve` (which
-//!   [`RuntimeStoreExt`](crate::store::RuntimeStoreExt) sends as a batch of one) is counted as
-//!   `get_many`, `increment_many`, `window_many` or `reserve_many`
+//!   [`RuntimeStore`] method, except that a batch of one is named by its single form, as the
+//!   seed names it: `get`, `increment`, `window` or `reserve` (what
+//!   [`RuntimeStoreExt`](crate::store::RuntimeStoreExt) sends), so the seed's
+//!   `operation="get"` is what a single read shows
 //! - `storage_errors_total{backend,operation}`: backend faults only; a caller's bad input is
 //!   not a storage error
 //! - `storage_connections_active{backend}` / `storage_connections_idle{backend}`, sampled
@@ -40,11 +41,15 @@ pub const DURATION_BUCKETS: &[f64] = &[
     2.5,
 ];
 
-/// The operations timed, one per [`RuntimeStore`] method: the single forms of
-/// [`RuntimeStoreExt`](crate::store::RuntimeStoreExt) are counted as their batch form.
+/// The operations timed, one per [`RuntimeStore`] method, plus the single forms of
+/// [`RuntimeStoreExt`](crate::store::RuntimeStoreExt): a batch of one is counted as one.
 #[derive(Debug, Clone, Copy)]
 enum Op {
     Set,
+    Get,
+    Window,
+    Increment,
+    Reserve,
     GetMany,
     WindowMany,
     IncrementMany,
@@ -64,8 +69,12 @@ enum Op {
 }
 
 impl Op {
-    const ALL: [Op; 17] = [
+    const ALL: [Op; 21] = [
         Op::Set,
+        Op::Get,
+        Op::Window,
+        Op::Increment,
+        Op::Reserve,
         Op::GetMany,
         Op::WindowMany,
         Op::IncrementMany,
@@ -84,9 +93,18 @@ impl Op {
         Op::Health,
     ];
 
+    /// `single` for a batch of one item, else `batch`.
+    fn by_len(len: usize, single: Op, batch: Op) -> Op {
+        if len == 1 { single } else { batch }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Op::Set => "set",
+            Op::Get => "get",
+            Op::Window => "window",
+            Op::Increment => "increment",
+            Op::Reserve => "reserve",
             Op::GetMany => "get_many",
             Op::WindowMany => "window_many",
             Op::IncrementMany => "increment_many",
@@ -184,15 +202,25 @@ impl<S: RuntimeStore> RuntimeStore for InstrumentedStore<S> {
         self.observe(Op::Set, self.inner.set(series, value)).await
     }
     async fn get_many(&self, series: &[Series]) -> Result<Vec<f64>> {
-        self.observe(Op::GetMany, self.inner.get_many(series)).await
+        self.observe(
+            Op::by_len(series.len(), Op::Get, Op::GetMany),
+            self.inner.get_many(series),
+        )
+        .await
     }
     async fn window_many(&self, series: &[Series], window: Duration) -> Result<Vec<f64>> {
-        self.observe(Op::WindowMany, self.inner.window_many(series, window))
-            .await
+        self.observe(
+            Op::by_len(series.len(), Op::Window, Op::WindowMany),
+            self.inner.window_many(series, window),
+        )
+        .await
     }
     async fn increment_many(&self, increments: &[Increment]) -> Result<Vec<f64>> {
-        self.observe(Op::IncrementMany, self.inner.increment_many(increments))
-            .await
+        self.observe(
+            Op::by_len(increments.len(), Op::Increment, Op::IncrementMany),
+            self.inner.increment_many(increments),
+        )
+        .await
     }
     async fn increment_many_once(
         &self,
@@ -206,8 +234,11 @@ impl<S: RuntimeStore> RuntimeStore for InstrumentedStore<S> {
         .await
     }
     async fn reserve_many(&self, requests: &[ReserveRequest]) -> Result<Vec<ReserveOutcome>> {
-        self.observe(Op::ReserveMany, self.inner.reserve_many(requests))
-            .await
+        self.observe(
+            Op::by_len(requests.len(), Op::Reserve, Op::ReserveMany),
+            self.inner.reserve_many(requests),
+        )
+        .await
     }
     async fn reconcile(&self, reservation: Reservation, actual: &[(Metric, f64)]) -> Result<()> {
         self.observe(Op::Reconcile, self.inner.reconcile(reservation, actual))

@@ -70,6 +70,7 @@ async fn concurrent_reservations_leave_as_one_batch_in_arrival_order() {
     );
     assert_eq!(granted[60..], [false; 40], "the rest are denied");
     assert_eq!(calls(&metrics, "reserve_many"), 1, "one batch for all 100");
+    assert_eq!(calls(&metrics, "reserve"), 0, "none sent alone");
 }
 
 #[tokio::test]
@@ -86,7 +87,7 @@ async fn batches_are_cut_at_max_batch() {
             .all(|o| matches!(o, Ok(ReserveOutcome::Granted(_))))
     );
     assert_eq!(
-        calls(&metrics, "reserve_many"),
+        calls(&metrics, "reserve_many") + calls(&metrics, "reserve"),
         7,
         "100 in batches of at most 16"
     );
@@ -99,9 +100,9 @@ async fn a_lone_reservation_leaves_at_once() {
         let outcome = store.reserve(&request(10.0)).await.expect("reserve");
         assert!(matches!(outcome, ReserveOutcome::Granted(_)));
         assert_eq!(
-            calls(&metrics, "reserve_many"),
+            calls(&metrics, "reserve"),
             i,
-            "each call is its own batch"
+            "each call is its own batch (of one, named by its single form)"
         );
     }
 }

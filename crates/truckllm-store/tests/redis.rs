@@ -260,10 +260,9 @@ async fn the_instrumented_wrapper_exports_the_seed_metrics() {
 
     let text = handle.render();
     for line in [
-        // The single forms are batches of one, counted under their batch operation.
-        r#"storage_operation_duration_seconds_bucket{operation="get_many",backend="redis",le="+Inf"} 2"#,
-        r#"storage_operation_duration_seconds_count{operation="increment_many",backend="redis"} 1"#,
-        r#"storage_errors_total{backend="redis",operation="get_many"} 1"#,
+        r#"storage_operation_duration_seconds_bucket{operation="get",backend="redis",le="+Inf"} 2"#,
+        r#"storage_operation_duration_seconds_count{operation="increment",backend="redis"} 1"#,
+        r#"storage_errors_total{backend="redis",operation="get"} 1"#,
         r#"storage_errors_total{backend="redis",operation="set"} 0"#,
         r#"storage_connections_active{backend="redis"} 0"#,
         r#"storage_connections_idle{backend="redis"} 2"#,

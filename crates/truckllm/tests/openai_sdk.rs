@@ -65,7 +65,7 @@ fn the_openai_python_sdk_works_against_the_demo() {
     );
     assert!(
         metrics.contains(
-            r#"storage_operation_duration_seconds_count{operation="reserve_many",backend="memory"}"#
+            r#"storage_operation_duration_seconds_count{operation="reserve",backend="memory"}"#
         ),
         "store metrics"
     );
