@@ -193,3 +193,44 @@ async fn failed_sign_ins_are_refused_after_ten_a_minute_from_one_address() {
     assert_eq!(denied(401), FAILED_PER_ADDRESS);
     assert_eq!(denied(429), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_admin_keys_on_the_api_count_as_failed_sign_ins() {
+    let logs = tempfile::tempdir().expect("dir");
+    let (gw, clock, _mock) = gateway(logs.path()).await;
+    for i in 0..FAILED_PER_ADDRESS {
+        let key = format!("guess-{i}");
+        assert_eq!(get(&gw, "/admin/keys", None, Some(&key)).await, 401);
+        clock.advance(Duration::from_secs(1));
+    }
+    let refused = gw
+        .http
+        .get(format!("{}/admin/keys", gw.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        refused.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the key is not looked at while refused"
+    );
+    assert_eq!(
+        refused
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
+        Some("50")
+    );
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "too_many_failed_sign_ins");
+    let (status, _, _) = sign_in(&gw, ADMIN).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "one limit for both ways"
+    );
+    clock.advance(Duration::from_secs(50));
+    assert_eq!(get(&gw, "/admin/keys", None, Some(ADMIN)).await, 200);
+    gw.stop().await;
+}

@@ -1,4 +1,6 @@
-//! A limit on failed dashboard sign-ins, against guessing admin keys through `POST /ui/login`.
+//! A limit on failed admin sign-ins, against guessing admin keys: through `POST /ui/login`,
+//! and through a wrong admin key presented on any `/admin/...` route ([`crate::auth::admin`]).
+//! Both count in the same log, so neither way guesses faster than the other allows.
 //!
 //! Failed attempts are counted over the last minute (a sliding log of their times, in memory,
 //! on this instance): after [`FAILED_PER_ADDRESS`] from one client address, or
@@ -10,7 +12,8 @@
 //! the per-address limit acts as a second global one. `X-Forwarded-For` is not trusted, since
 //! any client could set it to escape the limit. The global limit bounds guessing from many
 //! addresses; its cost is that a flood of bad attempts can hold off sign-ins for up to a
-//! minute (sessions already open, and admin keys on the API, are not affected).
+//! minute, on the dashboard and on the admin API alike (sessions already open are not
+//! affected; a right admin key is refused too while limited, since it is not looked at).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
