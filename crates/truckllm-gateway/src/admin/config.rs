@@ -265,16 +265,22 @@ async fn refuse_revival(gw: &Gateway, version: u64, text: &str) -> Result<(), Ap
     ) else {
         return Ok(());
     };
-    let revived = truckllm_config::governance::revived_by_rollback(&target, &now);
+    let revived = truckllm_config::governance::revived_by_rollback(&target, &now, gw.now_ms());
     if revived.is_empty() {
         return Ok(());
     }
+    let code = if revived.opens_gateway {
+        "would_open_gateway"
+    } else {
+        "would_revive_keys"
+    };
     Err(ApiError::bad_request(
-        "would_revive_keys",
+        code,
         format!(
-            "rolling back to version {version} would let in again {revived}, revoked, disabled or \
-             given a new secret since (or written differently); revoke them again after the \
-             rollback, or send \"force\": true to roll back anyway"
+            "rolling back to version {version} would let in again {revived}, revoked, disabled, \
+             given a new secret or an earlier expiry since (or written differently), or no \
+             longer open to anyone; revoke them again after the rollback, or send \
+             \"force\": true to roll back anyway"
         ),
     )
     .with_status(StatusCode::CONFLICT))
