@@ -1,7 +1,8 @@
 //! Dashboard sessions against a real gateway over HTTP, with the audit log read back from a
 //! real file sink and the gateway's clock moved by hand: a session's polling reads are audited
-//! once per interval (key reads, failed reads, changes, sign-in and sign-out every time), and
-//! failed sign-ins from one address are refused with a 429 after ten in a minute.
+//! once per interval (key reads, query-dependent reads, failed reads, changes, sign-in and
+//! sign-out every time), and failed sign-ins from one address, at `/ui/login` or with wrong
+//! admin keys on the API, are refused with a 429 after ten in a minute.
 
 mod common;
 
@@ -93,6 +94,13 @@ async fn a_sessions_polling_reads_are_audited_once_per_interval() {
         assert_eq!(get(&gw, "/admin/providers", Some(&cookie), None).await, 200);
         clock.advance(Duration::from_secs(5));
     }
+    // A read whose content depends on its query is audited every time.
+    for _ in 0..3 {
+        assert_eq!(
+            get(&gw, "/admin/config/show", Some(&cookie), None).await,
+            200
+        );
+    }
     // A failed read, reads with the key, and a change made with the session.
     for _ in 0..2 {
         assert_eq!(
@@ -148,6 +156,11 @@ async fn a_sessions_polling_reads_are_audited_once_per_interval() {
         "two session reads, two key reads"
     );
     assert_eq!(count("providers.list", 200), 1);
+    assert_eq!(
+        count("config.show", 200),
+        3,
+        "query-dependent reads every time"
+    );
     assert_eq!(count("keys.show", 404), 2, "failed reads every time");
     assert_eq!(count("keys.create", 201), 1);
     assert_eq!(count("ui.sign_in", 303), 1);
