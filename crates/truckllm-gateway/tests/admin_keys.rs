@@ -618,3 +618,33 @@ async fn a_rollback_that_would_bring_back_a_revoked_key_is_refused_unless_forced
         ]
     );
 }
+
+#[tokio::test]
+async fn a_rollback_to_a_version_without_client_keys_is_refused_unless_forced() {
+    let mock = Mock::start(MockOptions::default()).await;
+    let open = format!(
+        "server:\n  open_mode: true\n  admin_keys:\n    - {{id: ops, key: \"{ADMIN}\", role: admin}}\n"
+    );
+    let gw = TestGateway::start(&config(&mock.url, 1, "", &open), Backend::Memory).await;
+    let open_version = version(&gw);
+    let (status, created) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        ADMIN,
+        Some(json!({"id": "alice"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let closed = version(&gw);
+    let body = json!({"version": open_version});
+    let (status, refused) = admin(&gw, "POST", "/admin/config/rollback", ADMIN, Some(body)).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "would_open_gateway");
+    assert_eq!(version(&gw), closed, "nothing saved");
+    let body = json!({"version": open_version, "force": true});
+    let (status, forced) = admin(&gw, "POST", "/admin/config/rollback", ADMIN, Some(body)).await;
+    assert_eq!(status, 200, "{forced}");
+    assert_eq!(forced["revived"]["opens_gateway"], true);
+    gw.stop().await;
+}
