@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::schema::Limits;
+use crate::schema::{ClientKeyConfig, Limits};
 use crate::secret::Secret;
 
 /// What an admin identity may do.
@@ -146,22 +146,27 @@ pub fn is_plain_id(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-/// The keys a rollback from `current` to `target` would let in again: client keys enabled in
-/// `target` that `current` no longer has (revoked since), has disabled, or has with another
-/// secret (rotated since), and admin keys `target` has that `current` does not have, or has
-/// with another secret. Secrets are compared as written, so one only written differently
-/// (re-encrypted under a new master key) is named too. Each list sorted; never a secret.
-pub fn revived_by_rollback(target: &crate::Config, current: &crate::Config) -> Revived {
-    let client_keys = target
+/// The keys a rollback from `current` to `target` would let in again, at `now_ms`: client keys
+/// enabled in `target` that `current` no longer has (revoked since), has disabled, has with
+/// another secret (rotated since), has with an earlier expiry (or `target` has none), or
+/// that `target` lets in with a rotated-out secret (`previous`, unexpired at `now_ms`) that
+/// `current` no longer accepts as long; admin keys `target` has that `current` does not have,
+/// or has with another secret; and whether `target` has no client keys while `current` has
+/// (it would open the gateway to anyone). Secrets are compared as written, so one only written
+/// differently (re-encrypted under a new master key) is named too. Each list sorted; never a
+/// secret.
+pub fn revived_by_rollback(
+    target: &crate::Config,
+    current: &crate::Config,
+    now_ms: u64,
+) -> Revived {
+    let mut client_keys: Vec<String> = target
         .api_keys
         .iter()
         .filter(|key| !key.disabled)
         .filter(|key| {
-            !current.api_keys.iter().any(|now| {
-                now.id == key.id
-                    && !now.disabled
-                    && same_secret(&now.key, &key.key, &now.key_sha256, &key.key_sha256)
-            })
+            let now = current.api_keys.iter().find(|now| now.id == key.id);
+            now.is_none_or(|now| client_key_revived(key, now, now_ms))
         })
         .map(|key| key.id.clone())
         .collect();
@@ -180,13 +185,58 @@ pub fn revived_by_rollback(target: &crate::Config, current: &crate::Config) -> R
     let mut admin_keys: Vec<String> = legacy.flatten().into_iter().chain(listed).collect();
     admin_keys.sort();
     admin_keys.dedup();
-    let mut revived = Revived {
+    client_keys.sort();
+    client_keys.dedup();
+    Revived {
         client_keys,
         admin_keys,
+        opens_gateway: target.api_keys.is_empty() && !current.api_keys.is_empty(),
+    }
+}
+
+/// Whether the enabled client key `key` of a rollback's target lets in more than the current
+/// entry with its id, `now`: it is disabled now, has another secret, expires earlier, or
+/// accepts a rotated-out secret the target still accepts at `now_ms`.
+fn client_key_revived(key: &ClientKeyConfig, now: &ClientKeyConfig, now_ms: u64) -> bool {
+    now.disabled
+        || !same_secret(&now.key, &key.key, &now.key_sha256, &key.key_sha256)
+        || extends_expiry(key.expires_at.as_deref(), now.expires_at.as_deref())
+        || key
+            .previous
+            .as_ref()
+            .is_some_and(|previous| revives_previous(previous, now, now_ms))
+}
+
+/// Whether a target's expiry (`target`) is later than the current one, or absent while the
+/// current one is set. An expiry that does not parse counts as later.
+fn extends_expiry(target: Option<&str>, current: Option<&str>) -> bool {
+    let Some(current) = current.and_then(parse_time_ms) else {
+        return false;
     };
-    revived.client_keys.sort();
-    revived.client_keys.dedup();
-    revived
+    target.and_then(parse_time_ms).is_none_or(|t| t > current)
+}
+
+/// Whether the target's rotated-out secret `previous`, unexpired at `now_ms`, is one the
+/// current entry `now` does not accept as long: neither its digest nor its own `previous`
+/// with the same digest and an `until` at least as late.
+fn revives_previous(previous: &PreviousKeyConfig, now: &ClientKeyConfig, now_ms: u64) -> bool {
+    let until = parse_time_ms(&previous.until);
+    if until.is_some_and(|until| until <= now_ms) {
+        return false;
+    }
+    let digest = previous.key_sha256.to_ascii_lowercase();
+    let is_current = now
+        .key_sha256
+        .as_ref()
+        .is_some_and(|h| h.to_ascii_lowercase() == digest);
+    let still_accepted = now.previous.as_ref().is_some_and(|p| {
+        p.key_sha256.to_ascii_lowercase() == digest
+            && match (parse_time_ms(&p.until), until) {
+                (Some(now_until), Some(until)) => now_until >= until,
+                _ => false,
+            }
+    });
+    !(is_current || still_accepted)
 }
 
 /// Whether two key entries hold the same secret as written (the key, or its digest).
@@ -211,18 +261,21 @@ fn same_secret(
 pub struct Revived {
     pub client_keys: Vec<String>,
     pub admin_keys: Vec<String>,
+    /// The target has no client keys while the current version has: anyone could call.
+    pub opens_gateway: bool,
 }
 
 impl Revived {
     pub fn is_empty(&self) -> bool {
-        self.client_keys.is_empty() && self.admin_keys.is_empty()
+        self.client_keys.is_empty() && self.admin_keys.is_empty() && !self.opens_gateway
     }
 }
 
 impl std::fmt::Display for Revived {
-    /// `client keys alice, bob; admin keys ops`.
+    /// `client keys alice, bob; admin keys ops`, and `anyone (no client keys: open mode)`
+    /// when the target would open the gateway.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parts: Vec<String> = [("client", &self.client_keys), ("admin", &self.admin_keys)]
+        let mut parts: Vec<String> = [("client", &self.client_keys), ("admin", &self.admin_keys)]
             .into_iter()
             .filter(|(_, ids)| !ids.is_empty())
             .map(|(kind, ids)| {
@@ -230,6 +283,9 @@ impl std::fmt::Display for Revived {
                 format!("{kind} {noun} {}", ids.join(", "))
             })
             .collect();
+        if self.opens_gateway {
+            parts.push("anyone (no client keys: open mode)".into());
+        }
         f.write_str(&parts.join("; "))
     }
 }
@@ -249,18 +305,18 @@ mod tests {
         let current = config(
             "  - {id: kept, key: a}\n  - {id: disabled, key: c, disabled: true}\n  - {id: rotated, key_sha256: bb, previous: {key_sha256: aa, until: \"2030-01-01T00:00:00Z\"}}\n",
         );
-        let revived = revived_by_rollback(&target, &current);
+        let revived = revived_by_rollback(&target, &current, 0);
         assert_eq!(revived.client_keys, ["disabled", "revoked", "rotated"]);
         assert_eq!(
             revived.to_string(),
             "client keys disabled, revoked, rotated"
         );
         assert_eq!(
-            revived_by_rollback(&current, &target).client_keys,
+            revived_by_rollback(&current, &target, 0).client_keys,
             ["rotated"],
             "the other way, only a secret the target no longer has"
         );
-        assert!(revived_by_rollback(&target, &target).is_empty());
+        assert!(revived_by_rollback(&target, &target, 0).is_empty());
         let admins = |keys: &str| -> crate::Config {
             crate::parse(&format!("server:\n  admin_keys:\n{keys}")).expect("config")
         };
@@ -269,8 +325,63 @@ mod tests {
                 "    - {id: ops, key: x, role: admin}\n    - {id: eye, key: y, role: viewer}\n",
             ),
             &admins("    - {id: eye, key: y, role: viewer}\n"),
+            0,
         );
         assert_eq!(revived.to_string(), "admin key ops");
+    }
+
+    fn keys(keys: &str) -> crate::Config {
+        crate::parse(&format!("api_keys:\n{keys}")).expect("config")
+    }
+
+    #[test]
+    fn a_rollback_that_extends_an_expiry_names_the_key() {
+        let target = keys(
+            "  - {id: later, key: a, expires_at: \"2031-01-01T00:00:00Z\"}\n  - {id: never, key: b}\n  - {id: same, key: c, expires_at: \"2030-01-01T00:00:00Z\"}\n  - {id: sooner, key: d, expires_at: \"2029-01-01T00:00:00Z\"}\n",
+        );
+        let current = keys(
+            "  - {id: later, key: a, expires_at: \"2030-01-01T00:00:00Z\"}\n  - {id: never, key: b, expires_at: \"2030-01-01T00:00:00Z\"}\n  - {id: same, key: c, expires_at: \"2030-01-01T00:00:00Z\"}\n  - {id: sooner, key: d, expires_at: \"2030-01-01T00:00:00Z\"}\n",
+        );
+        let revived = revived_by_rollback(&target, &current, 0);
+        assert_eq!(revived.client_keys, ["later", "never"]);
+        assert!(!revived.opens_gateway);
+    }
+
+    #[test]
+    fn a_rollback_that_brings_back_a_rotated_out_secret_names_the_key() {
+        let target = keys(
+            "  - {id: back, key_sha256: bb, previous: {key_sha256: AA, until: \"2030-01-01T00:00:00Z\"}}\n  - {id: kept, key_sha256: bb, previous: {key_sha256: aa, until: \"2030-01-01T00:00:00Z\"}}\n  - {id: over, key_sha256: bb, previous: {key_sha256: aa, until: \"2020-01-01T00:00:00Z\"}}\n",
+        );
+        let current = keys(
+            "  - {id: back, key_sha256: bb}\n  - {id: kept, key_sha256: bb, previous: {key_sha256: aa, until: \"2030-01-01T00:00:00Z\"}}\n  - {id: over, key_sha256: bb}\n",
+        );
+        let now = parse_time_ms("2026-01-01T00:00:00Z").expect("time");
+        let revived = revived_by_rollback(&target, &current, now);
+        assert_eq!(
+            revived.client_keys,
+            ["back"],
+            "`over`'s old secret has expired"
+        );
+        let later = keys(
+            "  - {id: kept, key_sha256: bb, previous: {key_sha256: aa, until: \"2031-01-01T00:00:00Z\"}}\n",
+        );
+        assert_eq!(
+            revived_by_rollback(&later, &current, now).client_keys,
+            ["kept"],
+            "accepted for longer"
+        );
+    }
+
+    #[test]
+    fn a_rollback_to_a_version_without_client_keys_would_open_the_gateway() {
+        let open = crate::parse("server:\n  open_mode: true\n").expect("config");
+        let closed = keys("  - {id: a, key: a}\n");
+        let revived = revived_by_rollback(&open, &closed, 0);
+        assert!(revived.opens_gateway);
+        assert!(!revived.is_empty());
+        assert_eq!(revived.to_string(), "anyone (no client keys: open mode)");
+        assert!(revived_by_rollback(&open, &open, 0).is_empty());
+        assert!(!revived_by_rollback(&closed, &open, 0).opens_gateway);
     }
 
     #[test]

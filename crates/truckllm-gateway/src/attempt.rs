@@ -162,6 +162,11 @@ impl UsageLabels {
         );
     }
 
+    /// Whether an attempt of the request went out and failed (and counted its error).
+    pub fn attempted(&self) -> bool {
+        self.failed_attempts.load(Ordering::Acquire)
+    }
+
     /// Counts an attempt that failed over to the next: its error and latency, for the model.
     fn record_failed_attempt(&self, gateway: &Gateway, at_ms: u64, latency_ms: f64) {
         self.failed_attempts.store(true, Ordering::Release);

@@ -14,14 +14,17 @@
 //!   identity travels to the handler as an [`AdminCaller`] (it authors config versions). With
 //!   no admin identity configured the admin API answers 404. Without a key, a dashboard
 //!   session cookie is accepted instead ([`crate::ui::session`]): the same identity and role,
-//!   and every change must carry the session's CSRF token.
+//!   and every change must carry the session's CSRF token. A wrong admin key counts as a
+//!   failed sign-in for the client's address, and while the address is refused (429 with
+//!   `Retry-After`) no key is looked at ([`crate::ui::sign_in_limit`]).
 //!
 //! Every refusal leaves an audit record (category `access`, the route's action, never the key),
 //! a request record, and a count in `truckllm_rejected_total{code}`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -160,12 +163,7 @@ pub async fn admin(State(gw): State<Arc<Gateway>>, mut request: Request, next: N
     let writes = route_of(&request).is_none_or(|r| r.access != Access::AdminRead);
     // A refusal names who was refused: the viewer by its id, an unknown caller as `admin`.
     let identified = match presented_key(request.headers()) {
-        Some(key) => runtime.admins.find(key).cloned().ok_or_else(|| {
-            (
-                "admin".to_owned(),
-                ApiError::unauthorized("invalid admin key"),
-            )
-        }),
+        Some(key) => keyed_caller(&gw, &runtime.admins, &request, key),
         None => session_caller(&gw, &runtime.admins, &request),
     };
     let admitted = match identified {
@@ -186,6 +184,41 @@ pub async fn admin(State(gw): State<Arc<Gateway>>, mut request: Request, next: N
         }
         Err((who, e)) => refuse(&gw, &request, &who, e),
     }
+}
+
+/// The admin whose key the request presents. A wrong key counts as a failed sign-in for the
+/// client's address, and while the address (or everyone) is refused a key is not looked at
+/// ([`crate::ui::sign_in_limit`]), so admin keys cannot be guessed faster here than at
+/// `/ui/login`.
+fn keyed_caller(
+    gw: &Gateway,
+    admins: &Admins,
+    request: &Request,
+    key: &str,
+) -> Result<AdminCaller, (String, ApiError)> {
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    let limit = &gw.ui.sign_in_limit;
+    if let Err(wait) = limit.check(address, gw.now_ms()) {
+        let error = ApiError::rate_limited(
+            format!(
+                "too many failed admin keys: try again in {} s",
+                wait.as_secs_f64().ceil().max(1.0) as u64
+            ),
+            wait,
+        )
+        .with_code("too_many_failed_sign_ins");
+        return Err(("admin".to_owned(), error));
+    }
+    admins.find(key).cloned().ok_or_else(|| {
+        limit.failed(address, gw.now_ms());
+        (
+            "admin".to_owned(),
+            ApiError::unauthorized("invalid admin key"),
+        )
+    })
 }
 
 /// The admin of the request's dashboard session, when it carries no key.

@@ -75,10 +75,12 @@ pub async fn dispatch(
     let targets = rt.routes.resolve(plan.model(), client)?;
     let labels = Arc::new(UsageLabels::of(&gw, &rt.routes, client, plan.model()));
     let answered = hold_and_attempt(&gw, rt, client, &targets, plan, trace, &labels).await;
-    // A 5xx comes after the model was resolved: no provider answered it. Other refusals
-    // (limits, budgets) are not usage.
+    // A request no provider answered counts once: a 5xx came after the model was resolved,
+    // and any other error after an attempt went out (every key rate limited upstream, a
+    // later target that cannot take the request). Refusals before any attempt (limits,
+    // budgets) are not usage.
     if let Err(e) = &answered
-        && e.status.is_server_error()
+        && (e.status.is_server_error() || labels.attempted())
     {
         labels.record_failed(&gw);
     }

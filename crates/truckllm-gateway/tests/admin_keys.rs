@@ -553,7 +553,15 @@ async fn a_call_that_changes_nothing_saves_no_version_and_later_writes_still_lan
 #[tokio::test]
 async fn a_rollback_that_would_bring_back_a_revoked_key_is_refused_unless_forced() {
     let mock = Mock::start(MockOptions::default()).await;
-    let gw = TestGateway::start(&config(&mock.url, 1, "", &setup()), Backend::Memory).await;
+    let logs = tempfile::tempdir().expect("dir");
+    let audit = logs.path().join("audit.jsonl");
+    let extra = format!(
+        "{}storage:\n  logging:\n    - type: file\n      path: \"{}\"\n      audit_path: \"{}\"\n",
+        setup(),
+        logs.path().join("requests.jsonl").display(),
+        audit.display()
+    );
+    let gw = TestGateway::start(&config(&mock.url, 1, "", &extra), Backend::Memory).await;
     let before_alice = version(&gw);
     let (status, created) = admin(
         &gw,
@@ -574,6 +582,7 @@ async fn a_rollback_that_would_bring_back_a_revoked_key_is_refused_unless_forced
     let rollback = |body: Value| admin(&gw, "POST", "/admin/config/rollback", ADMIN, Some(body));
     let (status, refused) = rollback(json!({"version": with_alice})).await;
     assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "would_revive_keys");
     let message = refused["error"]["message"].as_str().expect("message");
     assert!(message.contains("client key alice"), "{message}");
     assert!(message.contains("force"), "{message}");
@@ -584,9 +593,59 @@ async fn a_rollback_that_would_bring_back_a_revoked_key_is_refused_unless_forced
     // A version from before the key existed revives nothing.
     let (status, body) = rollback(json!({"version": before_alice})).await;
     assert_eq!(status, 200, "{body}");
-    // Forced, the revoked key works again, as asked.
+    assert_eq!(body["forced"], false);
+    assert_eq!(body["revived"]["client_keys"], json!([]));
+    // Forced, the revoked key works again, as asked, and the answer and audit say so.
     let (status, body) = rollback(json!({"version": with_alice, "force": true})).await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["forced"], true);
+    assert_eq!(body["revived"]["client_keys"], json!(["alice"]));
     assert_eq!(chat_status(&gw, &secret, "mock:gpt-4o-mini").await, 200);
+    gw.stop().await;
+
+    let text = std::fs::read_to_string(&audit).expect("audit log");
+    assert!(!text.contains(&secret), "no secret audited");
+    let messages: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json line"))
+        .filter(|a| a["action"] == "config.rollback" && a["outcome"] == "ok")
+        .map(|a| a["message"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "not forced; lets in nothing again",
+            "forced; lets in again client key alice"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_to_a_version_without_client_keys_is_refused_unless_forced() {
+    let mock = Mock::start(MockOptions::default()).await;
+    let open = format!(
+        "server:\n  open_mode: true\n  admin_keys:\n    - {{id: ops, key: \"{ADMIN}\", role: admin}}\n"
+    );
+    let gw = TestGateway::start(&config(&mock.url, 1, "", &open), Backend::Memory).await;
+    let open_version = version(&gw);
+    let (status, created) = admin(
+        &gw,
+        "POST",
+        "/admin/keys",
+        ADMIN,
+        Some(json!({"id": "alice"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let closed = version(&gw);
+    let body = json!({"version": open_version});
+    let (status, refused) = admin(&gw, "POST", "/admin/config/rollback", ADMIN, Some(body)).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["error"]["code"], "would_open_gateway");
+    assert_eq!(version(&gw), closed, "nothing saved");
+    let body = json!({"version": open_version, "force": true});
+    let (status, forced) = admin(&gw, "POST", "/admin/config/rollback", ADMIN, Some(body)).await;
+    assert_eq!(status, 200, "{forced}");
+    assert_eq!(forced["revived"]["opens_gateway"], true);
     gw.stop().await;
 }

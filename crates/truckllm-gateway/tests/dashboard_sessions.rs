@@ -1,7 +1,8 @@
 //! Dashboard sessions against a real gateway over HTTP, with the audit log read back from a
 //! real file sink and the gateway's clock moved by hand: a session's polling reads are audited
-//! once per interval (key reads, failed reads, changes, sign-in and sign-out every time), and
-//! failed sign-ins from one address are refused with a 429 after ten in a minute.
+//! once per interval (key reads, query-dependent reads, failed reads, changes, sign-in and
+//! sign-out every time), and failed sign-ins from one address, at `/ui/login` or with wrong
+//! admin keys on the API, are refused with a 429 after ten in a minute.
 
 mod common;
 
@@ -93,6 +94,13 @@ async fn a_sessions_polling_reads_are_audited_once_per_interval() {
         assert_eq!(get(&gw, "/admin/providers", Some(&cookie), None).await, 200);
         clock.advance(Duration::from_secs(5));
     }
+    // A read whose content depends on its query is audited every time.
+    for _ in 0..3 {
+        assert_eq!(
+            get(&gw, "/admin/config/show", Some(&cookie), None).await,
+            200
+        );
+    }
     // A failed read, reads with the key, and a change made with the session.
     for _ in 0..2 {
         assert_eq!(
@@ -148,6 +156,11 @@ async fn a_sessions_polling_reads_are_audited_once_per_interval() {
         "two session reads, two key reads"
     );
     assert_eq!(count("providers.list", 200), 1);
+    assert_eq!(
+        count("config.show", 200),
+        3,
+        "query-dependent reads every time"
+    );
     assert_eq!(count("keys.show", 404), 2, "failed reads every time");
     assert_eq!(count("keys.create", 201), 1);
     assert_eq!(count("ui.sign_in", 303), 1);
@@ -192,4 +205,45 @@ async fn failed_sign_ins_are_refused_after_ten_a_minute_from_one_address() {
     };
     assert_eq!(denied(401), FAILED_PER_ADDRESS);
     assert_eq!(denied(429), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_admin_keys_on_the_api_count_as_failed_sign_ins() {
+    let logs = tempfile::tempdir().expect("dir");
+    let (gw, clock, _mock) = gateway(logs.path()).await;
+    for i in 0..FAILED_PER_ADDRESS {
+        let key = format!("guess-{i}");
+        assert_eq!(get(&gw, "/admin/keys", None, Some(&key)).await, 401);
+        clock.advance(Duration::from_secs(1));
+    }
+    let refused = gw
+        .http
+        .get(format!("{}/admin/keys", gw.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        refused.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the key is not looked at while refused"
+    );
+    assert_eq!(
+        refused
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
+        Some("50")
+    );
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "too_many_failed_sign_ins");
+    let (status, _, _) = sign_in(&gw, ADMIN).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "one limit for both ways"
+    );
+    clock.advance(Duration::from_secs(50));
+    assert_eq!(get(&gw, "/admin/keys", None, Some(ADMIN)).await, 200);
+    gw.stop().await;
 }

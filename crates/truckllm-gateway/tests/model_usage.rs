@@ -1,6 +1,7 @@
 //! The gateway's per-model usage series (`_models:{name}`) over real HTTP: a request that
 //! failed over to another key counts once, with the failed attempt's error; a request no key
-//! answered counts once, with every attempt's error; names a client makes up for a
+//! answered counts once, with every attempt's error, whether its answer is a 5xx or not (every
+//! key rate limited upstream); names a client makes up for a
 //! passthrough provider are bounded per instance, the rest counted under `_models:_other`.
 
 mod common;
@@ -69,6 +70,25 @@ async fn a_failed_over_request_counts_once_with_its_failed_attempts_errors() {
     assert_eq!(
         gw.usage("_models", MODEL, Metric::Errors).await,
         failed_attempts + attempts
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_every_key_refused_upstream_counts_once_though_not_a_5xx() {
+    let mock = Mock::start(MockOptions::default()).await;
+    mock.mock.fault_key("secret-k1", KeyFault::RateLimited);
+    mock.mock.fault_key("secret-k2", KeyFault::RateLimited);
+    let gw = TestGateway::start(&config(&mock.url, 2, "", ""), Backend::Memory).await;
+    let (status, _, body) = gw.chat(None, hello(MODEL)).await;
+    assert_eq!(status, 429, "{body}");
+    let attempts = mock.total_requests() as f64;
+    assert!(attempts >= 1.0, "an attempt went out");
+    assert_eq!(gw.usage("_models", MODEL, Metric::Req).await, 1.0);
+    assert_eq!(
+        gw.usage("_models", MODEL, Metric::Errors).await,
+        attempts,
+        "each attempt's error, none more"
     );
     gw.stop().await;
 }

@@ -18,8 +18,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use truckllm_config::governance::format_time_ms;
-use truckllm_config::{ConfigError, Versioned};
+use truckllm_config::governance::{Revived, format_time_ms, revived_by_rollback};
+use truckllm_config::{ConfigError, SaveMeta, Versioned};
 
 use super::{Call, object, typed};
 use crate::auth::AdminCaller;
@@ -202,8 +202,11 @@ struct Rollback {
 
 /// `POST /admin/config/rollback {version}`: the text of `version` becomes a new current
 /// version (author: the admin identity), applied here at once and by other instances through
-/// their config watch. A rollback that would let in again keys revoked, disabled or rotated
-/// since `version` is refused (409, naming them) unless the body says `"force": true`.
+/// their config watch. A rollback that would let in again keys revoked, disabled, rotated or
+/// given an earlier expiry since `version`, or open the gateway to anyone, is refused (409,
+/// naming them) unless the body says `"force": true`. Forced or not, the answer and the audit
+/// record say whether it was forced and which key ids it let in again (never a secret). The
+/// version is saved only if the one checked is still current (else 409 `version_conflict`).
 pub async fn rollback(
     State(gw): State<Arc<Gateway>>,
     Extension(admin): Extension<AdminCaller>,
@@ -222,14 +225,19 @@ pub async fn rollback(
     let result = async {
         let rollback = parsed?;
         let target = version(&gw, rollback.version).await?;
+        let (checked, revived) = revival(&gw, &target.text).await?;
         if !rollback.force {
-            refuse_revival(&gw, rollback.version, &target.text).await?;
+            refuse_revival(rollback.version, &revived)?;
         }
         let old = gw.runtime().version;
+        let meta = SaveMeta::new(
+            &admin.id,
+            format!("rollback to version {}", rollback.version),
+        );
         let saved = gw
             .live()
             .store()
-            .rollback(rollback.version, &admin.id)
+            .save_text(&target.text, checked, meta)
             .await
             .map_err(|e| match e {
                 ConfigError::Parse(_) | ConfigError::Invalid(_) | ConfigError::Interpolation(_) => {
@@ -246,35 +254,67 @@ pub async fn rollback(
             ))
         })?;
         let running = gw.runtime().version;
-        let body =
-            json!({"rolled_back_to": rollback.version, "version": saved, "running": running});
-        Ok((StatusCode::OK, body, (old, running)))
+        let body = json!({
+            "rolled_back_to": rollback.version,
+            "version": saved,
+            "running": running,
+            "forced": rollback.force,
+            "revived": {
+                "client_keys": revived.client_keys,
+                "admin_keys": revived.admin_keys,
+                "opens_gateway": revived.opens_gateway,
+            },
+        });
+        let message = rollback_message(rollback.force, &revived);
+        Ok((StatusCode::OK, body, (old, running), message))
     }
     .await;
     call.changed(result)
 }
 
-/// Refuses (409) a rollback to `version` (its `text`) that would let keys in again that the
-/// current version revoked, disabled or rotated. A text that does not parse is left to the
-/// rollback itself to refuse.
-async fn refuse_revival(gw: &Gateway, version: u64, text: &str) -> Result<(), ApiError> {
+/// The audit message of a rollback: whether it was forced, and what it let in again.
+fn rollback_message(forced: bool, revived: &Revived) -> String {
+    let forced = if forced { "forced" } else { "not forced" };
+    if revived.is_empty() {
+        format!("{forced}; lets in nothing again")
+    } else {
+        format!("{forced}; lets in again {revived}")
+    }
+}
+
+/// The version current now, and what rolling back from it to the version with `text` would
+/// let in again. A text that does not parse revives nothing here: the save refuses it.
+async fn revival(gw: &Gateway, text: &str) -> Result<(u64, Revived), ApiError> {
     let current = gw.live().store().load().await.map_err(store_error)?;
-    let (Ok(target), Ok(now)) = (
+    let revived = match (
         truckllm_config::parse(text),
         truckllm_config::parse(&current.text),
-    ) else {
-        return Ok(());
+    ) {
+        (Ok(target), Ok(now)) => revived_by_rollback(&target, &now, gw.now_ms()),
+        _ => Revived::default(),
     };
-    let revived = truckllm_config::governance::revived_by_rollback(&target, &now);
+    Ok((current.info.version, revived))
+}
+
+/// Refuses (409) a rollback to `version` that would let keys in again that the current version
+/// revoked, disabled, rotated or expired sooner (`would_revive_keys`), or open the gateway to
+/// anyone (`would_open_gateway`).
+fn refuse_revival(version: u64, revived: &Revived) -> Result<(), ApiError> {
     if revived.is_empty() {
         return Ok(());
     }
+    let code = if revived.opens_gateway {
+        "would_open_gateway"
+    } else {
+        "would_revive_keys"
+    };
     Err(ApiError::bad_request(
-        "would_revive_keys",
+        code,
         format!(
-            "rolling back to version {version} would let in again {revived}, revoked, disabled or \
-             given a new secret since (or written differently); revoke them again after the \
-             rollback, or send \"force\": true to roll back anyway"
+            "rolling back to version {version} would let in again {revived}, revoked, disabled, \
+             given a new secret or an earlier expiry since (or written differently), or no \
+             longer open to anyone; revoke them again after the rollback, or send \
+             \"force\": true to roll back anyway"
         ),
     )
     .with_status(StatusCode::CONFLICT))

@@ -97,12 +97,26 @@ impl Call<'_> {
     }
 
     /// Audits and answers a change made other than by editing the config (a rollback):
-    /// its status, body and (old, new) running versions.
-    pub fn changed(&self, result: Result<(StatusCode, Value, (u64, u64)), ApiError>) -> Response {
-        self.answer(result.map(|(status, body, versions)| (status, body, Some(versions))))
+    /// its status, body, (old, new) running versions and the audit record's message.
+    pub fn changed(
+        &self,
+        result: Result<(StatusCode, Value, (u64, u64), String), ApiError>,
+    ) -> Response {
+        let (result, message) = match result {
+            Ok((status, body, versions, message)) => {
+                (Ok((status, body, Some(versions))), Some(message))
+            }
+            Err(e) => (Err(e), None),
+        };
+        self.answer_with(result, message)
     }
 
     fn answer(&self, result: Result<Answered, ApiError>) -> Response {
+        self.answer_with(result, None)
+    }
+
+    /// Audits (with `message` when it succeeded, if any) and answers.
+    fn answer_with(&self, result: Result<Answered, ApiError>, message: Option<String>) -> Response {
         let record = AuditRecord::new(
             AuditCategory::Admin,
             self.action,
@@ -113,6 +127,9 @@ impl Call<'_> {
         match result {
             Ok((status, mut body, versions)) => {
                 let mut record = record.status(status.as_u16());
+                if let Some(message) = message {
+                    record = record.message(message);
+                }
                 if let Some((old, new)) = versions {
                     record = record.versions(Some(old), Some(new));
                     if let Value::Object(map) = &mut body {

@@ -5,15 +5,20 @@
 //! [`READ_AUDIT_INTERVAL_MS`]: the audit log still shows who looked at what, and when to within
 //! that interval, while it stays readable.
 //!
-//! Everything else is audited every time: reads made with an admin key (scripts, where each
-//! call is deliberate), reads that failed, every change, sign-in and sign-out, and every
-//! refusal.
+//! Everything else is audited every time: reads whose content depends on the query
+//! ([`AUDITED_EVERY_TIME`]: a search, a config version, a diff), reads made with an admin key
+//! (scripts, where each call is deliberate), reads that failed, every change, sign-in and
+//! sign-out, and every refusal.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// The longest a session's repeated reads of one route and target go unaudited.
 pub const READ_AUDIT_INTERVAL_MS: u64 = 15 * 60 * 1000;
+
+/// Reads audited every time, even with a session: what they show depends on the query (the
+/// search, the version, the versions compared), which a coarse target does not tell apart.
+pub const AUDITED_EVERY_TIME: &[&str] = &["requests.search", "config.show", "config.diff"];
 
 /// Most (session, route, target) entries remembered; when full, entries past their interval
 /// are dropped, and if none are, reads are audited every time rather than forgotten.
@@ -31,6 +36,9 @@ impl ReadAudits {
     /// Whether `session`'s successful read `action` of `target` at `now_ms` is to be audited;
     /// if so, it is remembered as audited.
     pub fn due(&self, session: [u8; 32], action: &'static str, target: &str, now_ms: u64) -> bool {
+        if AUDITED_EVERY_TIME.contains(&action) {
+            return true;
+        }
         let mut last = self
             .last
             .lock()
@@ -85,5 +93,14 @@ mod tests {
         );
         assert!(audits.due([0; 32], "keys.show", "later", READ_AUDIT_INTERVAL_MS));
         assert!(!audits.due([0; 32], "keys.show", "later", READ_AUDIT_INTERVAL_MS + 1));
+    }
+
+    #[test]
+    fn reads_that_depend_on_the_query_are_audited_every_time() {
+        let audits = ReadAudits::default();
+        for action in AUDITED_EVERY_TIME {
+            assert!(audits.due([1; 32], action, "config", 0));
+            assert!(audits.due([1; 32], action, "config", 1), "{action}");
+        }
     }
 }

@@ -1,4 +1,6 @@
-//! A limit on failed dashboard sign-ins, against guessing admin keys through `POST /ui/login`.
+//! A limit on failed admin sign-ins, against guessing admin keys: through `POST /ui/login`,
+//! and through a wrong admin key presented on any `/admin/...` route ([`crate::auth::admin`]).
+//! Both count in the same log, so neither way guesses faster than the other allows.
 //!
 //! Failed attempts are counted over the last minute (a sliding log of their times, in memory,
 //! on this instance): after [`FAILED_PER_ADDRESS`] from one client address, or
@@ -10,7 +12,8 @@
 //! the per-address limit acts as a second global one. `X-Forwarded-For` is not trusted, since
 //! any client could set it to escape the limit. The global limit bounds guessing from many
 //! addresses; its cost is that a flood of bad attempts can hold off sign-ins for up to a
-//! minute (sessions already open, and admin keys on the API, are not affected).
+//! minute, on the dashboard and on the admin API alike (sessions already open are not
+//! affected; a right admin key is refused too while limited, since it is not looked at).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -95,10 +98,11 @@ impl SignInLimit {
     }
 }
 
-/// The address a client is counted by: IPv4 as it is, IPv6 by its /64.
+/// The address a client is counted by: IPv4 as it is (also when IPv4-mapped, as a dual-stack
+/// listener sees it), IPv6 by its /64.
 fn group(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(_) => address,
+    match address.to_canonical() {
+        v4 @ IpAddr::V4(_) => v4,
         IpAddr::V6(v6) => {
             let prefix = u128::from(v6) & !((1u128 << 64) - 1);
             IpAddr::V6(prefix.into())
@@ -170,5 +174,22 @@ mod tests {
         assert!(limit.check(ip("192.0.2.9"), 1).is_err(), "global");
         assert!(limit.check(None, 1).is_err());
         assert!(limit.check(ip("192.0.2.9"), WINDOW_MS).is_ok());
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_count_as_their_ipv4_address() {
+        let limit = SignInLimit::default();
+        for i in 0..FAILED_PER_ADDRESS {
+            limit.failed(ip("::ffff:192.0.2.1"), i as u64);
+        }
+        assert!(limit.check(ip("::ffff:192.0.2.1"), 100).is_err());
+        assert!(
+            limit.check(ip("192.0.2.1"), 100).is_err(),
+            "the same client"
+        );
+        assert!(
+            limit.check(ip("::ffff:192.0.2.2"), 100).is_ok(),
+            "another IPv4 client, though in the same /64"
+        );
     }
 }

@@ -284,10 +284,14 @@ async fn refuse_revival(store: &dyn truckllm_config::ConfigStore, version: u64) 
     ) else {
         return Ok(());
     };
-    let revived = truckllm_config::governance::revived_by_rollback(&target, &current);
+    let revived = truckllm_config::governance::revived_by_rollback(
+        &target,
+        &current,
+        truckllm_config::governance::now_ms(),
+    );
     anyhow::ensure!(
         revived.is_empty(),
-        "rolling back to version {version} would let in again {revived}, revoked, disabled or given a new secret since (or written differently); revoke them again after the rollback, or pass --force to roll back anyway"
+        "rolling back to version {version} would let in again {revived}, revoked, disabled, given a new secret or an earlier expiry since (or written differently), or no longer open to anyone; revoke them again after the rollback, or pass --force to roll back anyway"
     );
     Ok(())
 }

@@ -37,7 +37,7 @@ const pct = (n) => ((Number(n) || 0) * 100).toFixed(1) + "%";
 const ms = (n) => (Number(n) || 0).toFixed(1) + " ms";
 
 class ApiError extends Error {
-  constructor(status, message) { super(message); this.status = status; }
+  constructor(status, message, code) { super(message); this.status = status; this.code = code || null; }
 }
 
 async function api(method, path, body) {
@@ -57,7 +57,7 @@ async function api(method, path, body) {
   try { data = text ? JSON.parse(text) : null; } catch (_) { data = null; }
   if (!response.ok) {
     const message = data && data.error && data.error.message ? data.error.message : text || response.statusText;
-    throw new ApiError(response.status, message);
+    throw new ApiError(response.status, message, data && data.error ? data.error.code : null);
   }
   return data;
 }
@@ -426,8 +426,9 @@ async function rollback(version) {
     showError(null);
     await refresh();
   } catch (e) {
-    // Keys revoked since that version would work again: say which, and ask once more.
-    if (e.status === 409 && e.message.includes("force")) {
+    // Keys revoked since that version would work again, or anyone could call: say so, and
+    // ask once more.
+    if (e.status === 409 && (e.code === "would_revive_keys" || e.code === "would_open_gateway")) {
       if (window.confirm(e.message.replace(/; revoke them again.*$/, "") + ".\n\nRoll back anyway?")) {
         await change("POST", "/admin/config/rollback", { version, force: true }, done);
       }
