@@ -248,8 +248,26 @@ pub fn redis_server_binary() -> PathBuf {
     })
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// Ports handed out by [`free_port`]: below Linux's ephemeral range (32768–60999 by default),
+/// from which every outgoing connection takes its source port. A port taken from that range
+/// could be given to some process's outgoing connection (a gateway's pool to Postgres, say)
+/// between the test choosing it and the server binding it, and the server would fail to start.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port that was free a moment ago on 127.0.0.1, chosen at random from [`TEST_PORTS`] so
+/// tests running at once rarely pick the same one, and outgoing connections never take it.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let span = u64::from(TEST_PORTS.end - TEST_PORTS.start);
+    for _ in 0..1000 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(u64::from(std::process::id()));
+        let offset = u16::try_from(hasher.finish() % span).unwrap_or(0);
+        let port = TEST_PORTS.start + offset;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

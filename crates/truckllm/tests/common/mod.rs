@@ -17,15 +17,23 @@ impl Process {
             .envs(env.iter().copied())
             .env_remove("TRUCKLLM_STORE")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn truckllm");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut stderr = child.stderr.take().expect("stderr");
         let mut line = String::new();
         stdout.read_line(&mut line).expect("banner");
-        assert!(line.contains("://"), "unexpected banner: {line}");
+        if !line.contains("://") {
+            // No banner: the process failed to start, and its log says why.
+            let _ = child.wait();
+            let mut log = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+            panic!("unexpected banner: {line:?}; truckllm {args:?} wrote:\n{log}");
+        }
         // Keep reading so the child never writes into a closed pipe.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         Process(child)
     }
 
