@@ -59,6 +59,13 @@ async fn every_route_is_authenticated_unless_it_is_on_the_public_list() {
         Backend::Memory,
     )
     .await;
+    // A wrong admin key counts as a failed sign-in of this address (10 a minute are allowed):
+    // each route's refusals are made a minute after the last route's, so every one is a 401.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+    let clock = Arc::new(truckllm_store::ManualClock::new(now_ms));
+    gw.gateway.use_clock(clock.clone());
     let public: Vec<&str> = ROUTES
         .iter()
         .filter(|r| r.access == Access::Public)
@@ -70,6 +77,7 @@ async fn every_route_is_authenticated_unless_it_is_on_the_public_list() {
         "the public list"
     );
     for route in ROUTES {
+        clock.advance(std::time::Duration::from_secs(61));
         let (anonymous, body) = call(&gw, &route.method, route.path, None).await;
         let (with_client_key, _) = call(&gw, &route.method, route.path, Some(CLIENT_KEY)).await;
         match route.access {
