@@ -252,7 +252,9 @@ pub fn redis_server_binary() -> PathBuf {
 /// from which every outgoing connection takes its source port. A port taken from that range
 /// could be given to some process's outgoing connection (a gateway's pool to Postgres, say)
 /// between the test choosing it and the server binding it, and the server would fail to start.
-const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+/// A Redis Cluster node also listens on its port + 10000 (the cluster bus), so the range stops
+/// where that lands below the ephemeral range too, and clear of the range itself.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..22_768;
 
 /// A port that was free a moment ago on 127.0.0.1, chosen at random from [`TEST_PORTS`] so
 /// tests running at once rarely pick the same one, and outgoing connections never take it.
